@@ -1,0 +1,103 @@
+// Version, build configuration, ISA selection, threads and the random generator.
+#include <cstdint>
+
+#include "common.h"
+#include "gradkit/isa.h"
+#include "gradkit/parallel.h"
+#include "gradkit/rng.h"
+
+namespace gk::bind {
+
+namespace {
+
+template <class T>
+void fill_uniform(const py::handle& obj, double low, double high) {
+  auto a = out<T>(obj, "out");
+  T* p = a.mutable_data();
+  const index_t n = a.size();
+  py::gil_scoped_release release;
+  rng_uniform<T>(p, n, static_cast<T>(low), static_cast<T>(high));
+}
+
+template <class T>
+void fill_normal(const py::handle& obj, double mean, double std) {
+  auto a = out<T>(obj, "out");
+  T* p = a.mutable_data();
+  const index_t n = a.size();
+  py::gil_scoped_release release;
+  rng_normal<T>(p, n, static_cast<T>(mean), static_cast<T>(std));
+}
+
+}  // namespace
+
+void bind_core(py::module_& m) {
+  m.attr("__version__") = VERSION_INFO;
+  py::dict build;
+  build["compiler"] = GK_COMPILER;
+  build["flags"] = GK_FLAGS;
+  build["avx2_flags"] = GK_AVX2_FLAGS;
+  build["avx512_flags"] = GK_AVX512_FLAGS;
+#if defined(GK_X86)
+  build["x86_kernels"] = true;
+#else
+  build["x86_kernels"] = false;
+#endif
+  m.attr("build_info") = build;
+
+  m.def("get_isa", [] { return std::string(isa_name(current_isa())); }, "The ISA the kernels dispatch to now.");
+  m.def(
+      "set_isa", [](const std::string& name) { set_isa(parse_isa(name)); }, py::arg("name"),
+      "Switch every dispatch table to `name` (tests use this to cover each ISA).");
+  m.def(
+      "supported_isas",
+      [] {
+        std::vector<std::string> out;
+        for (Isa isa : supported_isas()) out.emplace_back(isa_name(isa));
+        return out;
+      },
+      "The ISAs this CPU and build can run, from generic up.");
+
+  m.def("get_num_threads", &get_num_threads);
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) value_error("n", "an integer >= 1", std::to_string(n));
+        set_num_threads(n);
+      },
+      py::arg("n"));
+
+  m.def(
+      "manual_seed", [](std::uint64_t seed) { manual_seed(seed); }, py::arg("seed"));
+  m.def("rng_state", [] {
+    const RngState s = rng_state();
+    return py::make_tuple(s.seed, s.offset);
+  });
+  m.def(
+      "set_rng_state", [](std::uint64_t seed, std::uint64_t offset) { set_rng_state({seed, offset}); },
+      py::arg("seed"), py::arg("offset"));
+  m.def(
+      "rng_uniform",
+      [](const py::handle& out, double low, double high) {
+        dispatch_float(out, "out", [&](auto t) { fill_uniform<decltype(t)>(out, low, high); });
+      },
+      py::arg("out"), py::arg("low") = 0.0, py::arg("high") = 1.0, "Fill `out` in place with U[low, high).");
+  m.def(
+      "rng_normal",
+      [](const py::handle& out, double mean, double std) {
+        dispatch_float(out, "out", [&](auto t) { fill_normal<decltype(t)>(out, mean, std); });
+      },
+      py::arg("out"), py::arg("mean") = 0.0, py::arg("std") = 1.0, "Fill `out` in place with N(mean, std^2).");
+  m.def(
+      "rng_bits",
+      [](py::ssize_t n) {
+        if (n < 0) value_error("n", "n >= 0", std::to_string(n));
+        carray<std::uint32_t> a({n});
+        std::uint32_t* p = a.mutable_data();
+        py::gil_scoped_release release;
+        rng_bits(p, n);
+        return a;
+      },
+      py::arg("n"), "n random uint32 words from the library generator.");
+}
+
+}  // namespace gk::bind

@@ -1,0 +1,10 @@
+// The one extension module, gradkit._core. Each area binds its kernels in its own file.
+#include "common.h"
+#include "gradkit/isa.h"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "gradkit C++ kernels (internal; use gradkit.ops)";
+  gk::init_isa_from_env();  // a bad GRADKIT_ISA fails the import with a clear message
+  gk::bind::bind_core(m);
+  gk::bind::bind_gemm(m);
+}

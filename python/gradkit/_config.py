@@ -1,0 +1,78 @@
+"""Process-wide settings: threads, seeding, gradient mode, build configuration."""
+from __future__ import annotations
+
+import contextlib
+import operator
+import threading
+
+from . import _core
+
+__all__ = ["set_num_threads", "get_num_threads", "manual_seed", "show_config", "no_grad", "is_grad_enabled"]
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of OpenMP threads every kernel uses (n >= 1)."""
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"set_num_threads: n: expected an int, got {type(n).__name__}") from None
+    if n < 1:
+        raise ValueError(f"set_num_threads: n: expected an integer >= 1, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of kernel threads (default: OMP_NUM_THREADS, else the CPU count)."""
+    return _core.get_num_threads()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every random draw of the library: initialization, dropout, shuffling.
+
+    The generator is counter-based (Philox4x32-10), so a seed gives the same
+    numbers whatever the thread count.
+    """
+    try:
+        seed = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"manual_seed: seed: expected an int, got {type(seed).__name__}") from None
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"manual_seed: seed: expected a value in [-2**63, 2**64), got {seed}")
+    _core.manual_seed(seed % 2**64)
+
+
+def show_config() -> str:
+    """Return (and print) the version, chosen SIMD level, threads, compiler and flags."""
+    info = _core.build_info
+    lines = [
+        f"gradkit {_core.__version__}",
+        f"  isa: {_core.get_isa()} (supported: {', '.join(_core.supported_isas())})",
+        f"  threads: {_core.get_num_threads()}",
+        f"  compiler: {info['compiler']}",
+        f"  flags: {info['flags']}",
+    ]
+    if info["x86_kernels"]:
+        lines.append(f"  avx2 kernels: {info['avx2_flags']}")
+        lines.append(f"  avx512 kernels: {info['avx512_flags']}")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+_grad_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """False inside ``gk.no_grad()``: forward passes then keep no cache for backward."""
+    return getattr(_grad_state, "enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Context manager: forward passes inside keep no cache; a later backward raises RuntimeError."""
+    previous = is_grad_enabled()
+    _grad_state.enabled = False
+    try:
+        yield
+    finally:
+        _grad_state.enabled = previous

@@ -1,0 +1,257 @@
+"""``Module``: the base of every layer and loss.
+
+A module owns Parameters, buffers (running statistics) and child modules,
+registered by attribute assignment as in PyTorch. ``forward`` caches what
+``backward`` needs (nothing under ``gk.no_grad()``); ``backward(dy)`` returns
+the input gradient and ADDS parameter gradients into ``Parameter.grad``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .._config import is_grad_enabled
+from .parameter import Parameter, _FLOAT_DTYPES
+
+
+class Module:
+    """Base class of layers, containers and losses."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "training", True)
+
+    # -- registration ------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
+        params, buffers, modules = self._parameters, self._buffers, self._modules
+        if isinstance(value, (Parameter, Module)):
+            for registry in (params, buffers, modules):
+                registry.pop(name, None)
+            self.__dict__.pop(name, None)
+            (params if isinstance(value, Parameter) else modules)[name] = value
+        elif name in buffers:
+            buffers[name] = value
+        elif (name in params or name in modules) and value is not None:
+            kind = "Parameter" if name in params else "Module"
+            raise TypeError(f"{type(self).__name__}.{name}: expected a {kind} or None, got {type(value).__name__}")
+        elif name in params:
+            params[name] = None
+        elif name in modules:
+            modules[name] = None
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        for registry in ("_parameters", "_buffers", "_modules"):
+            if registry in d and name in d[registry]:
+                return d[registry][name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name):
+        for registry in (self._parameters, self._buffers, self._modules):
+            if name in registry:
+                del registry[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, array) -> None:
+        """Register a non-trainable array (e.g. running_mean) saved in state_dict; None is allowed."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = array
+
+    def add_module(self, name: str, module: "Module") -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"add_module: module: expected a gk.nn.Module, got {type(module).__name__}")
+        self._modules[name] = module
+
+    # -- the computation ---------------------------------------------------
+    def forward(self, *inputs):
+        raise TypeError(f"{type(self).__name__} does not define forward()")
+
+    def backward(self, dy):
+        raise TypeError(f"{type(self).__name__} does not define backward()")
+
+    def __call__(self, *inputs, **kwargs):
+        return self.forward(*inputs, **kwargs)
+
+    # -- helpers for subclasses ---------------------------------------------
+    def _save_for_backward(self, **saved) -> None:
+        """Keep what backward needs, unless gradients are disabled (then keep nothing)."""
+        self._cache = saved if is_grad_enabled() else None
+
+    def _saved(self) -> dict:
+        """The cache of the last forward; RuntimeError if there is none."""
+        if self._cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: no cached forward pass (forward was never called, "
+                "or ran under gk.no_grad())")
+        return self._cache
+
+    def _param_dtype(self):
+        """The dtype of this module's own parameters (None if it has none)."""
+        for p in self._parameters.values():
+            if p is not None:
+                return p.data.dtype
+        return None
+
+    def _check_input(self, x, name: str = "input", ndim=None) -> np.ndarray:
+        """Check that x is a float ndarray matching the parameters' dtype (and rank)."""
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{type(self).__name__}: {name}: expected a numpy.ndarray, got {type(x).__name__}")
+        expected = self._param_dtype()
+        if expected is not None and x.dtype != expected:
+            raise TypeError(f"{type(self).__name__}: {name}: expected dtype {expected} (the parameters' dtype), "
+                            f"got {x.dtype}")
+        if expected is None and x.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}: {name}: expected dtype float32 or float64, got {x.dtype}")
+        if ndim is not None:
+            allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+            if x.ndim not in allowed:
+                want = " or ".join(f"{n}-D" for n in allowed)
+                raise ValueError(f"{type(self).__name__}: {name}: expected a {want} array, "
+                                 f"got {x.ndim}-D of shape {x.shape}")
+        return x
+
+    def _check_grad(self, dy, shape, dtype) -> np.ndarray:
+        """Check that the incoming gradient has the forward output's shape and dtype."""
+        if not isinstance(dy, np.ndarray):
+            raise TypeError(f"{type(self).__name__}.backward: dy: expected a numpy.ndarray, got {type(dy).__name__}")
+        if dy.shape != tuple(shape):
+            raise ValueError(f"{type(self).__name__}.backward: dy: expected shape {tuple(shape)} "
+                             f"(the output's), got {dy.shape}")
+        if dy.dtype != dtype:
+            raise TypeError(f"{type(self).__name__}.backward: dy: expected dtype {dtype}, got {dy.dtype}")
+        return dy
+
+    # -- traversal -----------------------------------------------------------
+    def named_modules(self, prefix: str = ""):
+        """(dotted name, module) for this module and every descendant, depth first."""
+        out = [(prefix, self)]
+        for name, child in self._modules.items():
+            if child is not None:
+                out.extend(child.named_modules(f"{prefix}.{name}" if prefix else name))
+        return out
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def children(self):
+        return [m for m in self._modules.values() if m is not None]
+
+    def named_parameters(self, prefix: str = ""):
+        """(dotted name, Parameter) pairs, e.g. ``2.block.0.weight``; shared parameters once."""
+        seen, out = set(), []
+        for mod_name, mod in self.named_modules(prefix):
+            for name, p in mod._parameters.items():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    out.append((f"{mod_name}.{name}" if mod_name else name, p))
+        return out
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = ""):
+        out = []
+        for mod_name, mod in self.named_modules(prefix):
+            for name, b in mod._buffers.items():
+                if b is not None:
+                    out.append((f"{mod_name}.{name}" if mod_name else name, b))
+        return out
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad.fill(0)
+
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    # -- state -----------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """name -> copy of every parameter and buffer (PyTorch's names and order)."""
+        out = OrderedDict()
+        for mod_name, mod in self.named_modules():
+            for registry in (mod._parameters, mod._buffers):
+                for name, value in registry.items():
+                    if value is None:
+                        continue
+                    arr = value.data if isinstance(value, Parameter) else value
+                    out[f"{mod_name}.{name}" if mod_name else name] = np.array(arr, copy=True)
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> None:
+        """Copy arrays into parameters and buffers in place; shapes must match.
+
+        Raises KeyError for missing or unexpected keys (when strict) and
+        ValueError for a shape mismatch; nothing is changed unless every entry fits.
+        """
+        targets = OrderedDict()
+        for mod_name, mod in self.named_modules():
+            for registry in (mod._parameters, mod._buffers):
+                for name, value in registry.items():
+                    if value is not None:
+                        targets[f"{mod_name}.{name}" if mod_name else name] = (mod, registry, name)
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        updates = []
+        for key, (mod, registry, name) in targets.items():
+            if key not in state_dict:
+                continue
+            current = registry[name]
+            current_arr = current.data if isinstance(current, Parameter) else current
+            value = np.asarray(state_dict[key])
+            if value.shape != current_arr.shape:
+                raise ValueError(f"load_state_dict: {key}: expected shape {current_arr.shape}, got {value.shape}")
+            updates.append((current_arr, value))
+        for current_arr, value in updates:
+            current_arr[...] = value
+
+    def to(self, dtype) -> "Module":
+        """Convert every parameter (data and grad) and floating buffer to dtype, in place."""
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"to: dtype: expected float32 or float64, got {dtype}")
+        for mod in self.modules():
+            for p in mod._parameters.values():
+                if p is not None:
+                    p._set_dtype(dtype)
+            for name, b in mod._buffers.items():
+                if isinstance(b, np.ndarray) and b.dtype in _FLOAT_DTYPES:
+                    mod._buffers[name] = b.astype(dtype)
+            object.__setattr__(mod, "_cache", None)
+        return self
+
+    def double(self) -> "Module":
+        return self.to(np.float64)
+
+    def float(self) -> "Module":
+        return self.to(np.float32)
+
+    # -- printing ----------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        if not self._modules:
+            return f"{type(self).__name__}({extra})"
+        lines = [f"{type(self).__name__}({extra}" if extra else f"{type(self).__name__}("]
+        for name, child in self._modules.items():
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        lines.append(")")
+        return "\n".join(lines)
