@@ -1,0 +1,61 @@
+"""Benchmark setup: 2 kernel threads, NumPy's BLAS limited to 2 threads
+(threadpoolctl), PyTorch on 2 threads when it is installed, and a closing
+table of time ratios per group, measured side by side in this process.
+
+Run: python -m pytest benchmarks --benchmark-only
+Each benchmark sets ``benchmark.group`` (the shape) and ``benchmark.extra_info["impl"]``
+("gradkit", "numpy" or "torch"); the table divides each baseline's median by gradkit's.
+"""
+import pytest
+
+import gradkit as gk
+
+THREADS = 2
+
+try:
+    import torch
+except ImportError:  # PyTorch is never a dependency; its columns are skipped
+    torch = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bench_threads():
+    from threadpoolctl import threadpool_limits
+
+    gk.set_num_threads(THREADS)
+    if torch is not None:
+        torch.set_num_threads(THREADS)
+    with threadpool_limits(limits=THREADS):
+        yield
+
+
+@pytest.fixture
+def needs_torch():
+    if torch is None:
+        pytest.skip("PyTorch is not installed (pip install torch==2.13.0 for the side-by-side numbers)")
+    return torch
+
+
+def pytest_terminal_summary(terminalreporter):
+    session = getattr(terminalreporter.config, "_benchmarksession", None)
+    if session is None or not session.benchmarks:
+        return
+    groups = {}
+    for bench in session.benchmarks:
+        impl = bench.extra_info.get("impl")
+        if impl and bench.stats is not None:
+            groups.setdefault(bench.group, {})[impl] = bench.stats.median
+    rows = []
+    for group, times in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        if "gradkit" not in times:
+            continue
+        gk_t = times["gradkit"]
+        cols = [f"{group}", f"gradkit {gk_t * 1e3:9.3f} ms"]
+        for impl in ("numpy", "torch"):
+            if impl in times:
+                cols.append(f"{impl} {times[impl] * 1e3:9.3f} ms ({times[impl] / gk_t:5.2f}x)")
+        rows.append(" | ".join(cols))
+    if rows:
+        terminalreporter.write_sep("=", "speed vs baselines (baseline time / gradkit time; >1 means gradkit is faster)")
+        for row in rows:
+            terminalreporter.write_line(row)
