@@ -23,33 +23,31 @@ const OptimKernels<T>& kernels_of(const OptimTable& t) {
   else return t.f64;
 }
 
-// Pieces of the concatenation of all tensors are handed out in blocks of this
-// many elements (a whole number of cache lines of floats and doubles).
+// Work is handed out in blocks of this many elements of one tensor: pieces
+// start at a multiple of kBlock inside their tensor, so every element is
+// processed by the same code path (vector body or tail) whatever the thread
+// count, and results are bit-identical for 1 or N threads.
 constexpr index_t kBlock = 64;
 // Gradient norms sum fixed chunks of each tensor, then the chunk sums in order.
 constexpr index_t kNormChunk = 16384;
 
-// offsets[i] = elements before tensor i; offsets.back() = total.
-std::vector<index_t> prefix_offsets(const std::vector<index_t>& n) {
-  std::vector<index_t> off(n.size() + 1, 0);
-  for (size_t i = 0; i < n.size(); ++i) off[i + 1] = off[i] + n[i];
-  return off;
-}
-
-// Splits [0, total) of the concatenated tensors into one contiguous range per
-// thread (block-aligned) and calls f(i, begin, end) for each part of tensor i
-// inside a thread's range. `cost` weighs the decision to go parallel.
+// Splits the blocks of all tensors into one contiguous range per thread and
+// calls f(i, begin, end) for each part of tensor i inside a thread's range.
+// `cost` (per element) weighs the decision to go parallel.
 template <class F>
-void for_each_piece(const std::vector<index_t>& off, index_t cost, int nthreads, F&& f) {
-  const index_t total = off.back();
-  const index_t nblocks = ceil_div(total, kBlock);
-  parallel_for(nblocks, total * cost, [&](index_t b0, index_t b1) {
-    const index_t begin = b0 * kBlock, end = std::min(b1 * kBlock, total);
-    // The first tensor whose range ends after `begin` (skips empty tensors).
-    size_t i = static_cast<size_t>(std::upper_bound(off.begin(), off.end(), begin) - off.begin()) - 1;
-    for (; i + 1 < off.size() && off[i] < end; ++i) {
-      const index_t lo = std::max(begin, off[i]) - off[i];
-      const index_t hi = std::min(end, off[i + 1]) - off[i];
+void for_each_piece(const std::vector<index_t>& n, index_t cost, int nthreads, F&& f) {
+  std::vector<index_t> boff(n.size() + 1, 0);  // blocks before tensor i
+  index_t total = 0;
+  for (size_t i = 0; i < n.size(); ++i) {
+    boff[i + 1] = boff[i] + ceil_div(n[i], kBlock);
+    total += n[i];
+  }
+  parallel_for(boff.back(), total * cost, [&](index_t b0, index_t b1) {
+    // The tensor holding block b0 (upper_bound skips empty tensors).
+    size_t i = static_cast<size_t>(std::upper_bound(boff.begin(), boff.end(), b0) - boff.begin()) - 1;
+    for (; i < n.size() && boff[i] < b1; ++i) {
+      const index_t lo = (std::max(b0, boff[i]) - boff[i]) * kBlock;
+      const index_t hi = std::min((std::min(b1, boff[i + 1]) - boff[i]) * kBlock, n[i]);
       if (lo < hi) f(i, lo, hi);
     }
   }, nthreads);
@@ -86,8 +84,7 @@ void optim_step(const OptimHyper& h, const TensorList<T>& t, int nthreads) {
   std::vector<OptimStepScalars> sc(count);
   for (size_t i = 0; i < count; ++i) sc[i] = step_scalars(h, t.step[i]);
   const auto kernel = kernels_of<T>(optim_table()).step[static_cast<int>(h.kind)];
-  const auto off = prefix_offsets(t.n);
-  for_each_piece(off, 1, nthreads, [&](size_t i, index_t lo, index_t hi) {
+  for_each_piece(t.n, 1, nthreads, [&](size_t i, index_t lo, index_t hi) {
     auto at = [lo](auto* ptr) { return ptr == nullptr ? ptr : ptr + lo; };
     kernel(h, sc[i], t.param[i] + lo, t.grad[i] + lo, at(t.state[0][i]), at(t.state[1][i]), at(t.state[2][i]),
            hi - lo);
@@ -125,8 +122,7 @@ double grad_norm_partial(const std::vector<const T*>& x, const std::vector<index
 template <class T>
 void scale_tensors(const std::vector<T*>& x, const std::vector<index_t>& n, T c, int nthreads) {
   const auto scale = kernels_of<T>(optim_table()).scale;
-  const auto off = prefix_offsets(n);
-  for_each_piece(off, 1, nthreads, [&](size_t i, index_t lo, index_t hi) { scale(x[i] + lo, c, hi - lo); });
+  for_each_piece(n, 1, nthreads, [&](size_t i, index_t lo, index_t hi) { scale(x[i] + lo, c, hi - lo); });
 }
 
 template void optim_step<float>(const OptimHyper&, const TensorList<float>&, int);
