@@ -45,29 +45,76 @@ struct Lists {
   std::vector<py::object> keep;
 };
 
+// NumPy's builtin descriptor of T (a process-lifetime singleton).
+template <class T>
+PyObject* builtin_descr() {
+  static PyObject* d = py::dtype::of<T>().release().ptr();
+  return d;
+}
+
+// The quick check done per array on every step (many small tensors make the
+// per-array cost matter): an ndarray with T's builtin descriptor, C-contiguous,
+// aligned, writeable if asked, of shape (nd, dims). Returns its data or nullptr;
+// on nullptr the caller runs the full validation, which raises the right error
+// (or accepts an unusual but valid array, e.g. a non-builtin descriptor).
+template <class T>
+T* quick_array(PyObject* o, int nd, const py::ssize_t* dims, bool writeable) {
+  if (!py::detail::npy_api::get().PyArray_Check_(o)) return nullptr;
+  const auto* a = py::detail::array_proxy(o);
+  using api = py::detail::npy_api;
+  const int need = api::NPY_ARRAY_C_CONTIGUOUS_ | api::NPY_ARRAY_ALIGNED_ | (writeable ? api::NPY_ARRAY_WRITEABLE_ : 0);
+  if (a->descr != builtin_descr<T>() || (a->flags & need) != need || a->nd != nd) return nullptr;
+  for (int d = 0; d < nd; ++d) {
+    if (a->dimensions[d] != dims[d]) return nullptr;
+  }
+  return reinterpret_cast<T*>(a->data);
+}
+
+// Full validation of an in-place array of the parameter's dtype and shape (raises on error).
+template <class T>
+T* checked_inplace(const py::handle& obj, const std::vector<py::ssize_t>& shape, const std::string& name) {
+  auto a = out<T>(obj, name.c_str());
+  check_shape(a, shape, name.c_str());
+  return a.mutable_data();
+}
+
 template <class T>
 void add_tensor(TensorList<T>& t, std::vector<py::object>& keep, const OptimHyper& h, const bool need[3],
-                const py::handle& p_obj, const py::handle& g_obj, const py::list* slots[3], size_t i, double step) {
-  auto p = out<T>(p_obj, item("params", i).c_str());
-  const std::vector<py::ssize_t> shape(p.shape(), p.shape() + p.ndim());
-  const std::string gname = item("grads", i);
-  if (!py::isinstance<py::array>(g_obj)) type_error(gname, std::string("a numpy.ndarray of ") + dtype_name<T>(), dtype_str(g_obj));
-  auto g = in<T>(g_obj, gname.c_str());
-  check_shape(g, shape, gname.c_str());
-  t.param.push_back(p.mutable_data());
-  t.grad.push_back(g.data());
-  if (!g.is(g_obj)) keep.push_back(g);
+                PyObject* p_obj, PyObject* g_obj, PyObject* const slots[3], size_t i, double step) {
+  const auto* pa = py::detail::array_proxy(p_obj);  // an ndarray of T: checked by the dtype dispatch
+  const int nd = pa->nd;
+  const py::ssize_t* dims = pa->dimensions;
+  T* p = quick_array<T>(p_obj, nd, dims, true);
+  std::vector<py::ssize_t> shape;
+  auto full_shape = [&]() -> const std::vector<py::ssize_t>& {
+    if (shape.empty() && nd > 0) shape.assign(dims, dims + nd);
+    return shape;
+  };
+  if (p == nullptr) p = checked_inplace<T>(p_obj, full_shape(), item("params", i));
+  const T* g = quick_array<T>(g_obj, nd, dims, false);
+  if (g == nullptr) {
+    const std::string gname = item("grads", i);
+    const py::handle gh(g_obj);
+    if (!py::isinstance<py::array>(gh)) type_error(gname, std::string("a numpy.ndarray of ") + dtype_name<T>(), dtype_str(gh));
+    auto ga = in<T>(gh, gname.c_str());  // non-contiguous grads are read from a contiguous copy
+    check_shape(ga, full_shape(), gname.c_str());
+    g = ga.data();
+    keep.push_back(ga);
+  }
+  t.param.push_back(p);
+  t.grad.push_back(g);
   for (int k = 0; k < 3; ++k) {
     T* s = nullptr;
     if (need[k]) {
-      const std::string sname = item(kSlotNames[static_cast<int>(h.kind)][k], i);
-      auto a = out<T>((*slots[k])[i], sname.c_str());
-      check_shape(a, shape, sname.c_str());
-      s = a.mutable_data();
+      PyObject* o = PyList_GET_ITEM(slots[k], static_cast<py::ssize_t>(i));
+      s = quick_array<T>(o, nd, dims, true);
+      if (s == nullptr) s = checked_inplace<T>(o, full_shape(), item(kSlotNames[static_cast<int>(h.kind)][k], i));
     }
     t.state[k].push_back(s);
   }
-  t.n.push_back(static_cast<index_t>(p.size()));
+  index_t n = 1;
+  for (int d = 0; d < nd; ++d) n *= dims[d];
+  t.n.push_back(n);
   t.step.push_back(step);
 }
 
@@ -79,25 +126,33 @@ void step_impl(const OptimHyper& h, const py::list& params, const py::list& grad
   bool need[3];
   needed_slots(h, need);
   const py::object* objs[3] = {&s0, &s1, &s2};
-  py::list lists[3];
-  const py::list* slots[3] = {nullptr, nullptr, nullptr};
+  PyObject* slots[3] = {nullptr, nullptr, nullptr};
   for (int k = 0; k < 3; ++k) {
     if (!need[k]) continue;
     const std::string name = kSlotNames[static_cast<int>(h.kind)][k];
     if (!py::isinstance<py::list>(*objs[k])) value_error(name, "a list of " + std::to_string(count) + " arrays", "None");
-    lists[k] = py::reinterpret_borrow<py::list>(*objs[k]);
-    if (lists[k].size() != count) value_error(name, std::to_string(count) + " arrays", std::to_string(lists[k].size()));
-    slots[k] = &lists[k];
+    const auto list = py::reinterpret_borrow<py::list>(*objs[k]);
+    if (list.size() != count) value_error(name, std::to_string(count) + " arrays", std::to_string(list.size()));
+    slots[k] = list.ptr();  // borrowed: the caller's list outlives this call
   }
   Lists l;
   for (size_t i = 0; i < count; ++i) {
     if (!(steps[i] >= 1)) value_error(item("steps", i), "a step count >= 1", std::to_string(steps[i]));
-    const py::handle p = params[i];
-    dispatch_float(p, item("params", i).c_str(), [&](auto t) {
-      using T = decltype(t);
-      if constexpr (std::is_same_v<T, float>) add_tensor<T>(l.f32, l.keep, h, need, p, grads[i], slots, i, steps[i]);
-      else add_tensor<T>(l.f64, l.keep, h, need, p, grads[i], slots, i, steps[i]);
-    });
+    PyObject* p = PyList_GET_ITEM(params.ptr(), static_cast<py::ssize_t>(i));
+    PyObject* g = PyList_GET_ITEM(grads.ptr(), static_cast<py::ssize_t>(i));
+    const bool is_array = py::detail::npy_api::get().PyArray_Check_(p);
+    const PyObject* descr = is_array ? py::detail::array_proxy(p)->descr : nullptr;
+    if (descr == builtin_descr<float>()) {
+      add_tensor<float>(l.f32, l.keep, h, need, p, g, slots, i, steps[i]);
+    } else if (descr == builtin_descr<double>()) {
+      add_tensor<double>(l.f64, l.keep, h, need, p, g, slots, i, steps[i]);
+    } else {
+      dispatch_float(p, item("params", i).c_str(), [&](auto t) {  // an unusual descriptor, or a TypeError
+        using T = decltype(t);
+        if constexpr (std::is_same_v<T, float>) add_tensor<T>(l.f32, l.keep, h, need, p, g, slots, i, steps[i]);
+        else add_tensor<T>(l.f64, l.keep, h, need, p, g, slots, i, steps[i]);
+      });
+    }
   }
   py::gil_scoped_release release;
   optim_step(h, l.f32);

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+from operator import is_
 
 import numpy as np
 
@@ -39,6 +40,17 @@ def check_unit(owner: str, name: str, value) -> None:
         raise ValueError(f"{owner}: {name}: expected a value in [0, 1), got {value}")
 
 
+class _Plan:
+    """The prepared C++ arguments of one param group, valid while the parameters'
+    data and grad arrays and the optimizer's state dict are the same objects."""
+
+    __slots__ = ("slots", "datas", "grads", "state", "nstate", "entries", "steps", "args")
+
+    def __init__(self, slots, datas, grads, state, nstate, entries, steps, args):
+        self.slots, self.datas, self.grads, self.state, self.nstate = slots, datas, grads, state, nstate
+        self.entries, self.steps, self.args = entries, steps, args
+
+
 class Optimizer:
     """Base class: ``param_groups``, lazily created ``state``, ``step``, ``zero_grad``, state dicts.
 
@@ -55,6 +67,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state: dict = {}
         self.param_groups: list = []
+        self._plans: dict = {}  # id(group) -> _Plan
         if isinstance(params, (Parameter, np.ndarray, dict)):
             raise TypeError(f"{type(self).__name__}: params: expected an iterable of Parameters or dicts, "
                             f"got {type(params).__name__}")
@@ -133,18 +146,38 @@ class Optimizer:
 
     def _step_group(self, group: dict) -> None:
         slots = self._slots(group)
+        params = group["params"]
+        datas = [p.data for p in params]  # read fresh: a module's .to(dtype) rebinds them
+        grads = [p.grad for p in params]
+        c = self._plans.get(id(group))
+        if (c is None or c.slots != slots or c.state is not self.state or c.nstate != len(self.state)
+                or len(c.datas) != len(datas) or not all(map(is_, datas, c.datas))
+                or not all(map(is_, grads, c.grads))):
+            c = self._plans[id(group)] = self._plan(params, slots, datas, grads)
+        if not c.args[0]:
+            return
+        if self._counts_steps:
+            steps = []
+            for st in c.entries:
+                st["step"] = step = st["step"] + 1.0
+                steps.append(step)
+        else:
+            steps = c.steps
+            c.steps = [2.0] * len(steps)  # SGD: the momentum buffers exist from now on
+        _core.optim_step(self._kind, *c.args, steps, *self._hyper(group))
+
+    def _plan(self, params, slots, datas, grads) -> "_Plan":
+        """Create or fix the state of every parameter with a gradient and collect the
+        argument lists of the C++ call. Reused while no parameter's data or grad is rebound."""
         lists = [None if s is None else [] for s in slots]
-        params, grads, steps = [], [], []
+        call_params, call_grads, entries, steps = [], [], [], []
         state = self.state
-        counts = self._counts_steps
-        for p in group["params"]:
-            g = p.grad
+        for p, d, g in zip(params, datas, grads):
             if g is None:
                 continue
-            d = p.data
             st = state.get(p)
             if st is None:
-                st = state[p] = {"step": 0.0} if counts else {}
+                st = state[p] = {"step": 0.0} if self._counts_steps else {}
             fresh = False
             for k, slot in enumerate(slots):
                 if slot is None:
@@ -154,15 +187,12 @@ class Optimizer:
                     fresh = fresh or a is None
                     a = self._prepare_slot(st, slot, d)
                 lists[k].append(a)
-            if counts:
-                step = st["step"] = st["step"] + 1.0
-            else:
-                step = 1.0 if fresh else 2.0  # SGD: 1 when the momentum buffer is new (buf = g)
-            params.append(d)
-            grads.append(g)
-            steps.append(step)
-        if params:
-            _core.optim_step(self._kind, params, grads, lists[0], lists[1], lists[2], steps, *self._hyper(group))
+            call_params.append(d)
+            call_grads.append(g)
+            entries.append(st)
+            steps.append(1.0 if fresh else 2.0)  # SGD: 1 when the momentum buffer is new (buf = g)
+        return _Plan(slots, datas, grads, state, len(state), entries, steps,
+                     (call_params, call_grads, lists[0], lists[1], lists[2]))
 
     def _prepare_slot(self, st: dict, slot: tuple, d: np.ndarray) -> np.ndarray:
         """Create a state array (first step), or cast it to the parameter's dtype after ``.to(dtype)``."""
@@ -238,6 +268,7 @@ class Optimizer:
             group.update({k: copy.deepcopy(v) for k, v in sg.items() if k != "params"})
             group["params"] = params
         self.state = new_state
+        self._plans.clear()
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
