@@ -14,7 +14,7 @@ import gradkit as gk
 from gradkit.nn import Parameter
 
 # A CNN/MLP-like mix: big weight matrices, medium ones, many small biases (~10.2M elements).
-SHAPES = ([(2048, 2048), (1024, 2048), (2048, 512), (512, 1024), (3136, 128)] + [(256, 256)] * 8
+SHAPES = ([(2048, 2048), (1024, 2048), (1024, 1024), (2048, 512), (512, 1024), (3136, 128)] + [(256, 256)] * 8
           + [(64, 32, 3, 3)] * 6 + [(1024,)] * 12 + [(128,)] * 20 + [(10,)] * 4)
 TOTAL = sum(math.prod(s) for s in SHAPES)
 GROUP = f"{{}} step {TOTAL / 1e6:.1f}M params float32 in {len(SHAPES)} tensors"
@@ -84,54 +84,31 @@ class NumpySGD:
             p -= self.lr * b
 
 
-def test_adam_gradkit(benchmark, problem):
-    params = gradkit_params(problem)
-    opt = gk.optim.Adam(params, lr=1e-3)
-    opt.step()  # state created outside the timing
-    benchmark.group = GROUP.format("Adam")
-    benchmark.extra_info["impl"] = "gradkit"
-    benchmark(opt.step)
-
-
-def test_adam_numpy(benchmark, problem):
+def make_step(opt_name, impl, problem):
+    """A ready-to-time step function: state already created by one step outside the timing."""
     data, grads = problem
-    opt = NumpyAdam([d.copy() for d in data], grads)
+    if impl == "gradkit":
+        params = gradkit_params(problem)
+        opt = (gk.optim.Adam(params, lr=1e-3) if opt_name == "Adam"
+               else gk.optim.SGD(params, lr=1e-2, momentum=0.9))
+    elif impl == "numpy":
+        copies = [d.copy() for d in data]
+        opt = NumpyAdam(copies, grads) if opt_name == "Adam" else NumpySGD(copies, grads)
+    else:
+        import torch
+        params = torch_params(torch, problem)
+        opt = (torch.optim.Adam(params, lr=1e-3, fused=True) if opt_name == "Adam"
+               else torch.optim.SGD(params, lr=1e-2, momentum=0.9, foreach=True))
     opt.step()
-    benchmark.group = GROUP.format("Adam")
-    benchmark.extra_info["impl"] = "numpy"
-    benchmark(opt.step)
+    return opt.step
 
 
-def test_adam_torch_fused(benchmark, problem, needs_torch):
-    torch = needs_torch
-    opt = torch.optim.Adam(torch_params(torch, problem), lr=1e-3, fused=True)
-    opt.step()
-    benchmark.group = GROUP.format("Adam")
-    benchmark.extra_info["impl"] = "torch"
-    benchmark(opt.step)
-
-
-def test_sgd_momentum_gradkit(benchmark, problem):
-    params = gradkit_params(problem)
-    opt = gk.optim.SGD(params, lr=1e-2, momentum=0.9)
-    opt.step()
-    benchmark.group = GROUP.format("SGD momentum")
-    benchmark.extra_info["impl"] = "gradkit"
-    benchmark(opt.step)
-
-
-def test_sgd_momentum_numpy(benchmark, problem):
-    data, grads = problem
-    opt = NumpySGD([d.copy() for d in data], grads)
-    benchmark.group = GROUP.format("SGD momentum")
-    benchmark.extra_info["impl"] = "numpy"
-    benchmark(opt.step)
-
-
-def test_sgd_momentum_torch_foreach(benchmark, problem, needs_torch):
-    torch = needs_torch
-    opt = torch.optim.SGD(torch_params(torch, problem), lr=1e-2, momentum=0.9, foreach=True)
-    opt.step()
-    benchmark.group = GROUP.format("SGD momentum")
-    benchmark.extra_info["impl"] = "torch"
-    benchmark(opt.step)
+@pytest.mark.parametrize("impl", ["gradkit", "numpy", "torch"])
+@pytest.mark.parametrize("opt_name", ["Adam", "SGD momentum"])
+def test_optimizer_step(benchmark, problem, opt_name, impl, request):
+    if impl == "torch":
+        request.getfixturevalue("needs_torch")
+    step = make_step(opt_name.split()[0], impl, problem)
+    benchmark.group = GROUP.format(opt_name)
+    benchmark.extra_info["impl"] = impl
+    benchmark(step)
