@@ -137,7 +137,9 @@ void rmsprop_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRI
 template <class T>
 void adam_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRICT p, const T* GK_RESTRICT g,
                  T* GK_RESTRICT m, T* GK_RESTRICT v, T* GK_RESTRICT vmax, index_t n) {
-  const T step_size = T(s.lr), bc2_sqrt = T(s.bc2_sqrt), eps = T(h.eps), l1 = T(h.l1);
+  // sqrt(v) / sqrt(1 - beta2^t) as a product with the reciprocal (computed in double):
+  // one division per element instead of two; within rounding of PyTorch's form.
+  const T step_size = T(s.lr), inv_bc2 = T(1.0 / s.bc2_sqrt), eps = T(h.eps), l1 = T(h.l1);
   const T wd = h.decoupled ? T(0) : T(h.weight_decay);
   const T w1 = T(1 - h.beta1), beta2 = T(h.beta2), w2 = T(1 - h.beta2);
   const bool small_w1 = (1 - h.beta1) < 0.5;
@@ -159,7 +161,7 @@ void adam_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRICT 
             vi = vmax[i] > vi ? vmax[i] : vi;
             vmax[i] = vi;
           }
-          const T denom = std::sqrt(vi) / bc2_sqrt + eps;
+          const T denom = std::sqrt(vi) * inv_bc2 + eps;
           p[i] = pi + -step_size * (mi / denom);
         }
       });
