@@ -231,6 +231,26 @@ GK_ALWAYS_INLINE elem_t<V> hmax(V v) {
   return s;
 }
 
+// 1 / d for d in [1, 2^20] (or NaN): the hardware estimate refined by one
+// Newton-Raphson step (float, AVX2 / AVX-512: within ~1 ULP, several times
+// cheaper than a division); an exact division otherwise.
+template <class V>
+GK_ALWAYS_INLINE V recip(V d) {
+  using T = elem_t<V>;
+  if constexpr (std::is_same_v<T, float> && kVecBytes >= 32) {
+#if defined(__AVX512F__)
+    const V r = (V)_mm512_rcp14_ps((__m512)d);
+#elif defined(__AVX2__)
+    const V r = (V)_mm256_rcp_ps((__m256)d);
+#else
+    const V r = T(1) / d;
+#endif
+    return r * (T(2) - d * r);
+  } else {
+    return T(1) / d;
+  }
+}
+
 // Applies a scalar function to every lane (the double math below).
 template <class V, class F>
 GK_ALWAYS_INLINE V map_lanes(V v, F f) {
@@ -300,15 +320,17 @@ GK_ALWAYS_INLINE Vec<float> expm1(Vec<float> x) {
   return abs(x) < 0.5f ? p : exp(x) - 1.0f;
 }
 
-// 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows): e / (1 + e) for
-// x < 0, 1 / (1 + e) for x >= 0. Exact down to denormal results (x ~ -103).
+// 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows): s = e / (1 + e)
+// for x < 0, 1 - s for x >= 0. Exact down to denormal results (x ~ -103).
 GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
   const Vec<float> e = exp(-abs(x));
-  return (x < 0.0f ? e : set1(1.0f)) / (1.0f + e);
+  const Vec<float> s = e * recip(1.0f + e);  // sigmoid(-|x|)
+  return x < 0.0f ? s : 1.0f - s;             // exactly 1 once e < 2^-25
 }
 
 // tanh with the sign of x (-0 stays -0): Cephes tanhf, an odd polynomial for
-// |x| < 0.625, 1 - 2 / (exp(2|x|) + 1) above (no cancellation there).
+// |x| < 0.625, 1 - 2e / (1 + e) with e = exp(-2|x|) <= 0.29 above (no
+// cancellation there, and the divisor stays in [1, 2]).
 GK_ALWAYS_INLINE Vec<float> tanh(Vec<float> x) {
   using V = Vec<float>;
   const V z = abs(x);
@@ -319,7 +341,8 @@ GK_ALWAYS_INLINE Vec<float> tanh(Vec<float> x) {
   p = p * s + 1.33314422036e-1f;
   p = p * s - 3.33332819422e-1f;
   const V small = p * s * z + z;
-  const V big = 1.0f - 2.0f / (exp(z + z) + 1.0f);
+  const V e = exp(-(z + z));
+  const V big = 1.0f - (e + e) * recip(1.0f + e);  // exactly 1 once e < 2^-26
   return copysign(z > 0.625f ? big : small, x);
 }
 
@@ -345,7 +368,7 @@ GK_ALWAYS_INLINE Vec<float> exp_neg_half_sq(Vec<float> x, Vec<float> mul, Vec<fl
 GK_ALWAYS_INLINE Vec<float> normal_tail(Vec<float> x, Vec<float> mul) {
   using V = Vec<float>;
   const V z = abs(x) * 0.70710678118654752f;
-  const V t = 1.0f / (1.0f + 0.5f * z);
+  const V t = recip(1.0f + 0.5f * z);  // divisor in [1, 8.1] for |x| <= 20
   const V s = t * 2.35294117647058824f - 1.35294117647058824f;  // t in [0.15, 1] -> [-1, 1]
   V q = set1(-2.570661691e-05f);
   q = q * s + 6.975276732e-05f;
