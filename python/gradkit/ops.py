@@ -10,7 +10,12 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["matmul"]
+__all__ = [
+    "matmul",
+    "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward",
+    "leaky_relu", "leaky_relu_backward", "elu", "elu_backward", "gelu", "gelu_backward",
+    "dropout", "dropout_backward", "cross_entropy", "mse_loss",
+]
 
 
 def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False, out: np.ndarray | None = None,
@@ -31,3 +36,170 @@ def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool
         The (M, N) result (``out`` if given).
     """
     return _core.gemm(a, b, trans_a, trans_b, out, alpha, beta, bias, bias_per_row, activation)
+
+
+# ---- activations ---------------------------------------------------------------------------
+# Forward: ``y = f(x)`` element-wise on any shape, float32 or float64 (same dtype out).
+# ``out`` (optional): a C-contiguous writeable array of x's shape and dtype; it may be
+# ``x`` itself (in place). Backward: ``dx = dy * f'``, from the saved OUTPUT ``y`` for
+# sigmoid, tanh and relu, from the saved INPUT ``x`` for the others.
+
+
+def sigmoid(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``1 / (1 + exp(-x))``, stable for any x (denormal results down to x ~ -103 in float32)."""
+    return _core.sigmoid_forward(x, out)
+
+
+def sigmoid_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``dy * y * (1 - y)`` from the forward output ``y``."""
+    return _core.sigmoid_backward(dy, y, out)
+
+
+def tanh(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``tanh(x)``."""
+    return _core.tanh_forward(x, out)
+
+
+def tanh_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``dy * (1 - y**2)`` from the forward output ``y``."""
+    return _core.tanh_backward(dy, y, out)
+
+
+def relu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``max(x, 0)`` (NaN stays NaN)."""
+    return _core.relu_forward(x, out)
+
+
+def relu_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``dy`` where the forward output ``y > 0``, else 0."""
+    return _core.relu_backward(dy, y, out)
+
+
+def leaky_relu(x: np.ndarray, negative_slope: float = 0.01, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``x if x > 0 else negative_slope * x``."""
+    return _core.leaky_relu_forward(x, out, negative_slope)
+
+
+def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01, *,
+                        out: np.ndarray | None = None) -> np.ndarray:
+    """``dy if x > 0 else negative_slope * dy`` from the forward input ``x``."""
+    return _core.leaky_relu_backward(dy, x, out, negative_slope)
+
+
+def elu(x: np.ndarray, alpha: float = 1.0, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``x if x > 0 else alpha * expm1(x)``."""
+    return _core.elu_forward(x, out, alpha)
+
+
+def elu_backward(dy: np.ndarray, x: np.ndarray, alpha: float = 1.0, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``dy if x > 0 else dy * alpha * exp(x)`` from the forward input ``x``."""
+    return _core.elu_backward(dy, x, out, alpha)
+
+
+def gelu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``x * Phi(x) = x / 2 * (1 + erf(x / sqrt 2))`` (the exact erf form, PyTorch's default)."""
+    return _core.gelu_forward(x, out)
+
+
+def gelu_backward(dy: np.ndarray, x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``dy * (Phi(x) + x * phi(x))`` from the forward input ``x``."""
+    return _core.gelu_backward(dy, x, out)
+
+
+# ---- dropout ---------------------------------------------------------------------------------
+
+
+def _check_p(p) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dropout: p: expected a float in [0, 1), got {type(p).__name__}")
+    p = float(p)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p: expected a probability in [0, 1), got {p}")
+    return p
+
+
+def dropout(x: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inverted dropout: zero each element with probability ``p``, scale the rest by ``1 / (1 - p)``.
+
+    The mask comes from the library's seeded counter-based generator
+    (``gk.manual_seed``): the same seed gives the same mask for any thread count.
+
+    Args:
+        x: float32 or float64 array of any shape.
+        p: drop probability in [0, 1).
+
+    Returns:
+        ``(y, mask)``: y like x, and the keep-mask packed 8 elements a byte
+        (``numpy.unpackbits(mask, count=x.size, bitorder="little")`` unpacks it).
+    """
+    return _core.dropout_forward(x, _check_p(p))
+
+
+def dropout_backward(dy: np.ndarray, mask: np.ndarray, p: float) -> np.ndarray:
+    """``dy / (1 - p)`` where the forward kept the element, 0 elsewhere (``mask`` from ``dropout``)."""
+    return _core.dropout_backward(dy, mask, _check_p(p))
+
+
+# ---- losses -----------------------------------------------------------------------------------
+
+
+def _labels_int64(target, n: int, c: int) -> np.ndarray:
+    """Class indices as int64 (any integer dtype), shape (n,), each in [0, c)."""
+    if not isinstance(target, np.ndarray):
+        raise TypeError(f"cross_entropy: target: expected a numpy.ndarray of integer class indices, "
+                        f"got {type(target).__name__}")
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: target: expected an integer dtype (class indices), got {target.dtype}")
+    if target.shape != (n,):
+        raise ValueError(f"cross_entropy: target: expected shape ({n},) (one label per row of input), "
+                         f"got {target.shape}")
+    if n:
+        bad = np.flatnonzero((target < 0) | (target >= c))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"cross_entropy: target: expected class indices in [0, {c}) (C = {c}), "
+                             f"got label {int(target[i])} at index {i}")
+    return target.astype(np.int64, copy=False)
+
+
+def cross_entropy(input: np.ndarray, target: np.ndarray, label_smoothing: float = 0.0, *,
+                  grad: bool = True) -> tuple[float, np.ndarray | None]:
+    """Softmax cross-entropy of logits against class indices, mean over the batch, fused with its gradient.
+
+    ``loss = mean_i [logsumexp(x_i) - sum_j q_ij x_ij]`` with the target distribution
+    ``q = (1 - label_smoothing) * onehot(target) + label_smoothing / C`` (PyTorch's
+    formula). Stable for any finite logits (the row maximum is subtracted).
+
+    Args:
+        input: (N, C) float32 or float64 logits.
+        target: (N,) integer class indices (any integer dtype) in [0, C).
+        label_smoothing: in [0, 1].
+        grad: also compute ``d loss / d input`` (one extra write, no extra pass).
+
+    Returns:
+        ``(loss, dinput)``: a Python float and the (N, C) gradient ``(softmax - q) / N``
+        (None when ``grad`` is False).
+    """
+    if not isinstance(input, np.ndarray):
+        raise TypeError(f"cross_entropy: input: expected a numpy.ndarray of float32 or float64, "
+                        f"got {type(input).__name__}")
+    if input.ndim != 2:
+        raise ValueError(f"cross_entropy: input: expected a 2-D array (N, C), got {input.ndim}-D of shape {input.shape}")
+    ls = float(label_smoothing)
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing: expected a value in [0, 1], got {label_smoothing}")
+    labels = _labels_int64(target, input.shape[0], input.shape[1])
+    return _core.cross_entropy(input, labels, ls, bool(grad))
+
+
+def mse_loss(input: np.ndarray, target: np.ndarray, *, grad: bool = True) -> tuple[float, np.ndarray | None]:
+    """Mean squared error over all elements, fused with its gradient.
+
+    Args:
+        input, target: float arrays of the same shape and dtype.
+        grad: also compute ``d loss / d input = 2 (input - target) / input.size``.
+
+    Returns:
+        ``(loss, dinput)``: a Python float and the gradient (None when ``grad`` is False).
+    """
+    return _core.mse(input, target, bool(grad))

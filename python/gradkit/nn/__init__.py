@@ -1,5 +1,9 @@
 """Layers, containers and losses (PyTorch names and defaults)."""
 from .module import Module
 from .parameter import Parameter
+from .activation import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Tanh
+from .dropout import Dropout
+from .loss import CrossEntropyLoss, MSELoss
 
 __all__ = ["Module", "Parameter"]
+__all__ += ["Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Dropout", "CrossEntropyLoss", "MSELoss"]
