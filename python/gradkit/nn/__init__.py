@@ -7,3 +7,6 @@ from .loss import CrossEntropyLoss, MSELoss
 
 __all__ = ["Module", "Parameter"]
 __all__ += ["Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Dropout", "CrossEntropyLoss", "MSELoss"]
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
+
+__all__ += ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm2d"]
