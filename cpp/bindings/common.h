@@ -20,6 +20,7 @@ namespace gk::bind {
 // One function per area; module.cpp calls each.
 void bind_core(py::module_& m);
 void bind_gemm(py::module_& m);
+void bind_conv(py::module_& m);
 
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;
