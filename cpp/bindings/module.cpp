@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   gk::bind::bind_eltwise(m);
   gk::bind::bind_norm(m);
   gk::bind::bind_optim(m);
+  gk::bind::bind_conv(m);
 }
