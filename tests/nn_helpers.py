@@ -57,3 +57,25 @@ class Scale(gk.nn.Module):
 
     def extra_repr(self):
         return f"n={self.n}"
+
+
+def check_backward_contract(module, x, name=None):
+    """backward before forward and after a no_grad forward raise RuntimeError naming the module;
+    a dy of the wrong shape raises ValueError naming the expected (the output's) shape."""
+    import re
+
+    import pytest
+
+    name = name or type(module).__name__
+    object.__setattr__(module, "_cache", None)
+    with pytest.raises(RuntimeError, match=rf"{name}.backward: no cached forward pass"):
+        module.backward(np.ones(1, dtype=x.dtype))
+    with gk.no_grad():
+        y = module(x)
+    with pytest.raises(RuntimeError, match="no_grad"):
+        module.backward(np.ones_like(y))
+    y = module(x)
+    bad = np.ones(y.shape[:-1] + (y.shape[-1] + 1,), dtype=y.dtype)
+    with pytest.raises(ValueError, match=rf"dy: expected shape {re.escape(str(y.shape))}.*got {re.escape(str(bad.shape))}"):
+        module.backward(bad)
+    return y
