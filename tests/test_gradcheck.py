@@ -162,3 +162,13 @@ def test_bad_arguments():
 
     with pytest.raises(TypeError, match="float64 forward returned dtype float32"):
         gk.gradcheck(Float32Out(), np.ones(3))
+
+
+def test_the_original_keeps_its_cache(rng):
+    m = Scale(3)
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    m(x)
+    cache = m._cache
+    assert gk.gradcheck(m, rng.standard_normal((4, 3)).astype(np.float32))
+    assert m._cache is cache
+    np.testing.assert_array_equal(m.backward(np.ones((2, 3), dtype=np.float32)), np.ones((2, 3)) * m.weight.data)

@@ -218,3 +218,37 @@ def test_top_level_leaf_and_list(tmp_path):
     for obj in (np.arange(4), 3.5, None, [np.ones(2), {"a": 1}]):
         gk.save(obj, tmp_path / "x.npz")
         assert_same(obj, gk.load(tmp_path / "x.npz"))
+
+
+def test_resume_a_model_and_its_optimizer(tmp_path, rng):
+    """Save a model's and an optimizer's state together; a fresh pair loaded from the file
+    continues the run exactly as the original does."""
+    if not hasattr(gk, "optim") or not hasattr(gk.optim, "Adam"):
+        pytest.skip("gk.optim.Adam has not landed")
+
+    def make():
+        gk.manual_seed(0)
+        model = Sequential(Linear(4, 5), Scale(5), Linear(5, 2))
+        return model, gk.optim.Adam(model.parameters(), lr=1e-2)
+
+    def train_step(model, opt, x, dy):
+        opt.zero_grad()
+        model(x)
+        model.backward(dy)
+        opt.step()
+
+    x, dy = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((3, 2)).astype(np.float32)
+    model, opt = make()
+    for _ in range(3):
+        train_step(model, opt, x, dy)
+    gk.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}, tmp_path / "ckpt.npz")
+    model2, opt2 = make()
+    ckpt = gk.load(tmp_path / "ckpt.npz")
+    model2.load_state_dict(ckpt["model"])
+    opt2.load_state_dict(ckpt["optimizer"])
+    assert ckpt["epoch"] == 3
+    for _ in range(2):
+        train_step(model, opt, x, dy)
+        train_step(model2, opt2, x, dy)
+    for (k, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items()):
+        np.testing.assert_array_equal(a, b, err_msg=k)

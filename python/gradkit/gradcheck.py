@@ -34,7 +34,16 @@ class _Function:
 def _as_checked(module_or_fn):
     """(object with forward/backward run in float64, named parameters)."""
     if isinstance(module_or_fn, Module):
-        m = copy.deepcopy(module_or_fn).double()
+        # copy without the forward caches (they may be large and the float64 copy drops them anyway)
+        caches = [(m, m._cache) for m in module_or_fn.modules()]
+        try:
+            for m, _ in caches:
+                object.__setattr__(m, "_cache", None)
+            m = copy.deepcopy(module_or_fn)
+        finally:
+            for mod, cache in caches:
+                object.__setattr__(mod, "_cache", cache)
+        m.double()
         return m, m.named_parameters()
     if isinstance(module_or_fn, (tuple, list)) and len(module_or_fn) == 2 and all(map(callable, module_or_fn)):
         return _Function(*module_or_fn), []
