@@ -621,3 +621,17 @@ def test_loss_ends_a_model_and_accumulates():
     ce(model(x), y)
     model.backward(ce.backward())
     assert_close(model[0].weight.grad, 2 * g, np.float32, "accumulated", 4)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_no_grad_forward_keeps_no_cache_and_gives_the_same_output(spec):
+    m = built(spec)
+    x = make_input(spec, np.float32)
+    m.eval()  # the same output twice (no dropout draw, no batch statistics)
+    y = m(x)
+    assert any(mod._cache is not None for mod in m.modules())
+    with gk.no_grad():
+        y2 = m(x)
+    np.testing.assert_array_equal(y2, y)
+    stale = [name or type(m).__name__ for name, mod in m.named_modules() if mod._cache is not None]
+    assert not stale, f"modules still holding a forward cache after a no_grad forward: {stale}"
