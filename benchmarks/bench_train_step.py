@@ -53,7 +53,7 @@ def _gk_step(model, loss_fn, opt, x, y):
     def step():
         opt.zero_grad()
         loss = loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
+        model.backward(loss_fn.backward(), input_grad=False)  # as torch: no gradient for the data
         opt.step()
         return loss
 

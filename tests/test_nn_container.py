@@ -189,3 +189,26 @@ def test_flatten_errors():
     f(np.ones((2, 2, 2), dtype=np.float32))
     with pytest.raises(ValueError, match=r"Flatten.backward: dy: expected shape \(2, 4\) \(the output's\), got \(2, 2, 2\)"):
         f.backward(np.ones((2, 2, 2), dtype=np.float32))
+
+
+def test_backward_without_input_grad(rng):
+    def model():
+        gk.manual_seed(0)
+        return Sequential(Flatten(), Scale(6), Residual(Sequential(Linear(6, 6))), Linear(6, 2))
+
+    a, b = model(), model()
+    x = rng.standard_normal((3, 2, 3)).astype(np.float32)
+    dy = rng.standard_normal((3, 2)).astype(np.float32)
+    a(x)
+    assert a.backward(dy).shape == x.shape
+    b(x)
+    assert b.backward(dy, input_grad=False) is None
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
+    res = Residual(Linear(3, 3))
+    res(np.ones((2, 3), dtype=np.float32))
+    assert res.backward(np.ones((2, 3), dtype=np.float32), input_grad=False) is None
+    assert res.block.weight.grad.any()
+    seq = Sequential(Flatten())  # nothing with parameters: nothing to do
+    seq(x)
+    assert seq.backward(np.ones((3, 6), dtype=np.float32), input_grad=False) is None

@@ -159,3 +159,19 @@ def test_no_grad_forward_matches_and_keeps_nothing(rng):
         y2 = m(x)
     np.testing.assert_array_equal(y, y2)
     assert m._cache is None
+
+
+def test_backward_without_input_grad_skips_the_dx_gemm(rng, monkeypatch):
+    a, b = make(6, 4, np.float64, rng), make(6, 4, np.float64, rng)
+    b.load_state_dict(a.state_dict())
+    x, dy = rng.standard_normal((5, 6)), rng.standard_normal((5, 4))
+    a(x)
+    a.backward(dy)
+    calls = []
+    real = gk.ops.matmul
+    monkeypatch.setattr(gk.ops, "matmul", lambda *args, **kw: (calls.append(kw), real(*args, **kw))[1])
+    b(x)
+    assert b.backward(dy, input_grad=False) is None
+    assert len(calls) == 2 and calls[1].get("trans_a") and calls[1].get("beta") == 1.0  # forward, then dW only
+    np.testing.assert_array_equal(b.weight.grad, a.weight.grad)
+    np.testing.assert_array_equal(b.bias.grad, a.bias.grad)

@@ -91,13 +91,25 @@ class Sequential(Module):
         self._save_for_backward(out_shape=out_shape, out_dtype=getattr(y, "dtype", None))
         return y
 
-    def backward(self, dy):
+    _input_grad_optional = True
+
+    def backward(self, dy, input_grad: bool = True):
+        """Run the layers' backward in reverse; returns the input gradient.
+
+        With ``input_grad=False`` (nothing needs the gradient of the input, e.g. a Trainer's
+        model), the layers in front of the first one with parameters are skipped, that one
+        computes only its parameter gradients if it can, and None is returned.
+        """
         saved = self._saved()
         if isinstance(dy, np.ndarray) and saved["out_dtype"] is not None:
             self._check_grad(dy, saved["out_shape"], saved["out_dtype"])
-        for module in reversed(self._modules.values()):
-            dy = module.backward(dy)
-        return dy
+        modules = list(self._modules.values())
+        first = 0
+        if not input_grad:
+            first = next((i for i, m in enumerate(modules) if m._has_parameters()), len(modules))
+        for i in range(len(modules) - 1, first - 1, -1):
+            dy = modules[i]._backward_maybe_input(dy, input_grad or i > first)
+        return dy if input_grad else None
 
 
 class Residual(Module):
@@ -125,11 +137,15 @@ class Residual(Module):
         self._save_for_backward(shape=x.shape, dtype=x.dtype)
         return y
 
-    def backward(self, dy):
+    _input_grad_optional = True
+
+    def backward(self, dy, input_grad: bool = True):
+        """``dx = dy + block.backward(dy)``; with ``input_grad=False`` only the block's parameter
+        gradients are computed and None is returned."""
         saved = self._saved()
         dy = self._check_grad(dy, saved["shape"], saved["dtype"])
-        dx = self.block.backward(dy)
-        return dx + dy
+        dx = self.block._backward_maybe_input(dy, input_grad)
+        return dx + dy if input_grad else None
 
 
 class Flatten(Module):

@@ -63,7 +63,11 @@ class Linear(Module):
         self._save_for_backward(x2=x2, out_shape=out_shape)
         return y2.reshape(out_shape)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    _input_grad_optional = True
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True):
+        """Add ``dy^T x`` to weight.grad and the column sums of dy to bias.grad; return ``dy @ W``
+        (or None with ``input_grad=False``, skipping that GEMM)."""
         saved = self._saved()
         x2 = saved["x2"]
         dy = self._check_grad(dy, saved["out_shape"], self.weight.data.dtype)
@@ -72,6 +76,8 @@ class Linear(Module):
             ops.matmul(dy2, x2, trans_a=True, out=self.weight.grad, beta=1.0)
             if self.bias is not None:
                 self.bias.grad += dy2.sum(axis=0)
+        if not input_grad:
+            return None
         dx2 = ops.matmul(dy2, self.weight.data)
         return dx2.reshape(saved["out_shape"][:-1] + (self.in_features,))
 

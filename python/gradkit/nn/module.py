@@ -18,6 +18,11 @@ from .parameter import Parameter, _FLOAT_DTYPES
 class Module:
     """Base class of layers, containers and losses."""
 
+    #: True when ``backward(dy, input_grad=False)`` is accepted: the module then only adds its
+    #: parameter gradients and returns None, skipping the input-gradient work (as PyTorch does
+    #: for an input that does not require grad, e.g. the first layer of a model).
+    _input_grad_optional = False
+
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -92,6 +97,16 @@ class Module:
 
     def backward(self, dy):
         raise TypeError(f"{type(self).__name__} does not define backward()")
+
+    def _has_parameters(self) -> bool:
+        return any(p is not None for m in self.modules() for p in m._parameters.values())
+
+    def _backward_maybe_input(self, dy, input_grad: bool):
+        """``backward(dy)``, or ``backward(dy, input_grad=False)`` when the input gradient is not
+        wanted and this module can skip it (then None may come back)."""
+        if not input_grad and self._input_grad_optional:
+            return self.backward(dy, input_grad=False)
+        return self.backward(dy)
 
     def __call__(self, *inputs, **kwargs):
         return self.forward(*inputs, **kwargs)
