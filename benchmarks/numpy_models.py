@@ -87,11 +87,13 @@ def conv3x3_forward(x, w, b):
     return out.reshape(n, h, wd, -1).transpose(0, 3, 1, 2), cols
 
 
-def conv3x3_backward(dout, cols, w, x_shape):
+def conv3x3_backward(dout, cols, w, x_shape, need_dx=True):
     n, c, h, wd = x_shape
     d2 = dout.transpose(0, 2, 3, 1).reshape(n * h * wd, -1)
     dw = (d2.T @ cols).reshape(w.shape)
     db = d2.sum(axis=0)
+    if not need_dx:  # the first layer: nothing needs the gradient of the data
+        return None, dw, db
     dcols = (d2 @ w.reshape(w.shape[0], -1)).reshape(n, h, wd, c, 3, 3)
     dxp = np.zeros((n, c, h + 2, wd + 2), dtype=dout.dtype)
     for i in range(3):
@@ -184,6 +186,6 @@ class CNN:
         dr1 = maxpool2_backward(dp1, idx1)
         dr1 *= r1 > 0
         dc1, dg1, dbe1 = batchnorm_backward(dr1, bn1, g1)
-        _, dw1, db1 = conv3x3_backward(dc1, cols1, w1, x.shape)
+        _, dw1, db1 = conv3x3_backward(dc1, cols1, w1, x.shape, need_dx=False)
         self.opt.step([dw1, db1, dg1, dbe1, dw2, db2, dg2, dbe2, dw3, db3, dw4, db4])
         return loss
