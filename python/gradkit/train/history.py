@@ -17,6 +17,7 @@ class History:
             same with a "val_" prefix when validating, and "lr".
         epoch: the epoch numbers (0-based) the lists refer to.
         epoch_time: wall seconds per epoch (training + validation).
+        train_time: wall seconds per epoch spent training (shuffle and steps only).
         params: fit's settings (epochs, batch_size, samples, ...).
     """
 
@@ -24,9 +25,10 @@ class History:
         self.history = {}
         self.epoch = []
         self.epoch_time = []
+        self.train_time = []
         self.params = {}
 
-    def append(self, epoch: int, logs: dict, seconds: float) -> None:
+    def append(self, epoch: int, logs: dict, seconds: float, train_seconds=None) -> None:
         """Record one epoch's logs (keys first seen late are padded with NaN before)."""
         n = len(self.epoch)
         for key, value in logs.items():
@@ -36,6 +38,7 @@ class History:
                 values.append(float("nan"))
         self.epoch.append(int(epoch))
         self.epoch_time.append(float(seconds))
+        self.train_time.append(float(seconds if train_seconds is None else train_seconds))
 
     def plot(self, path, metrics=None):
         """Save the loss and metric curves (training and validation) as a PNG.

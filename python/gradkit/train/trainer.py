@@ -236,6 +236,7 @@ class Trainer:
             bar = self._progress_bar(epoch, epochs, n, verbose)
             try:
                 logs = self._train_epoch(epoch, xs, ys, batch_size, bar)
+                train_seconds = time.perf_counter() - start
                 lr = float(self.optimizer.param_groups[0]["lr"])
                 if x_val is not None:
                     val = self.evaluate(x_val, y_val, batch_size=max(batch_size, 256))
@@ -252,7 +253,7 @@ class Trainer:
                 else:
                     self.scheduler.step()
             seconds = time.perf_counter() - start
-            history.append(epoch, logs, seconds)
+            history.append(epoch, logs, seconds, train_seconds)
             if verbose == 2:
                 print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {n / seconds:.0f} samples/s - "
                       f"{self._format_logs(logs, with_lr=True)}", file=sys.stdout, flush=True)
