@@ -10,6 +10,8 @@ from . import nn
 from . import optim
 from .gradcheck import gradcheck
 from .serialization import load, save
+from . import callbacks, data, datasets
+from .train import Trainer
 
 __version__ = _core.__version__
 
@@ -19,4 +21,8 @@ __all__ = [
 
 
     "is_grad_enabled", "ops", "nn", "gradcheck", "save", "load",
+
+
+    "is_grad_enabled", "ops", "nn",
+    "Trainer", "callbacks", "data", "datasets",
 ]
