@@ -473,3 +473,18 @@ def test_clip_grad_norm_edge_cases(rng):
         gk.optim.clip_grad_norm_([q], -1.0)
     with pytest.raises(TypeError, match=r"parameters\[0\]"):
         gk.optim.clip_grad_norm_([np.zeros(3)], 1.0)
+
+
+def test_rebound_data_and_grad_are_read_fresh_each_step(rng):
+    init, grads = make_problem(rng, np.float64, shapes=[(13,), (4, 3)], steps=5)
+    params = [Parameter(a) for a in init]
+    opt = gk.optim.SGD(params, lr=0.1, momentum=0.9)
+    for t, gs in enumerate(grads):
+        for p, g in zip(params, gs):
+            p.grad = g.copy()  # a new array every step, as a layer that assigns its gradient
+        if t == 2:
+            params[0].data = params[0].data.copy()  # rebinding data keeps the state
+        opt.step()
+    for i, (p, a) in enumerate(zip(params, init)):
+        expected = ref_sgd(a, [g[i] for g in grads], [0.1] * 5, momentum=0.9)
+        assert_close(p.data, expected, 1e-12, 1e-14, f"tensor {i}")
