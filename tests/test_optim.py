@@ -488,3 +488,22 @@ def test_rebound_data_and_grad_are_read_fresh_each_step(rng):
     for i, (p, a) in enumerate(zip(params, init)):
         expected = ref_sgd(a, [g[i] for g in grads], [0.1] * 5, momentum=0.9)
         assert_close(p.data, expected, 1e-12, 1e-14, f"tensor {i}")
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9, dampening=0.5)), ("Adam", dict(lr=0.1))])
+def test_failed_step_changes_nothing(name, kw, rng):
+    init, grads = make_problem(rng, np.float64, shapes=[(5,), (3,)], steps=2)
+    params = [Parameter(a) for a in init]
+    opt = getattr(gk.optim, name)(params, **kw)
+    params[1].grad = np.zeros(4)  # wrong shape: the whole step is rejected before any update
+    with pytest.raises(ValueError, match=r"grads\[1\]"):
+        opt.step()
+    assert all(np.array_equal(p.data, a) for p, a in zip(params, init))
+    assert all(set(st) <= {"step"} and st.get("step", 0.0) == 0.0 for st in opt.state.values())
+    for gs in grads:
+        for p, g in zip(params, gs):
+            p.grad = g.copy()
+        opt.step()
+    for i, (p, a) in enumerate(zip(params, init)):
+        expected = REFS[name](a, [g[i] for g in grads], [0.1] * 2, **{k: v for k, v in kw.items() if k != "lr"})
+        assert_close(p.data, expected, 1e-12, 1e-14, f"tensor {i} after the rejected step")

@@ -44,11 +44,11 @@ class _Plan:
     """The prepared C++ arguments of one param group, valid while the parameters'
     data and grad arrays and the optimizer's state dict are the same objects."""
 
-    __slots__ = ("slots", "datas", "grads", "state", "nstate", "entries", "steps", "args")
+    __slots__ = ("slots", "datas", "grads", "state", "nstate", "entries", "steps", "pending", "args")
 
-    def __init__(self, slots, datas, grads, state, nstate, entries, steps, args):
+    def __init__(self, slots, datas, grads, state, nstate, entries, steps, pending, args):
         self.slots, self.datas, self.grads, self.state, self.nstate = slots, datas, grads, state, nstate
-        self.entries, self.steps, self.args = entries, steps, args
+        self.entries, self.steps, self.pending, self.args = entries, steps, pending, args
 
 
 class Optimizer:
@@ -156,21 +156,26 @@ class Optimizer:
             c = self._plans[id(group)] = self._plan(params, slots, datas, grads)
         if not c.args[0]:
             return
-        if self._counts_steps:
-            steps = []
-            for st in c.entries:
-                st["step"] = step = st["step"] + 1.0
-                steps.append(step)
-        else:
-            steps = c.steps
-            c.steps = [2.0] * len(steps)  # SGD: the momentum buffers exist from now on
+        counts = self._counts_steps
+        steps = [st["step"] + 1.0 for st in c.entries] if counts else c.steps
+        # Validates every array before touching any: on an error nothing is updated.
         _core.optim_step(self._kind, *c.args, steps, *self._hyper(group))
+        # Commit the state only after a successful update.
+        if c.pending:
+            for st, key, a in c.pending:
+                st[key] = a
+            c.pending = None
+        if counts:
+            for st, step in zip(c.entries, steps):
+                st["step"] = step
+        else:
+            c.steps = [2.0] * len(steps)  # SGD: the momentum buffers are initialised from now on
 
     def _plan(self, params, slots, datas, grads) -> "_Plan":
         """Create or fix the state of every parameter with a gradient and collect the
         argument lists of the C++ call. Reused while no parameter's data or grad is rebound."""
         lists = [None if s is None else [] for s in slots]
-        call_params, call_grads, entries, steps = [], [], [], []
+        call_params, call_grads, entries, steps, pending = [], [], [], [], []
         state = self.state
         for p, d, g in zip(params, datas, grads):
             if g is None:
@@ -186,16 +191,18 @@ class Optimizer:
                 if a is None or a.dtype != d.dtype or a.shape != d.shape:
                     fresh = fresh or a is None
                     a = self._prepare_slot(st, slot, d)
+                    pending.append((st, slot[0], a))
                 lists[k].append(a)
             call_params.append(d)
             call_grads.append(g)
             entries.append(st)
             steps.append(1.0 if fresh else 2.0)  # SGD: 1 when the momentum buffer is new (buf = g)
-        return _Plan(slots, datas, grads, state, len(state), entries, steps,
+        return _Plan(slots, datas, grads, state, len(state), entries, steps, pending,
                      (call_params, call_grads, lists[0], lists[1], lists[2]))
 
     def _prepare_slot(self, st: dict, slot: tuple, d: np.ndarray) -> np.ndarray:
-        """Create a state array (first step), or cast it to the parameter's dtype after ``.to(dtype)``."""
+        """A new state array (first step), or the existing one cast to the parameter's dtype
+        after ``.to(dtype)``; stored in ``st`` by the caller once the update succeeded."""
         key, fill = slot
         a = st.get(key)
         if a is None:
@@ -205,7 +212,6 @@ class Optimizer:
                              f"got {a.shape}")
         else:
             a = np.ascontiguousarray(a, dtype=d.dtype)
-        st[key] = a
         return a
 
     # -- checkpoints -------------------------------------------------------
