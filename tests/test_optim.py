@@ -379,20 +379,30 @@ def test_bad_gradients_raise_without_crashing():
         opt.step()
 
 
+def _group(kind, params, grads, s0=None, s1=None, s2=None, steps=(1.0,), lr=0.1, momentum=0.0, amsgrad=False):
+    return (kind, params, grads, s0, s1, s2, list(steps), lr, 0.0, 0.0, 1e-8, momentum, 0.0, False, 0.99, False,
+            0.0, 0.9, 0.999, amsgrad, False)
+
+
 def test_core_call_validates_lists():
     p = np.zeros(3, np.float32)
-    with pytest.raises(ValueError, match="grads"):
-        _core.optim_step("sgd", [p], [], None, None, None, [1.0], 0.1)
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\.grads"):
+        _core.optim_step([_group("sgd", [p], [])])
     with pytest.raises(ValueError, match="momentum_buffer"):
-        _core.optim_step("sgd", [p], [p.copy()], None, None, None, [1.0], 0.1, momentum=0.9)
+        _core.optim_step([_group("sgd", [p], [p.copy()], momentum=0.9)])
     with pytest.raises(ValueError, match="kind"):
-        _core.optim_step("lion", [p], [p.copy()], None, None, None, [1.0], 0.1)
+        _core.optim_step([_group("lion", [p], [p.copy()])])
     with pytest.raises(ValueError, match="steps"):
-        _core.optim_step("adam", [p], [p.copy()], [p.copy()], [p.copy()], None, [0.0], 0.1)
+        _core.optim_step([_group("adam", [p], [p.copy()], [p.copy()], [p.copy()], steps=[0.0])])
+    with pytest.raises(ValueError, match="groups"):
+        _core.optim_step([("sgd", [p])])
     ro = np.zeros(3, np.float32)
     ro.flags.writeable = False
-    with pytest.raises(ValueError, match=r"params\[0\]"):
-        _core.optim_step("sgd", [ro], [p.copy()], None, None, None, [1.0], 0.1)
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\.params\[0\]"):
+        _core.optim_step([_group("sgd", [p], [np.ones(3, np.float32)]), _group("sgd", [ro], [p.copy()])])
+    assert np.array_equal(p, np.zeros(3, np.float32))  # the valid first group was not updated either
+    _core.optim_step([_group("sgd", [p], [np.ones(3, np.float32)])])
+    assert np.array_equal(p, np.full(3, -0.1, np.float32))
 
 
 def test_load_state_dict_checks_structure(rng):

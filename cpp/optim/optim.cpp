@@ -96,16 +96,20 @@ OptimStepScalars step_scalars(const OptimHyper& h, double step) {
 // Per tensor i: p (n[i]), g (n[i]), state slots (n[i] or nullptr); parallel over
 // the concatenation of all tensors, blocks of kBlock elements.
 template <class T>
-void optim_step(const OptimHyper& h, const TensorList<T>& t, int nthreads) {
+void optim_step(const TensorList<T>& t, int nthreads) {
   const size_t count = t.size();
   if (count == 0) return;
   std::vector<OptimStepScalars> sc(count);
-  for (size_t i = 0; i < count; ++i) sc[i] = step_scalars(h, t.step[i]);
-  const auto kernel = kernels_of<T>(optim_table()).step[static_cast<int>(h.kind)];
+  std::vector<OptimKernel<T>> kernel(count);
+  const auto& k = kernels_of<T>(optim_table());
+  for (size_t i = 0; i < count; ++i) {
+    sc[i] = step_scalars(*t.hyper[i], t.step[i]);
+    kernel[i] = k.step[static_cast<int>(t.hyper[i]->kind)];
+  }
   for_each_piece(t.n, nthreads, [&](size_t i, index_t lo, index_t hi) {
     auto at = [lo](auto* ptr) { return ptr == nullptr ? ptr : ptr + lo; };
-    kernel(h, sc[i], t.param[i] + lo, t.grad[i] + lo, at(t.state[0][i]), at(t.state[1][i]), at(t.state[2][i]),
-           hi - lo);
+    kernel[i](*t.hyper[i], sc[i], t.param[i] + lo, t.grad[i] + lo, at(t.state[0][i]), at(t.state[1][i]),
+              at(t.state[2][i]), hi - lo);
   });
 }
 
@@ -142,8 +146,8 @@ void scale_tensors(const std::vector<T*>& x, const std::vector<index_t>& n, T c,
   for_each_piece(n, nthreads, [&](size_t i, index_t lo, index_t hi) { scale(x[i] + lo, c, hi - lo); });
 }
 
-template void optim_step<float>(const OptimHyper&, const TensorList<float>&, int);
-template void optim_step<double>(const OptimHyper&, const TensorList<double>&, int);
+template void optim_step<float>(const TensorList<float>&, int);
+template void optim_step<double>(const TensorList<double>&, int);
 template double grad_norm_partial<float>(const std::vector<const float*>&, const std::vector<index_t>&, bool, int);
 template double grad_norm_partial<double>(const std::vector<const double*>&, const std::vector<index_t>&, bool, int);
 template void scale_tensors<float>(const std::vector<float*>&, const std::vector<index_t>&, float, int);

@@ -136,15 +136,41 @@ class Optimizer:
                     p.grad.fill(0)
 
     def step(self, closure=None):
-        """One update of every parameter with a gradient; returns ``closure()`` if given."""
+        """One update of every parameter with a gradient; returns ``closure()`` if given.
+
+        All param groups go to one C++ call: every array is checked first (on an
+        error nothing changes), then all tensors are updated in one parallel region.
+        """
         loss = None
         if closure is not None:
             loss = closure()
+        counts = self._counts_steps
+        plans, calls, all_steps = [], [], []
         for group in self.param_groups:
-            self._step_group(group)
+            c = self._group_plan(group)
+            if not c.args[0]:
+                continue
+            steps = [st["step"] + 1.0 for st in c.entries] if counts else c.steps
+            plans.append(c)
+            all_steps.append(steps)
+            calls.append((self._kind, *c.args, steps, *self._hyper(group)))
+        if not calls:
+            return loss
+        _core.optim_step(calls)
+        # Commit the state only after a successful update.
+        for c, steps in zip(plans, all_steps):
+            if c.pending:
+                for st, key, a in c.pending:
+                    st[key] = a
+                c.pending = None
+            if counts:
+                for st, step in zip(c.entries, steps):
+                    st["step"] = step
+            else:
+                c.steps = [2.0] * len(steps)  # SGD: the momentum buffers are initialised from now on
         return loss
 
-    def _step_group(self, group: dict) -> None:
+    def _group_plan(self, group: dict) -> "_Plan":
         slots = self._slots(group)
         params = group["params"]
         datas = [p.data for p in params]  # read fresh: a module's .to(dtype) rebinds them
@@ -154,22 +180,7 @@ class Optimizer:
                 or len(c.datas) != len(datas) or not all(map(is_, datas, c.datas))
                 or not all(map(is_, grads, c.grads))):
             c = self._plans[id(group)] = self._plan(params, slots, datas, grads)
-        if not c.args[0]:
-            return
-        counts = self._counts_steps
-        steps = [st["step"] + 1.0 for st in c.entries] if counts else c.steps
-        # Validates every array before touching any: on an error nothing is updated.
-        _core.optim_step(self._kind, *c.args, steps, *self._hyper(group))
-        # Commit the state only after a successful update.
-        if c.pending:
-            for st, key, a in c.pending:
-                st[key] = a
-            c.pending = None
-        if counts:
-            for st, step in zip(c.entries, steps):
-                st["step"] = step
-        else:
-            c.steps = [2.0] * len(steps)  # SGD: the momentum buffers are initialised from now on
+        return c
 
     def _plan(self, params, slots, datas, grads) -> "_Plan":
         """Create or fix the state of every parameter with a gradient and collect the
