@@ -3,8 +3,9 @@
 A subclass names its C++ update (``_kind``), its state slots and its
 hyperparameter checks; the base keeps ``param_groups`` and ``state``, creates
 state lazily on the first step (with the parameter's dtype) and sends every
-parameter of a group to ONE C++ call (multi-tensor apply: all tensors in one
-parallel region, no per-element work in Python).
+parameter of every group to ONE C++ call (multi-tensor apply: all tensors in
+one parallel region, no per-element work in Python). The argument lists are
+prepared once and reused while no parameter's ``data`` or ``grad`` is rebound.
 """
 from __future__ import annotations
 
