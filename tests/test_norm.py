@@ -441,6 +441,7 @@ def test_gradients_by_central_differences(rng, make, shape):
 def _run_all(rng_seed):
     rng = np.random.default_rng(rng_seed)
     out = []
+    # 16 channels: fused per channel; 7 channels: rows in parallel; (N, C): row chunks
     for shape in [(8, 16, 32, 32), (4096, 40), (3, 7, 100, 60)]:
         c = shape[1]
         x, dy = rand(rng, shape, np.float32, loc=3.0), rand(rng, shape, np.float32)
@@ -454,11 +455,14 @@ def _run_all(rng_seed):
     y, mean, rstd = ops.layer_norm_forward(x, 257, w, b)
     dw, db = np.zeros(257, np.float32), np.zeros(257, np.float32)
     out += [y, mean, rstd, ops.layer_norm_backward(dy, x, mean, rstd, 257, w, dw, db), dw, db]
-    x, dy = rand(rng, (6, 32, 20, 20), np.float32), rand(rng, (6, 32, 20, 20), np.float32)
-    w, b = rand(rng, 32, np.float32), rand(rng, 32, np.float32)
-    y, mean, rstd = ops.group_norm_forward(x, 4, w, b)
-    dw, db = np.zeros(32, np.float32), np.zeros(32, np.float32)
-    out += [y, mean, rstd, ops.group_norm_backward(dy, x, mean, rstd, 4, w, dw, db), dw, db]
+    # many (n, g) units (fused per unit) and few (two passes parallel over rows)
+    for shape, groups in [((6, 32, 20, 20), 4), ((1, 4, 100, 100), 2)]:
+        c = shape[1]
+        x, dy = rand(rng, shape, np.float32), rand(rng, shape, np.float32)
+        w, b = rand(rng, c, np.float32), rand(rng, c, np.float32)
+        y, mean, rstd = ops.group_norm_forward(x, groups, w, b)
+        dw, db = np.zeros(c, np.float32), np.zeros(c, np.float32)
+        out += [y, mean, rstd, ops.group_norm_backward(dy, x, mean, rstd, groups, w, dw, db), dw, db]
     return out
 
 
