@@ -27,31 +27,39 @@ constexpr index_t kColChunk = 32;
 
 // Statistics are gathered over "units" of rows of S elements: unit u holds rows
 // u * us + j * js for j < len (batch norm: unit = channel, rows n * C + c;
-// group norm: unit = (n, g), rows (n, g)'s cpg consecutive channels).
+// group norm: unit = (n, g), rows (n, g)'s cpg consecutive channels). Each run of
+// `chunk` rows of a unit (fixed by the caller, never by the thread count) is
+// reduced into one partial sum.
 struct RowUnits {
-  index_t count, len, us, js;
+  index_t count, len, us, js, chunk;
   index_t row(index_t u, index_t j) const { return u * us + j * js; }
   index_t unit_of(index_t r) const { return (r / us) % count; }
+  index_t nchunks() const { return ceil_div(len, chunk); }
+  index_t chunk_rows(index_t ch) const { return std::min(chunk, len - ch * chunk); }
 };
 
+// Rows per partial sum: enough rows to fill one block of lanes (kNormBlock elements).
+inline index_t rows_per_block(index_t S, index_t len) { return std::max<index_t>(1, std::min(len, kNormBlock / S)); }
+
 // The two passes of a norm over (N, C, S) data:
-//   1. sums(r, u, &p1[r], &p2[r]) for every row r (of unit u); prefetch(r) asks for row r
-//      to be brought into cache one row ahead,
-//   2. finish(u, s1, s2) with s1 = sum_j p1[row(u, j)] (in j order), s2 likewise,
+//   1. sums(r0, nrows, u, &p1[i], &p2[i]) for chunk i = u * nchunks + ch: rows j in
+//      [ch * chunk, ch * chunk + nrows) of unit u, the first being row r0, the others
+//      js rows apart; prefetch(r0, nrows) asks for a chunk to be fetched one chunk ahead,
+//   2. finish(u, s1, s2) with s1 = sum over the unit's chunks of p1 (in order), s2 likewise,
 //   3. apply(r, u) for every row.
 // When there are enough units for the threads each unit runs all three steps on one
 // thread, so its rows are still in L2 for step 3 (one trip to memory instead of two);
-// otherwise each step is parallel over rows. The arithmetic, and so every bit of the
-// result, is the same on both paths and for any thread count.
+// otherwise each step is parallel (over chunks, then rows). The arithmetic, and so
+// every bit of the result, is the same on both paths and for any thread count.
 template <class Prefetch, class Sums, class Finish, class Apply>
 void two_pass(const RowUnits& U, index_t S, double* p1, double* p2, Prefetch&& prefetch, Sums&& sums, Finish&& finish,
               Apply&& apply, int nthreads) {
-  const index_t rows = U.count * U.len;
+  const index_t rows = U.count * U.len, nch = U.nchunks();
   auto merge = [&](index_t u) {
     double a = 0, b = 0;
-    for (index_t j = 0; j < U.len; ++j) {
-      a += p1[U.row(u, j)];
-      b += p2[U.row(u, j)];
+    for (index_t ch = 0; ch < nch; ++ch) {
+      a += p1[u * nch + ch];
+      b += p2[u * nch + ch];
     }
     finish(u, a, b);
   };
@@ -59,11 +67,11 @@ void two_pass(const RowUnits& U, index_t S, double* p1, double* p2, Prefetch&& p
   if (nt == 1 || U.count >= 4 * nt) {
     parallel_for(U.count, rows * S, [&](index_t u0, index_t u1) {
       for (index_t u = u0; u < u1; ++u) {
-        for (index_t j = 0; j < U.len; ++j) {
-          // rows of a unit may be far apart (batch norm): fetch the next one while this one is summed
-          if (j + 1 < U.len) prefetch(U.row(u, j + 1));
-          else if (u + 1 < u1) prefetch(U.row(u + 1, 0));
-          sums(U.row(u, j), u, p1 + U.row(u, j), p2 + U.row(u, j));
+        for (index_t ch = 0; ch < nch; ++ch) {
+          // rows of a unit may be far apart (batch norm): fetch the next chunk while this one is summed
+          if (ch + 1 < nch) prefetch(U.row(u, (ch + 1) * U.chunk), U.chunk_rows(ch + 1));
+          else if (u + 1 < u1) prefetch(U.row(u + 1, 0), U.chunk_rows(0));
+          sums(U.row(u, ch * U.chunk), U.chunk_rows(ch), u, p1 + u * nch + ch, p2 + u * nch + ch);
         }
         merge(u);
         for (index_t j = 0; j < U.len; ++j) apply(U.row(u, j), u);
@@ -71,8 +79,11 @@ void two_pass(const RowUnits& U, index_t S, double* p1, double* p2, Prefetch&& p
     }, nt);
     return;
   }
-  parallel_for(rows, rows * S, [&](index_t r0, index_t r1) {
-    for (index_t r = r0; r < r1; ++r) sums(r, U.unit_of(r), p1 + r, p2 + r);
+  parallel_for(U.count * nch, rows * S, [&](index_t i0, index_t i1) {
+    for (index_t i = i0; i < i1; ++i) {
+      const index_t u = i / nch, ch = i % nch;
+      sums(U.row(u, ch * U.chunk), U.chunk_rows(ch), u, p1 + i, p2 + i);
+    }
   }, nt);
   for (index_t u = 0; u < U.count; ++u) merge(u);
   parallel_for(rows, rows * S, [&](index_t r0, index_t r1) {
@@ -123,10 +134,13 @@ void one_pass(index_t N, index_t C, index_t S, Apply&& apply, ApplyCols&& apply_
   }, nthreads);
 }
 
-// Asks for the n bytes at p to be brought into cache (the hardware prefetcher stops at each jump).
-inline void prefetch_bytes(const void* p, index_t n) {
+// Asks for nrows rows of n bytes, stride bytes apart, to be brought into cache (the
+// hardware prefetcher stops at each jump).
+inline void prefetch_rows(const void* p, index_t nrows, index_t n, index_t stride) {
   const char* c = static_cast<const char*>(p);
-  for (index_t i = 0; i < n; i += 64) __builtin_prefetch(c + i);
+  for (index_t r = 0; r < nrows; ++r) {
+    for (index_t i = 0; i < n; i += 64) __builtin_prefetch(c + r * stride + i);
+  }
 }
 
 // mean and 1/sqrt(var + eps) from shifted sums over count elements; var is the biased variance.
@@ -195,12 +209,16 @@ void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
         finish, apply_cols, nthreads);
     return;
   }
-  AlignedBuffer<double> part(2 * N * C);
+  const RowUnits U{C, N, 1, C, rows_per_block(S, N)};
+  const index_t bytes = S * index_t(sizeof(T)), stride = C * S;
+  AlignedBuffer<double> part(2 * C * U.nchunks());
   two_pass(
-      RowUnits{C, N, 1, C}, S, part.data(), part.data() + N * C,
-      [&](index_t r) { prefetch_bytes(x + r * S, S * index_t(sizeof(T))); },
-      [&](index_t r, index_t c, double* s1, double* s2) { kern.row_stats(x + r * S, S, k[c], s1, s2); }, finish,
-      apply, nthreads);
+      U, S, part.data(), part.data() + C * U.nchunks(),
+      [&](index_t r, index_t nr) { prefetch_rows(x + r * S, nr, bytes, stride * index_t(sizeof(T))); },
+      [&](index_t r, index_t nr, index_t c, double* s1, double* s2) {
+        kern.rows_stats(x + r * S, nr, S, stride, k[c], s1, s2);
+      },
+      finish, apply, nthreads);
 }
 
 // dy, x, dx (N, C, S); two passes: per-channel sums of dy and dy * (x - mean), then dx.
@@ -249,14 +267,18 @@ void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
         finish, apply_cols, nthreads);
     return;
   }
-  AlignedBuffer<double> part(2 * N * C);
+  const RowUnits U{C, N, 1, C, rows_per_block(S, N)};
+  const index_t bytes = S * index_t(sizeof(T)), stride = C * S;
+  AlignedBuffer<double> part(2 * C * U.nchunks());
   two_pass(
-      RowUnits{C, N, 1, C}, S, part.data(), part.data() + N * C,
-      [&](index_t r) {
-        prefetch_bytes(x + r * S, S * index_t(sizeof(T)));
-        prefetch_bytes(dy + r * S, S * index_t(sizeof(T)));
+      U, S, part.data(), part.data() + C * U.nchunks(),
+      [&](index_t r, index_t nr) {
+        prefetch_rows(x + r * S, nr, bytes, stride * index_t(sizeof(T)));
+        prefetch_rows(dy + r * S, nr, bytes, stride * index_t(sizeof(T)));
       },
-      [&](index_t r, index_t c, double* s1, double* s2) { kern.row_dot(dy + r * S, x + r * S, S, k[c], s1, s2); },
+      [&](index_t r, index_t nr, index_t c, double* s1, double* s2) {
+        kern.rows_dot(dy + r * S, x + r * S, nr, S, stride, k[c], s1, s2);
+      },
       finish, apply, nthreads);
 }
 
@@ -276,10 +298,13 @@ void group_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
   AlignedBuffer<T> shift(N * G);
   T* k = shift.data();
   for (index_t ng = 0; ng < N * G; ++ng) k[ng] = x[ng * count];  // first element of each group
-  AlignedBuffer<double> part(2 * rows);
+  const RowUnits U{N * G, cpg, cpg, 1, rows_per_block(S, cpg)};  // a group's rows are contiguous
+  AlignedBuffer<double> part(2 * N * G * U.nchunks());
   two_pass(
-      RowUnits{N * G, cpg, cpg, 1}, S, part.data(), part.data() + rows, [](index_t) {},
-      [&](index_t r, index_t ng, double* s1, double* s2) { kern.row_stats(x + r * S, S, k[ng], s1, s2); },
+      U, S, part.data(), part.data() + N * G * U.nchunks(), [](index_t, index_t) {},
+      [&](index_t r, index_t nr, index_t ng, double* s1, double* s2) {
+        kern.rows_stats(x + r * S, nr, S, S, k[ng], s1, s2);
+      },
       [&](index_t ng, double s1, double s2) {
         double var;
         finish_stats(static_cast<double>(k[ng]), s1, s2, count, eps, &mean[ng], &var, &rstd[ng]);
@@ -309,9 +334,12 @@ void group_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
   double* sx = sd + rows;    // per row: sum dy * (x - k), then dy * (x - mean)
   double* g1 = sx + rows;    // per group: sum dy * w
   double* g2 = g1 + N * G;   // per group: sum dy * w * xhat
+  // one row per partial: the per-channel sums weight the group sums and give dweight, dbias
   two_pass(
-      RowUnits{N * G, cpg, cpg, 1}, S, sd, sx, [](index_t) {},
-      [&](index_t r, index_t ng, double* s1, double* s2) { kern.row_dot(dy + r * S, x + r * S, S, k[ng], s1, s2); },
+      RowUnits{N * G, cpg, cpg, 1, 1}, S, sd, sx, [](index_t, index_t) {},
+      [&](index_t r, index_t, index_t ng, double* s1, double* s2) {
+        kern.rows_dot(dy + r * S, x + r * S, 1, S, S, k[ng], s1, s2);
+      },
       [&](index_t ng, double, double) {
         const double m1 = mean[ng] - static_cast<double>(k[ng]);
         double a = 0, b = 0;
@@ -363,7 +391,7 @@ void layer_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
     for (index_t m = m0; m < m1; ++m) {
       const T* xm = x + m * D;
       double s1, s2, var;
-      kern.row_stats(xm, D, xm[0], &s1, &s2);
+      kern.rows_stats(xm, 1, D, D, xm[0], &s1, &s2);
       finish_stats(static_cast<double>(xm[0]), s1, s2, D, eps, &mean[m], &var, &rstd[m]);
       const T k = static_cast<T>(mean[m]);
       const double c = -(mean[m] - static_cast<double>(k)) * rstd[m];
