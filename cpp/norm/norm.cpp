@@ -424,18 +424,24 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
     }
   }, nthreads);
   if (!param_grad) return;
+  // The merge is at most 1/32 of the work above: serial, to save a fork and join.
   const T* p = part.data();
-  parallel_for(D, nchunks * D, [&](index_t d0, index_t d1) {
-    for (index_t d = d0; d < d1; ++d) {
-      double sw = 0, sb = 0;
-      for (index_t ch = 0; ch < nchunks; ++ch) {
-        sw += static_cast<double>(p[2 * ch * D + d]);
-        sb += static_cast<double>(p[(2 * ch + 1) * D + d]);
-      }
-      if (dweight != nullptr) dweight[d] += static_cast<T>(sw);
-      if (dbias != nullptr) dbias[d] += static_cast<T>(sb);
+  AlignedBuffer<double> acc(2 * D);
+  double* sw = acc.data();
+  double* sb = sw + D;
+  std::fill(sw, sw + 2 * D, 0.0);
+  for (index_t ch = 0; ch < nchunks; ++ch) {
+    const T* pw = p + 2 * ch * D;
+    const T* pb = pw + D;
+    for (index_t d = 0; d < D; ++d) {
+      sw[d] += static_cast<double>(pw[d]);
+      sb[d] += static_cast<double>(pb[d]);
     }
-  }, nthreads);
+  }
+  for (index_t d = 0; d < D; ++d) {
+    if (dweight != nullptr) dweight[d] += static_cast<T>(sw[d]);
+    if (dbias != nullptr) dbias[d] += static_cast<T>(sb[d]);
+  }
 }
 
 #define GK_NORM_INSTANTIATE(T)                                                                                       \
