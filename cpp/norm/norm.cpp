@@ -143,6 +143,28 @@ inline void prefetch_rows(const void* p, index_t nrows, index_t n, index_t strid
   }
 }
 
+// Batch norm's two passes over (N, C, S) data, per channel: col_sums / row_sums feed
+// finish(c, s1, s2), then apply_cols (S == 1, the (N, C) layout) or apply(r, c).
+// a and b (b may be null) are the tensors the row sums read, prefetched a chunk ahead.
+template <class T, class ColSums, class RowSums, class Finish, class Apply, class ApplyCols>
+void channel_two_pass(index_t N, index_t C, index_t S, const T* a, const T* b, ColSums&& col_sums,
+                      RowSums&& row_sums, Finish&& finish, Apply&& apply, ApplyCols&& apply_cols, int nthreads) {
+  if (S == 1) {
+    two_pass_cols(N, C, col_sums, finish, apply_cols, nthreads);
+    return;
+  }
+  const RowUnits U{C, N, 1, C, rows_per_block(S, N)};
+  const index_t bytes = S * index_t(sizeof(T)), stride = C * S * index_t(sizeof(T));
+  AlignedBuffer<double> part(2 * C * U.nchunks());
+  two_pass(
+      U, S, part.data(), part.data() + C * U.nchunks(),
+      [&](index_t r, index_t nr) {
+        prefetch_rows(a + r * S, nr, bytes, stride);
+        if (b != nullptr) prefetch_rows(b + r * S, nr, bytes, stride);
+      },
+      row_sums, finish, apply, nthreads);
+}
+
 // mean and 1/sqrt(var + eps) from shifted sums over count elements; var is the biased variance.
 inline void finish_stats(double shift, double s1, double s2, index_t count, double eps, double* mean, double* var,
                          double* rstd) {
@@ -203,22 +225,13 @@ void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
     }
     coefficients(c);
   };
-  if (S == 1) {
-    two_pass_cols(
-        N, C, [&](index_t r0, index_t rows, double* s1, double* s2) { kern.col_stats(x + r0 * C, rows, C, k, s1, s2); },
-        finish, apply_cols, nthreads);
-    return;
-  }
-  const RowUnits U{C, N, 1, C, rows_per_block(S, N)};
-  const index_t bytes = S * index_t(sizeof(T)), stride = C * S;
-  AlignedBuffer<double> part(2 * C * U.nchunks());
-  two_pass(
-      U, S, part.data(), part.data() + C * U.nchunks(),
-      [&](index_t r, index_t nr) { prefetch_rows(x + r * S, nr, bytes, stride * index_t(sizeof(T))); },
+  channel_two_pass<T>(
+      N, C, S, x, nullptr,
+      [&](index_t r0, index_t rows, double* s1, double* s2) { kern.col_stats(x + r0 * C, rows, C, k, s1, s2); },
       [&](index_t r, index_t nr, index_t c, double* s1, double* s2) {
-        kern.rows_stats(x + r * S, nr, S, stride, k[c], s1, s2);
+        kern.rows_stats(x + r * S, nr, S, C * S, k[c], s1, s2);
       },
-      finish, apply, nthreads);
+      finish, apply, apply_cols, nthreads);
 }
 
 // dy, x, dx (N, C, S); two passes: per-channel sums of dy and dy * (x - mean), then dx.
@@ -258,28 +271,15 @@ void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
     one_pass(N, C, S, apply, apply_cols, nthreads);
     return;
   }
-  if (S == 1) {
-    two_pass_cols(
-        N, C,
-        [&](index_t r0, index_t rows, double* s1, double* s2) {
-          kern.col_dot(dy + r0 * C, x + r0 * C, rows, C, k, s1, s2);
-        },
-        finish, apply_cols, nthreads);
-    return;
-  }
-  const RowUnits U{C, N, 1, C, rows_per_block(S, N)};
-  const index_t bytes = S * index_t(sizeof(T)), stride = C * S;
-  AlignedBuffer<double> part(2 * C * U.nchunks());
-  two_pass(
-      U, S, part.data(), part.data() + C * U.nchunks(),
-      [&](index_t r, index_t nr) {
-        prefetch_rows(x + r * S, nr, bytes, stride * index_t(sizeof(T)));
-        prefetch_rows(dy + r * S, nr, bytes, stride * index_t(sizeof(T)));
+  channel_two_pass<T>(
+      N, C, S, x, dy,
+      [&](index_t r0, index_t rows, double* s1, double* s2) {
+        kern.col_dot(dy + r0 * C, x + r0 * C, rows, C, k, s1, s2);
       },
       [&](index_t r, index_t nr, index_t c, double* s1, double* s2) {
-        kern.rows_dot(dy + r * S, x + r * S, nr, S, stride, k[c], s1, s2);
+        kern.rows_dot(dy + r * S, x + r * S, nr, S, C * S, k[c], s1, s2);
       },
-      finish, apply, nthreads);
+      finish, apply, apply_cols, nthreads);
 }
 
 // ---------------------------------------------------------------------------------------------

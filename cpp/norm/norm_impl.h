@@ -14,17 +14,12 @@
 #include <algorithm>
 
 #include "gradkit/norm.h"
+#include "gradkit/simd.h"
 
 namespace gk::GK_ISA_NS {
 namespace norm_detail {
 
-#if defined(__AVX512F__)
-constexpr int kVecBytes = 64;
-#elif defined(__AVX__)
-constexpr int kVecBytes = 32;
-#else
-constexpr int kVecBytes = 16;
-#endif
+using simd::kVecBytes;  // this ISA's vector width in bytes
 
 // (*r1, *r2) = sums over nrows rows of n elements of what f(r, i, s1, s2) adds to its
 // lane sums for element i of row r. Lanes carry across rows (short rows cost no fold
