@@ -46,7 +46,7 @@ inline index_t rows_per_block(index_t S, index_t len) { return std::max<index_t>
 //      [ch * chunk, ch * chunk + nrows) of unit u, the first being row r0, the others
 //      js rows apart; prefetch(r0, nrows) asks for a chunk to be fetched one chunk ahead,
 //   2. finish(u, s1, s2) with s1 = sum over the unit's chunks of p1 (in order), s2 likewise,
-//   3. apply(r, u) for every row.
+//   3. apply(r0, nrows, u) for every chunk (or single row) of a unit.
 // When there are enough units for the threads each unit runs all three steps on one
 // thread, so its rows are still in L2 for step 3 (one trip to memory instead of two);
 // otherwise each step is parallel (over chunks, then rows). The arithmetic, and so
@@ -74,7 +74,7 @@ void two_pass(const RowUnits& U, index_t S, double* p1, double* p2, Prefetch&& p
           sums(U.row(u, ch * U.chunk), U.chunk_rows(ch), u, p1 + u * nch + ch, p2 + u * nch + ch);
         }
         merge(u);
-        for (index_t j = 0; j < U.len; ++j) apply(U.row(u, j), u);
+        for (index_t ch = 0; ch < nch; ++ch) apply(U.row(u, ch * U.chunk), U.chunk_rows(ch), u);
       }
     }, nt);
     return;
@@ -87,7 +87,7 @@ void two_pass(const RowUnits& U, index_t S, double* p1, double* p2, Prefetch&& p
   }, nt);
   for (index_t u = 0; u < U.count; ++u) merge(u);
   parallel_for(rows, rows * S, [&](index_t r0, index_t r1) {
-    for (index_t r = r0; r < r1; ++r) apply(r, U.unit_of(r));
+    for (index_t r = r0; r < r1; ++r) apply(r, 1, U.unit_of(r));
   }, nt);
 }
 
@@ -119,7 +119,7 @@ void two_pass_cols(index_t N, index_t C, Sums&& sums, Finish&& finish, Apply&& a
   }, nthreads);
 }
 
-// apply(r, c) for the N*C rows of S, or apply_cols(r0, nrows) per chunk of the (N, C) matrix when S == 1.
+// apply(r, 1, c) for the N*C rows of S, or apply_cols(r0, nrows) per chunk of the (N, C) matrix when S == 1.
 template <class Apply, class ApplyCols>
 void one_pass(index_t N, index_t C, index_t S, Apply&& apply, ApplyCols&& apply_cols, int nthreads) {
   if (S == 1) {
@@ -130,7 +130,7 @@ void one_pass(index_t N, index_t C, index_t S, Apply&& apply, ApplyCols&& apply_
     return;
   }
   parallel_for(N * C, N * C * S, [&](index_t r0, index_t r1) {
-    for (index_t r = r0; r < r1; ++r) apply(r, r % C);
+    for (index_t r = r0; r < r1; ++r) apply(r, 1, r % C);
   }, nthreads);
 }
 
@@ -144,7 +144,7 @@ inline void prefetch_rows(const void* p, index_t nrows, index_t n, index_t strid
 }
 
 // Batch norm's two passes over (N, C, S) data, per channel: col_sums / row_sums feed
-// finish(c, s1, s2), then apply_cols (S == 1, the (N, C) layout) or apply(r, c).
+// finish(c, s1, s2), then apply_cols (S == 1, the (N, C) layout) or apply(r0, nrows, c) (rows C apart).
 // a and b (b may be null) are the tensors the row sums read, prefetched a chunk ahead.
 template <class T, class ColSums, class RowSums, class Finish, class Apply, class ApplyCols>
 void channel_two_pass(index_t N, index_t C, index_t S, const T* a, const T* b, ColSums&& col_sums,
@@ -202,7 +202,9 @@ void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
     a[c] = static_cast<T>(ac);
     b[c] = static_cast<T>((bias ? static_cast<double>(bias[c]) : 0.0) - ac * (mean[c] - static_cast<double>(k[c])));
   };
-  auto apply = [&](index_t r, index_t c) { kern.row_affine(y + r * S, x + r * S, S, k[c], a[c], b[c]); };
+  auto apply = [&](index_t r, index_t nr, index_t c) {
+    kern.rows_affine(y + r * S, x + r * S, nr, S, C * S, k[c], a[c], b[c]);
+  };
   auto apply_cols = [&](index_t r0, index_t rows) { kern.col_affine(y + r0 * C, x + r0 * C, rows, C, k, a, b); };
   if (!use_batch_stats) {
     for (index_t c = 0; c < C; ++c) {
@@ -260,8 +262,8 @@ void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
     B[c] = static_cast<T>(bx);
     Cc[c] = static_cast<T>(batch_stats ? -g * sd / static_cast<double>(count) - bx * m1 : 0.0);
   };
-  auto apply = [&](index_t r, index_t c) {
-    kern.row_backward(dx + r * S, dy + r * S, x + r * S, S, k[c], A[c], B[c], Cc[c]);
+  auto apply = [&](index_t r, index_t nr, index_t c) {
+    kern.rows_backward(dx + r * S, dy + r * S, x + r * S, nr, S, C * S, k[c], A[c], B[c], Cc[c]);
   };
   auto apply_cols = [&](index_t r0, index_t rows) {
     kern.col_backward(dx + r0 * C, dy + r0 * C, x + r0 * C, rows, C, k, A, B, Cc);
@@ -310,11 +312,13 @@ void group_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
         finish_stats(static_cast<double>(k[ng]), s1, s2, count, eps, &mean[ng], &var, &rstd[ng]);
         k[ng] = static_cast<T>(mean[ng]);
       },
-      [&](index_t r, index_t ng) {
-        const index_t c = r % C;
-        const double a = (weight ? static_cast<double>(weight[c]) : 1.0) * rstd[ng];
-        const double b = (bias ? static_cast<double>(bias[c]) : 0.0) - a * (mean[ng] - static_cast<double>(k[ng]));
-        kern.row_affine(y + r * S, x + r * S, S, k[ng], static_cast<T>(a), static_cast<T>(b));
+      [&](index_t r0, index_t nr, index_t ng) {  // a group's rows are channels: coefficients per row
+        for (index_t r = r0; r < r0 + nr; ++r) {
+          const index_t c = r % C;
+          const double a = (weight ? static_cast<double>(weight[c]) : 1.0) * rstd[ng];
+          const double b = (bias ? static_cast<double>(bias[c]) : 0.0) - a * (mean[ng] - static_cast<double>(k[ng]));
+          kern.rows_affine(y + r * S, x + r * S, 1, S, S, k[ng], static_cast<T>(a), static_cast<T>(b));
+        }
       },
       nthreads);
 }
@@ -353,13 +357,15 @@ void group_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
         g2[ng] = b;
       },
       // dx = rstd * (w * dy - g1 / count - xhat * g2 / count), xhat = (x - k - m1) * rstd.
-      [&](index_t r, index_t ng) {
+      [&](index_t r0, index_t nr, index_t ng) {
         const double rs = rstd[ng], m1 = mean[ng] - static_cast<double>(k[ng]);
-        const double w = weight ? static_cast<double>(weight[r % C]) : 1.0;
         const double bx = -rs * rs * g2[ng] / static_cast<double>(count);
         const double cc = -rs * g1[ng] / static_cast<double>(count) - bx * m1;
-        kern.row_backward(dx + r * S, dy + r * S, x + r * S, S, k[ng], static_cast<T>(rs * w), static_cast<T>(bx),
-                          static_cast<T>(cc));
+        for (index_t r = r0; r < r0 + nr; ++r) {
+          const double w = weight ? static_cast<double>(weight[r % C]) : 1.0;
+          kern.rows_backward(dx + r * S, dy + r * S, x + r * S, 1, S, S, k[ng], static_cast<T>(rs * w),
+                             static_cast<T>(bx), static_cast<T>(cc));
+        }
       },
       nthreads);
   if (dweight != nullptr || dbias != nullptr) {

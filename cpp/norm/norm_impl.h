@@ -87,16 +87,25 @@ void rows_dot(const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t nrows, in
   }, s1, s2);
 }
 
+// nrows rows of n, row r at offset r * stride in y and x alike: y = a * (x - k) + b.
 template <class T>
-void row_affine(T* GK_RESTRICT y, const T* GK_RESTRICT x, index_t n, T k, T a, T b) {
+void rows_affine(T* GK_RESTRICT y, const T* GK_RESTRICT x, index_t nrows, index_t n, index_t stride, T k, T a, T b) {
+  for (index_t r = 0; r < nrows; ++r) {
+    T* yr = y + r * stride;
+    const T* xr = x + r * stride;
 #pragma omp simd
-  for (index_t i = 0; i < n; ++i) y[i] = a * (x[i] - k) + b;
+    for (index_t i = 0; i < n; ++i) yr[i] = a * (xr[i] - k) + b;
+  }
 }
 
 template <class T>
-void row_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t n, T k, T a, T b, T c) {
+void rows_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t nrows, index_t n,
+                   index_t stride, T k, T a, T b, T c) {
+  for (index_t r = 0; r < nrows; ++r) {
+    const index_t o = r * stride;
 #pragma omp simd
-  for (index_t i = 0; i < n; ++i) dx[i] = a * dy[i] + (b * (x[i] - k) + c);
+    for (index_t i = 0; i < n; ++i) dx[o + i] = a * dy[o + i] + (b * (x[o + i] - k) + c);
+  }
 }
 
 // x (rows, cols) row-major; per-column k; sums added into s1, s2 (cols,).
@@ -209,9 +218,9 @@ void ln_row_backward(T* dx, T* dw, T* db, const T* dy, const T* x, index_t n, T 
 template <class T>
 void fill(NormKernels<T>& t) {
   t.rows_stats = rows_stats<T>;
-  t.row_affine = row_affine<T>;
+  t.rows_affine = rows_affine<T>;
   t.rows_dot = rows_dot<T>;
-  t.row_backward = row_backward<T>;
+  t.rows_backward = rows_backward<T>;
   t.col_stats = col_stats<T>;
   t.col_affine = col_affine<T>;
   t.col_dot = col_dot<T>;
