@@ -265,10 +265,11 @@ namespace detail {
 // Cody-Waite reduction x = n ln2 + r with an 9-bit ln2_hi (n * ln2_hi exact, so
 // hi - n ln2_hi is exact even for |hi| ~ 100), a degree-7 polynomial on
 // |r| <= ln2/2 (Cephes expf, < 1 ULP), then 2^n applied in two steps so that
-// results down to the smallest denormal round once. `lo` carries a small
+// results down to the smallest denormal round once (kTwoStep = false: one
+// step, for callers whose n stays in [-126, 127]). `lo` carries a small
 // correction term (the low part of -x^2/2) and `mul` a prefactor applied
 // before the final scaling (so products that underflow round only once).
-template <bool kLo, bool kMul>
+template <bool kLo, bool kMul, bool kTwoStep = true>
 GK_ALWAYS_INLINE Vec<float> exp_f32(Vec<float> hi, Vec<float> lo, Vec<float> mul) {
   using V = Vec<float>;
   const V magic = set1(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
@@ -288,6 +289,7 @@ GK_ALWAYS_INLINE Vec<float> exp_f32(Vec<float> hi, Vec<float> lo, Vec<float> mul
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
   if constexpr (kMul) p = p * mul;
+  if constexpr (!kTwoStep) return p * from_bits<float>((n + 127) << 23);  // n in [-126, 127]
   const Mask<float> n1 = n >> 1;  // arithmetic: floor(n / 2)
   const Mask<float> n2 = n - n1;
   const V s1 = from_bits<float>((n1 + 127) << 23);
@@ -328,22 +330,23 @@ GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
   return x < 0.0f ? s : 1.0f - s;             // exactly 1 once e < 2^-25
 }
 
-// tanh with the sign of x (-0 stays -0): Cephes tanhf, an odd polynomial for
-// |x| < 0.625, 1 - 2e / (1 + e) with e = exp(-2|x|) <= 0.29 above (no
-// cancellation there, and the divisor stays in [1, 2]).
+// tanh with the sign of x (-0 stays -0): Cephes tanhf's odd polynomial for
+// |x| < 0.625; above, 1 - 2e / (1 + e) with e = exp(-2z), z = min(|x|, 9)
+// (tanh(9) rounds to 1; no cancellation since tanh >= 0.55), the divisor in
+// [1, 2] (reciprocal estimate is safe), and 2^n in one step (n in [-26, 0]).
 GK_ALWAYS_INLINE Vec<float> tanh(Vec<float> x) {
   using V = Vec<float>;
-  const V z = abs(x);
+  const V z = min(abs(x), set1(9.0f));
   const V s = z * z;
-  V p = set1(-5.70498872745e-3f);
-  p = p * s + 2.06390887954e-2f;
-  p = p * s - 5.37397155531e-2f;
-  p = p * s + 1.33314422036e-1f;
-  p = p * s - 3.33332819422e-1f;
-  const V small = p * s * z + z;
-  const V e = exp(-(z + z));
+  V q = set1(-5.70498872745e-3f);
+  q = q * s + 2.06390887954e-2f;
+  q = q * s - 5.37397155531e-2f;
+  q = q * s + 1.33314422036e-1f;
+  q = q * s - 3.33332819422e-1f;
+  const V small = q * s * z + z;
+  const V e = detail::exp_f32<false, false, false>(-2.0f * z, z, z);
   const V big = 1.0f - (e + e) * recip(1.0f + e);  // exactly 1 once e < 2^-26
-  return copysign(z > 0.625f ? big : small, x);
+  return copysign(z < 0.625f ? small : big, x);
 }
 
 // mul * exp(-x^2 / 2 + extra) for |x| <= 20 and |extra| <= 2 (callers clamp x),
