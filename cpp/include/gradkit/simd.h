@@ -331,12 +331,13 @@ GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
 }
 
 // tanh with the sign of x (-0 stays -0): Cephes tanhf's odd polynomial for
-// |x| < 0.625; above, 1 - 2e / (1 + e) with e = exp(-2z), z = min(|x|, 9)
-// (tanh(9) rounds to 1; no cancellation since tanh >= 0.55), the divisor in
-// [1, 2] (reciprocal estimate is safe), and 2^n in one step (n in [-26, 0]).
+// |x| < 0.625; above, 1 - 2e / (1 + e) with e = exp(-2z), z = min(|x|, 9.5)
+// (tanh(9.1) rounds to 1; no cancellation since tanh >= 0.55), the divisor in
+// [1, 2] (reciprocal estimate is safe), and 2^n in one step (n in [-28, 0]).
 GK_ALWAYS_INLINE Vec<float> tanh(Vec<float> x) {
   using V = Vec<float>;
-  const V z = min(abs(x), set1(9.0f));
+  const V ax = abs(x);
+  const V z = ax > 9.5f ? set1(9.5f) : ax;  // keeps NaN
   const V s = z * z;
   V q = set1(-5.70498872745e-3f);
   q = q * s + 2.06390887954e-2f;
