@@ -8,4 +8,7 @@ PYBIND11_MODULE(_core, m) {
   gk::bind::bind_core(m);
   gk::bind::bind_gemm(m);
   gk::bind::bind_eltwise(m);
+  gk::bind::bind_norm(m);
+  gk::bind::bind_optim(m);
+  gk::bind::bind_conv(m);
 }
