@@ -100,14 +100,12 @@ struct ActOp<Act::elu> {
 template <>
 struct ActOp<Act::gelu> {
   // y = x Phi(x) with q = x Phi(-|x|) computed without cancellation:
-  // y = q for x < 0, x - q for x >= 0. x is clamped to +-kClamp inside
+  // y = q for x < 0, x - q for x >= 0. x is clamped to +-kNormalClamp inside
   // (q underflows there already) so that +-inf give inf and -0.
-  template <class T>
-  static constexpr T kClamp = sizeof(T) == 4 ? T(20) : T(40);
   template <class V>
   static V fwd(V x, elem_t<V>) {
     using T = elem_t<V>;
-    const V xc = clamp(x, -kClamp<T>, kClamp<T>);
+    const V xc = clamp(x, -kNormalClamp<T>, kNormalClamp<T>);
     const V q = normal_tail(xc, xc);
     return x >= elem_t<V>(0) ? x - q : q;
   }
@@ -115,7 +113,7 @@ struct ActOp<Act::gelu> {
   template <class V>
   static V bwd(V dy, V x, elem_t<V>) {
     using T = elem_t<V>;
-    const V xc = clamp(x, -kClamp<T>, kClamp<T>);
+    const V xc = clamp(x, -kNormalClamp<T>, kNormalClamp<T>);
     const V h = normal_tail(xc, set1(T(1)));
     const V cdf = x >= T(0) ? T(1) - h : h;
     return dy * (cdf + normal_pdf(xc, xc));
