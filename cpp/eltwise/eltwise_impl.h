@@ -163,9 +163,12 @@ void dropout_apply_kernel(T* y, const T* x, const std::uint8_t* mask, index_t n,
 
 // ---- losses ----------------------------------------------------------------------------------------
 
+// logits (rows, C); per row: max, then exp(x - m) into `scratch` (C values, the
+// caller's per-thread buffer, stays in L1/L2) with its sums, then dlogits
+// written once from scratch (streamed when `stream`).
 template <class T>
-void cross_entropy_kernel(T* dlogits, double* row_loss, const T* logits, const std::int64_t* labels, index_t rows,
-                          index_t C, T eps, T grad_scale) {
+void cross_entropy_kernel(T* dlogits, double* row_loss, T* scratch, const T* logits, const std::int64_t* labels,
+                          index_t rows, index_t C, T eps, T grad_scale, bool stream) {
   constexpr index_t L = kLanes<T>;
   const index_t full = C / L * L, rem = C - full;
   const Vec<T> neg_inf = set1(-std::numeric_limits<T>::infinity());
@@ -177,7 +180,7 @@ void cross_entropy_kernel(T* dlogits, double* row_loss, const T* logits, const s
     for (index_t j = 0; j < full; j += L) vmax = max(vmax, load(x + j));
     if (rem) vmax = max(vmax, select(tail, load_partial(x + full, rem), neg_inf));
     const T m = hmax(vmax);
-    // 2nd pass: sum of exp(x - m) (kept in dlogits) and of (m - x) for smoothing.
+    // 2nd pass: sum of exp(x - m) (kept in scratch) and of (m - x) for smoothing.
     const Vec<T> vm = set1(m);
     Vec<T> vsum = zero<T>(), vdev = zero<T>();
     T* d = dlogits != nullptr ? dlogits + r * C : nullptr;
@@ -186,14 +189,14 @@ void cross_entropy_kernel(T* dlogits, double* row_loss, const T* logits, const s
       const Vec<T> e = exp(-dev);
       vsum += e;
       vdev += dev;
-      if (d) store(d + j, e);
+      if (d) store(scratch + j, e);
     }
     if (rem) {
       const Vec<T> dev = select(tail, vm - load_partial(x + full, rem), zero<T>());
       const Vec<T> e = select(tail, exp(-dev), zero<T>());
       vsum += e;
       vdev += dev;
-      if (d) store_partial(d + full, e, rem);
+      if (d) store_partial(scratch + full, e, rem);
     }
     const double s = static_cast<double>(hsum(vsum));
     const double dev_sum = static_cast<double>(hsum(vdev));
@@ -203,11 +206,10 @@ void cross_entropy_kernel(T* dlogits, double* row_loss, const T* logits, const s
     row_loss[r] = std::log(s) + (1.0 - ls) * (static_cast<double>(m) - static_cast<double>(x[label])) +
                   ls / static_cast<double>(C) * dev_sum;
     if (d) {
-      // 3rd pass (row in cache): d = grad_scale * (e / s - eps / C), minus (1 - eps) at the label.
-      const Vec<T> inv = set1(static_cast<T>(static_cast<double>(grad_scale) / s));
-      const Vec<T> off = set1(static_cast<T>(static_cast<double>(grad_scale) * ls / static_cast<double>(C)));
-      for (index_t j = 0; j < full; j += L) store(d + j, load(d + j) * inv - off);
-      if (rem) store_partial(d + full, load_partial(d + full, rem) * inv - off, rem);
+      // 3rd pass: d = grad_scale * (e / s - eps / C), minus (1 - eps) at the label.
+      const T inv = static_cast<T>(static_cast<double>(grad_scale) / s);
+      const T off = static_cast<T>(static_cast<double>(grad_scale) * ls / static_cast<double>(C));
+      map1(d, scratch, C, stream, [inv, off](Vec<T> e) { return e * inv - off; });
       d[label] -= static_cast<T>(static_cast<double>(grad_scale) * (1.0 - ls));
     }
   }

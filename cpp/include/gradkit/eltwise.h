@@ -34,10 +34,11 @@ template <class T>
 using DropoutApplyFn = void (*)(T* y, const T* x, const std::uint8_t* mask, index_t n, T scale);
 // Softmax cross-entropy on rows [0, rows) of (rows, C) logits: writes each row's
 // loss to row_loss and, when dlogits != nullptr,
-//   dlogits = grad_scale * (softmax - (1 - eps) onehot(label) - eps / C).
+//   dlogits = grad_scale * (softmax - (1 - eps) onehot(label) - eps / C),
+// using scratch (C values) for one row at a time; stream: non-temporal stores.
 template <class T>
-using CrossEntropyFn = void (*)(T* dlogits, double* row_loss, const T* logits, const std::int64_t* labels,
-                                index_t rows, index_t C, T eps, T grad_scale);
+using CrossEntropyFn = void (*)(T* dlogits, double* row_loss, T* scratch, const T* logits,
+                                const std::int64_t* labels, index_t rows, index_t C, T eps, T grad_scale, bool stream);
 // Returns sum((x - t)^2) over n elements; when d != nullptr writes
 // d = grad_scale * (x - t).
 template <class T>
