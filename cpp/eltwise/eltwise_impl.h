@@ -9,6 +9,10 @@
 #include "gradkit/eltwise.h"
 #include "gradkit/simd.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace gk::GK_ISA_NS {
 namespace eltwise {
 
@@ -147,6 +151,68 @@ GK_ALWAYS_INLINE Mask<T> mask_bits(const std::uint8_t* mask, index_t i) {
   return (mask_set1<T>(static_cast<elem_t<Mask<T>>>(word)) & lane_bit) != 0;
 }
 
+// Philox4x32-10 (gradkit/rng.h) on kLanes<double> consecutive counters at once:
+// one block per 64-bit lane, 32-bit words zero-extended, 32x32 -> 64-bit products.
+typedef std::uint64_t U64 __attribute__((vector_size(kVecBytes)));
+constexpr int kU64Lanes = kVecBytes / 8;
+
+// a * m for lanes a < 2^32: one unsigned 32x32 -> 64-bit multiply per lane
+// (pmuludq) where the compiler would otherwise emulate a 64-bit product.
+GK_ALWAYS_INLINE U64 mul_lo32(U64 a, std::uint32_t m) {
+#if defined(__AVX512F__)
+  return (U64)_mm512_mul_epu32((__m512i)a, _mm512_set1_epi64(m));
+#elif defined(__AVX2__)
+  return (U64)_mm256_mul_epu32((__m256i)a, _mm256_set1_epi64x(m));
+#elif defined(__SSE2__)
+  return (U64)_mm_mul_epu32((__m128i)a, _mm_set1_epi64x(m));
+#else
+  return a * static_cast<std::uint64_t>(m);
+#endif
+}
+
+GK_ALWAYS_INLINE void philox_lanes(U64 ctr, std::uint64_t key, U64 (&w)[4]) {
+  constexpr std::uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
+  constexpr std::uint64_t kLo = 0xFFFFFFFFu;
+  U64 c0 = ctr & kLo, c1 = ctr >> 32, c2 = U64{} , c3 = U64{};
+  std::uint32_t k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
+  for (int round = 0; round < 10; ++round) {
+    const U64 p0 = mul_lo32(c0, kM0), p1 = mul_lo32(c2, kM1);
+    const U64 n0 = (p1 >> 32) ^ c1 ^ static_cast<std::uint64_t>(k0);
+    const U64 n2 = (p0 >> 32) ^ c3 ^ static_cast<std::uint64_t>(k1);
+    c1 = p1 & kLo;
+    c3 = p0 & kLo;
+    c0 = n0;
+    c2 = n2;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  w[0] = c0;
+  w[1] = c1;
+  w[2] = c2;
+  w[3] = c3;
+}
+
+// mask bytes [byte0, byte1): 2 Philox blocks (8 elements) per byte, kU64Lanes blocks at a time.
+inline void dropout_mask_kernel(std::uint8_t* mask, index_t byte0, index_t byte1, index_t n, std::uint64_t key,
+                                std::uint64_t offset, std::uint32_t threshold) {
+  U64 lane;
+  for (int i = 0; i < kU64Lanes; ++i) lane[i] = static_cast<std::uint64_t>(i);
+  const std::uint64_t th = threshold;
+  constexpr index_t kBytes = kU64Lanes / 2;  // mask bytes per batch of blocks
+  for (index_t b = byte0; b < byte1; b += kBytes) {
+    U64 w[4];
+    philox_lanes(offset + static_cast<std::uint64_t>(2 * b) + lane, key, w);
+    // 4 keep bits per block (lane), -1 / 0 comparisons masked to 1 / 0.
+    const U64 nib = ((w[0] >= th) & 1) | ((w[1] >= th) & 2) | ((w[2] >= th) & 4) | ((w[3] >= th) & 8);
+    for (index_t k = 0; k < kBytes && b + k < byte1; ++k) {
+      std::uint32_t v = static_cast<std::uint32_t>(nib[2 * k] | (nib[2 * k + 1] << 4));
+      const index_t first = (b + k) * 8;  // bits at or beyond n stay 0
+      if (first + 8 > n) v &= (1u << (n - first)) - 1u;
+      mask[b + k] = static_cast<std::uint8_t>(v);
+    }
+  }
+}
+
 // x (n,), mask ((n + 7) / 8,) bytes; x must start at an element index that is a
 // multiple of 8 (the driver splits on 1024-element blocks).
 template <class T>
@@ -266,6 +332,7 @@ void fill_kernels(EltwiseKernels<T>& k) {
 }
 
 inline void fill_table(EltwiseTable& t) {
+  t.dropout_mask = dropout_mask_kernel;
   fill_kernels(t.f32);
   fill_kernels(t.f64);
 }

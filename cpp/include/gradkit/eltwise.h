@@ -44,6 +44,12 @@ using CrossEntropyFn = void (*)(T* dlogits, double* row_loss, T* scratch, const 
 template <class T>
 using SquaredErrorFn = double (*)(T* d, const T* x, const T* t, index_t n, T grad_scale);
 
+// Dropout keep-mask bytes [byte0, byte1) for n elements: bit j of byte b is
+// (Philox word (b * 8 + j) % 4 of block offset + (b * 8 + j) / 4 under key) >= threshold;
+// bits at or beyond n are 0.
+using DropoutMaskFn = void (*)(std::uint8_t* mask, index_t byte0, index_t byte1, index_t n, std::uint64_t key,
+                               std::uint64_t offset, std::uint32_t threshold);
+
 template <class T>
 struct EltwiseKernels {
   ActForwardFn<T> forward[kNumAct];
@@ -54,6 +60,7 @@ struct EltwiseKernels {
 };
 
 struct EltwiseTable {
+  DropoutMaskFn dropout_mask;
   EltwiseKernels<float> f32;
   EltwiseKernels<double> f64;
   template <class T>
