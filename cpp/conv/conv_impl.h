@@ -6,6 +6,7 @@
 
 #include "gradkit/conv.h"
 #include "simd_vec_impl.h"
+#include "winograd_impl.h"
 
 namespace gk::GK_ISA_NS {
 
@@ -175,7 +176,8 @@ void row_sum(T* db, const T* dy, index_t ldy, index_t M, index_t n) {
 
 template <class T>
 ConvKernels<T> conv_kernels() {
-  return {&im2col<T>, &col2im<T>, &smallk_forward<T>, &smallk_dweight<T>, &row_sum<T>};
+  return {&im2col<T>,         &col2im<T>,      &smallk_forward<T>,  &smallk_dweight<T>,
+          &row_sum<T>,        &wino_input<T>, &wino_output<T>,    &wino_grad_output<T>};
 }
 
 }  // namespace gk::GK_ISA_NS
