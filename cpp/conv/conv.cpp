@@ -26,6 +26,16 @@ const ConvKernels<T>& kernels() {
   }
 }
 
+// Scratch memory reused across calls (per calling thread and slot; grows, never shrinks):
+// a fresh multi-megabyte allocation per call costs a page fault per 4 KiB.
+enum Slot { kSlotWeights = 0, kSlotTiles = 1, kSlotPartials = 2, kNumSlots = 3 };
+template <class T>
+T* scratch(Slot slot, index_t n) {
+  thread_local AlignedBuffer<T> buffers[kNumSlots];
+  buffers[slot].resize(std::max<index_t>(n, 1));
+  return buffers[slot].data();
+}
+
 // An im2col tile (Kg, rows*OW) is kept below this size so that it stays in L2
 // between being written and being packed by the GEMM.
 constexpr index_t kColTileBytes = 512 * 1024;
@@ -178,9 +188,9 @@ void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N
   const index_t R = wino_rows(Cin, Cout, TW, N * TH, sizeof(T));
   const index_t vsize = 16 * (Cin * R * TW + kWinoPlanePad), msize = 16 * (Cout * R * TW + kWinoPlanePad);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(N * Cout * OH * OW * Cin, nthreads), N));
-  AlignedBuffer<T> scratch(nt * (vsize + msize));
+  T* const tiles = scratch<T>(kSlotTiles, nt * (vsize + msize));
   run_ranges(N, nt, nthreads, [&](index_t n0, index_t n1, index_t t, int inner) {
-    T* V = scratch.data() + t * (vsize + msize);
+    T* V = tiles + t * (vsize + msize);
     T* M = V + vsize;
     for (index_t r0 = n0 * TH; r0 < n1 * TH; r0 += R) {
       const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW;
@@ -205,13 +215,13 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
   const index_t usize = 16 * s.OC * s.C, psize = usize + s.OC;
   const index_t nch = std::min(s.N, kWeightChunks);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * P * s.C, nthreads), nch));
-  AlignedBuffer<T> partial(nch * psize);
-  AlignedBuffer<T> scratch(dw != nullptr ? nt * (vsize + msize) : 1);
+  T* const partial = scratch<T>(kSlotPartials, nch * psize);
+  T* const tiles = scratch<T>(kSlotTiles, dw != nullptr ? nt * (vsize + msize) : 1);
   run_items(nch, nt, nthreads, [&](index_t c, index_t t, int inner) {
-    T* pu = partial.data() + c * psize;
+    T* pu = partial + c * psize;
     std::fill(pu, pu + psize, T(0));
     const index_t n0 = s.N * c / nch, n1 = s.N * (c + 1) / nch;
-    T* V = scratch.data() + t * (vsize + msize);
+    T* V = tiles + t * (vsize + msize);
     T* dM = V + vsize;
     for (index_t r0 = n0 * TH; dw != nullptr && r0 < n1 * TH; r0 += R) {
       const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW;
@@ -226,9 +236,9 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
     }
     for (index_t n = n0; db != nullptr && n < n1; ++n) k.row_sum(pu + usize, dy + n * s.OC * P, P, s.OC, P);
   });
-  reduce_chunks(partial.data(), psize, nch, nthreads);
-  if (dw != nullptr) wino_weight_grad(dw, partial.data(), s.OC, s.C);
-  for (index_t o = 0; db != nullptr && o < s.OC; ++o) db[o] += partial.data()[usize + o];
+  reduce_chunks(partial, psize, nch, nthreads);
+  if (dw != nullptr) wino_weight_grad(dw, partial, s.OC, s.C);
+  for (index_t o = 0; db != nullptr && o < s.OC; ++o) db[o] += partial[usize + o];
 }
 
 }  // namespace
@@ -240,16 +250,16 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   const Plan pl = make_plan(s, sizeof(T));
   if (s.N == 0 || s.OC == 0 || pl.P == 0) return;
   if (use_winograd(s, pl)) {
-    AlignedBuffer<T> U(16 * s.OC * s.C);
-    wino_weights(U.data(), w, s.OC, s.C, false);
-    wino_pass(y, x, U.data(), b, act == Activation::relu, s.N, s.C, s.H, s.W, s.OC, s.OH, s.OW, s.PH, s.PW, nthreads);
+    T* U = scratch<T>(kSlotWeights, 16 * s.OC * s.C);
+    wino_weights(U, w, s.OC, s.C, false);
+    wino_pass(y, x, U, b, act == Activation::relu, s.N, s.C, s.H, s.W, s.OC, s.OH, s.OW, s.PH, s.PW, nthreads);
     return;
   }
   const ConvKernels<T>& k = kernels<T>();
   const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * pl.P * pl.Kg, nthreads), s.N));
-  AlignedBuffer<T> scratch(std::max<index_t>(nt * pl.col_elems, 1));
+  T* const cols = scratch<T>(kSlotTiles, nt * pl.col_elems);
   run_items(s.N, nt, nthreads, [&](index_t n, index_t t, int inner) {
-    T* col = scratch.data() + t * pl.col_elems;
+    T* col = cols + t * pl.col_elems;
     const T* ximg = x + n * s.C * s.H * s.W;
     for (index_t g = 0; g < s.G; ++g) {
       const T* wg = w + g * pl.OCg * pl.Kg;
@@ -283,9 +293,9 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
   if (s.N == 0) return;
   if (use_winograd(s, pl)) {
     if (dx != nullptr) {  // dx = conv3x3(dy, w rotated and transposed), padding 2 - p
-      AlignedBuffer<T> U(16 * s.OC * s.C);
-      wino_weights(U.data(), w, s.OC, s.C, true);
-      wino_pass(dx, dy, U.data(), static_cast<const T*>(nullptr), false, s.N, s.OC, s.OH, s.OW, s.C, s.H, s.W,
+      T* U = scratch<T>(kSlotWeights, 16 * s.OC * s.C);
+      wino_weights(U, w, s.OC, s.C, true);
+      wino_pass(dx, dy, U, static_cast<const T*>(nullptr), false, s.N, s.OC, s.OH, s.OW, s.C, s.H, s.W,
                 2 - s.PH, 2 - s.PW, nthreads);
     }
     if (dw != nullptr || db != nullptr) wino_backward_weight(dw, db, dy, x, s, nthreads);
@@ -298,13 +308,13 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
   const index_t passes = (dx != nullptr) + (dw != nullptr);
   const int nt = static_cast<int>(
       std::min<index_t>(threads_for(s.N * s.OC * pl.P * std::max<index_t>(pl.Kg * passes, 1), nthreads), nch));
-  AlignedBuffer<T> partial(need_w ? nch * psize : 1);
-  AlignedBuffer<T> scratch(std::max<index_t>(nt * 2 * pl.col_elems, 1));
+  T* const part = scratch<T>(kSlotPartials, need_w ? nch * psize : 1);
+  T* const cols = scratch<T>(kSlotTiles, nt * 2 * pl.col_elems);
 
   run_items(nch, nt, nthreads, [&](index_t c, index_t t, int inner) {
-    T* col = scratch.data() + t * 2 * pl.col_elems;
+    T* col = cols + t * 2 * pl.col_elems;
     T* dcol = col + pl.col_elems;
-    T* pw = need_w ? partial.data() + c * psize : nullptr;
+    T* pw = need_w ? part + c * psize : nullptr;
     if (need_w) std::fill(pw, pw + psize, T(0));
     for (index_t n = s.N * c / nch; n < s.N * (c + 1) / nch; ++n) {
       const T* ximg = x + n * s.C * s.H * s.W;
@@ -348,8 +358,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
 
   if (!need_w) return;
   // Fixed-order reduction of the chunk partials, then added into dw and db.
-  reduce_chunks(partial.data(), psize, nch, nthreads);
-  const T* part = partial.data();
+  reduce_chunks(part, psize, nch, nthreads);
   for (index_t i = 0; dw != nullptr && i < wsize; ++i) dw[i] += part[i];
   for (index_t i = 0; db != nullptr && i < s.OC; ++i) db[i] += part[wsize + i];
 }

@@ -85,19 +85,17 @@ GK_ALWAYS_INLINE void interleave(T* p, Vec<T> e, Vec<T> o) {
   store(p + L, __builtin_shuffle(e, o, hi));
 }
 
-// dst[0 .. n) = src[0 .. n) (inline: short rows, where a memmove call would dominate).
+// dst[0 .. n) = src[0 .. n) inline (short rows, where a memmove call would dominate: the
+// tail is stored lane by lane from one vector, so the compiler emits no library call).
+// src must be readable up to the next whole vector.
 template <class T>
 GK_ALWAYS_INLINE void copy_n(T* GK_RESTRICT dst, const T* GK_RESTRICT src, index_t n) {
   index_t k = 0;
   for (; k + kLanes<T> <= n; k += kLanes<T>) store(dst + k, load(src + k));
-  for (; k < n; ++k) dst[k] = src[k];
-}
-
-template <class T>
-GK_ALWAYS_INLINE void zero_n(T* dst, index_t n) {
-  index_t k = 0;
-  for (; k + kLanes<T> <= n; k += kLanes<T>) store(dst + k, Vec<T>{});
-  for (; k < n; ++k) dst[k] = T(0);
+  if (k < n) {
+    const Vec<T> v = load(src + k);
+    for (index_t l = 0; l < n - k; ++l) dst[k + l] = v[l];
+  }
 }
 
 // Lanes summed in a fixed order (lane 0 first).
