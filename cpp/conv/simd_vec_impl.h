@@ -1,63 +1,34 @@
-// Portable SIMD vectors for the conv/pool kernel templates (GCC/Clang vector
-// extensions): one native register per vector, whatever the flags of the
-// translation unit that includes this (16 bytes generic, 32 AVX2, 64 AVX-512).
+// SIMD helpers for the conv/pool kernel templates on top of gradkit/simd.h (GCC/Clang
+// vector extensions, one native register per vector: 16 bytes generic, 32 AVX2,
+// 64 AVX-512): splat, fixed-order horizontal sum, even/odd (de)interleave, short copies.
 // Include only after defining GK_ISA_NS (docs/design.md: one ISA, one namespace).
 #pragma once
+#ifndef GK_ISA_NS
+#error "define GK_ISA_NS (generic, avx2 or avx512) before including a kernel template header"
+#endif
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
 #include "gradkit/common.h"
-
-#ifndef GK_ISA_NS
-#error "define GK_ISA_NS (generic, avx2 or avx512) before including a kernel template header"
-#endif
+#include "gradkit/simd.h"
 
 namespace gk::GK_ISA_NS::cv {
 
-#if defined(__AVX512F__)
-constexpr int kVecBytes = 64;
-#elif defined(__AVX__)
-constexpr int kVecBytes = 32;
-#else
-constexpr int kVecBytes = 16;
-#endif
+// The vector types and loads/stores of gradkit/simd.h; conv adds lane shuffles below.
+template <class T>
+using Vec = simd::Vec<T>;
+template <class T>
+using IVec = simd::Mask<T>;
+template <class T>
+constexpr index_t kLanes = simd::kLanes<T>;
+using simd::load;
+using simd::store;
 
-typedef float vf32 __attribute__((vector_size(kVecBytes), aligned(4)));
-typedef double vf64 __attribute__((vector_size(kVecBytes), aligned(8)));
-
-template <class T>
-struct VecOf;
-template <>
-struct VecOf<float> {
-  using type = vf32;
-};
-template <>
-struct VecOf<double> {
-  using type = vf64;
-};
-template <class T>
-using Vec = typename VecOf<T>::type;
-template <class T>
-constexpr index_t kLanes = kVecBytes / static_cast<index_t>(sizeof(T));
-
-// Unaligned load/store (the typedefs carry element alignment only).
-template <class T>
-GK_ALWAYS_INLINE Vec<T> load(const T* p) {
-  return *reinterpret_cast<const Vec<T>*>(p);
-}
-template <class T>
-GK_ALWAYS_INLINE void store(T* p, Vec<T> v) {
-  *reinterpret_cast<Vec<T>*>(p) = v;
-}
 template <class T>
 GK_ALWAYS_INLINE Vec<T> splat(T x) {
   return Vec<T>{} + x;
 }
-typedef std::int32_t vi32 __attribute__((vector_size(kVecBytes)));
-typedef std::int64_t vi64 __attribute__((vector_size(kVecBytes)));
-template <class T>
-using IVec = std::conditional_t<sizeof(T) == 4, vi32, vi64>;
 
 // Even and odd elements of the 2L values at p: ev = (p0, p2, ...), od = (p1, p3, ...).
 template <class T>
