@@ -18,6 +18,11 @@ from .parameter import Parameter, _FLOAT_DTYPES
 class Module:
     """Base class of layers, containers and losses."""
 
+    #: True when ``backward(dy, input_grad=False)`` is accepted: the module then only adds its
+    #: parameter gradients and returns None, skipping the input-gradient work (as PyTorch does
+    #: for an input that does not require grad, e.g. the first layer of a model).
+    _input_grad_optional = False
+
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -63,12 +68,27 @@ class Module:
 
     def register_buffer(self, name: str, array) -> None:
         """Register a non-trainable array (e.g. running_mean) saved in state_dict; None is allowed."""
+        for registry in (self._parameters, self._modules):
+            registry.pop(name, None)
         self.__dict__.pop(name, None)
         self._buffers[name] = array
+
+    def register_parameter(self, name: str, param) -> None:
+        """Register a Parameter under ``name``; None keeps the slot (e.g. ``bias=False``)."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: param: expected a gk.nn.Parameter or None, "
+                            f"got {type(param).__name__}")
+        for registry in (self._buffers, self._modules):
+            registry.pop(name, None)
+        self.__dict__.pop(name, None)
+        self._parameters[name] = param
 
     def add_module(self, name: str, module: "Module") -> None:
         if not isinstance(module, Module):
             raise TypeError(f"add_module: module: expected a gk.nn.Module, got {type(module).__name__}")
+        for registry in (self._parameters, self._buffers):
+            registry.pop(name, None)
+        self.__dict__.pop(name, None)
         self._modules[name] = module
 
     # -- the computation ---------------------------------------------------
@@ -77,6 +97,16 @@ class Module:
 
     def backward(self, dy):
         raise TypeError(f"{type(self).__name__} does not define backward()")
+
+    def _has_parameters(self) -> bool:
+        return any(p is not None for m in self.modules() for p in m._parameters.values())
+
+    def _backward_maybe_input(self, dy, input_grad: bool):
+        """``backward(dy)``, or ``backward(dy, input_grad=False)`` when the input gradient is not
+        wanted and this module can skip it (then None may come back)."""
+        if not input_grad and self._input_grad_optional:
+            return self.backward(dy, input_grad=False)
+        return self.backward(dy)
 
     def __call__(self, *inputs, **kwargs):
         return self.forward(*inputs, **kwargs)
@@ -192,11 +222,14 @@ class Module:
         return out
 
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
-        """Copy arrays into parameters and buffers in place; shapes must match.
+        """Copy arrays into parameters and buffers in place (cast to their dtype); shapes must match.
 
-        Raises KeyError for missing or unexpected keys (when strict) and
-        ValueError for a shape mismatch; nothing is changed unless every entry fits.
+        Raises KeyError for missing or unexpected keys (when strict), ValueError for a
+        shape mismatch and TypeError for a non-numeric value. All or nothing: every
+        entry is checked before anything is written.
         """
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(f"load_state_dict: state_dict: expected a dict of arrays, got {type(state_dict).__name__}")
         targets = OrderedDict()
         for mod_name, mod in self.named_modules():
             for registry in (mod._parameters, mod._buffers):
@@ -204,7 +237,7 @@ class Module:
                     if value is not None:
                         targets[f"{mod_name}.{name}" if mod_name else name] = (mod, registry, name)
         missing = [k for k in targets if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in targets]
+        unexpected = [k for k in state_dict.keys() if k not in targets]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         updates = []
@@ -212,13 +245,27 @@ class Module:
             if key not in state_dict:
                 continue
             current = registry[name]
+            value = state_dict[key]
+            value = np.asarray(value.data if isinstance(value, Parameter) else value)
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"load_state_dict: {key}: expected a numeric array, got dtype {value.dtype}")
             current_arr = current.data if isinstance(current, Parameter) else current
-            value = np.asarray(state_dict[key])
+            if not isinstance(current_arr, np.ndarray):  # a scalar buffer: replaced, keeping its type
+                if value.ndim != 0:
+                    raise ValueError(f"load_state_dict: {key}: expected shape (), got {value.shape}")
+                updates.append((registry, name, type(current_arr)(value.item())))
+                continue
             if value.shape != current_arr.shape:
                 raise ValueError(f"load_state_dict: {key}: expected shape {current_arr.shape}, got {value.shape}")
-            updates.append((current_arr, value))
-        for current_arr, value in updates:
-            current_arr[...] = value
+            if current_arr.dtype.kind in "biu" and value.dtype.kind == "f":
+                raise TypeError(f"load_state_dict: {key}: expected an integer array (dtype {current_arr.dtype}), "
+                                f"got dtype {value.dtype}")
+            updates.append((current_arr, None, value))
+        for target, name, value in updates:
+            if name is None:
+                np.copyto(target, value, casting="unsafe")
+            else:
+                target[name] = value
 
     def to(self, dtype) -> "Module":
         """Convert every parameter (data and grad) and floating buffer to dtype, in place."""

@@ -16,6 +16,8 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     def __init__(self, data):
+        if isinstance(data, Parameter):
+            data = data.data
         arr = np.array(data, copy=True)
         if arr.dtype not in _FLOAT_DTYPES:
             if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
@@ -40,6 +42,14 @@ class Parameter:
     @property
     def size(self):
         return self.data.size
+
+    def __array__(self, dtype=None, copy=None):
+        # np.asarray(p) views p.data (a copy only when a dtype change is asked for)
+        if dtype is None or np.dtype(dtype) == self.data.dtype:
+            return self.data.copy() if copy else self.data
+        if copy is False:
+            raise ValueError(f"Parameter: cannot view {self.data.dtype} data as {np.dtype(dtype)} without a copy")
+        return self.data.astype(dtype)
 
     def zero_grad(self) -> None:
         self.grad.fill(0)

@@ -1,0 +1,214 @@
+"""``gk.save`` / ``gk.load``: nested dicts of arrays and scalars in one ``.npz`` file.
+
+Layout: every array and every scalar (except None) is one npz entry whose key is its
+path, components joined by ``/`` (``model/0.weight``, ``optim/state/0/exp_avg``), so
+``numpy.load(path)`` reads the numbers with no gradkit around. One more entry,
+``%tree``, holds a JSON description of the structure (dict keys and their types,
+lists, tuples, Python scalar types, None) so ``gk.load`` rebuilds the exact object.
+``%`` and ``/`` inside keys are escaped (``%25``, ``%2F``): no user key can collide
+with ``%tree`` or with another path.
+
+The write is atomic: the file is written to a temporary name in the same directory,
+flushed, fsync'ed and renamed over ``path`` (``os.replace``), so a crash or an error
+mid-write leaves the previous file intact. Loading never unpickles (``allow_pickle=False``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+
+from .nn.parameter import Parameter
+
+__all__ = ["save", "load"]
+
+_TREE_KEY = "%tree"
+_FORMAT = "gradkit-npz-1"
+
+
+def _escape(component: str) -> str:
+    return component.replace("%", "%25").replace("/", "%2F")
+
+
+def _where(path) -> str:
+    return "obj" + "".join(f"[{p!r}]" for p in path)
+
+
+class _Writer:
+    def __init__(self):
+        self.arrays = {}
+
+    def _key(self, path) -> str:
+        key = "/".join(_escape(str(p)) for p in path) if path else "%root"
+        if key in self.arrays:  # e.g. dict keys 1 and "1" side by side
+            n = 1
+            while f"{key}%{n}" in self.arrays:
+                n += 1
+            key = f"{key}%{n}"
+        return key
+
+    def _leaf(self, path, array, kind: str) -> dict:
+        key = self._key(path)
+        self.arrays[key] = array
+        return {kind: key}
+
+    def encode(self, obj, path=()):
+        if obj is None:
+            return {"none": True}
+        if isinstance(obj, Parameter):
+            obj = obj.data
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.hasobject or obj.dtype.kind == "V":
+                raise TypeError(f"gk.save: {_where(path)}: expected an array of numbers, booleans or strings, "
+                                f"got dtype {obj.dtype}")
+            return self._leaf(path, obj, "array")
+        if isinstance(obj, np.generic):
+            if obj.dtype.hasobject or obj.dtype.kind == "V":
+                raise TypeError(f"gk.save: {_where(path)}: expected a numeric NumPy scalar, got {obj.dtype}")
+            return self._leaf(path, np.asarray(obj), "npscalar")
+        if isinstance(obj, bool):
+            return self._leaf(path, np.asarray(obj), "bool")
+        if isinstance(obj, int):
+            if -(2**63) <= obj < 2**63:
+                return self._leaf(path, np.asarray(obj, dtype=np.int64), "int")
+            return {"bigint": str(obj)}  # beyond int64: kept in the tree only
+        if isinstance(obj, float):
+            return self._leaf(path, np.asarray(obj, dtype=np.float64), "float")
+        if isinstance(obj, str):
+            return self._leaf(path, np.asarray(obj), "str")
+        if isinstance(obj, dict):
+            items = []
+            for k, v in obj.items():
+                if isinstance(k, bool) or not isinstance(k, (str, int)):
+                    raise TypeError(f"gk.save: {_where(path)}: dict keys must be str or int, "
+                                    f"got {type(k).__name__} {k!r}")
+                items.append(["i" if isinstance(k, int) else "s", k, self.encode(v, path + (k,))])
+            return {"odict" if isinstance(obj, OrderedDict) else "dict": items}
+        if isinstance(obj, (list, tuple)):
+            kind = "tuple" if isinstance(obj, tuple) else "list"
+            return {kind: [self.encode(v, path + (i,)) for i, v in enumerate(obj)]}
+        raise TypeError(f"gk.save: {_where(path)}: expected a dict, list, tuple, array, number, str, bool or None, "
+                        f"got {type(obj).__name__}")
+
+
+def _decode(node, arrays):
+    (kind, value), = node.items()
+    if kind == "none":
+        return None
+    if kind == "array":
+        return arrays[value]
+    if kind == "npscalar":
+        return arrays[value][()]
+    if kind == "bool":
+        return bool(arrays[value])
+    if kind == "int":
+        return int(arrays[value])
+    if kind == "bigint":
+        return int(value)
+    if kind == "float":
+        return float(arrays[value])
+    if kind == "str":
+        return str(arrays[value])
+    if kind in ("dict", "odict"):
+        out = OrderedDict() if kind == "odict" else {}
+        for key_type, key, child in value:
+            out[int(key) if key_type == "i" else key] = _decode(child, arrays)
+        return out
+    if kind == "list":
+        return [_decode(child, arrays) for child in value]
+    if kind == "tuple":
+        return tuple(_decode(child, arrays) for child in value)
+    raise ValueError(f"gk.load: unknown node kind {kind!r} in the file's {_TREE_KEY} entry")
+
+
+def _write_npz(f, arrays: dict, compress: bool) -> None:
+    """What numpy.savez writes (one ``<key>.npy`` member per entry), without its keyword-argument
+    interface, where a key such as ``file`` or ``allow_pickle`` would clash with a parameter."""
+    compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(f, mode="w", compression=compression, allowZip64=True) as zf:
+        for key, value in arrays.items():
+            with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename durable (best effort: not every platform opens directories)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save(obj, path, *, compress: bool = False) -> None:
+    """Save a (nested) dict of arrays and scalars, e.g. ``{"model": m.state_dict(), "optim": opt.state_dict()}``.
+
+    Args:
+        obj: dicts (str or int keys), lists, tuples, NumPy arrays and scalars, Parameters
+            (saved as their data), int, float, bool, str and None, nested freely.
+        path: the file name (str or os.PathLike), used as given (no suffix is added).
+        compress: deflate the entries (default False).
+
+    The file is a valid ``.npz``; it is written to a temporary file in the same directory,
+    fsync'ed, then renamed over ``path``, so an existing file is replaced only by a complete one.
+    """
+    writer = _Writer()
+    tree = writer.encode(obj)  # every TypeError is raised here, before the file system is touched
+    payload = dict(writer.arrays)
+    payload[_TREE_KEY] = np.asarray(json.dumps({"format": _FORMAT, "tree": tree}, allow_nan=True))
+    if hasattr(path, "write") and not isinstance(path, (str, bytes, os.PathLike)):
+        _write_npz(path, payload, compress)
+        return
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"gk.save: path: directory {directory!r} does not exist")
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    # O_EXCL: never clobber another writer's temp file; mode 0o666 lets the umask decide, as open() does
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_npz(f, payload, compress)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def load(path):
+    """Load what ``gk.save`` wrote: the same nesting, key types, arrays and Python scalar types.
+
+    A plain ``.npz`` written by NumPy (no gradkit tree) loads as a dict of its arrays.
+    Nothing is unpickled (``allow_pickle=False``).
+    """
+    with np.load(path, allow_pickle=False) as npz:
+        if not hasattr(npz, "files"):
+            raise ValueError(f"gk.load: {path!r} holds a single .npy array, not an .npz archive")
+        arrays = {k: npz[k] for k in npz.files}
+    if _TREE_KEY not in arrays:
+        return arrays
+    try:
+        meta = json.loads(str(arrays.pop(_TREE_KEY)))
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"unsupported format {meta.get('format')!r}")
+        return _decode(meta["tree"], arrays)
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"gk.load: {path!r}: corrupt {_TREE_KEY} entry ({e})") from None
+

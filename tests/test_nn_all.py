@@ -1,0 +1,637 @@
+"""Every layer of shared/API.md against one contract.
+
+For each module: forward against a float64 NumPy reference, backward by gk.gradcheck (float64,
+in training and eval mode), float32 forward and backward against float64, state_dict round
+trips (through gk.save/gk.load) and rejection of mismatched shapes, to(dtype), backward without
+a cached forward or after no_grad (RuntimeError), a dy of the wrong shape (ValueError), an input
+of the wrong dtype (TypeError) or rank/shape (ValueError), and gradients accumulating across two
+backward calls. Losses, BatchNorm and Dropout (train vs eval) and default initialization have
+their own tests below. A layer that has not landed in gk.nn is skipped, naming it.
+"""
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+from nn_helpers import assert_close, check_backward_contract
+
+nn = gk.nn
+_erf = np.vectorize(math.erf)
+
+
+# -- float64 NumPy references ----------------------------------------------------------------
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def ref_conv2d(x, w, b, stride=1, padding=0, dilation=1, groups=1):
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    n, c, h, wd = x.shape
+    oc, cg, kh, kw = w.shape
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))).reshape(n, groups, cg, h + 2 * ph, wd + 2 * pw)
+    wg = w.reshape(groups, oc // groups, cg, kh, kw)
+    out = np.zeros((n, groups, oc // groups, oh, ow))
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            out += np.einsum("ngchw,goc->ngohw", patch, wg[:, :, :, i, j])
+    out = out.reshape(n, oc, oh, ow)
+    return out if b is None else out + b[None, :, None, None]
+
+
+def ref_pool(x, kernel, stride, padding, mode):
+    (kh, kw), (ph, pw) = _pair(kernel), _pair(padding)
+    sh, sw = _pair(stride if stride is not None else kernel)
+    n, c, h, wd = x.shape
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    fill = -np.inf if mode == "max" else 0.0
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    wins = np.stack([xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+                     for i in range(kh) for j in range(kw)])
+    return wins.max(axis=0) if mode == "max" else wins.sum(axis=0) / (kh * kw)
+
+
+def _affine(y, m, axis_shape):
+    if getattr(m, "weight", None) is None:
+        return y
+    return y * m.weight.data.astype(np.float64).reshape(axis_shape) + m.bias.data.astype(np.float64).reshape(axis_shape)
+
+
+def ref_batchnorm(m, x, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if m.training or getattr(m, "running_mean", None) is None:
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+    else:
+        mean, var = m.running_mean.astype(np.float64), m.running_var.astype(np.float64)
+    y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    return _affine(y, m, shape)
+
+
+def ref_layernorm(m, x, normalized_shape, eps=1e-5):
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    return _affine((x - mean) / np.sqrt(var + eps), m, normalized_shape)
+
+
+def ref_groupnorm(m, x, groups, eps=1e-5):
+    g = x.reshape(x.shape[0], groups, -1)
+    y = ((g - g.mean(axis=2, keepdims=True)) / np.sqrt(g.var(axis=2, keepdims=True) + eps)).reshape(x.shape)
+    return _affine(y, m, (1, -1) + (1,) * (x.ndim - 2))
+
+
+def ref_instancenorm(m, x, eps=1e-5):
+    mean, var = x.mean(axis=(2, 3), keepdims=True), x.var(axis=(2, 3), keepdims=True)
+    return _affine((x - mean) / np.sqrt(var + eps), m, (1, -1, 1, 1))
+
+
+def _w(m, name="weight"):
+    p = getattr(m, name)
+    return None if p is None else p.data.astype(np.float64)
+
+
+def ref_linear(m, x):
+    y = x @ _w(m).T
+    return y if m.bias is None else y + _w(m, "bias")
+
+
+def ref_cnn_block(m, x):
+    conv = lambda c, h: ref_conv2d(h, _w(c), _w(c, "bias"), padding=1)  # noqa: E731
+    h = np.maximum(ref_batchnorm(m[0][1], conv(m[0][0], x)), 0)
+    h = h + ref_groupnorm(m[1].block[1], conv(m[1].block[0], h), 2)
+    return ref_linear(m[4], ref_pool(h, 2, None, 0, "max").reshape(len(x), -1))
+
+
+ACTIVATIONS = {
+    "Sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "Tanh": np.tanh,
+    "ReLU": lambda x: np.maximum(x, 0),
+    "LeakyReLU": lambda x: np.where(x > 0, x, 0.01 * x),
+    "ELU": lambda x: np.where(x > 0, x, np.expm1(x)),
+    "GELU": lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
+}
+
+
+# -- the table -----------------------------------------------------------------------------------
+@dataclass
+class Spec:
+    id: str
+    make: object  # () -> Module (float32, default init)
+    shape: tuple  # input shape
+    ref: object  # (module in float64, x float64) -> y float64
+    needs: tuple = ()  # gk.nn names the module is built from
+    inputs: str = "smooth"  # smooth | away (|x| >= 0.1, for kinks at 0) | distinct (no ties, for max)
+    bad_rank: tuple = None  # an input shape of a rank the layer rejects
+    bad_shape: tuple = None  # the right rank, a wrong size (channels, features)
+    tol: float = 20.0  # float32 vs float64 tolerance multiplier
+    extra: dict = field(default_factory=dict)
+
+
+def _conv(cin, cout, k, stride=1, padding=0, dilation=1, groups=1, bias=True, shape=(2, 4, 7, 7), bad=None):
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias)
+    return Spec(
+        f"Conv2d({cin},{cout},{k},{','.join(f'{a}={v}' for a, v in args.items())})",
+        lambda: nn.Conv2d(cin, cout, k, **args), shape,
+        lambda m, x: ref_conv2d(x, _w(m), _w(m, "bias"), stride, padding, dilation, groups), ("Conv2d",),
+        bad_rank=(4, 7), bad_shape=bad or (shape[0], cin + 1) + shape[2:], tol=50.0)
+
+
+def _act(name, shape=(3, 7), **kwargs):
+    ref = ACTIVATIONS[name]
+    if name == "LeakyReLU" and kwargs:
+        ref = lambda x, s=kwargs["negative_slope"]: np.where(x > 0, x, s * x)  # noqa: E731
+    if name == "ELU" and kwargs:
+        ref = lambda x, a=kwargs["alpha"]: np.where(x > 0, x, a * np.expm1(x))  # noqa: E731
+    kink = name in ("ReLU", "LeakyReLU", "ELU")
+    return Spec(f"{name}({kwargs or ''}){shape}", lambda: getattr(nn, name)(**kwargs), shape, lambda m, x: ref(x),
+                (name,), inputs="away" if kink else "smooth")
+
+
+SPECS = [
+    Spec("Linear(6,4)", lambda: nn.Linear(6, 4), (5, 6), ref_linear, ("Linear",), bad_rank=(), bad_shape=(5, 7)),
+    Spec("Linear(6,4,bias=False)", lambda: nn.Linear(6, 4, bias=False), (5, 6), ref_linear, ("Linear",),
+         bad_shape=(5, 5)),
+    _conv(4, 3, 3),
+    _conv(4, 6, 3, stride=2, padding=1),
+    _conv(4, 4, (2, 3), padding=(1, 0), dilation=(2, 1)),
+    _conv(4, 6, 3, padding=1, groups=2, bias=False),
+    _conv(4, 5, 1),
+    _conv(1, 3, 3, padding=1, shape=(2, 1, 6, 6)),
+    Spec("MaxPool2d(2)", lambda: nn.MaxPool2d(2), (2, 3, 6, 6), lambda m, x: ref_pool(x, 2, None, 0, "max"),
+         ("MaxPool2d",), inputs="distinct", bad_rank=(6, 6)),
+    Spec("MaxPool2d(3,2,1)", lambda: nn.MaxPool2d(3, stride=2, padding=1), (2, 3, 7, 6),
+         lambda m, x: ref_pool(x, 3, 2, 1, "max"), ("MaxPool2d",), inputs="distinct", bad_rank=(7, 6)),
+    Spec("AvgPool2d(2)", lambda: nn.AvgPool2d(2), (2, 3, 7, 6), lambda m, x: ref_pool(x, 2, None, 0, "avg"),
+         ("AvgPool2d",), bad_rank=(7, 6)),
+    Spec("AvgPool2d(3,2,1)", lambda: nn.AvgPool2d(3, stride=2, padding=1), (2, 3, 6, 7),
+         lambda m, x: ref_pool(x, 3, 2, 1, "avg"), ("AvgPool2d",), bad_rank=(6, 7)),
+    Spec("GlobalAvgPool2d", lambda: nn.GlobalAvgPool2d(), (2, 3, 5, 4), lambda m, x: x.mean(axis=(2, 3)),
+         ("GlobalAvgPool2d",), bad_rank=(3, 5)),
+    Spec("Flatten", lambda: nn.Flatten(), (2, 3, 4, 5), lambda m, x: x.reshape(2, -1), ("Flatten",), bad_rank=(3,)),
+    _act("Sigmoid"), _act("Tanh"), _act("ReLU"), _act("ReLU", (2, 3, 4, 5)), _act("LeakyReLU"),
+    _act("LeakyReLU", negative_slope=0.2), _act("ELU"), _act("ELU", alpha=0.5), _act("GELU"),
+    Spec("Dropout(0.3) eval", lambda: nn.Dropout(0.3).eval(), (4, 9), lambda m, x: x, ("Dropout",)),
+    Spec("BatchNorm1d(5)", lambda: nn.BatchNorm1d(5), (8, 5), ref_batchnorm, ("BatchNorm1d",),
+         bad_rank=(2, 5, 3, 3), bad_shape=(8, 6)),
+    Spec("BatchNorm1d(5) (N,C,L)", lambda: nn.BatchNorm1d(5), (4, 5, 3), ref_batchnorm, ("BatchNorm1d",),
+         bad_shape=(4, 4, 3)),
+    Spec("BatchNorm1d(5,affine=False)", lambda: nn.BatchNorm1d(5, affine=False), (8, 5), ref_batchnorm,
+         ("BatchNorm1d",)),
+    Spec("BatchNorm2d(3)", lambda: nn.BatchNorm2d(3), (4, 3, 5, 5), ref_batchnorm, ("BatchNorm2d",),
+         bad_rank=(4, 3), bad_shape=(4, 2, 5, 5)),
+    Spec("BatchNorm2d(3,track_running_stats=False)", lambda: nn.BatchNorm2d(3, track_running_stats=False),
+         (4, 3, 3, 3), ref_batchnorm, ("BatchNorm2d",)),
+    Spec("LayerNorm(6)", lambda: nn.LayerNorm(6), (4, 6), lambda m, x: ref_layernorm(m, x, (6,)), ("LayerNorm",),
+         bad_shape=(4, 5)),
+    Spec("LayerNorm((3,4))", lambda: nn.LayerNorm((3, 4)), (2, 5, 3, 4), lambda m, x: ref_layernorm(m, x, (3, 4)),
+         ("LayerNorm",), bad_rank=(4,), bad_shape=(2, 5, 4, 3)),
+    Spec("LayerNorm(6,elementwise_affine=False)", lambda: nn.LayerNorm(6, elementwise_affine=False), (4, 6),
+         lambda m, x: ref_layernorm(m, x, (6,)), ("LayerNorm",)),
+    Spec("GroupNorm(2,6)", lambda: nn.GroupNorm(2, 6), (3, 6, 4, 4), lambda m, x: ref_groupnorm(m, x, 2),
+         ("GroupNorm",), bad_shape=(3, 4, 4, 4)),
+    Spec("GroupNorm(3,6,affine=False)", lambda: nn.GroupNorm(3, 6, affine=False), (3, 6, 2, 5),
+         lambda m, x: ref_groupnorm(m, x, 3), ("GroupNorm",)),
+    Spec("InstanceNorm2d(3)", lambda: nn.InstanceNorm2d(3), (2, 3, 5, 4), ref_instancenorm, ("InstanceNorm2d",),
+         bad_rank=(2, 3)),
+    Spec("InstanceNorm2d(3,affine=True)", lambda: nn.InstanceNorm2d(3, affine=True), (2, 3, 4, 4), ref_instancenorm,
+         ("InstanceNorm2d",), bad_rank=(2, 3)),
+    Spec("Sequential(Linear,Tanh,Linear)", lambda: nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)), (4, 6),
+         lambda m, x: ref_linear(m[2], np.tanh(ref_linear(m[0], x))), ("Sequential", "Linear", "Tanh"),
+         bad_shape=(4, 5)),
+    Spec("Residual(Sequential(Linear,Tanh))", lambda: nn.Residual(nn.Sequential(nn.Linear(5, 5), nn.Tanh())), (4, 5),
+         lambda m, x: x + np.tanh(ref_linear(m.block[0], x)), ("Residual", "Sequential", "Linear", "Tanh"),
+         bad_shape=(4, 6)),
+    Spec("nested CNN block", lambda: nn.Sequential(
+        nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()),
+        nn.Residual(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.GroupNorm(2, 4))),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 3)), (3, 2, 6, 6), lambda m, x: ref_cnn_block(m, x),
+        ("Sequential", "Residual", "Conv2d", "BatchNorm2d", "ReLU", "GroupNorm", "MaxPool2d", "Flatten", "Linear"),
+        bad_shape=(3, 3, 6, 6), tol=200.0),
+]
+IDS = [s.id for s in SPECS]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def built(spec, dtype=np.float32, seed=0):
+    """The module (default init, then every parameter and float buffer perturbed), or a skip."""
+    missing = [n for n in spec.needs if not hasattr(nn, n)]
+    if missing:
+        pytest.skip(f"gk.nn.{', gk.nn.'.join(missing)} has not landed")
+    gk.manual_seed(seed)
+    m = spec.make().to(dtype)
+    rng = np.random.default_rng(seed + 1)
+    for p in m.parameters():
+        p.data[...] += rng.uniform(-0.5, 0.5, p.shape)
+    for name, b in m.named_buffers():
+        if isinstance(b, np.ndarray) and b.dtype.kind == "f":
+            b[...] = b * rng.uniform(0.5, 1.5, b.shape) if "var" in name else b + rng.uniform(-0.5, 0.5, b.shape)
+    return m
+
+
+def make_input(spec, dtype=np.float64, seed=2, shape=None):
+    rng = np.random.default_rng(seed)
+    shape = spec.shape if shape is None else shape
+    if spec.inputs == "away":
+        x = rng.uniform(0.1, 1.0, shape) * rng.choice([-1.0, 1.0], shape)
+    elif spec.inputs == "distinct":
+        x = rng.permutation(np.linspace(-1, 1, int(np.prod(shape)))).reshape(shape)
+    else:
+        x = rng.uniform(-1, 1, shape)
+    return x.astype(dtype)
+
+
+def has_params(m):
+    return len(m.parameters()) > 0
+
+
+# -- the contract, module by module ----------------------------------------------------------------
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_forward_matches_numpy_reference_in_float64(spec):
+    m = built(spec, np.float64)
+    x = make_input(spec)
+    y = m(x)
+    assert isinstance(y, np.ndarray) and y.dtype == np.float64
+    assert_close(y, spec.ref(m, x), np.float64, f"{spec.id} forward", 10)
+    if spec.id.startswith(("BatchNorm", "Dropout")) or "CNN" in spec.id:
+        m.eval()
+        assert_close(m(x), spec.ref(m, x), np.float64, f"{spec.id} forward (eval)", 10)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_gradcheck(spec, mode):
+    m = built(spec, np.float64)
+    m.train(mode == "train")
+    assert gk.gradcheck(m, make_input(spec))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_float32_matches_float64_forward_and_backward(spec, isa, threads):
+    m32 = built(spec, np.float32)
+    m64 = copy.deepcopy(m32).double()
+    x = make_input(spec, np.float32)
+    dy = make_input(spec, np.float32, seed=3, shape=m64(x.astype(np.float64)).shape)
+    y64 = m64(x.astype(np.float64))
+    dx64 = m64.backward(dy.astype(np.float64))
+    y32 = m32(x)
+    dx32 = m32.backward(dy)
+    assert y32.dtype == np.float32 and dx32.dtype == np.float32
+    assert_close(y32, y64, np.float32, f"{spec.id} y", spec.tol)
+    assert_close(dx32, dx64, np.float32, f"{spec.id} dx", spec.tol)
+    for (name, p32), (_, p64) in zip(m32.named_parameters(), m64.named_parameters()):
+        assert p32.grad.dtype == np.float32
+        assert_close(p32.grad, p64.grad, np.float32, f"{spec.id} {name}.grad", spec.tol * 4)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_state_dict_round_trip_through_save_load(spec, tmp_path):
+    src = built(spec, seed=4)
+    src(make_input(spec, np.float32))  # a training forward moves running statistics
+    path = tmp_path / "state.npz"
+    gk.save({"model": src.state_dict()}, path)
+    dst = built(spec, seed=5)
+    dst.load_state_dict(gk.load(path)["model"])
+    for (k, a), (k2, b) in zip(src.state_dict().items(), dst.state_dict().items()):
+        assert k == k2 and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b, err_msg=k)
+    x = make_input(spec, np.float32, seed=6)
+    np.testing.assert_array_equal(src.eval()(x), dst.eval()(x))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_load_state_dict_rejects_mismatched_shapes(spec):
+    m = built(spec, seed=4)
+    sd = m.state_dict()
+    if not sd:
+        assert m.parameters() == []
+        return
+    before = m.state_dict()
+    key = list(sd)[-1]
+    bad = {k: np.zeros_like(v) for k, v in sd.items()}
+    bad[key] = np.zeros(np.shape(sd[key]) + (2,), dtype=sd[key].dtype)
+    with pytest.raises(ValueError, match=rf"{key}: expected shape"):
+        m.load_state_dict(bad)
+    for k, v in m.state_dict().items():  # all or nothing
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_to_dtype(spec):
+    m = built(spec)
+    assert m.double() is m
+    for p in m.parameters():
+        assert p.data.dtype == np.float64 and p.grad.dtype == np.float64
+    for name, b in m.named_buffers():
+        if isinstance(b, np.ndarray) and b.dtype.kind == "f":
+            assert b.dtype == np.float64, name
+    assert m(make_input(spec)).dtype == np.float64
+    assert m.float() is m
+    assert all(p.dtype == np.float32 for p in m.parameters())
+    assert m(make_input(spec, np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_wrong_input_dtype_raises_type_error(spec):
+    m = built(spec)
+    if has_params(m):
+        with pytest.raises(TypeError, match="float32.*float64|float64.*float32"):
+            m(make_input(spec, np.float64))
+    with pytest.raises(TypeError, match="int32"):
+        m(make_input(spec, np.float64).astype(np.int32))
+
+
+BAD = [s for s in SPECS if s.bad_rank is not None or s.bad_shape is not None]
+
+
+@pytest.mark.parametrize("spec", BAD, ids=[s.id for s in BAD])
+def test_wrong_input_rank_or_shape_raises_value_error(spec):
+    m = built(spec)
+    for shape in (spec.bad_rank, spec.bad_shape):
+        if shape is None:
+            continue
+        with pytest.raises(ValueError) as info:
+            m(np.ones(shape, dtype=np.float32))
+        msg = str(info.value)
+        # names what was expected and what came (the shape, or the rank for a wrong rank)
+        assert "expect" in msg and (str(tuple(shape)) in msg or f"{len(shape)}-D" in msg or f"{len(shape)}D" in msg), msg
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_backward_before_forward_after_no_grad_and_wrong_dy(spec):
+    m = built(spec)
+    x = make_input(spec, np.float32)
+    check_backward_contract(m, x)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_gradients_accumulate_across_two_backward_calls(spec):
+    m = built(spec, np.float64)
+    x = make_input(spec)
+    m(x)
+    dy = make_input(spec, seed=3, shape=m(x).shape)
+    dx1 = m.backward(dy)
+    once = [p.grad.copy() for p in m.parameters()]
+    m(x)
+    dx2 = m.backward(dy)
+    np.testing.assert_allclose(dx2, dx1, rtol=1e-12, atol=1e-14)
+    for (name, p), g in zip(m.named_parameters(), once):
+        assert_close(p.grad, 2 * g, np.float64, f"{name}.grad after two backward calls")
+    m.zero_grad()
+    assert all(not p.grad.any() for p in m.parameters())
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_repr_is_readable(spec):
+    m = built(spec)
+    text = repr(m)
+    assert text.startswith(type(m).__name__ + "(") and "object at 0x" not in text
+
+
+# -- Dropout: train vs eval ------------------------------------------------------------------------------
+def _need(*names):
+    missing = [n for n in names if not hasattr(nn, n)]
+    if missing:
+        pytest.skip(f"gk.nn.{', gk.nn.'.join(missing)} has not landed")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_train_vs_eval(dtype):
+    _need("Dropout")
+    p = 0.3
+    m = nn.Dropout(p)
+    assert m.training
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (200, 500)).astype(dtype)
+    gk.manual_seed(1)
+    y = m(x)
+    assert y.dtype == dtype
+    kept = y != 0
+    # inverted dropout: kept elements scaled by 1/(1-p), the rest zero; 100000 draws pin p within 1%
+    assert_close(y[kept], x[kept] / (1 - p), dtype, "kept values")
+    assert abs(1 - kept.mean() - p) < 0.01, f"dropped fraction {1 - kept.mean()}"
+    dy = np.ones_like(x)
+    dx = m.backward(dy)
+    assert_close(dx, kept / (1 - p), dtype, "dx uses the forward's mask")
+    gk.manual_seed(1)
+    np.testing.assert_array_equal(m(x), y)  # seeded: the same mask again
+    assert not np.array_equal(m(x), y)  # the next call draws a new one
+    m.eval()
+    np.testing.assert_array_equal(m(x), x)
+    np.testing.assert_array_equal(m.backward(dy), dy)
+    m.train()
+    np.testing.assert_array_equal(nn.Dropout(0.0)(x), x)
+    assert m.parameters() == [] and m.state_dict() == {}
+
+
+def test_dropout_rejects_bad_p():
+    _need("Dropout")
+    for p in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match="p"):
+            nn.Dropout(p)
+
+
+# -- BatchNorm: train vs eval, running statistics ------------------------------------------------------------
+@pytest.mark.parametrize("name,shape", [("BatchNorm1d", (16, 4)), ("BatchNorm1d", (8, 4, 3)), ("BatchNorm2d", (6, 4, 3, 5))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_train_vs_eval_and_running_stats(name, shape, dtype):
+    _need(name)
+    m = getattr(nn, name)(4).to(dtype)
+    np.testing.assert_array_equal(m.weight.data, np.ones(4))  # PyTorch's initialization
+    np.testing.assert_array_equal(m.bias.data, np.zeros(4))
+    np.testing.assert_array_equal(m.running_mean, np.zeros(4))
+    np.testing.assert_array_equal(m.running_var, np.ones(4))
+    assert {"weight", "bias", "running_mean", "running_var"} <= set(m.state_dict())
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    axes = (0,) + tuple(range(2, len(shape)))
+    count = x.size // 4
+    x64 = x.astype(np.float64)
+    y = m(x)
+    assert_close(y, ref_batchnorm(m, x64), dtype, "train forward uses batch statistics", 10)
+    mean, var = x64.mean(axis=axes), x64.var(axis=axes)
+    # momentum 0.1, unbiased variance in the running update (PyTorch)
+    assert_close(m.running_mean, 0.1 * mean, dtype, "running_mean", 10)
+    assert_close(m.running_var, 0.9 + 0.1 * var * count / (count - 1), dtype, "running_var", 10)
+    m(x)
+    assert_close(m.running_mean, 0.19 * mean, dtype, "running_mean after two steps", 10)
+    m.eval()
+    rm, rv = m.running_mean.copy(), m.running_var.copy()
+    y_eval = m(x)
+    shape_c = (1, -1) + (1,) * (len(shape) - 2)
+    assert_close(y_eval, (x64 - rm.reshape(shape_c)) / np.sqrt(rv.reshape(shape_c) + 1e-5), dtype,
+                 "eval forward uses running statistics", 10)
+    np.testing.assert_array_equal(m.running_mean, rm)  # eval does not move them
+    with gk.no_grad():
+        m.train()(x)
+    assert not np.array_equal(m.running_mean, rm)  # no_grad does not stop training-mode updates (as PyTorch)
+
+
+def test_batchnorm_without_running_stats_uses_batch_stats_in_eval():
+    _need("BatchNorm2d")
+    m = nn.BatchNorm2d(3, track_running_stats=False)
+    assert m.running_mean is None and m.running_var is None
+    assert set(m.state_dict()) == {"weight", "bias"}
+    x = np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32)
+    np.testing.assert_array_equal(m.eval()(x), m.train()(x))
+
+
+def test_batchnorm_momentum_and_eps_arguments():
+    _need("BatchNorm1d")
+    m = nn.BatchNorm1d(2, eps=0.5, momentum=0.5, affine=False)
+    assert m.parameters() == []
+    x = np.array([[0.0, 1.0], [2.0, 5.0]])
+    m.double()
+    y = m(x)
+    assert_close(y, (x - x.mean(0)) / np.sqrt(x.var(0) + 0.5), np.float64, "eps=0.5")
+    assert_close(m.running_mean, 0.5 * x.mean(0), np.float64, "momentum=0.5")
+
+
+# -- the norm layers' and Conv2d's default initialization --------------------------------------------------
+def test_norm_layers_default_init_and_names():
+    _need("LayerNorm", "GroupNorm", "InstanceNorm2d")
+    ln, gn = nn.LayerNorm((3, 4)), nn.GroupNorm(2, 6)
+    assert ln.weight.shape == (3, 4) and gn.weight.shape == (6,)
+    for m in (ln, gn):
+        np.testing.assert_array_equal(m.weight.data, np.ones(m.weight.shape))
+        np.testing.assert_array_equal(m.bias.data, np.zeros(m.bias.shape))
+        assert [n for n, _ in m.named_parameters()] == ["weight", "bias"]
+    assert nn.InstanceNorm2d(3).parameters() == []
+    assert [n for n, _ in nn.InstanceNorm2d(3, affine=True).named_parameters()] == ["weight", "bias"]
+    with pytest.raises(ValueError, match="num_groups|num_channels"):
+        nn.GroupNorm(4, 6)
+
+
+@pytest.mark.parametrize("cin,cout,k,groups", [(3, 8, 3, 1), (8, 16, (3, 5), 4), (1, 32, 3, 1)])
+def test_conv2d_default_init_and_shapes(cin, cout, k, groups):
+    _need("Conv2d")
+    gk.manual_seed(0)
+    m = nn.Conv2d(cin, cout, k, groups=groups)
+    kh, kw = _pair(k)
+    assert m.weight.shape == (cout, cin // groups, kh, kw) and m.bias.shape == (cout,)
+    assert [n for n, _ in m.named_parameters()] == ["weight", "bias"]
+    bound = 1 / math.sqrt(cin // groups * kh * kw)  # kaiming_uniform(a=sqrt(5)); fan_in counts groups
+    for p in (m.weight, m.bias):
+        assert p.dtype == np.float32 and np.abs(p.data).max() <= bound
+    assert np.abs(m.weight.data).max() > 0.8 * bound
+    assert nn.Conv2d(cin, cout, k, groups=groups, bias=False).bias is None
+    gk.manual_seed(0)
+    np.testing.assert_array_equal(nn.Conv2d(cin, cout, k, groups=groups).weight.data, m.weight.data)
+
+
+def test_conv2d_and_pool_argument_validation():
+    _need("Conv2d", "MaxPool2d")
+    with pytest.raises(ValueError, match="groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError):
+        nn.Conv2d(3, 4, 0)
+    m = nn.Conv2d(1, 1, 5)
+    with pytest.raises(ValueError):  # kernel larger than the padded input
+        m(np.ones((1, 1, 3, 3), dtype=np.float32))
+    with pytest.raises(ValueError):
+        nn.MaxPool2d(2)(np.ones((1, 1, 1, 1), dtype=np.float32))
+
+
+# -- losses ----------------------------------------------------------------------------------------------------
+def ref_cross_entropy(logits, labels, smoothing=0.0):
+    n, c = logits.shape
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    q = np.full((n, c), smoothing / c)
+    q[np.arange(n), labels] += 1 - smoothing
+    return -(q * logp).sum() / n, (np.exp(logp) - q) / n
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("n,c", [(1, 1), (7, 10), (33, 3), (128, 10)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_matches_numpy_and_gradcheck(smoothing, n, c, dtype):
+    _need("CrossEntropyLoss")
+    rng = np.random.default_rng(n * c)
+    logits = (rng.standard_normal((n, c)) * 3).astype(dtype)
+    labels = rng.integers(0, c, n).astype(np.int32)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=smoothing)
+    loss = loss_fn(logits, labels)
+    assert isinstance(loss, float)
+    ref_loss, ref_grad = ref_cross_entropy(logits.astype(np.float64), labels, smoothing)
+    assert_close(loss, ref_loss, dtype, "loss", 10)
+    d = loss_fn.backward()
+    assert d.dtype == dtype and d.shape == (n, c)
+    assert_close(d, ref_grad, dtype, "dlogits", 10)
+    assert gk.gradcheck(nn.CrossEntropyLoss(label_smoothing=smoothing), logits, labels)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7, 5), (3, 2, 4, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mse_matches_numpy_and_gradcheck(shape, dtype):
+    _need("MSELoss")
+    rng = np.random.default_rng(len(shape))
+    x, t = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    loss_fn = nn.MSELoss()
+    loss = loss_fn(x, t)
+    assert isinstance(loss, float)
+    diff = x.astype(np.float64) - t
+    assert_close(loss, np.mean(diff**2), dtype, "loss", 10)
+    assert_close(loss_fn.backward(), 2 * diff / diff.size, dtype, "dinput", 10)
+    assert gk.gradcheck(nn.MSELoss(), x, t)
+
+
+def test_losses_bad_input():
+    _need("CrossEntropyLoss", "MSELoss")
+    ce, mse = nn.CrossEntropyLoss(), nn.MSELoss()
+    logits = np.zeros((4, 3), dtype=np.float32)
+    with pytest.raises(RuntimeError, match="no cached forward"):
+        ce.backward()
+    with gk.no_grad():
+        ce(logits, np.zeros(4, dtype=np.int64))
+    with pytest.raises(RuntimeError):
+        ce.backward()
+    with pytest.raises(ValueError, match="3"):  # label out of range
+        ce(logits, np.array([0, 1, 3, 0]))
+    with pytest.raises(ValueError, match="-1"):
+        ce(logits, np.array([0, 1, -1, 0]))
+    with pytest.raises(ValueError):  # N mismatch
+        ce(logits, np.zeros(5, dtype=np.int64))
+    with pytest.raises(ValueError, match="2-D|ndim|rank"):
+        ce(np.zeros(3, dtype=np.float32), np.zeros(3, dtype=np.int64))
+    with pytest.raises(TypeError, match="float64|float32"):
+        ce(logits, np.zeros(4))  # float labels
+    with pytest.raises(TypeError, match="int64"):
+        ce(np.zeros((4, 3), dtype=np.int64), np.zeros(4, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"\(4, 3\)"):
+        mse(logits, np.zeros((3, 4), dtype=np.float32))
+    with pytest.raises(TypeError):
+        mse(logits, np.zeros((4, 3)))  # a target of another dtype
+    with pytest.raises(ValueError):
+        nn.CrossEntropyLoss(label_smoothing=1.5)
+
+
+def test_loss_ends_a_model_and_accumulates():
+    _need("CrossEntropyLoss")
+    model = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3))
+    ce = nn.CrossEntropyLoss()
+    x = np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32)
+    y = np.arange(6) % 3
+    ce(model(x), y)
+    model.backward(ce.backward())
+    g = model[0].weight.grad.copy()
+    ce(model(x), y)
+    model.backward(ce.backward())
+    assert_close(model[0].weight.grad, 2 * g, np.float32, "accumulated", 4)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_no_grad_forward_keeps_no_cache_and_gives_the_same_output(spec):
+    m = built(spec)
+    x = make_input(spec, np.float32)
+    m.eval()  # the same output twice (no dropout draw, no batch statistics)
+    y = m(x)
+    assert any(mod._cache is not None for mod in m.modules())
+    with gk.no_grad():
+        y2 = m(x)
+    np.testing.assert_array_equal(y2, y)
+    stale = [name or type(m).__name__ for name, mod in m.named_modules() if mod._cache is not None]
+    assert not stale, f"modules still holding a forward cache after a no_grad forward: {stale}"
