@@ -256,7 +256,7 @@ class Trainer:
             seconds = time.perf_counter() - start
             history.append(epoch, logs, seconds, train_seconds)
             if verbose == 2:
-                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {n / seconds:.0f} samples/s - "
+                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {n / train_seconds:.0f} samples/s - "
                       f"{self._format_logs(logs, with_lr=True)}", file=sys.stdout, flush=True)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch, dict(logs))
