@@ -58,9 +58,11 @@ def parse_args(argv=None):
     p.add_argument("--model", choices=sorted(MODELS), default="cnn")
     p.add_argument("--epochs", type=int, default=None, help="default: 5 (cnn), 10 (mlp)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
-                   help="cosine: CosineAnnealingLR(T_max=epochs), stepped per epoch")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (the peak for onecycle); default 3e-3 for onecycle, else 1e-3")
+    p.add_argument("--schedule", choices=("onecycle", "cosine", "constant"), default="cosine",
+                   help="onecycle: OneCycleLR stepped per batch; cosine: CosineAnnealingLR(T_max=epochs) per epoch")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: gradkit's default)")
     p.add_argument("--seed", type=int, default=0)
@@ -84,13 +86,18 @@ def main(argv=None) -> dict:
     x_train, x_test = prepare(x_train, x_test)
 
     model = MODELS[args.model]()
-    optimizer = gk.optim.Adam(model.parameters(), lr=args.lr)
+    lr = args.lr if args.lr is not None else (3e-3 if args.schedule == "onecycle" else 1e-3)
+    optimizer = gk.optim.Adam(model.parameters(), lr=lr)
     scheduler = None
     if args.schedule == "cosine":
         scheduler = gk.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    trainer = gk.Trainer(model, nn.CrossEntropyLoss(), optimizer, scheduler=scheduler)
+    elif args.schedule == "onecycle":
+        steps = epochs * -(-len(x_train) // args.batch_size)
+        scheduler = gk.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+    loss = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    trainer = gk.Trainer(model, loss, optimizer, scheduler=scheduler)
     print(f"gradkit {gk.__version__}: {args.model} on {len(x_train)} images, {epochs} epochs, "
-          f"batch {args.batch_size}, Adam lr {args.lr} ({args.schedule}), {gk.get_num_threads()} threads "
+          f"batch {args.batch_size}, Adam lr {lr} ({args.schedule}), {gk.get_num_threads()} threads "
           f"({gk._core.get_isa()})", flush=True)
     # The test set is only watched (val_*), never used for a decision.
     history = trainer.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
