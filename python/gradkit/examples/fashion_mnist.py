@@ -7,7 +7,9 @@ Run:
 
 The CNN is Conv(1,32,3,p1)-BN-ReLU-MaxPool2-Conv(32,64,3,p1)-BN-ReLU-MaxPool2-
 Flatten-Linear(3136,128)-ReLU-Dropout(0.3)-Linear(128,10), trained with Adam
-(lr 1e-3, batch 128) and a cosine learning-rate decay over the epochs. Images are scaled to [0, 1] and standardized once with
+(batch 128) under a one-cycle learning rate peaking at 3e-3 (0.924 test accuracy
+after 5 epochs here). The MLP uses Adam at 1e-3 with a cosine decay over 10
+epochs (0.897). Images are scaled to [0, 1] and standardized once with
 the training set's mean and standard deviation. Per-epoch progress and test
 accuracy are printed; the learning curves (PNG) and the trained model
 (``gk.save`` of its state_dict) are written to ``--out``.
@@ -60,8 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate (the peak for onecycle); default 3e-3 for onecycle, else 1e-3")
-    p.add_argument("--schedule", choices=("onecycle", "cosine", "constant"), default="cosine",
-                   help="onecycle: OneCycleLR stepped per batch; cosine: CosineAnnealingLR(T_max=epochs) per epoch")
+    p.add_argument("--schedule", choices=("onecycle", "cosine", "constant"), default=None,
+                   help="onecycle: OneCycleLR stepped per batch; cosine: CosineAnnealingLR(T_max=epochs) per epoch "
+                        "(default: onecycle for the cnn, cosine for the mlp)")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: gradkit's default)")
@@ -76,6 +79,8 @@ def main(argv=None) -> dict:
     """Train and evaluate; returns {"test_accuracy", "test_loss", "epoch_seconds", "history", "model"}."""
     args = parse_args(argv)
     epochs = args.epochs if args.epochs is not None else (5 if args.model == "cnn" else 10)
+    if args.schedule is None:
+        args.schedule = "onecycle" if args.model == "cnn" else "cosine"
     if args.threads is not None:
         gk.set_num_threads(args.threads)
     gk.manual_seed(args.seed)
