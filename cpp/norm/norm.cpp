@@ -290,7 +290,7 @@ template <class T>
 void group_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* weight, const T* bias, index_t N,
                         index_t C, index_t S, index_t G, double eps, int nthreads) {
   const NormKernels<T>& kern = norm_table().get<T>();
-  const index_t cpg = C / G, rows = N * C, count = cpg * S;
+  const index_t cpg = C / G, count = cpg * S;
   if (N == 0 || G == 0) return;
   if (count == 0) {
     std::fill(mean, mean + N * G, 0.0);
