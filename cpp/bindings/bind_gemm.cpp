@@ -56,6 +56,9 @@ py::array gemm_impl(const py::handle& a_obj, const py::handle& b_obj, bool trans
                     const py::handle& out_obj, double alpha, double beta, const py::handle& bias_obj,
                     bool bias_per_row, const std::string& activation) {
   Strided A = strided_2d<T>(a_obj, "a", trans_a);
+  if (py::isinstance<py::array>(b_obj) && !py::reinterpret_borrow<py::array>(b_obj).dtype().is(py::dtype::of<T>())) {
+    type_error("b", std::string("dtype ") + dtype_name<T>() + " (the dtype of a)", dtype_str(b_obj));
+  }
   Strided B = strided_2d<T>(b_obj, "b", trans_b);
   if (A.cols != B.rows) {
     value_error("b", "op(b) with " + std::to_string(A.cols) + " rows to match op(a) of shape (" +
@@ -75,13 +78,15 @@ py::array gemm_impl(const py::handle& a_obj, const py::handle& b_obj, bool trans
   } else {
     C = out<T>(out_obj, "out");
     check_shape(C, {M, N}, "out");
-    if (may_overlap(C, A.arr) || may_overlap(C, B.arr)) value_error("out", "memory not shared with a or b", "an overlapping array");
+    if (may_overlap(C, A.arr)) value_error("out", "memory not shared with a", "an array overlapping a");
+    if (may_overlap(C, B.arr)) value_error("out", "memory not shared with b", "an array overlapping b");
   }
   carray<T> bias;
   GemmEpilogue<T> ep;
   if (!bias_obj.is_none()) {
     bias = in<T>(bias_obj, "bias");
     check_shape(bias, {bias_per_row ? M : N}, "bias");
+    if (!out_obj.is_none() && may_overlap(C, bias)) value_error("out", "memory not shared with bias", "an array overlapping bias");
     ep.bias = bias.data();
     ep.bias_per_row = bias_per_row;
   }

@@ -20,6 +20,10 @@ namespace gk::bind {
 // One function per area; module.cpp calls each.
 void bind_core(py::module_& m);
 void bind_gemm(py::module_& m);
+void bind_eltwise(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_optim(py::module_& m);
+void bind_conv(py::module_& m);
 
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;

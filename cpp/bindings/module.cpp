@@ -7,4 +7,8 @@ PYBIND11_MODULE(_core, m) {
   gk::init_isa_from_env();  // a bad GRADKIT_ISA fails the import with a clear message
   gk::bind::bind_core(m);
   gk::bind::bind_gemm(m);
+  gk::bind::bind_eltwise(m);
+  gk::bind::bind_norm(m);
+  gk::bind::bind_optim(m);
+  gk::bind::bind_conv(m);
 }

@@ -28,3 +28,65 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
           index_t csb, T beta, T* C, index_t ldc, const GemmEpilogue<T>& ep = {}, int nthreads = 0);
 
 }  // namespace gk
+
+// ---------------------------------------------------------------------------
+// Micro-kernels and the dispatch table (the contract is in docs/kernels.md).
+
+namespace gk {
+
+// What a micro-kernel applies to its tile once the k loop is done:
+// c = act(alpha * acc + beta * c + bias). When beta == 0, c is never read.
+// bias points at the tile's first row (bias_per_row) or first column.
+template <class T>
+struct GemmUkernelParams {
+  T alpha = T(1);
+  T beta = T(0);
+  const T* bias = nullptr;
+  bool bias_per_row = false;
+  Activation act = Activation::none;
+};
+
+// Computes one MR x NR tile and stores its top-left m x n corner (m <= MR, n <= NR):
+//   a: element (i, p) of the MR x kc micro-panel at a[i * rs_a + p * cs_a]
+//      (packed: rs_a = 1, cs_a = MR, rows >= m zero-padded; rows >= m are never read
+//      unless packed);
+//   b: element (p, j) of the kc x NR sliver at b[p * rs_b + j] (packed: rs_b = NR,
+//      zero-padded; unpacked slivers must have NR readable columns);
+//   c: element (i, j) at c[i * rs_c + j].
+template <class T>
+using GemmUkernelFn = void (*)(index_t kc, const T* a, index_t rs_a, index_t cs_a, const T* b, index_t rs_b, T* c,
+                               index_t rs_c, index_t m, index_t n, const GemmUkernelParams<T>& p);
+
+// Packs the m x k block of op(A) (element (i, p) at a[i * rs + p * cs]) into
+// ceil(m / MR) micro-panels of MR x k, each stored k-major (MR values per p),
+// rows beyond m zero-padded.
+template <class T>
+using GemmPackAFn = void (*)(index_t m, index_t k, const T* a, index_t rs, index_t cs, T* dst);
+// Packs the k x n block of op(B) (element (p, j) at b[p * rs + j * cs]) into
+// ceil(n / NR) slivers of k x NR, each stored row by row (NR values per p),
+// columns beyond n zero-padded.
+template <class T>
+using GemmPackBFn = void (*)(index_t k, index_t n, const T* b, index_t rs, index_t cs, T* dst);
+
+// One ISA's kernels and block sizes for one dtype (BLIS context).
+template <class T>
+struct GemmKernels {
+  GemmUkernelFn<T> ukernel = nullptr;
+  GemmPackAFn<T> pack_a = nullptr;
+  GemmPackBFn<T> pack_b = nullptr;
+  index_t mr = 0, nr = 0;          // micro-tile
+  index_t mc = 0, kc = 0, nc = 0;  // cache blocks: packed A (L2), k depth, packed B (L3)
+};
+
+struct GemmTable {
+  GemmKernels<float> f32;
+  GemmKernels<double> f64;
+  const char* name = "";  // e.g. "f32 12x32 avx512" for diagnostics
+};
+
+void init_gemm_generic(GemmTable& t);
+void init_gemm_avx2(GemmTable& t);
+void init_gemm_avx512(GemmTable& t);
+const GemmTable& gemm_table();
+
+}  // namespace gk

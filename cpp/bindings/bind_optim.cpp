@@ -1,0 +1,239 @@
+// Optimizer steps and gradient clipping over lists of arrays (gradkit.optim).
+#include <cmath>
+#include <string>
+
+#include "common.h"
+#include "gradkit/optim.h"
+
+namespace gk::bind {
+
+namespace {
+
+// The state slot names of each kind (see gradkit/optim.h), for error messages.
+constexpr const char* kSlotNames[kNumOptimKinds][3] = {
+    {"momentum_buffer", "", ""},
+    {"sum", "", ""},
+    {"square_avg", "momentum_buffer", "grad_avg"},
+    {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+};
+
+OptimKind parse_kind(const std::string& kind) {
+  if (kind == "sgd") return OptimKind::sgd;
+  if (kind == "adagrad") return OptimKind::adagrad;
+  if (kind == "rmsprop") return OptimKind::rmsprop;
+  if (kind == "adam") return OptimKind::adam;
+  value_error("kind", "one of 'sgd', 'adagrad', 'rmsprop', 'adam'", "'" + kind + "'");
+}
+
+// Which state slots the update reads and writes.
+void needed_slots(const OptimHyper& h, bool need[3]) {
+  need[0] = need[1] = need[2] = false;
+  switch (h.kind) {
+    case OptimKind::sgd: need[0] = h.momentum != 0; break;
+    case OptimKind::adagrad: need[0] = true; break;
+    case OptimKind::rmsprop: need[0] = true; need[1] = h.momentum > 0; need[2] = h.centered; break;
+    case OptimKind::adam: need[0] = need[1] = true; need[2] = h.amsgrad; break;
+  }
+}
+
+std::string item(const std::string& name, size_t i) { return name + "[" + std::to_string(i) + "]"; }
+
+// Everything one call needs, grouped by dtype; `keep` holds grads copied to contiguous.
+struct Lists {
+  TensorList<float> f32;
+  TensorList<double> f64;
+  std::vector<py::object> keep;
+};
+
+// NumPy's builtin descriptor of T (a process-lifetime singleton).
+template <class T>
+PyObject* builtin_descr() {
+  static PyObject* d = py::dtype::of<T>().release().ptr();
+  return d;
+}
+
+// The quick check done per array on every step (many small tensors make the
+// per-array cost matter): an ndarray with T's builtin descriptor, C-contiguous,
+// aligned, writeable if asked, of shape (nd, dims). Returns its data or nullptr;
+// on nullptr the caller runs the full validation, which raises the right error
+// (or accepts an unusual but valid array, e.g. a non-builtin descriptor).
+template <class T>
+T* quick_array(PyObject* o, int nd, const py::ssize_t* dims, bool writeable) {
+  if (!py::detail::npy_api::get().PyArray_Check_(o)) return nullptr;
+  const auto* a = py::detail::array_proxy(o);
+  using api = py::detail::npy_api;
+  const int need = api::NPY_ARRAY_C_CONTIGUOUS_ | api::NPY_ARRAY_ALIGNED_ | (writeable ? api::NPY_ARRAY_WRITEABLE_ : 0);
+  if (a->descr != builtin_descr<T>() || (a->flags & need) != need || a->nd != nd) return nullptr;
+  for (int d = 0; d < nd; ++d) {
+    if (a->dimensions[d] != dims[d]) return nullptr;
+  }
+  return reinterpret_cast<T*>(a->data);
+}
+
+// Full validation of an in-place array of the parameter's dtype and shape (raises on error).
+template <class T>
+T* checked_inplace(const py::handle& obj, const std::vector<py::ssize_t>& shape, const std::string& name) {
+  auto a = out<T>(obj, name.c_str());
+  check_shape(a, shape, name.c_str());
+  return a.mutable_data();
+}
+
+template <class T>
+void add_tensor(TensorList<T>& t, std::vector<py::object>& keep, const OptimHyper& h, const bool need[3],
+                PyObject* p_obj, PyObject* g_obj, PyObject* const slots[3], size_t i, double step) {
+  const auto* pa = py::detail::array_proxy(p_obj);  // an ndarray of T: checked by the dtype dispatch
+  const int nd = pa->nd;
+  const py::ssize_t* dims = pa->dimensions;
+  T* p = quick_array<T>(p_obj, nd, dims, true);
+  std::vector<py::ssize_t> shape;
+  auto full_shape = [&]() -> const std::vector<py::ssize_t>& {
+    if (shape.empty() && nd > 0) shape.assign(dims, dims + nd);
+    return shape;
+  };
+  if (p == nullptr) p = checked_inplace<T>(p_obj, full_shape(), item("params", i));
+  const T* g = quick_array<T>(g_obj, nd, dims, false);
+  if (g == nullptr) {
+    const std::string gname = item("grads", i);
+    const py::handle gh(g_obj);
+    if (!py::isinstance<py::array>(gh)) type_error(gname, std::string("a numpy.ndarray of ") + dtype_name<T>(), dtype_str(gh));
+    auto ga = in<T>(gh, gname.c_str());  // non-contiguous grads are read from a contiguous copy
+    check_shape(ga, full_shape(), gname.c_str());
+    g = ga.data();
+    keep.push_back(ga);
+  }
+  t.param.push_back(p);
+  t.grad.push_back(g);
+  for (int k = 0; k < 3; ++k) {
+    T* s = nullptr;
+    if (need[k]) {
+      PyObject* o = PyList_GET_ITEM(slots[k], static_cast<py::ssize_t>(i));
+      s = quick_array<T>(o, nd, dims, true);
+      if (s == nullptr) s = checked_inplace<T>(o, full_shape(), item(kSlotNames[static_cast<int>(h.kind)][k], i));
+    }
+    t.state[k].push_back(s);
+  }
+  index_t n = 1;
+  for (int d = 0; d < nd; ++d) n *= dims[d];
+  t.n.push_back(n);
+  t.step.push_back(step);
+}
+
+void step_impl(const OptimHyper& h, const py::list& params, const py::list& grads, const py::object& s0,
+               const py::object& s1, const py::object& s2, const std::vector<double>& steps) {
+  const size_t count = params.size();
+  if (grads.size() != count) value_error("grads", std::to_string(count) + " arrays", std::to_string(grads.size()));
+  if (steps.size() != count) value_error("steps", std::to_string(count) + " values", std::to_string(steps.size()));
+  bool need[3];
+  needed_slots(h, need);
+  const py::object* objs[3] = {&s0, &s1, &s2};
+  PyObject* slots[3] = {nullptr, nullptr, nullptr};
+  for (int k = 0; k < 3; ++k) {
+    if (!need[k]) continue;
+    const std::string name = kSlotNames[static_cast<int>(h.kind)][k];
+    if (!py::isinstance<py::list>(*objs[k])) value_error(name, "a list of " + std::to_string(count) + " arrays", "None");
+    const auto list = py::reinterpret_borrow<py::list>(*objs[k]);
+    if (list.size() != count) value_error(name, std::to_string(count) + " arrays", std::to_string(list.size()));
+    slots[k] = list.ptr();  // borrowed: the caller's list outlives this call
+  }
+  Lists l;
+  for (size_t i = 0; i < count; ++i) {
+    if (!(steps[i] >= 1)) value_error(item("steps", i), "a step count >= 1", std::to_string(steps[i]));
+    PyObject* p = PyList_GET_ITEM(params.ptr(), static_cast<py::ssize_t>(i));
+    PyObject* g = PyList_GET_ITEM(grads.ptr(), static_cast<py::ssize_t>(i));
+    const bool is_array = py::detail::npy_api::get().PyArray_Check_(p);
+    const PyObject* descr = is_array ? py::detail::array_proxy(p)->descr : nullptr;
+    if (descr == builtin_descr<float>()) {
+      add_tensor<float>(l.f32, l.keep, h, need, p, g, slots, i, steps[i]);
+    } else if (descr == builtin_descr<double>()) {
+      add_tensor<double>(l.f64, l.keep, h, need, p, g, slots, i, steps[i]);
+    } else {
+      dispatch_float(p, item("params", i).c_str(), [&](auto t) {  // an unusual descriptor, or a TypeError
+        using T = decltype(t);
+        if constexpr (std::is_same_v<T, float>) add_tensor<T>(l.f32, l.keep, h, need, p, g, slots, i, steps[i]);
+        else add_tensor<T>(l.f64, l.keep, h, need, p, g, slots, i, steps[i]);
+      });
+    }
+  }
+  py::gil_scoped_release release;
+  optim_step(h, l.f32);
+  optim_step(h, l.f64);
+}
+
+// Total norm of all arrays (float32 and float64 together); scales them by
+// max_norm / (total + 1e-6) when that is below 1. Returns the total.
+double clip_impl(const py::list& grads, double max_norm, double norm_type) {
+  const bool inf = std::isinf(norm_type) && norm_type > 0;
+  if (!inf && norm_type != 2.0) value_error("norm_type", "2.0 or inf", std::to_string(norm_type));
+  std::vector<float*> pf;
+  std::vector<double*> pd;
+  std::vector<index_t> nf, nd;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const py::handle g = grads[i];
+    const std::string name = item("grads", i);
+    dispatch_float(g, name.c_str(), [&](auto t) {
+      using T = decltype(t);
+      auto a = out<T>(g, name.c_str());
+      if constexpr (std::is_same_v<T, float>) {
+        pf.push_back(a.mutable_data());
+        nf.push_back(a.size());
+      } else {
+        pd.push_back(a.mutable_data());
+        nd.push_back(a.size());
+      }
+    });
+  }
+  py::gil_scoped_release release;
+  const double a = grad_norm_partial(std::vector<const float*>(pf.begin(), pf.end()), nf, inf);
+  const double b = grad_norm_partial(std::vector<const double*>(pd.begin(), pd.end()), nd, inf);
+  double total;
+  if (inf) total = (std::isnan(a) || std::isnan(b)) ? NAN : std::max(a, b);
+  else total = std::sqrt(a + b);
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0 || std::isnan(coef)) {
+    scale_tensors(pf, nf, static_cast<float>(coef));
+    scale_tensors(pd, nd, coef);
+  }
+  return total;
+}
+
+}  // namespace
+
+void bind_optim(py::module_& m) {
+  m.def(
+      "optim_step",
+      [](const std::string& kind, const py::list& params, const py::list& grads, const py::object& s0,
+         const py::object& s1, const py::object& s2, const std::vector<double>& steps, double lr, double weight_decay,
+         double l1, double eps, double momentum, double dampening, bool nesterov, double alpha, bool centered,
+         double lr_decay, double beta1, double beta2, bool amsgrad, bool decoupled) {
+        OptimHyper h;
+        h.kind = parse_kind(kind);
+        h.lr = lr;
+        h.weight_decay = weight_decay;
+        h.l1 = l1;
+        h.eps = eps;
+        h.momentum = momentum;
+        h.dampening = dampening;
+        h.nesterov = nesterov;
+        h.alpha = alpha;
+        h.centered = centered;
+        h.lr_decay = lr_decay;
+        h.beta1 = beta1;
+        h.beta2 = beta2;
+        h.amsgrad = amsgrad;
+        h.decoupled = decoupled;
+        step_impl(h, params, grads, s0, s1, s2, steps);
+      },
+      py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("state0"), py::arg("state1"), py::arg("state2"),
+      py::arg("steps"), py::arg("lr"), py::arg("weight_decay") = 0.0, py::arg("l1") = 0.0, py::arg("eps") = 0.0,
+      py::arg("momentum") = 0.0, py::arg("dampening") = 0.0, py::arg("nesterov") = false, py::arg("alpha") = 0.0,
+      py::arg("centered") = false, py::arg("lr_decay") = 0.0, py::arg("beta1") = 0.0, py::arg("beta2") = 0.0,
+      py::arg("amsgrad") = false, py::arg("decoupled") = false,
+      "One optimizer update of every (param, grad, state...) in place, all tensors in one parallel region. "
+      "state0..2 are lists of arrays (or None) in the slots of gradkit/optim.h; steps[i] is tensor i's step count "
+      "after this update (SGD: 1 when its momentum buffer is new). float32 and float64 may be mixed.");
+  m.def("clip_grad_norm", &clip_impl, py::arg("grads"), py::arg("max_norm"), py::arg("norm_type") = 2.0,
+        "Total norm (2 or inf) of all arrays, accumulated in double; scales them in place by "
+        "max_norm / (total + 1e-6) when that is below 1. Returns the total before clipping.");
+}
+
+}  // namespace gk::bind

@@ -1,0 +1,169 @@
+// Pooling kernel templates, compiled once per ISA (the includer defines GK_ISA_NS).
+// Each function handles `np` consecutive planes; the driver (pool.cpp) splits planes over threads.
+#pragma once
+#include <algorithm>
+#include <limits>
+
+#include "gradkit/pool.h"
+#include "simd_vec_impl.h"
+
+namespace gk::GK_ISA_NS {
+
+namespace poolk {
+
+// The input window of output (oh, ow), clipped to the plane: rows [h0, h1), cols [w0, w1).
+struct Window {
+  index_t h0, h1, w0, w1;
+};
+GK_ALWAYS_INLINE Window window(const PoolShape& s, index_t oh, index_t ow) {
+  const index_t hs = oh * s.SH - s.PH, ws = ow * s.SW - s.PW;
+  return {std::max<index_t>(hs, 0), std::min(hs + s.KH, s.H), std::max<index_t>(ws, 0), std::min(ws + s.KW, s.W)};
+}
+
+// Replace (m, i) by (v, j) when v is larger or NaN (PyTorch's rule).
+template <class T>
+GK_ALWAYS_INLINE void take_max(T& m, std::int32_t& i, T v, std::int32_t j) {
+  const bool take = v > m || v != v;
+  m = take ? v : m;
+  i = take ? j : i;
+}
+
+}  // namespace poolk
+
+// y, idx (np,OH,OW) <- max over windows of x (np,H,W).
+template <class T>
+void max_pool_forward(T* y, std::int32_t* idx, const T* x, const PoolShape& s, index_t np) {
+  const index_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const bool k2s2 = s.KH == 2 && s.KW == 2 && s.SH == 2 && s.SW == 2 && s.PH == 0 && s.PW == 0;
+  for (index_t p = 0; p < np; ++p) {
+    const T* xp = x + p * in_plane;
+    T* yp = y + p * out_plane;
+    std::int32_t* ip = idx + p * out_plane;
+    if (k2s2) {  // the CNN's MaxPool2: branch-free over a row pair
+      for (index_t oh = 0; oh < s.OH; ++oh) {
+        const T* r0 = xp + 2 * oh * s.W;
+        const T* r1 = r0 + s.W;
+        const auto base = static_cast<std::int32_t>(2 * oh * s.W);
+        const auto w = static_cast<std::int32_t>(s.W);
+        for (index_t ow = 0; ow < s.OW; ++ow) {
+          T m = r0[2 * ow];
+          auto i = static_cast<std::int32_t>(base + 2 * ow);
+          poolk::take_max(m, i, r0[2 * ow + 1], i + 1);
+          poolk::take_max(m, i, r1[2 * ow], static_cast<std::int32_t>(base + w + 2 * ow));
+          poolk::take_max(m, i, r1[2 * ow + 1], static_cast<std::int32_t>(base + w + 2 * ow + 1));
+          yp[oh * s.OW + ow] = m;
+          ip[oh * s.OW + ow] = i;
+        }
+      }
+      continue;
+    }
+    for (index_t oh = 0; oh < s.OH; ++oh) {
+      for (index_t ow = 0; ow < s.OW; ++ow) {
+        const poolk::Window win = poolk::window(s, oh, ow);
+        T m = -std::numeric_limits<T>::infinity();
+        auto i = static_cast<std::int32_t>(win.h0 * s.W + win.w0);
+        for (index_t ih = win.h0; ih < win.h1; ++ih) {
+          for (index_t iw = win.w0; iw < win.w1; ++iw) {
+            poolk::take_max(m, i, xp[ih * s.W + iw], static_cast<std::int32_t>(ih * s.W + iw));
+          }
+        }
+        yp[oh * s.OW + ow] = m;
+        ip[oh * s.OW + ow] = i;
+      }
+    }
+  }
+}
+
+// dx (np,H,W) = 0, then dx[idx] += dy for every output (in output order).
+// Returns how many indices fell outside the plane (those are skipped).
+template <class T>
+index_t max_pool_backward(T* dx, const T* dy, const std::int32_t* idx, const PoolShape& s, index_t np) {
+  const index_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  index_t bad = 0;
+  for (index_t p = 0; p < np; ++p) {
+    T* dxp = dx + p * in_plane;
+    std::fill(dxp, dxp + in_plane, T(0));
+    const T* dyp = dy + p * out_plane;
+    const std::int32_t* ip = idx + p * out_plane;
+    for (index_t o = 0; o < out_plane; ++o) {
+      const index_t i = ip[o];
+      if (i >= 0 && i < in_plane) {
+        dxp[i] += dyp[o];
+      } else {
+        ++bad;
+      }
+    }
+  }
+  return bad;
+}
+
+// y (np,OH,OW) = window sums of x (np,H,W) / (KH*KW).
+template <class T>
+void avg_pool_forward(T* y, const T* x, const PoolShape& s, index_t np) {
+  const index_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const T scale = T(1) / static_cast<T>(s.KH * s.KW);
+  for (index_t p = 0; p < np; ++p) {
+    const T* xp = x + p * in_plane;
+    T* yp = y + p * out_plane;
+    for (index_t oh = 0; oh < s.OH; ++oh) {
+      for (index_t ow = 0; ow < s.OW; ++ow) {
+        const poolk::Window win = poolk::window(s, oh, ow);
+        T sum = 0;
+        for (index_t ih = win.h0; ih < win.h1; ++ih) {
+          for (index_t iw = win.w0; iw < win.w1; ++iw) sum += xp[ih * s.W + iw];
+        }
+        yp[oh * s.OW + ow] = sum * scale;
+      }
+    }
+  }
+}
+
+// dx (np,H,W) = 0, then each dy / (KH*KW) added over its window.
+template <class T>
+void avg_pool_backward(T* dx, const T* dy, const PoolShape& s, index_t np) {
+  const index_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const T scale = T(1) / static_cast<T>(s.KH * s.KW);
+  for (index_t p = 0; p < np; ++p) {
+    T* dxp = dx + p * in_plane;
+    std::fill(dxp, dxp + in_plane, T(0));
+    const T* dyp = dy + p * out_plane;
+    for (index_t oh = 0; oh < s.OH; ++oh) {
+      for (index_t ow = 0; ow < s.OW; ++ow) {
+        const poolk::Window win = poolk::window(s, oh, ow);
+        const T g = dyp[oh * s.OW + ow] * scale;
+        for (index_t ih = win.h0; ih < win.h1; ++ih) {
+          for (index_t iw = win.w0; iw < win.w1; ++iw) dxp[ih * s.W + iw] += g;
+        }
+      }
+    }
+  }
+}
+
+// y (np,) = mean of each plane of x (np, HW); lanes summed in a fixed order.
+template <class T>
+void global_forward(T* y, const T* x, index_t np, index_t HW) {
+  constexpr index_t L = cv::kLanes<T>;
+  for (index_t p = 0; p < np; ++p) {
+    const T* xp = x + p * HW;
+    cv::Vec<T> acc{};
+    index_t i = 0;
+    for (; i + L <= HW; i += L) acc += cv::load(xp + i);
+    T sum = cv::hsum<T>(acc);
+    for (; i < HW; ++i) sum += xp[i];
+    y[p] = sum / static_cast<T>(HW);
+  }
+}
+
+// dx (np, HW) = dy[p] / HW.
+template <class T>
+void global_backward(T* dx, const T* dy, index_t np, index_t HW) {
+  for (index_t p = 0; p < np; ++p) std::fill(dx + p * HW, dx + (p + 1) * HW, dy[p] / static_cast<T>(HW));
+}
+
+template <class T>
+PoolKernels<T> pool_kernels() {
+  return {&max_pool_forward<T>, &max_pool_backward<T>, &avg_pool_forward<T>,
+          &avg_pool_backward<T>, &global_forward<T>,   &global_backward<T>};
+}
+
+}  // namespace gk::GK_ISA_NS

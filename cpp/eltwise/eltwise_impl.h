@@ -1,0 +1,274 @@
+// Element-wise kernel templates, written once over the element type and the
+// vector type of gradkit/simd.h, instantiated per ISA by eltwise_generic.cpp,
+// x86/avx2/eltwise_avx2.cpp and x86/avx512/eltwise_avx512.cpp (each defines
+// GK_ISA_NS first, so every instantiation lives in its own namespace).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "gradkit/eltwise.h"
+#include "gradkit/simd.h"
+
+namespace gk::GK_ISA_NS {
+namespace eltwise {
+
+using namespace gk::GK_ISA_NS::simd;
+
+// y[i] = f(x[i]) over n elements, full vectors then one partial vector. With
+// `stream`, a partial head first aligns y for non-temporal stores.
+template <class T, class F>
+GK_ALWAYS_INLINE void map1(T* y, const T* x, index_t n, bool stream, F f) {
+  constexpr index_t L = kLanes<T>;
+  index_t i = 0;
+  const auto addr = reinterpret_cast<std::uintptr_t>(y);
+  if (stream && addr % sizeof(T) == 0) {
+    const index_t head = std::min<index_t>(n, static_cast<index_t>((kVecBytes - addr % kVecBytes) % kVecBytes / sizeof(T)));
+    if (head > 0) store_partial(y, f(load_partial(x, head)), head);
+    for (i = head; i + L <= n; i += L) simd::stream(y + i, f(load(x + i)));
+    stream_fence();
+  } else {
+    for (; i + L <= n; i += L) store(y + i, f(load(x + i)));
+  }
+  if (i < n) store_partial(y + i, f(load_partial(x + i, n - i)), n - i);
+}
+
+// z[i] = f(a[i], b[i]).
+template <class T, class F>
+GK_ALWAYS_INLINE void map2(T* z, const T* a, const T* b, index_t n, bool stream, F f) {
+  constexpr index_t L = kLanes<T>;
+  index_t i = 0;
+  const auto addr = reinterpret_cast<std::uintptr_t>(z);
+  if (stream && addr % sizeof(T) == 0) {
+    const index_t head = std::min<index_t>(n, static_cast<index_t>((kVecBytes - addr % kVecBytes) % kVecBytes / sizeof(T)));
+    if (head > 0) store_partial(z, f(load_partial(a, head), load_partial(b, head)), head);
+    for (i = head; i + L <= n; i += L) simd::stream(z + i, f(load(a + i), load(b + i)));
+    stream_fence();
+  } else {
+    for (; i + L <= n; i += L) store(z + i, f(load(a + i), load(b + i)));
+  }
+  if (i < n) store_partial(z + i, f(load_partial(a + i, n - i), load_partial(b + i, n - i)), n - i);
+}
+
+// ---- activations: one functor pair per Act ------------------------------------------------
+// Each takes (x) or (dy, s) vectors and alpha; NaN inputs give NaN outputs.
+
+template <Act A>
+struct ActOp;
+
+template <>
+struct ActOp<Act::sigmoid> {
+  template <class V>
+  static V fwd(V x, elem_t<V>) { return sigmoid(x); }
+  template <class V>
+  static V bwd(V dy, V y, elem_t<V>) { return dy * (y * (elem_t<V>(1) - y)); }
+};
+
+template <>
+struct ActOp<Act::tanh> {
+  template <class V>
+  static V fwd(V x, elem_t<V>) { return simd::tanh(x); }
+  template <class V>
+  static V bwd(V dy, V y, elem_t<V>) { return dy * (elem_t<V>(1) - y * y); }
+};
+
+template <>
+struct ActOp<Act::relu> {
+  // x < 0 ? 0 : x keeps NaN (as PyTorch); backward passes dy where y > 0
+  // (and where y is NaN, as PyTorch's threshold_backward).
+  template <class V>
+  static V fwd(V x, elem_t<V>) { return x < elem_t<V>(0) ? zero<elem_t<V>>() : x; }
+  template <class V>
+  static V bwd(V dy, V y, elem_t<V>) { return y <= elem_t<V>(0) ? zero<elem_t<V>>() : dy; }
+};
+
+template <>
+struct ActOp<Act::leaky_relu> {
+  template <class V>
+  static V fwd(V x, elem_t<V> slope) { return x > elem_t<V>(0) ? x : x * slope; }
+  template <class V>
+  static V bwd(V dy, V x, elem_t<V> slope) { return x > elem_t<V>(0) ? dy : dy * slope; }
+};
+
+template <>
+struct ActOp<Act::elu> {
+  template <class V>
+  static V fwd(V x, elem_t<V> alpha) { return x > elem_t<V>(0) ? x : alpha * expm1(x); }
+  template <class V>
+  static V bwd(V dy, V x, elem_t<V> alpha) { return x > elem_t<V>(0) ? dy : dy * (alpha * simd::exp(x)); }
+};
+
+template <>
+struct ActOp<Act::gelu> {
+  // y = x Phi(x) with q = x Phi(-|x|) computed without cancellation:
+  // y = q for x < 0, x - q for x >= 0. x is clamped to +-kClamp inside
+  // (q underflows there already) so that +-inf give inf and -0.
+  template <class T>
+  static constexpr T kClamp = sizeof(T) == 4 ? T(20) : T(40);
+  template <class V>
+  static V fwd(V x, elem_t<V>) {
+    using T = elem_t<V>;
+    const V xc = clamp(x, -kClamp<T>, kClamp<T>);
+    const V q = normal_tail(xc, xc);
+    return x >= elem_t<V>(0) ? x - q : q;
+  }
+  // dx = dy (Phi(x) + x phi(x)).
+  template <class V>
+  static V bwd(V dy, V x, elem_t<V>) {
+    using T = elem_t<V>;
+    const V xc = clamp(x, -kClamp<T>, kClamp<T>);
+    const V h = normal_tail(xc, set1(T(1)));
+    const V cdf = x >= T(0) ? T(1) - h : h;
+    return dy * (cdf + normal_pdf(xc, xc));
+  }
+};
+
+template <class T, Act A>
+void act_forward_kernel(T* y, const T* x, index_t n, T alpha, bool stream) {
+  map1(y, x, n, stream, [alpha](Vec<T> v) { return ActOp<A>::fwd(v, alpha); });
+}
+
+template <class T, Act A>
+void act_backward_kernel(T* dx, const T* dy, const T* s, index_t n, T alpha, bool stream) {
+  map2(dx, dy, s, n, stream, [alpha](Vec<T> g, Vec<T> v) { return ActOp<A>::bwd(g, v, alpha); });
+}
+
+// ---- dropout -------------------------------------------------------------------------------------
+
+// The kLanes mask bits of element i (i a multiple of kLanes) as a lane mask.
+template <class T>
+GK_ALWAYS_INLINE Mask<T> mask_bits(const std::uint8_t* mask, index_t i) {
+  constexpr int L = kLanes<T>;
+  std::uint32_t word;
+  if constexpr (L >= 8) {
+    word = 0;
+    for (int b = 0; b < L / 8; ++b) word |= static_cast<std::uint32_t>(mask[i / 8 + b]) << (8 * b);
+  } else {
+    word = (mask[i / 8] >> (i % 8)) & ((1u << L) - 1u);
+  }
+  const Mask<T> lane_bit = mask_set1<T>(1) << iota<T>();
+  return (mask_set1<T>(static_cast<elem_t<Mask<T>>>(word)) & lane_bit) != 0;
+}
+
+// x (n,), mask ((n + 7) / 8,) bytes; x must start at an element index that is a
+// multiple of 8 (the driver splits on 1024-element blocks).
+template <class T>
+void dropout_apply_kernel(T* y, const T* x, const std::uint8_t* mask, index_t n, T scale) {
+  constexpr index_t L = kLanes<T>;
+  const Vec<T> vs = set1(scale);
+  index_t i = 0;
+  for (; i + L <= n; i += L) {
+    // x * 0 (not a select) so a dropped NaN stays NaN, as x * mask in PyTorch.
+    store(y + i, load(x + i) * select(mask_bits<T>(mask, i), vs, zero<T>()));
+  }
+  for (; i < n; ++i) y[i] = x[i] * (((mask[i / 8] >> (i % 8)) & 1) ? scale : T(0));
+}
+
+// ---- losses ----------------------------------------------------------------------------------------
+
+template <class T>
+void cross_entropy_kernel(T* dlogits, double* row_loss, const T* logits, const std::int64_t* labels, index_t rows,
+                          index_t C, T eps, T grad_scale) {
+  constexpr index_t L = kLanes<T>;
+  const index_t full = C / L * L, rem = C - full;
+  const Vec<T> neg_inf = set1(-std::numeric_limits<T>::infinity());
+  const Mask<T> tail = first_lanes<T>(rem);
+  for (index_t r = 0; r < rows; ++r) {
+    const T* x = logits + r * C;
+    // 1st pass: the row maximum.
+    Vec<T> vmax = neg_inf;
+    for (index_t j = 0; j < full; j += L) vmax = max(vmax, load(x + j));
+    if (rem) vmax = max(vmax, select(tail, load_partial(x + full, rem), neg_inf));
+    const T m = hmax(vmax);
+    // 2nd pass: sum of exp(x - m) (kept in dlogits) and of (m - x) for smoothing.
+    const Vec<T> vm = set1(m);
+    Vec<T> vsum = zero<T>(), vdev = zero<T>();
+    T* d = dlogits != nullptr ? dlogits + r * C : nullptr;
+    for (index_t j = 0; j < full; j += L) {
+      const Vec<T> dev = vm - load(x + j);
+      const Vec<T> e = exp(-dev);
+      vsum += e;
+      vdev += dev;
+      if (d) store(d + j, e);
+    }
+    if (rem) {
+      const Vec<T> dev = select(tail, vm - load_partial(x + full, rem), zero<T>());
+      const Vec<T> e = select(tail, exp(-dev), zero<T>());
+      vsum += e;
+      vdev += dev;
+      if (d) store_partial(d + full, e, rem);
+    }
+    const double s = static_cast<double>(hsum(vsum));
+    const double dev_sum = static_cast<double>(hsum(vdev));
+    const index_t label = labels[r];
+    // lse - x_label = log(s) + (m - x_label) >= 0: no cancellation, stable for large logits.
+    const double ls = static_cast<double>(eps);
+    row_loss[r] = std::log(s) + (1.0 - ls) * (static_cast<double>(m) - static_cast<double>(x[label])) +
+                  ls / static_cast<double>(C) * dev_sum;
+    if (d) {
+      // 3rd pass (row in cache): d = grad_scale * (e / s - eps / C), minus (1 - eps) at the label.
+      const Vec<T> inv = set1(static_cast<T>(static_cast<double>(grad_scale) / s));
+      const Vec<T> off = set1(static_cast<T>(static_cast<double>(grad_scale) * ls / static_cast<double>(C)));
+      for (index_t j = 0; j < full; j += L) store(d + j, load(d + j) * inv - off);
+      if (rem) store_partial(d + full, load_partial(d + full, rem) * inv - off, rem);
+      d[label] -= static_cast<T>(static_cast<double>(grad_scale) * (1.0 - ls));
+    }
+  }
+}
+
+template <class T>
+double squared_error_kernel(T* d, const T* x, const T* t, index_t n, T grad_scale) {
+  constexpr index_t L = kLanes<T>;
+  const index_t full = n / L * L, rem = n - full;
+  Vec<T> acc0 = zero<T>(), acc1 = zero<T>();
+  index_t i = 0;
+  for (; i + 2 * L <= full; i += 2 * L) {
+    const Vec<T> e0 = load(x + i) - load(t + i);
+    const Vec<T> e1 = load(x + i + L) - load(t + i + L);
+    acc0 += e0 * e0;
+    acc1 += e1 * e1;
+    if (d) {
+      store(d + i, e0 * grad_scale);
+      store(d + i + L, e1 * grad_scale);
+    }
+  }
+  for (; i < full; i += L) {
+    const Vec<T> e0 = load(x + i) - load(t + i);
+    acc0 += e0 * e0;
+    if (d) store(d + i, e0 * grad_scale);
+  }
+  if (rem) {
+    const Vec<T> e0 = load_partial(x + full, rem) - load_partial(t + full, rem);  // padded lanes give 0
+    acc1 += e0 * e0;
+    if (d) store_partial(d + full, e0 * grad_scale, rem);
+  }
+  return static_cast<double>(hsum(acc0 + acc1));
+}
+
+// ---- the table ------------------------------------------------------------------------------------
+
+template <class T>
+void fill_kernels(EltwiseKernels<T>& k) {
+  k.forward[static_cast<int>(Act::sigmoid)] = act_forward_kernel<T, Act::sigmoid>;
+  k.forward[static_cast<int>(Act::tanh)] = act_forward_kernel<T, Act::tanh>;
+  k.forward[static_cast<int>(Act::relu)] = act_forward_kernel<T, Act::relu>;
+  k.forward[static_cast<int>(Act::leaky_relu)] = act_forward_kernel<T, Act::leaky_relu>;
+  k.forward[static_cast<int>(Act::elu)] = act_forward_kernel<T, Act::elu>;
+  k.forward[static_cast<int>(Act::gelu)] = act_forward_kernel<T, Act::gelu>;
+  k.backward[static_cast<int>(Act::sigmoid)] = act_backward_kernel<T, Act::sigmoid>;
+  k.backward[static_cast<int>(Act::tanh)] = act_backward_kernel<T, Act::tanh>;
+  k.backward[static_cast<int>(Act::relu)] = act_backward_kernel<T, Act::relu>;
+  k.backward[static_cast<int>(Act::leaky_relu)] = act_backward_kernel<T, Act::leaky_relu>;
+  k.backward[static_cast<int>(Act::elu)] = act_backward_kernel<T, Act::elu>;
+  k.backward[static_cast<int>(Act::gelu)] = act_backward_kernel<T, Act::gelu>;
+  k.dropout_apply = dropout_apply_kernel<T>;
+  k.cross_entropy = cross_entropy_kernel<T>;
+  k.squared_error = squared_error_kernel<T>;
+}
+
+inline void fill_table(EltwiseTable& t) {
+  fill_kernels(t.f32);
+  fill_kernels(t.f64);
+}
+
+}  // namespace eltwise
+}  // namespace gk::GK_ISA_NS

@@ -1,0 +1,63 @@
+// 2-D convolution (NCHW input, PyTorch weights (OC, C/groups, KH, KW)).
+//
+// Drivers (cpp/conv/conv.cpp) tile each image into row blocks of output
+// pixels, build an im2col tile that stays in L2 and feed gk::gemm; a layer with
+// few taps per output (C/groups * KH * KW <= kConvSmallK, e.g. a first layer
+// with one input channel, or depthwise) uses direct kernels that are
+// vectorised over output pixels instead, since its GEMM would be memory-bound.
+// Per-ISA kernels come from a dispatch table (docs/design.md).
+#pragma once
+#include "gradkit/common.h"
+#include "gradkit/gemm.h"
+
+namespace gk {
+
+struct ConvShape {
+  index_t N, C, H, W;      // input
+  index_t OC, KH, KW;      // weight (OC, C / G, KH, KW)
+  index_t SH, SW, PH, PW, DH, DW, G;
+  index_t OH, OW;          // output
+};
+
+// Taps per output (C/G*KH*KW) up to which the direct small-K kernels are used.
+constexpr index_t kConvSmallK = 32;
+
+// y (N,OC,OH,OW) = act(conv(x (N,C,H,W), w) + b); b may be null.
+template <class T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s, Activation act = Activation::none,
+                    int nthreads = 0);
+
+// dy (N,OC,OH,OW). dx (N,C,H,W) is overwritten (skipped when null); dw
+// (OC,C/G,KH,KW) and db (OC,) are ADDED into (each skipped when null).
+// dw and db are reduced over images in fixed chunks summed in a fixed order:
+// the same bits for any thread count.
+template <class T>
+void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const ConvShape& s, int nthreads = 0);
+
+// Per-ISA kernels over one image and one tile of output rows [oh0, oh0 + nrows).
+template <class T>
+struct ConvKernels {
+  // col (Cg*KH*KW, nrows*OW) <- x_img channels [c0, c0 + Cg) (C,H,W), zeros where padded.
+  void (*im2col)(T* col, const T* x_img, const ConvShape& s, index_t c0, index_t Cg, index_t oh0, index_t nrows);
+  // x_img channels [c0, c0 + Cg) += col2im(col).
+  void (*col2im)(T* x_img, const T* col, const ConvShape& s, index_t c0, index_t Cg, index_t oh0, index_t nrows);
+  // y (M, ldy) [:, :n] = act(w (M,K) @ col (K,n) + b); b may be null.
+  void (*smallk_forward)(T* y, index_t ldy, const T* col, const T* w, const T* b, index_t M, index_t K, index_t n,
+                         bool relu);
+  // dw (M,K) += dy (M, ldy)[:, :n] @ col (K,n)^T; db (M,) += row sums of dy (db may be null).
+  void (*smallk_dweight)(T* dw, T* db, const T* dy, index_t ldy, const T* col, index_t M, index_t K, index_t n);
+  // db (M,) += row sums of dy (M, ldy)[:, :n].
+  void (*row_sum)(T* db, const T* dy, index_t ldy, index_t M, index_t n);
+};
+
+struct ConvTable {
+  ConvKernels<float> f32;
+  ConvKernels<double> f64;
+};
+
+void init_conv_generic(ConvTable& t);
+void init_conv_avx2(ConvTable& t);
+void init_conv_avx512(ConvTable& t);
+const ConvTable& conv_table();
+
+}  // namespace gk

@@ -1,0 +1,319 @@
+// GEMM micro-kernel and packing templates, instantiated once per ISA.
+//
+// Include only after defining GK_ISA_NS (generic, avx2, avx512): everything
+// here lives in gk::GK_ISA_NS so that an AVX-512 instantiation can never be
+// merged into the generic path (docs/design.md). The vector width follows the
+// flags of the including file: AVX-512 (zmm), AVX2+FMA (ymm), or plain scalar
+// C++ for the reference kernels.
+#pragma once
+#ifndef GK_ISA_NS
+#error "define GK_ISA_NS before including gradkit/gemm_impl.h"
+#endif
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+
+#include "gradkit/gemm.h"
+
+namespace gk {
+namespace GK_ISA_NS {
+
+// The few vector operations a GEMM needs: W lanes of T.
+template <class T>
+struct GemmVec;
+
+#if defined(__AVX512F__)
+template <>
+struct GemmVec<float> {
+  using V = __m512;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static __mmask16 mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+};
+template <>
+struct GemmVec<double> {
+  using V = __m512d;
+  static constexpr int W = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V set1(double x) { return _mm512_set1_pd(x); }
+  static V load(const double* p) { return _mm512_loadu_pd(p); }
+  static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+  static V load_n(const double* p, int n) { return _mm512_maskz_loadu_pd(mask(n), p); }
+  static void store_n(double* p, V v, int n) { _mm512_mask_storeu_pd(p, mask(n), v); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V max(V a, V b) { return _mm512_max_pd(a, b); }
+  static __mmask8 mask(int n) { return static_cast<__mmask8>((1u << n) - 1u); }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+template <>
+struct GemmVec<float> {
+  using V = __m256;
+  static constexpr int W = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V load_n(const float* p, int n) { return _mm256_maskload_ps(p, mask(n)); }
+  static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, mask(n), v); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static __m256i mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+};
+template <>
+struct GemmVec<double> {
+  using V = __m256d;
+  static constexpr int W = 4;
+  static V zero() { return _mm256_setzero_pd(); }
+  static V set1(double x) { return _mm256_set1_pd(x); }
+  static V load(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
+  static V load_n(const double* p, int n) { return _mm256_maskload_pd(p, mask(n)); }
+  static void store_n(double* p, V v, int n) { _mm256_maskstore_pd(p, mask(n), v); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static V max(V a, V b) { return _mm256_max_pd(a, b); }
+  static __m256i mask(int n) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+  }
+};
+#else
+// Reference: one lane, plain C++ (the compiler may still vectorize the tile).
+template <class T>
+struct GemmVec {
+  using V = T;
+  static constexpr int W = 1;
+  static V zero() { return T(0); }
+  static V set1(T x) { return x; }
+  static V load(const T* p) { return *p; }
+  static void store(T* p, V v) { *p = v; }
+  static V load_n(const T* p, int n) { return n > 0 ? *p : T(0); }
+  static void store_n(T* p, V v, int n) {
+    if (n > 0) *p = v;
+  }
+  static V fmadd(V a, V b, V c) { return a * b + c; }
+  static V mul(V a, V b) { return a * b; }
+  static V add(V a, V b) { return a + b; }
+  static V max(V a, V b) { return a > b ? a : b; }  // like x86 max: b when either is NaN
+};
+#endif
+
+// relu(x) = max(0, x) with x second: x86 max returns its second operand when
+// either is NaN, so NaN propagates (as in PyTorch).
+template <class S>
+GK_ALWAYS_INLINE typename S::V relu(typename S::V x) {
+  return S::max(S::zero(), x);
+}
+
+// The k loop of an MR x (NV * W) tile: acc += a(:, p) b(p, :) for p < kc.
+// A_RS / A_CS > 0 are compile-time strides of the packed layout; 0 means
+// "use the run-time value".
+template <class T, int MR, int NV, int A_RS, int A_CS>
+GK_ALWAYS_INLINE void gemm_kloop(typename GemmVec<T>::V (&acc)[MR][NV], index_t kc, const T* GK_RESTRICT a,
+                                 index_t rs_a_rt, index_t cs_a_rt, const T* GK_RESTRICT b, index_t rs_b) {
+  using S = GemmVec<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  const index_t rs_a = A_RS > 0 ? A_RS : rs_a_rt;
+  const index_t cs_a = A_CS > 0 ? A_CS : cs_a_rt;
+  for (index_t p = 0; p < kc; ++p) {
+    V bv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * W);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+      const V ai = S::set1(a[i * rs_a]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+    }
+    a += cs_a;
+    b += rs_b;
+  }
+}
+
+// One MR x NR micro-kernel (NR = NV * W), the GemmUkernelFn contract of gemm.h.
+// The MR and NR loops below have compile-time bounds and are fully unrolled.
+template <class T, int MR, int NV>
+GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t rs_a, index_t cs_a,
+                                   const T* GK_RESTRICT b, index_t rs_b, T* GK_RESTRICT c, index_t rs_c, index_t m,
+                                   index_t n, const GemmUkernelParams<T>& prm) {
+  using S = GemmVec<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  constexpr int NR = NV * W;
+  V acc[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
+  }
+  if (rs_a == 1 && cs_a == MR) {
+    gemm_kloop<T, MR, NV, 1, MR>(acc, kc, a, rs_a, cs_a, b, rs_b);  // packed A
+  } else if (cs_a == 1) {
+    gemm_kloop<T, MR, NV, 0, 1>(acc, kc, a, rs_a, cs_a, b, rs_b);  // row-major A read in place
+  } else {
+    gemm_kloop<T, MR, NV, 0, 0>(acc, kc, a, rs_a, cs_a, b, rs_b);
+  }
+
+  // Epilogue on the tile in registers: c = act(alpha * acc + beta * c + bias).
+  const V valpha = S::set1(prm.alpha);
+  const V vbeta = S::set1(prm.beta);
+  const bool use_beta = prm.beta != T(0);  // beta == 0: C is never read
+  const bool use_relu = prm.act == Activation::relu;
+  const T* bias = prm.bias;
+  const bool row_bias = bias != nullptr && prm.bias_per_row;
+  const bool col_bias = bias != nullptr && !prm.bias_per_row;
+  const int nn = static_cast<int>(std::min<index_t>(n, NR));
+  V vbias[NV];
+  if (col_bias) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      vbias[v] = nn == NR ? S::load(bias + v * W) : S::load_n(bias + v * W, std::clamp(nn - v * W, 0, W));
+    }
+  }
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) {
+    if (i >= m) break;
+    T* ci = c + i * rs_c;
+    const V vrow = row_bias ? S::set1(bias[i]) : S::zero();
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      V r = S::mul(valpha, acc[i][v]);
+      const int lanes = std::clamp(nn - v * W, 0, W);  // valid lanes of this vector
+      if (use_beta) r = S::fmadd(vbeta, nn == NR ? S::load(ci + v * W) : S::load_n(ci + v * W, lanes), r);
+      if (row_bias) r = S::add(r, vrow);
+      if (col_bias) r = S::add(r, vbias[v]);
+      if (use_relu) r = relu<S>(r);
+      if (nn == NR || lanes == W) {
+        S::store(ci + v * W, r);
+      } else if (lanes > 0) {
+        S::store_n(ci + v * W, r, lanes);
+      }
+    }
+  }
+}
+
+// Packs an m x k block of op(A) into MR-row micro-panels (see GemmPackAFn).
+template <class T, int MR>
+void gemm_pack_a(index_t m, index_t k, const T* GK_RESTRICT a, index_t rs, index_t cs, T* GK_RESTRICT dst) {
+  for (index_t i0 = 0; i0 < m; i0 += MR, dst += MR * k) {
+    const index_t mr = std::min<index_t>(MR, m - i0);
+    const T* ap = a + i0 * rs;
+    if (mr == MR && rs == 1) {
+      // Columns of op(A) are contiguous: a plain copy of MR values per p.
+      for (index_t p = 0; p < k; ++p) {
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) dst[p * MR + i] = ap[p * cs + i];
+      }
+    } else if (mr == MR && cs == 1) {
+      // Rows of op(A) are contiguous: transpose in blocks of 8 columns.
+      index_t p = 0;
+      for (; p + 8 <= k; p += 8) {
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 8
+          for (int q = 0; q < 8; ++q) dst[(p + q) * MR + i] = ap[i * rs + p + q];
+        }
+      }
+      for (; p < k; ++p) {
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) dst[p * MR + i] = ap[i * rs + p];
+      }
+    } else {
+      for (index_t p = 0; p < k; ++p) {
+        for (index_t i = 0; i < mr; ++i) dst[p * MR + i] = ap[i * rs + p * cs];
+        for (index_t i = mr; i < MR; ++i) dst[p * MR + i] = T(0);
+      }
+    }
+  }
+}
+
+// Packs a k x n block of op(B) into NR-column slivers (see GemmPackBFn).
+template <class T, int NR>
+void gemm_pack_b(index_t k, index_t n, const T* GK_RESTRICT b, index_t rs, index_t cs, T* GK_RESTRICT dst) {
+  for (index_t j0 = 0; j0 < n; j0 += NR, dst += NR * k) {
+    const index_t nr = std::min<index_t>(NR, n - j0);
+    const T* bp = b + j0 * cs;
+    if (nr == NR && cs == 1) {
+      for (index_t p = 0; p < k; ++p) {
+#pragma GCC unroll 64
+        for (int j = 0; j < NR; ++j) dst[p * NR + j] = bp[p * rs + j];
+      }
+    } else if (nr == NR && rs == 1) {
+      // Columns of op(B) are contiguous (B transposed): transpose in blocks of 8 rows.
+      index_t p = 0;
+      for (; p + 8 <= k; p += 8) {
+        for (int j = 0; j < NR; ++j) {
+#pragma GCC unroll 8
+          for (int q = 0; q < 8; ++q) dst[(p + q) * NR + j] = bp[j * cs + p + q];
+        }
+      }
+      for (; p < k; ++p) {
+        for (int j = 0; j < NR; ++j) dst[p * NR + j] = bp[j * cs + p];
+      }
+    } else {
+      for (index_t p = 0; p < k; ++p) {
+        for (index_t j = 0; j < nr; ++j) dst[p * NR + j] = bp[p * rs + j * cs];
+        for (index_t j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
+      }
+    }
+  }
+}
+
+}  // namespace GK_ISA_NS
+}  // namespace gk
+
+// The micro-kernel signature (GemmUkernelFn) and, for each per-ISA file, the
+// one line that defines its micro-kernel from the template above or declares it.
+#define GK_GEMM_UKERNEL_ARGS(T)                                                                                   \
+  ::gk::index_t kc, const T *a, ::gk::index_t rs_a, ::gk::index_t cs_a, const T *b, ::gk::index_t rs_b, T *c, \
+      ::gk::index_t rs_c, ::gk::index_t m, ::gk::index_t n, const ::gk::GemmUkernelParams<T> &p
+#define GK_DECLARE_GEMM_UKERNEL(name, T) \
+  namespace gk::GK_ISA_NS {              \
+  void name(GK_GEMM_UKERNEL_ARGS(T));    \
+  }
+#define GK_DEFINE_GEMM_UKERNEL(name, T, MR, NV)                                     \
+  namespace gk::GK_ISA_NS {                                                         \
+  void name(GK_GEMM_UKERNEL_ARGS(T)) {                                              \
+    gemm_ukernel<T, MR, NV>(kc, a, rs_a, cs_a, b, rs_b, c, rs_c, m, n, p);         \
+  }                                                                                 \
+  }
+
+namespace gk {
+namespace GK_ISA_NS {
+
+// Fills one dtype's entry of an ISA's table: the micro-kernel, this ISA's
+// packing routines for its MR x NR, and the cache block sizes.
+template <class T, int MR, int NR>
+void gemm_set_kernels(GemmKernels<T>& k, GemmUkernelFn<T> ukernel, index_t mc, index_t kc, index_t nc) {
+  static_assert(MR > 0 && NR > 0, "empty micro-tile");
+  k.ukernel = ukernel;
+  k.pack_a = &gemm_pack_a<T, MR>;
+  k.pack_b = &gemm_pack_b<T, NR>;
+  k.mr = MR;
+  k.nr = NR;
+  k.mc = mc;
+  k.kc = kc;
+  k.nc = nc;
+}
+
+}  // namespace GK_ISA_NS
+}  // namespace gk

@@ -1,0 +1,106 @@
+// Normalization: batch norm, group norm (instance norm is group norm with one
+// channel per group) and layer norm, forward and backward.
+//
+// Every norm here normalises groups of elements with per-group statistics and
+// then applies a per-channel (or per-feature) affine map. The drivers
+// (cpp/norm/norm.cpp) reduce contiguous rows with the ISA's micro-kernels
+// (NormKernels below), merge the row partials in double in a fixed order and
+// apply the result, so 1 and 2 threads give identical bits.
+//
+// Numerics: statistics are sums of (x - K) and (x - K)^2 around a shift K taken
+// from the data (a float sum of squares cancels when |mean| >> std), blocks of
+// at most kNormBlock elements summed in T and merged in double. The apply and
+// backward kernels also work on (x - K) with K = the mean rounded to T, so
+// y = a * (x - K) + b never forms x * a - mean * a (which cancels too).
+// The statistics handed between forward and backward are float64 arrays:
+// mean (exact enough to re-derive K) and rstd = 1 / sqrt(var + eps).
+#pragma once
+#include "gradkit/common.h"
+
+namespace gk {
+
+// Elements summed in T before the partial sum is added to a double.
+constexpr index_t kNormBlock = 4096;
+
+// Per-ISA micro-kernels for one dtype. Sums are returned (or added) in double.
+template <class T>
+struct NormKernels {
+  // s1 = sum (x[i] - k), s2 = sum (x[i] - k)^2 over a row of n.
+  void (*row_stats)(const T* x, index_t n, T k, double* s1, double* s2);
+  // y[i] = a * (x[i] - k) + b over a row of n.
+  void (*row_affine)(T* y, const T* x, index_t n, T k, T a, T b);
+  // s1 = sum dy[i], s2 = sum dy[i] * (x[i] - k) over a row of n.
+  void (*row_dot)(const T* dy, const T* x, index_t n, T k, double* s1, double* s2);
+  // dx[i] = a * dy[i] + b * (x[i] - k) + c over a row of n.
+  void (*row_backward)(T* dx, const T* dy, const T* x, index_t n, T k, T a, T b, T c);
+  // The same four for a (rows, cols) block with per-column k, a, b, c: the
+  // (N, C) batch-norm layout. The sums are ADDED into s1[cols], s2[cols].
+  void (*col_stats)(const T* x, index_t rows, index_t cols, const T* k, double* s1, double* s2);
+  void (*col_affine)(T* y, const T* x, index_t rows, index_t cols, const T* k, const T* a, const T* b);
+  void (*col_dot)(const T* dy, const T* x, index_t rows, index_t cols, const T* k, double* s1, double* s2);
+  void (*col_backward)(T* dx, const T* dy, const T* x, index_t rows, index_t cols, const T* k, const T* a,
+                       const T* b, const T* c);
+  // Layer norm, one row of n features: xhat = a * (x - k) + c;
+  // forward y = xhat * w + b (w, b may be null: 1 and 0).
+  void (*ln_row_forward)(T* y, const T* x, index_t n, T k, T a, T c, const T* w, const T* b);
+  // backward: g = dy * w, dx = a * (g - mean(g) - xhat * mean(g * xhat));
+  // dw[i] += dy[i] * xhat[i] and db[i] += dy[i] when dw / db are not null.
+  void (*ln_row_backward)(T* dx, T* dw, T* db, const T* dy, const T* x, index_t n, T k, T a, T c, const T* w);
+};
+
+struct NormTable {
+  NormKernels<float> f32;
+  NormKernels<double> f64;
+  template <class T>
+  const NormKernels<T>& get() const {
+    if constexpr (sizeof(T) == sizeof(float)) return f32;
+    else return f64;
+  }
+};
+
+void init_norm_generic(NormTable& t);
+void init_norm_avx2(NormTable& t);
+void init_norm_avx512(NormTable& t);
+const NormTable& norm_table();
+
+// Batch norm. x, y (N, C, S) contiguous (S = H*W, or 1 for (N, C) input);
+// weight, bias (C,) or null; running_mean, running_var (C,) or null.
+// use_batch_stats: normalise with the statistics of this batch (training, or
+// no running statistics); then running stats (if given) are updated in place:
+// r = (1 - momentum) * r + momentum * stat, with the unbiased variance.
+// Otherwise the running statistics normalise. mean, rstd (C,) receive the
+// statistics used. Parallel over N*C rows (or row chunks when S == 1).
+template <class T>
+void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* weight, const T* bias,
+                        T* running_mean, T* running_var, index_t N, index_t C, index_t S, bool use_batch_stats,
+                        double momentum, double eps, int nthreads = 0);
+
+// dy, x, dx (N, C, S); mean, rstd (C,) from the forward; weight (C,) or null.
+// dweight, dbias (C,) or null: ADDED into. batch_stats: the forward used the
+// batch statistics (their gradient flows into dx) rather than running ones.
+template <class T>
+void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const double* mean, const double* rstd,
+                         const T* weight, index_t N, index_t C, index_t S, bool batch_stats, int nthreads = 0);
+
+// Group norm. x, y (N, C, S); G groups of C/G channels; statistics per (n, g)
+// over (C/G) * S elements; weight, bias (C,) or null; mean, rstd (N, G).
+// Parallel over N*C rows.
+template <class T>
+void group_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* weight, const T* bias, index_t N,
+                        index_t C, index_t S, index_t G, double eps, int nthreads = 0);
+
+template <class T>
+void group_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const double* mean, const double* rstd,
+                         const T* weight, index_t N, index_t C, index_t S, index_t G, int nthreads = 0);
+
+// Layer norm. x, y (M, D): each row normalised over its D features;
+// weight, bias (D,) or null; mean, rstd (M,). Parallel over rows.
+template <class T>
+void layer_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* weight, const T* bias, index_t M,
+                        index_t D, double eps, int nthreads = 0);
+
+template <class T>
+void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const double* mean, const double* rstd,
+                         const T* weight, index_t M, index_t D, int nthreads = 0);
+
+}  // namespace gk

@@ -1,0 +1,221 @@
+// Normalization micro-kernels (the NormKernels contract of gradkit/norm.h),
+// written once as plain loops and compiled per ISA: cpp/ref/norm_ref.cpp
+// (generic), cpp/x86/avx2/norm_avx2.cpp and cpp/x86/avx512/norm_avx512.cpp each
+// define GK_ISA_NS and include this file, so every ISA gets its own copy in
+// namespace gk::GK_ISA_NS (docs/design.md: one ISA, one namespace).
+//
+// Reductions keep 4 vectors of lanes in T over blocks of at most kNormBlock
+// elements, fold the lanes in a fixed tree and add each block to a double:
+// the result depends only on the data and the ISA, never on the thread count.
+#pragma once
+#ifndef GK_ISA_NS
+#error "define GK_ISA_NS (generic, avx2, avx512) before including norm_impl.h"
+#endif
+#include <algorithm>
+
+#include "gradkit/norm.h"
+
+namespace gk::GK_ISA_NS {
+namespace norm_detail {
+
+#if defined(__AVX512F__)
+constexpr int kVecBytes = 64;
+#elif defined(__AVX__)
+constexpr int kVecBytes = 32;
+#else
+constexpr int kVecBytes = 16;
+#endif
+
+// (*r1, *r2) = sum over i in [0, n) of what f(i, s1, s2) adds to its lane sums.
+template <class T, class F>
+GK_ALWAYS_INLINE void reduce2(index_t n, F&& f, double* r1, double* r2) {
+  constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
+  constexpr int L = 4 * W;  // four independent vector accumulators per sum
+  double d1 = 0, d2 = 0;
+  for (index_t b0 = 0; b0 < n; b0 += kNormBlock) {
+    const index_t b1 = std::min(n, b0 + kNormBlock);
+    T a1[L], a2[L];
+    for (int j = 0; j < L; ++j) a1[j] = a2[j] = T(0);
+    index_t i = b0;
+    for (; i + L <= b1; i += L) {
+#pragma omp simd
+      for (int j = 0; j < L; ++j) f(i + j, a1[j], a2[j]);
+    }
+    for (; i + W <= b1; i += W) {
+#pragma omp simd
+      for (int j = 0; j < W; ++j) f(i + j, a1[j], a2[j]);
+    }
+    for (int j = 0; i < b1; ++i, ++j) f(i, a1[j], a2[j]);
+    for (int w = L / 2; w >= 1; w /= 2) {
+#pragma omp simd
+      for (int j = 0; j < w; ++j) {
+        a1[j] += a1[j + w];
+        a2[j] += a2[j + w];
+      }
+    }
+    d1 += static_cast<double>(a1[0]);
+    d2 += static_cast<double>(a2[0]);
+  }
+  *r1 = d1;
+  *r2 = d2;
+}
+
+// x (n,); one row, serial.
+template <class T>
+void row_stats(const T* GK_RESTRICT x, index_t n, T k, double* s1, double* s2) {
+  reduce2<T>(n, [&](index_t i, T& u, T& v) {
+    const T d = x[i] - k;
+    u += d;
+    v += d * d;
+  }, s1, s2);
+}
+
+template <class T>
+void row_affine(T* GK_RESTRICT y, const T* GK_RESTRICT x, index_t n, T k, T a, T b) {
+#pragma omp simd
+  for (index_t i = 0; i < n; ++i) y[i] = a * (x[i] - k) + b;
+}
+
+template <class T>
+void row_dot(const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t n, T k, double* s1, double* s2) {
+  reduce2<T>(n, [&](index_t i, T& u, T& v) {
+    u += dy[i];
+    v += dy[i] * (x[i] - k);
+  }, s1, s2);
+}
+
+template <class T>
+void row_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t n, T k, T a, T b, T c) {
+#pragma omp simd
+  for (index_t i = 0; i < n; ++i) dx[i] = a * dy[i] + (b * (x[i] - k) + c);
+}
+
+// x (rows, cols) row-major; per-column k; sums added into s1, s2 (cols,).
+template <class T>
+void col_stats(const T* GK_RESTRICT x, index_t rows, index_t cols, const T* GK_RESTRICT k, double* GK_RESTRICT s1,
+               double* GK_RESTRICT s2) {
+  for (index_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+#pragma omp simd
+    for (index_t j = 0; j < cols; ++j) {
+      const double d = static_cast<double>(xr[j] - k[j]);
+      s1[j] += d;
+      s2[j] += d * d;
+    }
+  }
+}
+
+template <class T>
+void col_affine(T* GK_RESTRICT y, const T* GK_RESTRICT x, index_t rows, index_t cols, const T* GK_RESTRICT k,
+                const T* GK_RESTRICT a, const T* GK_RESTRICT b) {
+  for (index_t r = 0; r < rows; ++r) {
+#pragma omp simd
+    for (index_t j = 0; j < cols; ++j) y[r * cols + j] = a[j] * (x[r * cols + j] - k[j]) + b[j];
+  }
+}
+
+template <class T>
+void col_dot(const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t rows, index_t cols, const T* GK_RESTRICT k,
+             double* GK_RESTRICT s1, double* GK_RESTRICT s2) {
+  for (index_t r = 0; r < rows; ++r) {
+#pragma omp simd
+    for (index_t j = 0; j < cols; ++j) {
+      const T g = dy[r * cols + j];
+      s1[j] += static_cast<double>(g);
+      s2[j] += static_cast<double>(g * (x[r * cols + j] - k[j]));
+    }
+  }
+}
+
+template <class T>
+void col_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t rows, index_t cols,
+                  const T* GK_RESTRICT k, const T* GK_RESTRICT a, const T* GK_RESTRICT b, const T* GK_RESTRICT c) {
+  for (index_t r = 0; r < rows; ++r) {
+    const index_t o = r * cols;
+#pragma omp simd
+    for (index_t j = 0; j < cols; ++j) dx[o + j] = a[j] * dy[o + j] + (b[j] * (x[o + j] - k[j]) + c[j]);
+  }
+}
+
+template <class T, bool kAffine>
+void ln_row_forward_impl(T* GK_RESTRICT y, const T* GK_RESTRICT x, index_t n, T k, T a, T c, const T* GK_RESTRICT w,
+                         const T* GK_RESTRICT b) {
+#pragma omp simd
+  for (index_t i = 0; i < n; ++i) {
+    const T xh = a * (x[i] - k) + c;
+    y[i] = kAffine ? xh * w[i] + b[i] : xh;
+  }
+}
+
+template <class T>
+void ln_row_forward(T* y, const T* x, index_t n, T k, T a, T c, const T* w, const T* b) {
+  if (w != nullptr && b != nullptr) {
+    ln_row_forward_impl<T, true>(y, x, n, k, a, c, w, b);
+  } else if (w == nullptr && b == nullptr) {
+    ln_row_forward_impl<T, false>(y, x, n, k, a, c, w, b);
+  } else {  // one of the two: the rare case, a plain loop
+    for (index_t i = 0; i < n; ++i) {
+      const T xh = a * (x[i] - k) + c;
+      y[i] = (w ? xh * w[i] : xh) + (b ? b[i] : T(0));
+    }
+  }
+}
+
+// Two passes over the row (it stays in L1/L2): the sums, then dx and dw/db.
+template <class T, bool kWeight, bool kParamGrad>
+void ln_row_backward_impl(T* GK_RESTRICT dx, T* GK_RESTRICT dw, T* GK_RESTRICT db, const T* GK_RESTRICT dy,
+                          const T* GK_RESTRICT x, index_t n, T k, T a, T c, const T* GK_RESTRICT w) {
+  double s1, s2;
+  reduce2<T>(n, [&](index_t i, T& u, T& v) {
+    const T g = kWeight ? dy[i] * w[i] : dy[i];
+    u += g;
+    v += g * (a * (x[i] - k) + c);
+  }, &s1, &s2);
+  const T m1 = static_cast<T>(static_cast<double>(a) * s1 / static_cast<double>(n));
+  const T m2 = static_cast<T>(static_cast<double>(a) * s2 / static_cast<double>(n));
+#pragma omp simd
+  for (index_t i = 0; i < n; ++i) {
+    const T g = kWeight ? dy[i] * w[i] : dy[i];
+    const T xh = a * (x[i] - k) + c;
+    dx[i] = a * g - (m1 + xh * m2);
+    if (kParamGrad) {
+      dw[i] += dy[i] * xh;
+      db[i] += dy[i];
+    }
+  }
+}
+
+template <class T>
+void ln_row_backward(T* dx, T* dw, T* db, const T* dy, const T* x, index_t n, T k, T a, T c, const T* w) {
+  // dw and db come together (the driver passes both or neither).
+  if (w != nullptr) {
+    if (dw != nullptr) ln_row_backward_impl<T, true, true>(dx, dw, db, dy, x, n, k, a, c, w);
+    else ln_row_backward_impl<T, true, false>(dx, dw, db, dy, x, n, k, a, c, w);
+  } else {
+    if (dw != nullptr) ln_row_backward_impl<T, false, true>(dx, dw, db, dy, x, n, k, a, c, w);
+    else ln_row_backward_impl<T, false, false>(dx, dw, db, dy, x, n, k, a, c, w);
+  }
+}
+
+template <class T>
+void fill(NormKernels<T>& t) {
+  t.row_stats = row_stats<T>;
+  t.row_affine = row_affine<T>;
+  t.row_dot = row_dot<T>;
+  t.row_backward = row_backward<T>;
+  t.col_stats = col_stats<T>;
+  t.col_affine = col_affine<T>;
+  t.col_dot = col_dot<T>;
+  t.col_backward = col_backward<T>;
+  t.ln_row_forward = ln_row_forward<T>;
+  t.ln_row_backward = ln_row_backward<T>;
+}
+
+}  // namespace norm_detail
+
+inline void fill_norm_table(NormTable& t) {
+  norm_detail::fill(t.f32);
+  norm_detail::fill(t.f64);
+}
+
+}  // namespace gk::GK_ISA_NS

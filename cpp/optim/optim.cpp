@@ -1,0 +1,135 @@
+// Multi-tensor apply: one parallel region per call over all tensors together.
+#include "gradkit/optim.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "gradkit/isa.h"
+#include "gradkit/parallel.h"
+
+namespace gk {
+
+const OptimTable& optim_table() {
+  static const DispatchTable<OptimTable> t(init_optim_generic, GK_X86_INIT(init_optim_avx2),
+                                           GK_X86_INIT(init_optim_avx512));
+  return t.get();
+}
+
+namespace {
+
+template <class T>
+const OptimKernels<T>& kernels_of(const OptimTable& t) {
+  if constexpr (std::is_same_v<T, float>) return t.f32;
+  else return t.f64;
+}
+
+// Work is handed out in blocks of this many elements of one tensor: pieces
+// start at a multiple of kBlock inside their tensor, so every element is
+// processed by the same code path (vector body or tail) whatever the thread
+// count, and results are bit-identical for 1 or N threads.
+constexpr index_t kBlock = 64;
+// Gradient norms sum fixed chunks of each tensor, then the chunk sums in order.
+constexpr index_t kNormChunk = 16384;
+
+// Splits the blocks of all tensors into one contiguous range per thread and
+// calls f(i, begin, end) for each part of tensor i inside a thread's range.
+// `cost` (per element) weighs the decision to go parallel.
+template <class F>
+void for_each_piece(const std::vector<index_t>& n, index_t cost, int nthreads, F&& f) {
+  std::vector<index_t> boff(n.size() + 1, 0);  // blocks before tensor i
+  index_t total = 0;
+  for (size_t i = 0; i < n.size(); ++i) {
+    boff[i + 1] = boff[i] + ceil_div(n[i], kBlock);
+    total += n[i];
+  }
+  parallel_for(boff.back(), total * cost, [&](index_t b0, index_t b1) {
+    // The tensor holding block b0 (upper_bound skips empty tensors).
+    size_t i = static_cast<size_t>(std::upper_bound(boff.begin(), boff.end(), b0) - boff.begin()) - 1;
+    for (; i < n.size() && boff[i] < b1; ++i) {
+      const index_t lo = (std::max(b0, boff[i]) - boff[i]) * kBlock;
+      const index_t hi = std::min((std::min(b1, boff[i + 1]) - boff[i]) * kBlock, n[i]);
+      if (lo < hi) f(i, lo, hi);
+    }
+  }, nthreads);
+}
+
+OptimStepScalars step_scalars(const OptimHyper& h, double step) {
+  OptimStepScalars s;
+  s.lr = h.lr;
+  switch (h.kind) {
+    case OptimKind::sgd:
+      s.first = step <= 1;
+      break;
+    case OptimKind::adagrad:
+      s.lr = h.lr / (1 + (step - 1) * h.lr_decay);
+      break;
+    case OptimKind::rmsprop:
+      break;
+    case OptimKind::adam:
+      s.lr = h.lr / (1 - std::pow(h.beta1, step));
+      s.bc2_sqrt = std::sqrt(1 - std::pow(h.beta2, step));
+      break;
+  }
+  return s;
+}
+
+}  // namespace
+
+// Per tensor i: p (n[i]), g (n[i]), state slots (n[i] or nullptr); parallel over
+// the concatenation of all tensors, blocks of kBlock elements.
+template <class T>
+void optim_step(const OptimHyper& h, const TensorList<T>& t, int nthreads) {
+  const size_t count = t.size();
+  if (count == 0) return;
+  std::vector<OptimStepScalars> sc(count);
+  for (size_t i = 0; i < count; ++i) sc[i] = step_scalars(h, t.step[i]);
+  const auto kernel = kernels_of<T>(optim_table()).step[static_cast<int>(h.kind)];
+  for_each_piece(t.n, 1, nthreads, [&](size_t i, index_t lo, index_t hi) {
+    auto at = [lo](auto* ptr) { return ptr == nullptr ? ptr : ptr + lo; };
+    kernel(h, sc[i], t.param[i] + lo, t.grad[i] + lo, at(t.state[0][i]), at(t.state[1][i]), at(t.state[2][i]),
+           hi - lo);
+  });
+}
+
+// x[i] (n[i]); chunks of kNormChunk per tensor, parallel over chunks, summed in order.
+template <class T>
+double grad_norm_partial(const std::vector<const T*>& x, const std::vector<index_t>& n, bool norm_inf,
+                         int nthreads) {
+  struct Chunk {
+    const T* p;
+    index_t len;
+  };
+  std::vector<Chunk> chunks;
+  index_t total = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    for (index_t b = 0; b < n[i]; b += kNormChunk) chunks.push_back({x[i] + b, std::min(kNormChunk, n[i] - b)});
+    total += n[i];
+  }
+  std::vector<double> part(chunks.size());
+  const auto& k = kernels_of<T>(optim_table());
+  parallel_for(static_cast<index_t>(chunks.size()), total, [&](index_t c0, index_t c1) {
+    for (index_t c = c0; c < c1; ++c) part[c] = norm_inf ? k.absmax(chunks[c].p, chunks[c].len)
+                                                         : k.sumsq(chunks[c].p, chunks[c].len);
+  }, nthreads);
+  double acc = 0;
+  for (double v : part) {
+    if (norm_inf) acc = (std::isnan(v) || std::isnan(acc)) ? NAN : std::max(acc, v);
+    else acc += v;
+  }
+  return acc;
+}
+
+template <class T>
+void scale_tensors(const std::vector<T*>& x, const std::vector<index_t>& n, T c, int nthreads) {
+  const auto scale = kernels_of<T>(optim_table()).scale;
+  for_each_piece(n, 1, nthreads, [&](size_t i, index_t lo, index_t hi) { scale(x[i] + lo, c, hi - lo); });
+}
+
+template void optim_step<float>(const OptimHyper&, const TensorList<float>&, int);
+template void optim_step<double>(const OptimHyper&, const TensorList<double>&, int);
+template double grad_norm_partial<float>(const std::vector<const float*>&, const std::vector<index_t>&, bool, int);
+template double grad_norm_partial<double>(const std::vector<const double*>&, const std::vector<index_t>&, bool, int);
+template void scale_tensors<float>(const std::vector<float*>&, const std::vector<index_t>&, float, int);
+template void scale_tensors<double>(const std::vector<double*>&, const std::vector<index_t>&, double, int);
+
+}  // namespace gk

@@ -1,0 +1,12 @@
+// avx512 instantiation of the conv kernel templates (this folder's flags give the vector width).
+#define GK_ISA_NS avx512
+#include "../../conv/conv_impl.h"
+
+namespace gk {
+
+void init_conv_avx512(ConvTable& t) {
+  t.f32 = avx512::conv_kernels<float>();
+  t.f64 = avx512::conv_kernels<double>();
+}
+
+}  // namespace gk

@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m gradkit.examples.fashion_mnist [--model cnn|mlp]``."""

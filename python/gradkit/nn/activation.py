@@ -1,0 +1,127 @@
+"""Activation layers (element-wise, any input shape; float32 or float64)."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import ops
+from .module import Module
+
+__all__ = ["Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU"]
+
+
+def _check_float(value, name: str, owner: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name}: expected a float, got {type(value).__name__}")
+    return float(value)
+
+
+class _Activation(Module):
+    """y = f(x) element-wise. Subclasses set _forward / _backward (gk.ops functions)
+    and _from_output (backward reads y instead of x, so only y is kept)."""
+
+    _from_output = False
+
+    def _args(self) -> tuple:
+        return ()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x)
+        y = type(self)._forward(x, *self._args())
+        self._save_for_backward(saved=y if self._from_output else x)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        saved = self._saved()["saved"]
+        dy = self._check_grad(dy, saved.shape, saved.dtype)
+        return type(self)._backward(dy, saved, *self._args())
+
+
+class Sigmoid(_Activation):
+    """``y = 1 / (1 + exp(-x))``; backward ``dy * y * (1 - y)`` from the output.
+
+    Shape: any; output like the input.
+    """
+
+    _forward = staticmethod(ops.sigmoid)
+    _backward = staticmethod(ops.sigmoid_backward)
+    _from_output = True
+
+
+class Tanh(_Activation):
+    """``y = tanh(x)``; backward ``dy * (1 - y^2)`` from the output.
+
+    Shape: any; output like the input.
+    """
+
+    _forward = staticmethod(ops.tanh)
+    _backward = staticmethod(ops.tanh_backward)
+    _from_output = True
+
+
+class ReLU(_Activation):
+    """``y = max(x, 0)``; backward passes dy where ``y > 0`` (only y is kept).
+
+    Shape: any; output like the input.
+    """
+
+    _forward = staticmethod(ops.relu)
+    _backward = staticmethod(ops.relu_backward)
+    _from_output = True
+
+
+class LeakyReLU(_Activation):
+    """``y = x if x > 0 else negative_slope * x``.
+
+    Args:
+        negative_slope: slope for x <= 0 (default 0.01).
+
+    Shape: any; output like the input.
+    """
+
+    _forward = staticmethod(ops.leaky_relu)
+    _backward = staticmethod(ops.leaky_relu_backward)
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = _check_float(negative_slope, "negative_slope", "LeakyReLU")
+
+    def _args(self) -> tuple:
+        return (self.negative_slope,)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(_Activation):
+    """``y = x if x > 0 else alpha * (exp(x) - 1)``.
+
+    Args:
+        alpha: the saturation value for x -> -inf is -alpha (default 1.0).
+
+    Shape: any; output like the input.
+    """
+
+    _forward = staticmethod(ops.elu)
+    _backward = staticmethod(ops.elu_backward)
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = _check_float(alpha, "alpha", "ELU")
+
+    def _args(self) -> tuple:
+        return (self.alpha,)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class GELU(_Activation):
+    """``y = x * Phi(x) = x / 2 * (1 + erf(x / sqrt 2))``, the exact (erf) form.
+
+    Shape: any; output like the input.
+    """
+
+    _forward = staticmethod(ops.gelu)
+    _backward = staticmethod(ops.gelu_backward)

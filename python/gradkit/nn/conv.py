@@ -1,0 +1,101 @@
+"""``Conv2d``: 2-D convolution over NCHW images (PyTorch's layer, weights and init)."""
+from __future__ import annotations
+
+import math
+
+from .. import _random, ops
+from .module import Module
+from .parameter import Parameter
+
+
+def _positive_int(value, name: str, cls: str) -> int:
+    value = ops._int(value, name, cls)
+    if value < 1:
+        raise ValueError(f"{cls}: {name}: expected a positive integer, got {value}")
+    return value
+
+
+def _checked_pair(value, name: str, cls: str, minimum: int) -> tuple:
+    pair = ops._pair(value, name, cls)
+    if min(pair) < minimum:
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{cls}: {name}: expected {what} values, got {value!r}")
+    return pair
+
+
+class Conv2d(Module):
+    r"""2-D convolution (cross-correlation) over (N, C, H, W) inputs.
+
+    .. math:: y_{n,o} = b_o + \sum_{c \in g(o)} \sum_{i,j} w_{o,c,i,j}\, x_{n,c,\,s_h h + d_h i - p_h,\, s_w w + d_w j - p_w}
+
+    Args:
+        in_channels, out_channels: C and OC (both divisible by ``groups``).
+        kernel_size: int or (kh, kw).
+        stride: int or pair (default 1). padding: int or pair of zeros on each side (default 0).
+        dilation: int or pair (default 1). groups: channel groups (default 1; ``in_channels`` is depthwise).
+        bias: learn an additive bias (default True).
+
+    Attributes:
+        weight: Parameter (out_channels, in_channels // groups, kh, kw); bias: Parameter (out_channels,) or None.
+            Both ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels // groups * kh * kw (PyTorch's init).
+        need_input_grad: True by default. A first layer may set it False: backward then skips
+            the input gradient (the costly part) and returns None.
+
+    Shape:
+        input (N, C, H, W) -> output (N, OC, OH, OW), OH = (H + 2 p_h - d_h (kh - 1) - 1) // s_h + 1.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True):
+        super().__init__()
+        cls = "Conv2d"
+        self.in_channels = _positive_int(in_channels, "in_channels", cls)
+        self.out_channels = _positive_int(out_channels, "out_channels", cls)
+        self.groups = _positive_int(groups, "groups", cls)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{cls}: groups: expected a divisor of in_channels ({self.in_channels}) and "
+                             f"out_channels ({self.out_channels}), got {self.groups}")
+        self.kernel_size = _checked_pair(kernel_size, "kernel_size", cls, 1)
+        self.stride = _checked_pair(stride, "stride", cls, 1)
+        self.padding = _checked_pair(padding, "padding", cls, 0)
+        self.dilation = _checked_pair(dilation, "dilation", cls, 1)
+        self.need_input_grad = True
+        kh, kw = self.kernel_size
+        fan_in = self.in_channels // self.groups * kh * kw
+        bound = 1.0 / math.sqrt(fan_in)
+        self.weight = Parameter(_random.uniform((self.out_channels, self.in_channels // self.groups, kh, kw),
+                                                -bound, bound))
+        self.bias = Parameter(_random.uniform((self.out_channels,), -bound, bound)) if bias else None
+
+    def _args(self):
+        return self.stride, self.padding, self.dilation, self.groups
+
+    def forward(self, x):
+        x = self._check_input(x, ndim=4)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv2d: input: expected {self.in_channels} channels (shape[1]), got shape {x.shape}")
+        bias = self.bias.data if self.bias is not None else None
+        y = ops.conv2d_forward(x, self.weight.data, bias, *self._args())
+        self._save_for_backward(x=x, y_shape=y.shape)
+        return y
+
+    def backward(self, dy):
+        saved = self._saved()
+        x = saved["x"]
+        dy = self._check_grad(dy, saved["y_shape"], x.dtype)
+        has_bias = self.bias is not None
+        dx, _, _ = ops.conv2d_backward(dy, x, self.weight.data, *self._args(), dweight=self.weight.grad,
+                                       dbias=self.bias.grad if has_bias else None,
+                                       need_dx=bool(self.need_input_grad), need_dbias=has_bias)
+        return dx
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s

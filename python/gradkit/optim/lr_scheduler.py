@@ -1,0 +1,394 @@
+"""Learning-rate schedulers with PyTorch's names, arguments and values step by step.
+
+A scheduler writes ``group["lr"]`` of its optimizer (OneCycleLR also the
+momentum or beta1). Call ``step()`` once per epoch after the optimizer's
+steps (OneCycleLR once per batch; ``ReduceLROnPlateau.step(metric)``).
+Values follow PyTorch's chainable (recursive) forms, so they match
+``torch.optim.lr_scheduler`` to the last bit.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections import Counter
+
+from .optimizer import Optimizer
+
+__all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR",
+           "ReduceLROnPlateau"]
+
+
+def _check_optimizer(owner: str, optimizer) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{owner}: optimizer: expected a gk.optim.Optimizer, got {type(optimizer).__name__}")
+
+
+def _check_int(owner: str, name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name}: expected an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name}: expected an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_real(owner: str, name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name}: expected a real number, got {type(value).__name__}")
+    return float(value)
+
+
+class LRScheduler:
+    """Base class: ``step()``, ``get_last_lr()``, ``last_epoch``, ``base_lrs``, state dicts.
+
+    Args:
+        optimizer: the optimizer whose ``param_groups`` lrs are scheduled.
+        last_epoch: index of the last epoch seen; -1 (default) starts a new schedule
+            (sets each group's ``initial_lr``), otherwise the groups must hold ``initial_lr``.
+    """
+
+    def __init__(self, optimizer, last_epoch: int = -1):
+        _check_optimizer(type(self).__name__, optimizer)
+        self.optimizer = optimizer
+        last_epoch = _check_int(type(self).__name__, "last_epoch", last_epoch, -1)
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(f"param 'initial_lr' is not specified in param_groups[{i}] when resuming a "
+                                   "scheduler with last_epoch >= 0")
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self._step_count = 0
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
+
+    def get_lr(self) -> list:
+        """The lrs for ``self.last_epoch`` (chainable form: from the groups' current lrs)."""
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """Advance one epoch (one batch for OneCycleLR) and write the new lrs into the optimizer."""
+        self._step_count += 1
+        self.last_epoch += 1
+        values = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, values):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list:
+        """The lrs written by the last ``step()``, one per param group."""
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict:
+        """Every attribute except the optimizer."""
+        return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.__dict__.update(state_dict)
+
+    def _group_lrs(self) -> list:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+
+class StepLR(LRScheduler):
+    """Multiply the lr by ``gamma`` every ``step_size`` epochs: ``lr = base_lr * gamma ** (epoch // step_size)``."""
+
+    def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
+        self.step_size = _check_int("StepLR", "step_size", step_size, 1)
+        self.gamma = _check_real("StepLR", "gamma", gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return self._group_lrs()
+        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+
+
+class MultiStepLR(LRScheduler):
+    """Multiply the lr by ``gamma`` at each milestone epoch: ``lr = base_lr * gamma ** #(milestones <= epoch)``."""
+
+    def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
+        milestones = list(milestones)
+        for i, m in enumerate(milestones):
+            _check_int("MultiStepLR", f"milestones[{i}]", m, 0)
+        self.milestones = Counter(int(m) for m in milestones)
+        self.gamma = _check_real("MultiStepLR", "gamma", gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.last_epoch not in self.milestones:
+            return self._group_lrs()
+        factor = self.gamma ** self.milestones[self.last_epoch]
+        return [group["lr"] * factor for group in self.optimizer.param_groups]
+
+
+class ExponentialLR(LRScheduler):
+    """Multiply the lr by ``gamma`` every epoch: ``lr = base_lr * gamma ** epoch``."""
+
+    def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
+        self.gamma = _check_real("ExponentialLR", "gamma", gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self._is_initial:
+            return self._group_lrs()
+        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+
+
+class CosineAnnealingLR(LRScheduler):
+    r"""Cosine annealing from the base lr to ``eta_min`` over ``T_max`` epochs (SGDR without restarts).
+
+    Closed form ``eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2``; the values
+    are computed with PyTorch's recursive form (also past ``T_max``, where the cosine rises again).
+    """
+
+    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
+        self.T_max = _check_int("CosineAnnealingLR", "T_max", T_max, 1)
+        self.eta_min = _check_real("CosineAnnealingLR", "eta_min", eta_min)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        groups = self.optimizer.param_groups
+        e, t, eta_min = self.last_epoch, self.T_max, self.eta_min
+        if self._is_initial:
+            return self._group_lrs()
+        if self._step_count == 1 and e > 0:
+            return [eta_min + (base_lr - eta_min) * (1 + math.cos(e * math.pi / t)) / 2 for base_lr in self.base_lrs]
+        if (e - 1 - t) % (2 * t) == 0:
+            return [group["lr"] + (base_lr - eta_min) * (1 - math.cos(math.pi / t)) / 2
+                    for base_lr, group in zip(self.base_lrs, groups)]
+        return [(1 + math.cos(math.pi * e / t)) / (1 + math.cos(math.pi * (e - 1) / t)) * (group["lr"] - eta_min)
+                + eta_min for group in groups]
+
+
+class LinearLR(LRScheduler):
+    """Scale the lr linearly from ``start_factor`` to ``end_factor`` times the base lr over ``total_iters`` epochs."""
+
+    def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5,
+                 last_epoch: int = -1):
+        start_factor = _check_real("LinearLR", "start_factor", start_factor)
+        end_factor = _check_real("LinearLR", "end_factor", end_factor)
+        if not 0 < start_factor <= 1:
+            raise ValueError(f"LinearLR: start_factor: expected a value in (0, 1], got {start_factor}")
+        if not 0 <= end_factor <= 1:
+            raise ValueError(f"LinearLR: end_factor: expected a value in [0, 1], got {end_factor}")
+        self.start_factor = start_factor
+        self.end_factor = end_factor
+        self.total_iters = _check_int("LinearLR", "total_iters", total_iters, 0)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.last_epoch == 0:
+            return [group["lr"] * self.start_factor for group in self.optimizer.param_groups]
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return self._group_lrs()
+        delta = self.end_factor - self.start_factor
+        factor = 1.0 + delta / (self.total_iters * self.start_factor + (self.last_epoch - 1) * delta)
+        return [group["lr"] * factor for group in self.optimizer.param_groups]
+
+
+def _per_group(owner: str, name: str, optimizer, value) -> list:
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(optimizer.param_groups):
+            raise ValueError(f"{owner}: {name}: expected {len(optimizer.param_groups)} values (one per param group), "
+                             f"got {len(value)}")
+        return [_check_real(owner, name, v) for v in value]
+    return [_check_real(owner, name, value)] * len(optimizer.param_groups)
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (Smith & Topin), stepped once per batch.
+
+    The lr rises from ``max_lr / div_factor`` to ``max_lr`` over the first
+    ``pct_start`` of ``total_steps``, then anneals to ``initial_lr / final_div_factor``
+    (cosine by default). With ``cycle_momentum`` (default) the momentum (SGD,
+    RMSprop) or beta1 (Adam) moves inversely between ``max_momentum`` and
+    ``base_momentum``. Stepping past ``total_steps`` raises ValueError.
+    """
+
+    def __init__(self, optimizer, max_lr, total_steps: int | None = None, epochs: int | None = None,
+                 steps_per_epoch: int | None = None, pct_start: float = 0.3, anneal_strategy: str = "cos",
+                 cycle_momentum: bool = True, base_momentum=0.85, max_momentum=0.95, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, three_phase: bool = False, last_epoch: int = -1):
+        name = "OneCycleLR"
+        _check_optimizer(name, optimizer)
+        if total_steps is not None:
+            self.total_steps = _check_int(name, "total_steps", total_steps, 1)
+        elif epochs is not None and steps_per_epoch is not None:
+            self.total_steps = (_check_int(name, "epochs", epochs, 1)
+                                * _check_int(name, "steps_per_epoch", steps_per_epoch, 1))
+        else:
+            raise ValueError(f"{name}: total_steps: expected total_steps or both epochs and steps_per_epoch, got none")
+        pct_start = _check_real(name, "pct_start", pct_start)
+        if not 0 <= pct_start <= 1:
+            raise ValueError(f"{name}: pct_start: expected a value in [0, 1], got {pct_start}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"{name}: anneal_strategy: expected 'cos' or 'linear', got {anneal_strategy!r}")
+        self.anneal_strategy = anneal_strategy
+        n = self.total_steps
+        if three_phase:
+            self._phases = [
+                dict(end_step=float(pct_start * n) - 1, start_lr="initial_lr", end_lr="max_lr",
+                     start_momentum="max_momentum", end_momentum="base_momentum"),
+                dict(end_step=float(2 * pct_start * n) - 2, start_lr="max_lr", end_lr="initial_lr",
+                     start_momentum="base_momentum", end_momentum="max_momentum"),
+                dict(end_step=n - 1, start_lr="initial_lr", end_lr="min_lr",
+                     start_momentum="max_momentum", end_momentum="max_momentum"),
+            ]
+        else:
+            self._phases = [
+                dict(end_step=float(pct_start * n) - 1, start_lr="initial_lr", end_lr="max_lr",
+                     start_momentum="max_momentum", end_momentum="base_momentum"),
+                dict(end_step=n - 1, start_lr="max_lr", end_lr="min_lr",
+                     start_momentum="base_momentum", end_momentum="max_momentum"),
+            ]
+        max_lrs = _per_group(name, "max_lr", optimizer, max_lr)
+        div_factor = _check_real(name, "div_factor", div_factor)
+        final_div_factor = _check_real(name, "final_div_factor", final_div_factor)
+        if last_epoch == -1:
+            for m, group in zip(max_lrs, optimizer.param_groups):
+                group["initial_lr"] = m / div_factor
+                group["max_lr"] = m
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+        self.cycle_momentum = bool(cycle_momentum)
+        if self.cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError(f"{name}: cycle_momentum: the optimizer ({type(optimizer).__name__}) has no momentum "
+                                 "or betas; pass cycle_momentum=False")
+            self.use_beta1 = "betas" in optimizer.defaults
+            max_moms = _per_group(name, "max_momentum", optimizer, max_momentum)
+            base_moms = _per_group(name, "base_momentum", optimizer, base_momentum)
+            if last_epoch == -1:
+                for m_mom, b_mom, group in zip(max_moms, base_moms, optimizer.param_groups):
+                    if self.use_beta1:
+                        group["betas"] = (m_mom, *group["betas"][1:])
+                    else:
+                        group["momentum"] = m_mom
+                    group["max_momentum"] = m_mom
+                    group["base_momentum"] = b_mom
+        super().__init__(optimizer, last_epoch)
+
+    def _anneal(self, start, end, pct):
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self):
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR: step: tried to step {step} times, expected at most total_steps="
+                             f"{self.total_steps}")
+        lrs = []
+        for group in self.optimizer.param_groups:
+            start = 0.0
+            for i, phase in enumerate(self._phases):
+                end = phase["end_step"]
+                if step <= end or i == len(self._phases) - 1:
+                    pct = (step - start) / (end - start)
+                    lr = self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct)
+                    if self.cycle_momentum:
+                        mom = self._anneal(group[phase["start_momentum"]], group[phase["end_momentum"]], pct)
+                    break
+                start = phase["end_step"]
+            lrs.append(lr)
+            if self.cycle_momentum:
+                if self.use_beta1:
+                    group["betas"] = (mom, *group["betas"][1:])
+                else:
+                    group["momentum"] = mom
+        return lrs
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Multiply the lr by ``factor`` when a metric has stopped improving for ``patience`` epochs.
+
+    ``step(metric)`` once per epoch. mode "min" (lower is better) or "max";
+    improvement is relative (``threshold_mode="rel"``: better than
+    ``best * (1 -+ threshold)``) or absolute. After a reduction, ``cooldown``
+    epochs are ignored; lrs never go below ``min_lr`` and changes smaller than
+    ``eps`` are skipped.
+    """
+
+    def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr=0, eps: float = 1e-8):
+        name = "ReduceLROnPlateau"
+        _check_optimizer(name, optimizer)
+        factor = _check_real(name, "factor", factor)
+        if factor >= 1.0:
+            raise ValueError(f"{name}: factor: expected a value < 1.0, got {factor}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"{name}: mode: expected 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"{name}: threshold_mode: expected 'rel' or 'abs', got {threshold_mode!r}")
+        self.optimizer = optimizer
+        self.factor = factor
+        if isinstance(min_lr, (list, tuple)):
+            self.default_min_lr = None
+            self.min_lrs = _per_group(name, "min_lr", optimizer, min_lr)
+        else:
+            self.default_min_lr = _check_real(name, "min_lr", min_lr)
+            self.min_lrs = [self.default_min_lr] * len(optimizer.param_groups)
+        self.patience = _check_int(name, "patience", patience, 0)
+        self.cooldown = _check_int(name, "cooldown", cooldown, 0)
+        self.eps = _check_real(name, "eps", eps)
+        self.mode = mode
+        self.threshold = _check_real(name, "threshold", threshold)
+        self.threshold_mode = threshold_mode
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+        self.last_epoch = 0
+        self._last_lr = self._group_lrs()
+        self.best = self.mode_worse
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    @property
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def is_better(self, a: float, best: float) -> bool:
+        if self.mode == "min" and self.threshold_mode == "rel":
+            return a < best * (1.0 - self.threshold)
+        if self.mode == "min":
+            return a < best - self.threshold
+        if self.threshold_mode == "rel":
+            return a > best * (self.threshold + 1.0)
+        return a > best + self.threshold
+
+    def step(self, metrics) -> None:  # noqa: D401 - PyTorch's signature
+        """Record one epoch's metric; reduce the lrs after ``patience`` epochs without improvement."""
+        try:
+            current = float(metrics)
+        except (TypeError, ValueError):
+            raise TypeError(f"ReduceLROnPlateau: metrics: expected a number, got {type(metrics).__name__}") from None
+        self.last_epoch += 1
+        if self.is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = self._group_lrs()
+
+    def _reduce_lr(self) -> None:
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self.min_lrs):
+            if self.default_min_lr is None:
+                raise RuntimeError(f"ReduceLROnPlateau: min_lr: expected {len(groups)} values (param groups were "
+                                   f"added), got {len(self.min_lrs)}")
+            self.min_lrs = [self.default_min_lr] * len(groups)
+        for i, group in enumerate(groups):
+            old_lr = float(group["lr"])
+            new_lr = max(old_lr * self.factor, self.min_lrs[i])
+            if old_lr - new_lr > self.eps:
+                group["lr"] = new_lr

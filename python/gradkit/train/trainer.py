@@ -1,0 +1,477 @@
+"""``Trainer``: Keras-style fit / evaluate / predict over gradkit modules.
+
+One training step is the PyTorch loop written once:
+``zero_grad -> out = model(x) -> l = loss(out, y) -> model.backward(loss.backward())
+-> (clip) -> optimizer.step()``. Per epoch the training set is gathered once
+into a preallocated buffer in shuffled order (the library's seeded generator),
+so every batch is a contiguous slice and the loop does no per-batch copies.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from .. import _random
+from .._config import no_grad
+from ..nn.module import Module
+from .history import History
+
+__all__ = ["Trainer"]
+
+
+# -- metrics -------------------------------------------------------------------
+def _labels_of(y: np.ndarray) -> np.ndarray:
+    return y.argmax(axis=1) if y.ndim == 2 else y
+
+
+def _accuracy_count(out: np.ndarray, y: np.ndarray) -> float:
+    """Number of rows whose argmax matches the label (or the argmax of a one-hot / soft target)."""
+    if out.ndim != 2:
+        raise ValueError(f"accuracy: expected model outputs of shape (N, classes), got {out.shape}")
+    return float(np.count_nonzero(out.argmax(axis=1) == _labels_of(y)))
+
+
+class _Metric:
+    """A named metric accumulated as (sum over samples, count)."""
+
+    def __init__(self, spec):
+        if isinstance(spec, str):
+            if spec in ("accuracy", "acc"):
+                self.name, self._count = spec, _accuracy_count
+                self._mean = None
+            else:
+                raise ValueError(f"Trainer: metrics: unknown metric {spec!r}; known: 'accuracy', "
+                                 "or pass a callable f(outputs, targets) -> batch mean")
+        elif callable(spec):
+            self.name = getattr(spec, "__name__", type(spec).__name__)
+            self._count, self._mean = None, spec
+        else:
+            raise TypeError(f"Trainer: metrics: expected names or callables, got {type(spec).__name__}")
+
+    def batch_sum(self, out, y) -> float:
+        if self._count is not None:
+            return self._count(out, y)
+        return float(self._mean(out, y)) * len(out)
+
+
+# -- argument checks -------------------------------------------------------------
+def _check_int(who, name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{who}: {name}: expected an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{who}: {name}: expected an integer >= {low}, got {value}")
+    return int(value)
+
+
+def _is_plateau(scheduler) -> bool:
+    return any(c.__name__ == "ReduceLROnPlateau" for c in type(scheduler).__mro__)
+
+
+def _is_per_batch(scheduler) -> bool:
+    flag = getattr(scheduler, "step_per_batch", None)
+    if flag is not None:
+        return bool(flag)
+    return any(c.__name__ == "OneCycleLR" for c in type(scheduler).__mro__)
+
+
+class Trainer:
+    """Fit, evaluate and predict with a model, a loss module and an optimizer.
+
+    Args:
+        model: a ``gk.nn.Module``.
+        loss: a loss module: ``loss.forward(outputs, targets) -> float`` and
+            ``loss.backward() -> d outputs`` (e.g. ``gk.nn.CrossEntropyLoss()``).
+        optimizer: a ``gk.optim`` optimizer over the model's parameters.
+        scheduler (None): a ``gk.optim.lr_scheduler`` scheduler, stepped once per
+            epoch (``ReduceLROnPlateau`` with val_loss, else loss; ``OneCycleLR``
+            once per batch).
+        metrics (("accuracy",)): names ("accuracy") or callables
+            ``f(outputs, targets) -> batch mean``, reported per epoch.
+        callbacks (()): ``gk.callbacks.Callback`` instances.
+        clip_grad_norm (None): clip the global gradient L2 norm to this value
+            before each step (``gk.optim.clip_grad_norm_``).
+
+    Attributes:
+        stop_training: set True (e.g. by a callback) to end ``fit`` after the epoch.
+        history: the ``History`` of the last ``fit``.
+    """
+
+    def __init__(self, model, loss, optimizer, scheduler=None, metrics=("accuracy",), callbacks=(),
+                 clip_grad_norm=None):
+        if not isinstance(model, Module):
+            raise TypeError(f"Trainer: model: expected a gk.nn.Module, got {type(model).__name__}")
+        if not (callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None))):
+            raise TypeError(f"Trainer: loss: expected a loss module with forward and backward "
+                            f"(e.g. gk.nn.CrossEntropyLoss()), got {type(loss).__name__}")
+        for attr in ("step", "zero_grad", "param_groups"):
+            if not hasattr(optimizer, attr):
+                raise TypeError(f"Trainer: optimizer: expected a gk.optim optimizer (missing .{attr}), "
+                                f"got {type(optimizer).__name__}")
+        if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+            raise TypeError(f"Trainer: scheduler: expected a scheduler with .step(), got {type(scheduler).__name__}")
+        if isinstance(metrics, str) or callable(metrics):
+            metrics = (metrics,)
+        self._metrics = [_Metric(m) for m in metrics]
+        names = [m.name for m in self._metrics]
+        if len(set(names)) != len(names) or "loss" in names or "lr" in names:
+            raise ValueError(f"Trainer: metrics: names must be distinct and not 'loss' or 'lr', got {names}")
+        from ..callbacks import Callback
+
+        callbacks = list(callbacks)
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"Trainer: callbacks: expected gk.callbacks.Callback instances, got {type(cb).__name__}")
+        if clip_grad_norm is not None:
+            if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float, np.number)):
+                raise TypeError(f"Trainer: clip_grad_norm: expected a number or None, got {type(clip_grad_norm).__name__}")
+            if not clip_grad_norm > 0 or not math.isfinite(clip_grad_norm):
+                raise ValueError(f"Trainer: clip_grad_norm: expected a finite value > 0, got {clip_grad_norm}")
+            clip_grad_norm = float(clip_grad_norm)
+        self.model = model
+        self.loss = loss
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.metrics = tuple(names)
+        self.callbacks = callbacks
+        self.clip_grad_norm = clip_grad_norm
+        self.stop_training = False
+        self.history = None
+
+    # -- inputs -----------------------------------------------------------------
+    def _check_x(self, x, who):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{who}: x: expected a numpy.ndarray, got {type(x).__name__}")
+        if x.ndim < 1:
+            raise ValueError(f"{who}: x: expected an array of shape (N, ...), got a 0-d array")
+        params = self.model.parameters()
+        if params and x.dtype != params[0].data.dtype:
+            raise TypeError(f"{who}: x: expected dtype {params[0].data.dtype} (the model's parameters), got {x.dtype}"
+                            " (convert the data once, e.g. x.astype(np.float32), or the model with .to(dtype))")
+        return x
+
+    def _check_xy(self, x, y, who):
+        x = self._check_x(x, who)
+        if not isinstance(y, np.ndarray):
+            raise TypeError(f"{who}: y: expected a numpy.ndarray, got {type(y).__name__}")
+        if y.ndim < 1 or len(y) != len(x):
+            raise ValueError(f"{who}: y: expected {len(x)} targets (one per row of x), got shape {y.shape}")
+        return x, y
+
+    # -- training ----------------------------------------------------------------
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
+            verbose=1, initial_epoch=0):
+        """Train for ``epochs`` epochs of mini-batches; returns a ``History``.
+
+        Args:
+            x, y: training inputs (N, ...) and targets (N, ...) (integer labels for
+                cross-entropy).
+            epochs (1): index of the last epoch (training runs initial_epoch..epochs-1).
+            batch_size (32): samples per step; the last batch may be smaller.
+            validation_data (None): ``(x_val, y_val)`` evaluated after each epoch.
+            validation_split (0.0): fraction in [0, 1) of the data, taken from the
+                END of x and y before shuffling (as Keras), held out for validation.
+                Ignored when validation_data is given.
+            shuffle (True): reshuffle the training set every epoch (``gk.manual_seed``).
+            verbose (1): 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+            initial_epoch (0): epoch to start at (to resume from a checkpoint).
+
+        Raises:
+            FloatingPointError ("non-finite ... epoch E, batch B") when a loss or
+            gradient is NaN/Inf; the model keeps its last finite parameters and buffers.
+        """
+        who = "Trainer.fit"
+        x, y = self._check_xy(x, y, who)
+        epochs = _check_int(who, "epochs", epochs, 0)
+        batch_size = _check_int(who, "batch_size", batch_size, 1)
+        initial_epoch = _check_int(who, "initial_epoch", initial_epoch, 0)
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"{who}: verbose: expected 0, 1 or 2, got {verbose!r}")
+        if not (isinstance(validation_split, (int, float, np.number)) and 0.0 <= validation_split < 1.0):
+            raise ValueError(f"{who}: validation_split: expected a fraction in [0, 1), got {validation_split!r}")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError(f"{who}: validation_data: expected a pair (x_val, y_val), "
+                                 f"got {type(validation_data).__name__}")
+            x_val, y_val = self._check_xy(validation_data[0], validation_data[1], f"{who}: validation_data")
+        elif validation_split > 0:
+            split = int(len(x) * (1.0 - validation_split))
+            if split < 1 or split >= len(x):
+                raise ValueError(f"{who}: validation_split: {validation_split} of {len(x)} samples leaves an empty "
+                                 "training or validation set")
+            x, y, x_val, y_val = x[:split], y[:split], x[split:], y[split:]
+        else:
+            x_val = y_val = None
+        n = len(x)
+        if n == 0:
+            raise ValueError(f"{who}: x: expected at least one training sample, got shape {x.shape}")
+
+        history = History()
+        history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
+                          "steps": -(-n // batch_size), "validation_samples": 0 if x_val is None else len(x_val)}
+        self.history = history
+        self.stop_training = False
+        for cb in self.callbacks:
+            cb.set_trainer(self)
+        for cb in self.callbacks:
+            cb.on_train_begin({})
+
+        # Shuffled epochs gather into these buffers once per epoch; unshuffled ones slice x directly.
+        if shuffle:
+            xs, ys = np.empty(x.shape, x.dtype), np.empty(y.shape, y.dtype)
+        else:
+            xs, ys = np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            for cb in self.callbacks:
+                cb.on_epoch_begin(epoch, {})
+            start = time.perf_counter()
+            if shuffle:
+                perm = _random.permutation(n)
+                np.take(x, perm, axis=0, out=xs)
+                np.take(y, perm, axis=0, out=ys)
+            bar = self._progress_bar(epoch, epochs, n, verbose)
+            try:
+                logs = self._train_epoch(epoch, xs, ys, batch_size, bar)
+                train_seconds = time.perf_counter() - start
+                lr = float(self.optimizer.param_groups[0]["lr"])
+                if x_val is not None:
+                    val = self.evaluate(x_val, y_val, batch_size=max(batch_size, 256))
+                    logs.update({"val_" + k: v for k, v in val.items()})
+                logs["lr"] = lr
+                if bar is not None:
+                    bar.set_postfix_str(self._format_logs(logs, with_lr=False), refresh=True)
+            finally:
+                if bar is not None:
+                    bar.close()
+            if self.scheduler is not None and not _is_per_batch(self.scheduler):
+                if _is_plateau(self.scheduler):
+                    self.scheduler.step(logs.get("val_loss", logs["loss"]))
+                else:
+                    self.scheduler.step()
+            seconds = time.perf_counter() - start
+            history.append(epoch, logs, seconds, train_seconds)
+            if verbose == 2:
+                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {n / seconds:.0f} samples/s - "
+                      f"{self._format_logs(logs, with_lr=True)}", file=sys.stdout, flush=True)
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch, dict(logs))
+            if self.stop_training:
+                break
+        for cb in self.callbacks:
+            cb.on_train_end(dict(logs))
+        return history
+
+    @staticmethod
+    def _format_logs(logs, with_lr):
+        parts = []
+        for k, v in logs.items():
+            if k == "lr":
+                if with_lr:
+                    parts.append(f"lr={v:.3g}")
+            else:
+                parts.append(f"{k}={v:.4f}")
+        return ", ".join(parts)
+
+    @staticmethod
+    def _progress_bar(epoch, epochs, n, verbose):
+        if verbose != 1:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=n, desc=f"Epoch {epoch + 1}/{epochs}", unit="sample",
+                    leave=True, mininterval=0.25, dynamic_ncols=True)
+
+    def _buffer_refs(self):
+        """(module, name) of every array buffer, to snapshot before each forward."""
+        return [(m, name) for m in self.model.modules() for name, b in m._buffers.items()
+                if isinstance(b, np.ndarray)]
+
+    def _non_finite(self, what, epoch, batch, nbatches, snapshot, refs):
+        """Undo the batch's buffer updates and gradients, then raise."""
+        for (mod, name), saved in zip(refs, snapshot):
+            buf = mod._buffers[name]
+            if isinstance(buf, np.ndarray) and buf.shape == saved.shape and buf.dtype == saved.dtype:
+                buf[...] = saved
+            else:
+                mod._buffers[name] = saved
+        self.optimizer.zero_grad()
+        self.model.zero_grad()
+        raise FloatingPointError(f"Trainer.fit: non-finite {what} at epoch {epoch + 1}, batch {batch + 1} "
+                                 f"of {nbatches} (1-based); training stopped before updating the model, "
+                                 "which keeps its last finite state. Lower the learning rate, clip gradients "
+                                 "(clip_grad_norm=...) or check the data for NaN/Inf.")
+
+    def _grads_finite(self, params) -> bool:
+        total = 0.0
+        for p in params:
+            g = p.grad.reshape(-1)
+            total += float(np.dot(g, g))
+        if math.isfinite(total):
+            return True
+        # float32 squares of large but finite values can overflow: decide exactly.
+        return all(bool(np.isfinite(p.grad).all()) for p in params)
+
+    def _train_epoch(self, epoch, xs, ys, batch_size, bar):
+        model, loss, opt = self.model, self.loss, self.optimizer
+        n = len(xs)
+        nbatches = -(-n // batch_size)
+        params = model.parameters()
+        refs = self._buffer_refs()
+        per_batch_sched = self.scheduler is not None and _is_per_batch(self.scheduler)
+        clip = None
+        if self.clip_grad_norm is not None:
+            from ..optim import clip_grad_norm_ as clip
+        batch_cbs = [cb for cb in self.callbacks if type(cb).on_batch_end is not _callback_base().on_batch_end]
+        begin_cbs = [cb for cb in self.callbacks if type(cb).on_batch_begin is not _callback_base().on_batch_begin]
+        metrics = self._metrics
+        loss_sum, seen = 0.0, 0
+        metric_sums = [0.0] * len(metrics)
+        model.train()
+        for b in range(nbatches):
+            lo = b * batch_size
+            xb, yb = xs[lo:lo + batch_size], ys[lo:lo + batch_size]
+            m = len(xb)
+            for cb in begin_cbs:
+                cb.on_batch_begin(b, {"size": m})
+            snapshot = [mod._buffers[name].copy() for mod, name in refs]
+            opt.zero_grad()
+            out = model(xb)
+            value = float(loss.forward(out, yb))
+            if not math.isfinite(value):
+                self._non_finite(f"loss ({value})", epoch, b, nbatches, snapshot, refs)
+            model.backward(loss.backward())
+            if clip is not None:
+                norm = float(clip(params, self.clip_grad_norm))
+                if not math.isfinite(norm):
+                    self._non_finite(f"gradient (norm {norm})", epoch, b, nbatches, snapshot, refs)
+            elif not self._grads_finite(params):
+                self._non_finite("gradient", epoch, b, nbatches, snapshot, refs)
+            opt.step()
+            if per_batch_sched:
+                self.scheduler.step()
+            loss_sum += value * m
+            seen += m
+            for i, metric in enumerate(metrics):
+                metric_sums[i] += metric.batch_sum(out, yb)
+            if batch_cbs or bar is not None:
+                logs = {"loss": loss_sum / seen}
+                for metric, s in zip(metrics, metric_sums):
+                    logs[metric.name] = s / seen
+                for cb in batch_cbs:
+                    cb.on_batch_end(b, dict(logs, size=m))
+                if bar is not None:
+                    bar.set_postfix_str(self._format_logs(logs, with_lr=False), refresh=False)
+                    bar.update(m)
+        logs = {"loss": loss_sum / seen}
+        for metric, s in zip(metrics, metric_sums):
+            logs[metric.name] = s / seen
+        return logs
+
+    # -- inference ---------------------------------------------------------------------
+    def _batched(self, x, batch_size, who):
+        batch_size = _check_int(who, "batch_size", batch_size, 1)
+        for lo in range(0, len(x), batch_size):
+            yield lo, x[lo:lo + batch_size]
+
+    def evaluate(self, x, y, batch_size=256):
+        """Loss and metrics over (x, y) in eval mode without caches.
+
+        Returns:
+            {"loss": mean loss, <metric>: value, ...}
+        """
+        who = "Trainer.evaluate"
+        x, y = self._check_xy(x, y, who)
+        if len(x) == 0:
+            raise ValueError(f"{who}: x: expected at least one sample, got shape {x.shape}")
+        x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum, metric_sums = 0.0, [0.0] * len(self._metrics)
+        try:
+            with no_grad():
+                for lo, xb in self._batched(x, batch_size, who):
+                    yb = y[lo:lo + len(xb)]
+                    out = self.model(xb)
+                    loss_sum += float(self.loss.forward(out, yb)) * len(xb)
+                    for i, metric in enumerate(self._metrics):
+                        metric_sums[i] += metric.batch_sum(out, yb)
+        finally:
+            self.model.train(was_training)
+        n = len(x)
+        result = {"loss": loss_sum / n}
+        for metric, s in zip(self._metrics, metric_sums):
+            result[metric.name] = s / n
+        return result
+
+    def predict(self, x, batch_size=256):
+        """Model outputs for x, in batches, in eval mode without caches.
+
+        Returns:
+            An array (N, ...) of outputs (e.g. logits (N, classes)).
+        """
+        who = "Trainer.predict"
+        x = np.ascontiguousarray(self._check_x(x, who))
+        was_training = self.model.training
+        self.model.eval()
+        result = None
+        try:
+            with no_grad():
+                if len(x) == 0:
+                    return np.asarray(self.model(x))
+                for lo, xb in self._batched(x, batch_size, who):
+                    out = self.model(xb)
+                    if result is None:
+                        result = np.empty((len(x),) + out.shape[1:], dtype=out.dtype)
+                    result[lo:lo + len(xb)] = out
+        finally:
+            self.model.train(was_training)
+        return result
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self, path, epoch: int) -> None:
+        """Save model, optimizer (and scheduler) state, epochs completed and the RNG state (``gk.save``)."""
+        from .. import _core
+        from .. import save
+
+        seed, offset = _core.rng_state()
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": int(epoch),
+            "rng": np.array([seed, offset], dtype=np.uint64),
+        }
+        if self.scheduler is not None and callable(getattr(self.scheduler, "state_dict", None)):
+            state["scheduler"] = self.scheduler.state_dict()
+        save(state, path)
+
+    def load_checkpoint(self, path) -> int:
+        """Restore a ``save_checkpoint`` / ``ModelCheckpoint`` file; returns the epochs completed.
+
+        Continue with ``fit(..., initial_epoch=<returned value>)``: the run then
+        proceeds exactly as if it had not been interrupted.
+        """
+        from .. import _core
+        from .. import load
+
+        state = load(path)
+        for key in ("model", "optimizer", "epoch"):
+            if key not in state:
+                raise ValueError(f"Trainer.load_checkpoint: {path}: not a checkpoint (no {key!r} entry)")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state and self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if "rng" in state:
+            seed, offset = (int(v) for v in np.asarray(state["rng"], dtype=np.uint64))
+            _core.set_rng_state(seed, offset)
+        return int(state["epoch"])
+
+
+def _callback_base():
+    from ..callbacks import Callback
+
+    return Callback
