@@ -672,3 +672,18 @@ def test_non_contiguous_input_and_gradient(spec, layout):
     assert_close(dx2, dx, np.float64, f"{spec.id} dx from a {layout.__name__[1:]} dy")
     for (name, p), g in zip(m.named_parameters(), grads):
         assert_close(p.grad, g, np.float64, f"{spec.id} {name}.grad")
+
+
+API_LAYERS = ["Module", "Parameter", "init", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
+              "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Dropout", "BatchNorm1d", "BatchNorm2d",
+              "LayerNorm", "GroupNorm", "InstanceNorm2d", "Sequential", "Residual", "CrossEntropyLoss", "MSELoss"]
+
+
+def test_exports():
+    assert len(set(nn.__all__)) == len(nn.__all__), "duplicates in gk.nn.__all__"
+    assert all(hasattr(nn, name) for name in nn.__all__)
+    landed = [name for name in API_LAYERS if hasattr(nn, name)]
+    assert set(landed) <= set(nn.__all__), f"not in gk.nn.__all__: {set(landed) - set(nn.__all__)}"
+    for name in ("gradcheck", "save", "load", "no_grad"):
+        assert callable(getattr(gk, name)) and name in gk.__all__
+    assert len(set(gk.__all__)) == len(gk.__all__), "duplicates in gk.__all__"

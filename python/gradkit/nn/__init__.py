@@ -9,6 +9,7 @@ from .dropout import Dropout
 from .loss import CrossEntropyLoss, MSELoss
 
 __all__ = ["Module", "Parameter"]
+__all__ += ["init", "Linear", "Sequential", "Residual", "Flatten"]
 __all__ += ["Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Dropout", "CrossEntropyLoss", "MSELoss"]
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
 
@@ -17,4 +18,3 @@ from .conv import Conv2d
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 
 __all__ += ["Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"]
-__all__ = ["Module", "Parameter", "init", "Linear", "Sequential", "Residual", "Flatten"]
