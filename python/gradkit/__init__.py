@@ -17,6 +17,6 @@ __version__ = _core.__version__
 
 __all__ = [
     "__version__", "get_num_threads", "set_num_threads", "manual_seed", "show_config", "no_grad",
-    "is_grad_enabled", "ops", "nn", "optim", "gradcheck", "save", "load",
-    "Trainer", "callbacks", "data", "datasets",
+    "is_grad_enabled", "gradcheck", "save", "load", "Trainer",
+    "ops", "nn", "optim", "callbacks", "data", "datasets",
 ]
