@@ -88,24 +88,14 @@ def _run(benchmark, group, impl, step, rounds):
 
 
 # -- the models -------------------------------------------------------------------------------------
-def gk_model(kind):
-    nn = gk.nn
+def build(nn, kind):
+    """The model in ``nn``: gk.nn or torch.nn, whose layers have the same names and arguments."""
     if kind == "mlp":
         return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
     return nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
         nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
-
-
-def torch_model(torch, kind):
-    tnn = torch.nn
-    if kind == "mlp":
-        return tnn.Sequential(tnn.Linear(784, 256), tnn.ReLU(), tnn.Linear(256, 128), tnn.ReLU(), tnn.Linear(128, 10))
-    return tnn.Sequential(
-        tnn.Conv2d(1, 32, 3, padding=1), tnn.BatchNorm2d(32), tnn.ReLU(), tnn.MaxPool2d(2),
-        tnn.Conv2d(32, 64, 3, padding=1), tnn.BatchNorm2d(64), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-        tnn.Linear(3136, 128), tnn.ReLU(), tnn.Dropout(0.3), tnn.Linear(128, 10))
 
 
 MODELS = {"mlp": (nm.MLP, (784,), MLP_GROUP, 30), "cnn": (nm.CNN, (1, 28, 28), CNN_GROUP, 10)}
@@ -121,10 +111,10 @@ def steps(kind, impl, torch=None):
     if impl == "numpy":
         return lambda: ref.step(x, y)
     if impl == "torch":
-        model = torch_model(torch, kind)
+        model = build(torch.nn, kind)
         _copy_into(list(model.parameters()), ref.params)
         return _torch_step(torch, model, x, y)
-    model = gk_model(kind)
+    model = build(gk.nn, kind)
     _copy_into(model.parameters(), ref.params)
     return _gk_step(model, gk.nn.CrossEntropyLoss(), gk.optim.Adam(model.parameters()), x, y)
 
