@@ -25,69 +25,144 @@ namespace {
 // Rows of the (N, C) layout per partial sum (fixed: independent of threads).
 constexpr index_t kColChunk = 32;
 
-// p1, p2 (rows,) = the two sums of row r, from row(r, &p1[r], &p2[r]); parallel over rows of S.
-template <class RowF>
-void per_row_sums(index_t rows, index_t S, RowF&& row, double* p1, double* p2, int nthreads) {
+// Statistics are gathered over "units" of rows of S elements: unit u holds rows
+// u * us + j * js for j < len (batch norm: unit = channel, rows n * C + c;
+// group norm: unit = (n, g), rows (n, g)'s cpg consecutive channels). Each run of
+// `chunk` rows of a unit (fixed by the caller, never by the thread count) is
+// reduced into one partial sum.
+struct RowUnits {
+  index_t count, len, us, js, chunk;
+  index_t row(index_t u, index_t j) const { return u * us + j * js; }
+  index_t unit_of(index_t r) const { return (r / us) % count; }
+  index_t nchunks() const { return ceil_div(len, chunk); }
+  index_t chunk_rows(index_t ch) const { return std::min(chunk, len - ch * chunk); }
+};
+
+// Rows per partial sum: enough rows to fill one block of lanes (kNormBlock elements).
+inline index_t rows_per_block(index_t S, index_t len) { return std::max<index_t>(1, std::min(len, kNormBlock / S)); }
+
+// The two passes of a norm over (N, C, S) data:
+//   1. sums(r0, nrows, u, &p1[i], &p2[i]) for chunk i = u * nchunks + ch: rows j in
+//      [ch * chunk, ch * chunk + nrows) of unit u, the first being row r0, the others
+//      js rows apart; prefetch(r0, nrows) asks for a chunk to be fetched one chunk ahead,
+//   2. finish(u, s1, s2) with s1 = sum over the unit's chunks of p1 (in order), s2 likewise,
+//   3. apply(r0, nrows, u) for every chunk (or single row) of a unit.
+// When there are enough units for the threads each unit runs all three steps on one
+// thread, so its rows are still in L2 for step 3 (one trip to memory instead of two);
+// otherwise each step is parallel (over chunks, then rows). The arithmetic, and so
+// every bit of the result, is the same on both paths and for any thread count.
+template <class Prefetch, class Sums, class Finish, class Apply>
+void two_pass(const RowUnits& U, index_t S, double* p1, double* p2, Prefetch&& prefetch, Sums&& sums, Finish&& finish,
+              Apply&& apply, int nthreads) {
+  const index_t rows = U.count * U.len, nch = U.nchunks();
+  auto merge = [&](index_t u) {
+    double a = 0, b = 0;
+    for (index_t ch = 0; ch < nch; ++ch) {
+      a += p1[u * nch + ch];
+      b += p2[u * nch + ch];
+    }
+    finish(u, a, b);
+  };
+  const int nt = threads_for(rows * S, nthreads);
+  if (nt == 1 || U.count >= 4 * nt) {
+    parallel_for(U.count, rows * S, [&](index_t u0, index_t u1) {
+      for (index_t u = u0; u < u1; ++u) {
+        for (index_t ch = 0; ch < nch; ++ch) {
+          // rows of a unit may be far apart (batch norm): fetch the next chunk while this one is summed
+          if (ch + 1 < nch) prefetch(U.row(u, (ch + 1) * U.chunk), U.chunk_rows(ch + 1));
+          else if (u + 1 < u1) prefetch(U.row(u + 1, 0), U.chunk_rows(0));
+          sums(U.row(u, ch * U.chunk), U.chunk_rows(ch), u, p1 + u * nch + ch, p2 + u * nch + ch);
+        }
+        merge(u);
+        for (index_t ch = 0; ch < nch; ++ch) apply(U.row(u, ch * U.chunk), U.chunk_rows(ch), u);
+      }
+    }, nt);
+    return;
+  }
+  parallel_for(U.count * nch, rows * S, [&](index_t i0, index_t i1) {
+    for (index_t i = i0; i < i1; ++i) {
+      const index_t u = i / nch, ch = i % nch;
+      sums(U.row(u, ch * U.chunk), U.chunk_rows(ch), u, p1 + i, p2 + i);
+    }
+  }, nt);
+  for (index_t u = 0; u < U.count; ++u) merge(u);
   parallel_for(rows, rows * S, [&](index_t r0, index_t r1) {
-    for (index_t r = r0; r < r1; ++r) row(r, p1 + r, p2 + r);
+    for (index_t r = r0; r < r1; ++r) apply(r, 1, U.unit_of(r));
+  }, nt);
+}
+
+// The same for the (N, C) layout (S == 1), per column c: sums(r0, nrows, s1, s2) adds
+// chunks of kColChunk rows into per-chunk (C,) partials, finish(c, s1, s2) per column,
+// then apply(r0, nrows) per chunk.
+template <class Sums, class Finish, class Apply>
+void two_pass_cols(index_t N, index_t C, Sums&& sums, Finish&& finish, Apply&& apply, int nthreads) {
+  const index_t nchunks = ceil_div(N, kColChunk);
+  AlignedBuffer<double> part(2 * nchunks * C);
+  double* p = part.data();
+  std::fill(p, p + 2 * nchunks * C, 0.0);
+  parallel_for(nchunks, N * C, [&](index_t c0, index_t c1) {
+    for (index_t ch = c0; ch < c1; ++ch) {
+      const index_t r0 = ch * kColChunk;
+      sums(r0, std::min(kColChunk, N - r0), p + 2 * ch * C, p + (2 * ch + 1) * C);
+    }
+  }, nthreads);
+  for (index_t c = 0; c < C; ++c) {
+    double a = 0, b = 0;
+    for (index_t ch = 0; ch < nchunks; ++ch) {
+      a += p[2 * ch * C + c];
+      b += p[(2 * ch + 1) * C + c];
+    }
+    finish(c, a, b);
+  }
+  parallel_for(nchunks, N * C, [&](index_t c0, index_t c1) {
+    for (index_t ch = c0; ch < c1; ++ch) apply(ch * kColChunk, std::min(kColChunk, N - ch * kColChunk));
   }, nthreads);
 }
 
-// s1, s2 (C,) = per-channel sums over the N and S axes of a (N, C, S) tensor:
-// rows of S reduced by row(r, ...), or, when S == 1, chunks of kColChunk rows of
-// the (N, C) matrix by col(r0, nrows, s1, s2) (which adds into its arguments).
-template <class RowF, class ColF>
-void channel_sums(index_t N, index_t C, index_t S, RowF&& row, ColF&& col, double* s1, double* s2, int nthreads) {
-  if (S == 1) {
-    const index_t nchunks = ceil_div(N, kColChunk);
-    AlignedBuffer<double> part(2 * nchunks * C);
-    double* p = part.data();
-    std::fill(p, p + 2 * nchunks * C, 0.0);
-    parallel_for(nchunks, N * C, [&](index_t c0, index_t c1) {
-      for (index_t ch = c0; ch < c1; ++ch) {
-        const index_t r0 = ch * kColChunk;
-        col(r0, std::min(kColChunk, N - r0), p + 2 * ch * C, p + (2 * ch + 1) * C);
-      }
-    }, nthreads);
-    for (index_t c = 0; c < C; ++c) {
-      double a = 0, b = 0;
-      for (index_t ch = 0; ch < nchunks; ++ch) {
-        a += p[2 * ch * C + c];
-        b += p[(2 * ch + 1) * C + c];
-      }
-      s1[c] = a;
-      s2[c] = b;
-    }
-    return;
-  }
-  AlignedBuffer<double> part(2 * N * C);
-  double* p1 = part.data();
-  double* p2 = p1 + N * C;
-  per_row_sums(N * C, S, row, p1, p2, nthreads);
-  for (index_t c = 0; c < C; ++c) {
-    double a = 0, b = 0;
-    for (index_t n = 0; n < N; ++n) {
-      a += p1[n * C + c];
-      b += p2[n * C + c];
-    }
-    s1[c] = a;
-    s2[c] = b;
-  }
-}
-
-// Applies row(r) to the N*C rows of S, or col(r0, nrows) to chunks of the (N, C) matrix when S == 1.
-template <class RowF, class ColF>
-void channel_apply(index_t N, index_t C, index_t S, RowF&& row, ColF&& col, int nthreads) {
+// apply(r, 1, c) for the N*C rows of S, or apply_cols(r0, nrows) per chunk of the (N, C) matrix when S == 1.
+template <class Apply, class ApplyCols>
+void one_pass(index_t N, index_t C, index_t S, Apply&& apply, ApplyCols&& apply_cols, int nthreads) {
   if (S == 1) {
     const index_t nchunks = ceil_div(N, kColChunk);
     parallel_for(nchunks, N * C, [&](index_t c0, index_t c1) {
-      for (index_t ch = c0; ch < c1; ++ch) col(ch * kColChunk, std::min(kColChunk, N - ch * kColChunk));
+      for (index_t ch = c0; ch < c1; ++ch) apply_cols(ch * kColChunk, std::min(kColChunk, N - ch * kColChunk));
     }, nthreads);
     return;
   }
   parallel_for(N * C, N * C * S, [&](index_t r0, index_t r1) {
-    for (index_t r = r0; r < r1; ++r) row(r);
+    for (index_t r = r0; r < r1; ++r) apply(r, 1, r % C);
   }, nthreads);
+}
+
+// Asks for nrows rows of n bytes, stride bytes apart, to be brought into cache (the
+// hardware prefetcher stops at each jump).
+inline void prefetch_rows(const void* p, index_t nrows, index_t n, index_t stride) {
+  const char* c = static_cast<const char*>(p);
+  for (index_t r = 0; r < nrows; ++r) {
+    for (index_t i = 0; i < n; i += 64) __builtin_prefetch(c + r * stride + i);
+  }
+}
+
+// Batch norm's two passes over (N, C, S) data, per channel: col_sums / row_sums feed
+// finish(c, s1, s2), then apply_cols (S == 1, the (N, C) layout) or apply(r0, nrows, c) (rows C apart).
+// a and b (b may be null) are the tensors the row sums read, prefetched a chunk ahead.
+template <class T, class ColSums, class RowSums, class Finish, class Apply, class ApplyCols>
+void channel_two_pass(index_t N, index_t C, index_t S, const T* a, const T* b, ColSums&& col_sums,
+                      RowSums&& row_sums, Finish&& finish, Apply&& apply, ApplyCols&& apply_cols, int nthreads) {
+  if (S == 1) {
+    two_pass_cols(N, C, col_sums, finish, apply_cols, nthreads);
+    return;
+  }
+  const RowUnits U{C, N, 1, C, rows_per_block(S, N)};
+  const index_t bytes = S * index_t(sizeof(T)), stride = C * S * index_t(sizeof(T));
+  AlignedBuffer<double> part(2 * C * U.nchunks());
+  two_pass(
+      U, S, part.data(), part.data() + C * U.nchunks(),
+      [&](index_t r, index_t nr) {
+        prefetch_rows(a + r * S, nr, bytes, stride);
+        if (b != nullptr) prefetch_rows(b + r * S, nr, bytes, stride);
+      },
+      row_sums, finish, apply, nthreads);
 }
 
 // mean and 1/sqrt(var + eps) from shifted sums over count elements; var is the biased variance.
@@ -103,7 +178,7 @@ inline void finish_stats(double shift, double s1, double s2, index_t count, doub
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// Batch norm: x (N, C, S); statistics per channel over N*S; parallel over N*C rows.
+// Batch norm: x (N, C, S); statistics per channel over N*S; parallel over channels (or rows).
 template <class T>
 void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* weight, const T* bias,
                         T* running_mean, T* running_var, index_t N, index_t C, index_t S, bool use_batch_stats,
@@ -111,53 +186,54 @@ void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
   const NormKernels<T>& kern = norm_table().get<T>();
   const index_t count = N * S;
   if (C == 0) return;
+  if (use_batch_stats && count == 0) {  // nothing to normalise: no statistics, running stats untouched
+    std::fill(mean, mean + C, 0.0);
+    std::fill(rstd, rstd + C, 0.0);
+    return;
+  }
   AlignedBuffer<T> buf(4 * C);
   T* k = buf.data();
   T* a = k + C;
   T* b = a + C;
-  if (use_batch_stats) {
-    if (count == 0) {  // nothing to normalise: no statistics, running stats untouched
-      std::fill(mean, mean + C, 0.0);
-      std::fill(rstd, rstd + C, 0.0);
-      return;
-    }
-    for (index_t c = 0; c < C; ++c) k[c] = x[c * S];  // shift: the first element of each channel
-    AlignedBuffer<double> sums(2 * C);
-    double* s1 = sums.data();
-    double* s2 = s1 + C;
-    channel_sums(
-        N, C, S, [&](index_t r, double* p1, double* p2) { kern.row_stats(x + r * S, S, k[r % C], p1, p2); },
-        [&](index_t r0, index_t rows, double* p1, double* p2) { kern.col_stats(x + r0 * C, rows, C, k, p1, p2); },
-        s1, s2, nthreads);
-    for (index_t c = 0; c < C; ++c) {
-      double var;
-      finish_stats(static_cast<double>(k[c]), s1[c], s2[c], count, eps, &mean[c], &var, &rstd[c]);
-      if (running_mean != nullptr) {
-        const double m = momentum;
-        running_mean[c] = static_cast<T>((1.0 - m) * static_cast<double>(running_mean[c]) + m * mean[c]);
-      }
-      if (running_var != nullptr) {
-        const double unbiased = count > 1 ? var * static_cast<double>(count) / static_cast<double>(count - 1) : var;
-        running_var[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(running_var[c]) + momentum * unbiased);
-      }
-    }
-  } else {
-    for (index_t c = 0; c < C; ++c) {
-      mean[c] = static_cast<double>(running_mean[c]);
-      rstd[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
-    }
-  }
-  if (count == 0) return;
   // y = a * (x - k) + b with k = mean rounded to T: a = w * rstd, b = bias - a * (mean - k).
-  for (index_t c = 0; c < C; ++c) {
+  auto coefficients = [&](index_t c) {
     k[c] = static_cast<T>(mean[c]);
     const double ac = (weight ? static_cast<double>(weight[c]) : 1.0) * rstd[c];
     a[c] = static_cast<T>(ac);
     b[c] = static_cast<T>((bias ? static_cast<double>(bias[c]) : 0.0) - ac * (mean[c] - static_cast<double>(k[c])));
+  };
+  auto apply = [&](index_t r, index_t nr, index_t c) {
+    kern.rows_affine(y + r * S, x + r * S, nr, S, C * S, k[c], a[c], b[c]);
+  };
+  auto apply_cols = [&](index_t r0, index_t rows) { kern.col_affine(y + r0 * C, x + r0 * C, rows, C, k, a, b); };
+  if (!use_batch_stats) {
+    for (index_t c = 0; c < C; ++c) {
+      mean[c] = static_cast<double>(running_mean[c]);
+      rstd[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+      coefficients(c);
+    }
+    one_pass(N, C, S, apply, apply_cols, nthreads);
+    return;
   }
-  channel_apply(
-      N, C, S, [&](index_t r) { kern.row_affine(y + r * S, x + r * S, S, k[r % C], a[r % C], b[r % C]); },
-      [&](index_t r0, index_t rows) { kern.col_affine(y + r0 * C, x + r0 * C, rows, C, k, a, b); }, nthreads);
+  // The statistics are sums around a shift: the first element of each channel.
+  for (index_t c = 0; c < C; ++c) k[c] = x[c * S];
+  auto finish = [&](index_t c, double s1, double s2) {
+    double var;
+    finish_stats(static_cast<double>(k[c]), s1, s2, count, eps, &mean[c], &var, &rstd[c]);
+    if (running_mean != nullptr) {
+      const double unbiased = count > 1 ? var * static_cast<double>(count) / static_cast<double>(count - 1) : var;
+      running_mean[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(running_mean[c]) + momentum * mean[c]);
+      running_var[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(running_var[c]) + momentum * unbiased);
+    }
+    coefficients(c);
+  };
+  channel_two_pass<T>(
+      N, C, S, x, nullptr,
+      [&](index_t r0, index_t rows, double* s1, double* s2) { kern.col_stats(x + r0 * C, rows, C, k, s1, s2); },
+      [&](index_t r, index_t nr, index_t c, double* s1, double* s2) {
+        kern.rows_stats(x + r * S, nr, S, C * S, k[c], s1, s2);
+      },
+      finish, apply, apply_cols, nthreads);
 }
 
 // dy, x, dx (N, C, S); two passes: per-channel sums of dy and dy * (x - mean), then dx.
@@ -173,47 +249,43 @@ void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
   T* B = A + C;
   T* Cc = B + C;
   for (index_t c = 0; c < C; ++c) k[c] = static_cast<T>(mean[c]);
-  AlignedBuffer<double> sums(2 * C);
-  double* sd = sums.data();  // sum dy
-  double* sx = sd + C;       // sum dy * (x - mean)
-  if (batch_stats || dweight != nullptr || dbias != nullptr) {
-    channel_sums(
-        N, C, S, [&](index_t r, double* p1, double* p2) { kern.row_dot(dy + r * S, x + r * S, S, k[r % C], p1, p2); },
-        [&](index_t r0, index_t rows, double* p1, double* p2) {
-          kern.col_dot(dy + r0 * C, x + r0 * C, rows, C, k, p1, p2);
-        },
-        sd, sx, nthreads);
-    for (index_t c = 0; c < C; ++c) {
-      sx[c] -= (mean[c] - static_cast<double>(k[c])) * sd[c];
-      if (dbias != nullptr) dbias[c] += static_cast<T>(sd[c]);
-      if (dweight != nullptr) dweight[c] += static_cast<T>(sx[c] * rstd[c]);
-    }
-  }
-  // dx = w * rstd * (dy - sd / count - xhat * sx * rstd / count), xhat = (x - k - m1) * rstd, m1 = mean - k.
-  for (index_t c = 0; c < C; ++c) {
+  // dx = w * rstd * (dy - sd / count - xhat * sx * rstd / count), xhat = (x - k - m1) * rstd, m1 = mean - k,
+  // from sd = sum dy and sx = sum dy * (x - mean) (zero for running statistics: dx = w * rstd * dy).
+  auto finish = [&](index_t c, double sd, double sxk) {
+    const double m1 = mean[c] - static_cast<double>(k[c]);
+    const double sx = sxk - m1 * sd;
+    if (dbias != nullptr) dbias[c] += static_cast<T>(sd);
+    if (dweight != nullptr) dweight[c] += static_cast<T>(sx * rstd[c]);
     const double g = (weight ? static_cast<double>(weight[c]) : 1.0) * rstd[c];
+    const double bx = batch_stats ? -g * rstd[c] * rstd[c] * sx / static_cast<double>(count) : 0.0;
     A[c] = static_cast<T>(g);
-    if (batch_stats) {
-      const double bx = -g * rstd[c] * rstd[c] * sx[c] / static_cast<double>(count);
-      B[c] = static_cast<T>(bx);
-      Cc[c] = static_cast<T>(-g * sd[c] / static_cast<double>(count) - bx * (mean[c] - static_cast<double>(k[c])));
-    } else {
-      B[c] = T(0);
-      Cc[c] = T(0);
-    }
+    B[c] = static_cast<T>(bx);
+    Cc[c] = static_cast<T>(batch_stats ? -g * sd / static_cast<double>(count) - bx * m1 : 0.0);
+  };
+  auto apply = [&](index_t r, index_t nr, index_t c) {
+    kern.rows_backward(dx + r * S, dy + r * S, x + r * S, nr, S, C * S, k[c], A[c], B[c], Cc[c]);
+  };
+  auto apply_cols = [&](index_t r0, index_t rows) {
+    kern.col_backward(dx + r0 * C, dy + r0 * C, x + r0 * C, rows, C, k, A, B, Cc);
+  };
+  if (!batch_stats && dweight == nullptr && dbias == nullptr) {  // no reduction needed
+    for (index_t c = 0; c < C; ++c) finish(c, 0.0, 0.0);
+    one_pass(N, C, S, apply, apply_cols, nthreads);
+    return;
   }
-  channel_apply(
-      N, C, S,
-      [&](index_t r) {
-        const index_t c = r % C;
-        kern.row_backward(dx + r * S, dy + r * S, x + r * S, S, k[c], A[c], B[c], Cc[c]);
+  channel_two_pass<T>(
+      N, C, S, x, dy,
+      [&](index_t r0, index_t rows, double* s1, double* s2) {
+        kern.col_dot(dy + r0 * C, x + r0 * C, rows, C, k, s1, s2);
       },
-      [&](index_t r0, index_t rows) { kern.col_backward(dx + r0 * C, dy + r0 * C, x + r0 * C, rows, C, k, A, B, Cc); },
-      nthreads);
+      [&](index_t r, index_t nr, index_t c, double* s1, double* s2) {
+        kern.rows_dot(dy + r * S, x + r * S, nr, S, C * S, k[c], s1, s2);
+      },
+      finish, apply, apply_cols, nthreads);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Group norm: x (N, C, S), G groups of C/G channels; statistics per (n, g); parallel over N*C rows.
+// Group norm: x (N, C, S), G groups of C/G channels; statistics per (n, g); parallel over groups (or rows).
 template <class T>
 void group_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* weight, const T* bias, index_t N,
                         index_t C, index_t S, index_t G, double eps, int nthreads) {
@@ -228,29 +300,27 @@ void group_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
   AlignedBuffer<T> shift(N * G);
   T* k = shift.data();
   for (index_t ng = 0; ng < N * G; ++ng) k[ng] = x[ng * count];  // first element of each group
-  AlignedBuffer<double> part(2 * rows);
-  double* p1 = part.data();
-  double* p2 = p1 + rows;
-  per_row_sums(rows, S, [&](index_t r, double* s1, double* s2) {
-    kern.row_stats(x + r * S, S, k[r / cpg], s1, s2);
-  }, p1, p2, nthreads);
-  for (index_t ng = 0; ng < N * G; ++ng) {
-    double s1 = 0, s2 = 0, var;
-    for (index_t r = ng * cpg; r < (ng + 1) * cpg; ++r) {
-      s1 += p1[r];
-      s2 += p2[r];
-    }
-    finish_stats(static_cast<double>(k[ng]), s1, s2, count, eps, &mean[ng], &var, &rstd[ng]);
-    k[ng] = static_cast<T>(mean[ng]);
-  }
-  parallel_for(rows, rows * S, [&](index_t r0, index_t r1) {
-    for (index_t r = r0; r < r1; ++r) {
-      const index_t ng = r / cpg, c = r % C;
-      const double a = (weight ? static_cast<double>(weight[c]) : 1.0) * rstd[ng];
-      const double b = (bias ? static_cast<double>(bias[c]) : 0.0) - a * (mean[ng] - static_cast<double>(k[ng]));
-      kern.row_affine(y + r * S, x + r * S, S, k[ng], static_cast<T>(a), static_cast<T>(b));
-    }
-  }, nthreads);
+  const RowUnits U{N * G, cpg, cpg, 1, rows_per_block(S, cpg)};  // a group's rows are contiguous
+  AlignedBuffer<double> part(2 * N * G * U.nchunks());
+  two_pass(
+      U, S, part.data(), part.data() + N * G * U.nchunks(), [](index_t, index_t) {},
+      [&](index_t r, index_t nr, index_t ng, double* s1, double* s2) {
+        kern.rows_stats(x + r * S, nr, S, S, k[ng], s1, s2);
+      },
+      [&](index_t ng, double s1, double s2) {
+        double var;
+        finish_stats(static_cast<double>(k[ng]), s1, s2, count, eps, &mean[ng], &var, &rstd[ng]);
+        k[ng] = static_cast<T>(mean[ng]);
+      },
+      [&](index_t r0, index_t nr, index_t ng) {  // a group's rows are channels: coefficients per row
+        for (index_t r = r0; r < r0 + nr; ++r) {
+          const index_t c = r % C;
+          const double a = (weight ? static_cast<double>(weight[c]) : 1.0) * rstd[ng];
+          const double b = (bias ? static_cast<double>(bias[c]) : 0.0) - a * (mean[ng] - static_cast<double>(k[ng]));
+          kern.rows_affine(y + r * S, x + r * S, 1, S, S, k[ng], static_cast<T>(a), static_cast<T>(b));
+        }
+      },
+      nthreads);
 }
 
 // Two passes: per-row sums of dy and dy * (x - mean), then dx per row.
@@ -265,24 +335,39 @@ void group_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
   for (index_t ng = 0; ng < N * G; ++ng) k[ng] = static_cast<T>(mean[ng]);
   AlignedBuffer<double> part(2 * rows + 2 * N * G);
   double* sd = part.data();  // per row: sum dy
-  double* sx = sd + rows;    // per row: sum dy * (x - mean)
+  double* sx = sd + rows;    // per row: sum dy * (x - k), then dy * (x - mean)
   double* g1 = sx + rows;    // per group: sum dy * w
   double* g2 = g1 + N * G;   // per group: sum dy * w * xhat
-  per_row_sums(rows, S, [&](index_t r, double* s1, double* s2) {
-    kern.row_dot(dy + r * S, x + r * S, S, k[r / cpg], s1, s2);
-  }, sd, sx, nthreads);
-  for (index_t ng = 0; ng < N * G; ++ng) {
-    const double m1 = mean[ng] - static_cast<double>(k[ng]);
-    double a = 0, b = 0;
-    for (index_t r = ng * cpg; r < (ng + 1) * cpg; ++r) {
-      sx[r] -= m1 * sd[r];
-      const double w = weight ? static_cast<double>(weight[r % C]) : 1.0;
-      a += w * sd[r];
-      b += w * sx[r] * rstd[ng];
-    }
-    g1[ng] = a;
-    g2[ng] = b;
-  }
+  // one row per partial: the per-channel sums weight the group sums and give dweight, dbias
+  two_pass(
+      RowUnits{N * G, cpg, cpg, 1, 1}, S, sd, sx, [](index_t, index_t) {},
+      [&](index_t r, index_t, index_t ng, double* s1, double* s2) {
+        kern.rows_dot(dy + r * S, x + r * S, 1, S, S, k[ng], s1, s2);
+      },
+      [&](index_t ng, double, double) {
+        const double m1 = mean[ng] - static_cast<double>(k[ng]);
+        double a = 0, b = 0;
+        for (index_t r = ng * cpg; r < (ng + 1) * cpg; ++r) {
+          sx[r] -= m1 * sd[r];
+          const double w = weight ? static_cast<double>(weight[r % C]) : 1.0;
+          a += w * sd[r];
+          b += w * sx[r] * rstd[ng];
+        }
+        g1[ng] = a;
+        g2[ng] = b;
+      },
+      // dx = rstd * (w * dy - g1 / count - xhat * g2 / count), xhat = (x - k - m1) * rstd.
+      [&](index_t r0, index_t nr, index_t ng) {
+        const double rs = rstd[ng], m1 = mean[ng] - static_cast<double>(k[ng]);
+        const double bx = -rs * rs * g2[ng] / static_cast<double>(count);
+        const double cc = -rs * g1[ng] / static_cast<double>(count) - bx * m1;
+        for (index_t r = r0; r < r0 + nr; ++r) {
+          const double w = weight ? static_cast<double>(weight[r % C]) : 1.0;
+          kern.rows_backward(dx + r * S, dy + r * S, x + r * S, 1, S, S, k[ng], static_cast<T>(rs * w),
+                             static_cast<T>(bx), static_cast<T>(cc));
+        }
+      },
+      nthreads);
   if (dweight != nullptr || dbias != nullptr) {
     for (index_t c = 0; c < C; ++c) {
       double dw = 0, db = 0;
@@ -294,18 +379,6 @@ void group_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
       if (dbias != nullptr) dbias[c] += static_cast<T>(db);
     }
   }
-  // dx = rstd * (w * dy - g1 / count - xhat * g2 / count), xhat = (x - k - m1) * rstd.
-  parallel_for(rows, rows * S, [&](index_t r0, index_t r1) {
-    for (index_t r = r0; r < r1; ++r) {
-      const index_t ng = r / cpg, c = r % C;
-      const double rs = rstd[ng], m1 = mean[ng] - static_cast<double>(k[ng]);
-      const double w = weight ? static_cast<double>(weight[c]) : 1.0;
-      const double bx = -rs * rs * g2[ng] / static_cast<double>(count);
-      const double cc = -rs * g1[ng] / static_cast<double>(count) - bx * m1;
-      kern.row_backward(dx + r * S, dy + r * S, x + r * S, S, k[ng], static_cast<T>(rs * w), static_cast<T>(bx),
-                        static_cast<T>(cc));
-    }
-  }, nthreads);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,7 +397,7 @@ void layer_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
     for (index_t m = m0; m < m1; ++m) {
       const T* xm = x + m * D;
       double s1, s2, var;
-      kern.row_stats(xm, D, xm[0], &s1, &s2);
+      kern.rows_stats(xm, 1, D, D, xm[0], &s1, &s2);
       finish_stats(static_cast<double>(xm[0]), s1, s2, D, eps, &mean[m], &var, &rstd[m]);
       const T k = static_cast<T>(mean[m]);
       const double c = -(mean[m] - static_cast<double>(k)) * rstd[m];
@@ -357,18 +430,24 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
     }
   }, nthreads);
   if (!param_grad) return;
+  // The merge is at most 1/32 of the work above: serial, to save a fork and join.
   const T* p = part.data();
-  parallel_for(D, nchunks * D, [&](index_t d0, index_t d1) {
-    for (index_t d = d0; d < d1; ++d) {
-      double sw = 0, sb = 0;
-      for (index_t ch = 0; ch < nchunks; ++ch) {
-        sw += static_cast<double>(p[2 * ch * D + d]);
-        sb += static_cast<double>(p[(2 * ch + 1) * D + d]);
-      }
-      if (dweight != nullptr) dweight[d] += static_cast<T>(sw);
-      if (dbias != nullptr) dbias[d] += static_cast<T>(sb);
+  AlignedBuffer<double> acc(2 * D);
+  double* sw = acc.data();
+  double* sb = sw + D;
+  std::fill(sw, sw + 2 * D, 0.0);
+  for (index_t ch = 0; ch < nchunks; ++ch) {
+    const T* pw = p + 2 * ch * D;
+    const T* pb = pw + D;
+    for (index_t d = 0; d < D; ++d) {
+      sw[d] += static_cast<double>(pw[d]);
+      sb[d] += static_cast<double>(pb[d]);
     }
-  }, nthreads);
+  }
+  for (index_t d = 0; d < D; ++d) {
+    if (dweight != nullptr) dweight[d] += static_cast<T>(sw[d]);
+    if (dbias != nullptr) dbias[d] += static_cast<T>(sb[d]);
+  }
 }
 
 #define GK_NORM_INSTANTIATE(T)                                                                                       \

@@ -14,38 +14,25 @@
 #include <algorithm>
 
 #include "gradkit/norm.h"
+#include "gradkit/simd.h"
 
 namespace gk::GK_ISA_NS {
 namespace norm_detail {
 
-#if defined(__AVX512F__)
-constexpr int kVecBytes = 64;
-#elif defined(__AVX__)
-constexpr int kVecBytes = 32;
-#else
-constexpr int kVecBytes = 16;
-#endif
+using simd::kVecBytes;  // this ISA's vector width in bytes
 
-// (*r1, *r2) = sum over i in [0, n) of what f(i, s1, s2) adds to its lane sums.
+// (*r1, *r2) = sums over nrows rows of n elements of what f(r, i, s1, s2) adds to its
+// lane sums for element i of row r. Lanes carry across rows (short rows cost no fold
+// each) and are folded into the double sums after at most kNormBlock elements.
 template <class T, class F>
-GK_ALWAYS_INLINE void reduce2(index_t n, F&& f, double* r1, double* r2) {
+GK_ALWAYS_INLINE void reduce2(index_t nrows, index_t n, F&& f, double* r1, double* r2) {
   constexpr int W = kVecBytes / static_cast<int>(sizeof(T));
   constexpr int L = 4 * W;  // four independent vector accumulators per sum
   double d1 = 0, d2 = 0;
-  for (index_t b0 = 0; b0 < n; b0 += kNormBlock) {
-    const index_t b1 = std::min(n, b0 + kNormBlock);
-    T a1[L], a2[L];
-    for (int j = 0; j < L; ++j) a1[j] = a2[j] = T(0);
-    index_t i = b0;
-    for (; i + L <= b1; i += L) {
-#pragma omp simd
-      for (int j = 0; j < L; ++j) f(i + j, a1[j], a2[j]);
-    }
-    for (; i + W <= b1; i += W) {
-#pragma omp simd
-      for (int j = 0; j < W; ++j) f(i + j, a1[j], a2[j]);
-    }
-    for (int j = 0; i < b1; ++i, ++j) f(i, a1[j], a2[j]);
+  T a1[L], a2[L];
+  for (int j = 0; j < L; ++j) a1[j] = a2[j] = T(0);
+  index_t held = 0;  // elements in the lanes since the last fold
+  auto fold = [&] {
     for (int w = L / 2; w >= 1; w /= 2) {
 #pragma omp simd
       for (int j = 0; j < w; ++j) {
@@ -55,39 +42,70 @@ GK_ALWAYS_INLINE void reduce2(index_t n, F&& f, double* r1, double* r2) {
     }
     d1 += static_cast<double>(a1[0]);
     d2 += static_cast<double>(a2[0]);
+    for (int j = 0; j < L; ++j) a1[j] = a2[j] = T(0);
+    held = 0;
+  };
+  for (index_t r = 0; r < nrows; ++r) {
+    for (index_t b0 = 0; b0 < n; b0 += kNormBlock) {
+      const index_t b1 = std::min(n, b0 + kNormBlock);
+      if (held + (b1 - b0) > kNormBlock) fold();
+      held += b1 - b0;
+      index_t i = b0;
+      for (; i + L <= b1; i += L) {
+#pragma omp simd
+        for (int j = 0; j < L; ++j) f(r, i + j, a1[j], a2[j]);
+      }
+      for (; i + W <= b1; i += W) {
+#pragma omp simd
+        for (int j = 0; j < W; ++j) f(r, i + j, a1[j], a2[j]);
+      }
+      for (int j = 0; i < b1; ++i, ++j) f(r, i, a1[j], a2[j]);
+    }
   }
+  fold();
   *r1 = d1;
   *r2 = d2;
 }
 
-// x (n,); one row, serial.
+// x: nrows rows of n, row r at x + r * stride; serial.
 template <class T>
-void row_stats(const T* GK_RESTRICT x, index_t n, T k, double* s1, double* s2) {
-  reduce2<T>(n, [&](index_t i, T& u, T& v) {
-    const T d = x[i] - k;
+void rows_stats(const T* GK_RESTRICT x, index_t nrows, index_t n, index_t stride, T k, double* s1, double* s2) {
+  reduce2<T>(nrows, n, [&](index_t r, index_t i, T& u, T& v) {
+    const T d = x[r * stride + i] - k;
     u += d;
     v += d * d;
   }, s1, s2);
 }
 
 template <class T>
-void row_affine(T* GK_RESTRICT y, const T* GK_RESTRICT x, index_t n, T k, T a, T b) {
-#pragma omp simd
-  for (index_t i = 0; i < n; ++i) y[i] = a * (x[i] - k) + b;
-}
-
-template <class T>
-void row_dot(const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t n, T k, double* s1, double* s2) {
-  reduce2<T>(n, [&](index_t i, T& u, T& v) {
-    u += dy[i];
-    v += dy[i] * (x[i] - k);
+void rows_dot(const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t nrows, index_t n, index_t stride, T k,
+              double* s1, double* s2) {
+  reduce2<T>(nrows, n, [&](index_t r, index_t i, T& u, T& v) {
+    const T g = dy[r * stride + i];
+    u += g;
+    v += g * (x[r * stride + i] - k);
   }, s1, s2);
 }
 
+// nrows rows of n, row r at offset r * stride in y and x alike: y = a * (x - k) + b.
 template <class T>
-void row_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t n, T k, T a, T b, T c) {
+void rows_affine(T* GK_RESTRICT y, const T* GK_RESTRICT x, index_t nrows, index_t n, index_t stride, T k, T a, T b) {
+  for (index_t r = 0; r < nrows; ++r) {
+    T* yr = y + r * stride;
+    const T* xr = x + r * stride;
 #pragma omp simd
-  for (index_t i = 0; i < n; ++i) dx[i] = a * dy[i] + (b * (x[i] - k) + c);
+    for (index_t i = 0; i < n; ++i) yr[i] = a * (xr[i] - k) + b;
+  }
+}
+
+template <class T>
+void rows_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const T* GK_RESTRICT x, index_t nrows, index_t n,
+                   index_t stride, T k, T a, T b, T c) {
+  for (index_t r = 0; r < nrows; ++r) {
+    const index_t o = r * stride;
+#pragma omp simd
+    for (index_t i = 0; i < n; ++i) dx[o + i] = a * dy[o + i] + (b * (x[o + i] - k) + c);
+  }
 }
 
 // x (rows, cols) row-major; per-column k; sums added into s1, s2 (cols,).
@@ -166,7 +184,7 @@ template <class T, bool kWeight, bool kParamGrad>
 void ln_row_backward_impl(T* GK_RESTRICT dx, T* GK_RESTRICT dw, T* GK_RESTRICT db, const T* GK_RESTRICT dy,
                           const T* GK_RESTRICT x, index_t n, T k, T a, T c, const T* GK_RESTRICT w) {
   double s1, s2;
-  reduce2<T>(n, [&](index_t i, T& u, T& v) {
+  reduce2<T>(1, n, [&](index_t, index_t i, T& u, T& v) {
     const T g = kWeight ? dy[i] * w[i] : dy[i];
     u += g;
     v += g * (a * (x[i] - k) + c);
@@ -199,10 +217,10 @@ void ln_row_backward(T* dx, T* dw, T* db, const T* dy, const T* x, index_t n, T 
 
 template <class T>
 void fill(NormKernels<T>& t) {
-  t.row_stats = row_stats<T>;
-  t.row_affine = row_affine<T>;
-  t.row_dot = row_dot<T>;
-  t.row_backward = row_backward<T>;
+  t.rows_stats = rows_stats<T>;
+  t.rows_affine = rows_affine<T>;
+  t.rows_dot = rows_dot<T>;
+  t.rows_backward = rows_backward<T>;
   t.col_stats = col_stats<T>;
   t.col_affine = col_affine<T>;
   t.col_dot = col_dot<T>;

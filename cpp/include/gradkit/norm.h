@@ -19,20 +19,21 @@
 
 namespace gk {
 
-// Elements summed in T before the partial sum is added to a double.
+// Elements summed in T lanes before they are folded into a double.
 constexpr index_t kNormBlock = 4096;
 
 // Per-ISA micro-kernels for one dtype. Sums are returned (or added) in double.
 template <class T>
 struct NormKernels {
-  // s1 = sum (x[i] - k), s2 = sum (x[i] - k)^2 over a row of n.
-  void (*row_stats)(const T* x, index_t n, T k, double* s1, double* s2);
-  // y[i] = a * (x[i] - k) + b over a row of n.
-  void (*row_affine)(T* y, const T* x, index_t n, T k, T a, T b);
-  // s1 = sum dy[i], s2 = sum dy[i] * (x[i] - k) over a row of n.
-  void (*row_dot)(const T* dy, const T* x, index_t n, T k, double* s1, double* s2);
-  // dx[i] = a * dy[i] + b * (x[i] - k) + c over a row of n.
-  void (*row_backward)(T* dx, const T* dy, const T* x, index_t n, T k, T a, T b, T c);
+  // s1 = sum (x - k), s2 = sum (x - k)^2 over nrows rows of n elements, row r at x + r * stride.
+  void (*rows_stats)(const T* x, index_t nrows, index_t n, index_t stride, T k, double* s1, double* s2);
+  // y = a * (x - k) + b over nrows rows of n elements (y and x alike), row r at + r * stride.
+  void (*rows_affine)(T* y, const T* x, index_t nrows, index_t n, index_t stride, T k, T a, T b);
+  // s1 = sum dy, s2 = sum dy * (x - k) over nrows rows of n elements (dy and x alike), row r at + r * stride.
+  void (*rows_dot)(const T* dy, const T* x, index_t nrows, index_t n, index_t stride, T k, double* s1, double* s2);
+  // dx = a * dy + b * (x - k) + c over nrows rows of n elements (dx, dy, x alike), row r at + r * stride.
+  void (*rows_backward)(T* dx, const T* dy, const T* x, index_t nrows, index_t n, index_t stride, T k, T a, T b,
+                        T c);
   // The same four for a (rows, cols) block with per-column k, a, b, c: the
   // (N, C) batch-norm layout. The sums are ADDED into s1[cols], s2[cols].
   void (*col_stats)(const T* x, index_t rows, index_t cols, const T* k, double* s1, double* s2);
