@@ -379,20 +379,30 @@ def test_bad_gradients_raise_without_crashing():
         opt.step()
 
 
+def _group(kind, params, grads, s0=None, s1=None, s2=None, steps=(1.0,), lr=0.1, momentum=0.0, amsgrad=False):
+    return (kind, params, grads, s0, s1, s2, list(steps), lr, 0.0, 0.0, 1e-8, momentum, 0.0, False, 0.99, False,
+            0.0, 0.9, 0.999, amsgrad, False)
+
+
 def test_core_call_validates_lists():
     p = np.zeros(3, np.float32)
-    with pytest.raises(ValueError, match="grads"):
-        _core.optim_step("sgd", [p], [], None, None, None, [1.0], 0.1)
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\.grads"):
+        _core.optim_step([_group("sgd", [p], [])])
     with pytest.raises(ValueError, match="momentum_buffer"):
-        _core.optim_step("sgd", [p], [p.copy()], None, None, None, [1.0], 0.1, momentum=0.9)
+        _core.optim_step([_group("sgd", [p], [p.copy()], momentum=0.9)])
     with pytest.raises(ValueError, match="kind"):
-        _core.optim_step("lion", [p], [p.copy()], None, None, None, [1.0], 0.1)
+        _core.optim_step([_group("lion", [p], [p.copy()])])
     with pytest.raises(ValueError, match="steps"):
-        _core.optim_step("adam", [p], [p.copy()], [p.copy()], [p.copy()], None, [0.0], 0.1)
+        _core.optim_step([_group("adam", [p], [p.copy()], [p.copy()], [p.copy()], steps=[0.0])])
+    with pytest.raises(ValueError, match="groups"):
+        _core.optim_step([("sgd", [p])])
     ro = np.zeros(3, np.float32)
     ro.flags.writeable = False
-    with pytest.raises(ValueError, match=r"params\[0\]"):
-        _core.optim_step("sgd", [ro], [p.copy()], None, None, None, [1.0], 0.1)
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\.params\[0\]"):
+        _core.optim_step([_group("sgd", [p], [np.ones(3, np.float32)]), _group("sgd", [ro], [p.copy()])])
+    assert np.array_equal(p, np.zeros(3, np.float32))  # the valid first group was not updated either
+    _core.optim_step([_group("sgd", [p], [np.ones(3, np.float32)])])
+    assert np.array_equal(p, np.full(3, -0.1, np.float32))
 
 
 def test_load_state_dict_checks_structure(rng):
@@ -473,3 +483,37 @@ def test_clip_grad_norm_edge_cases(rng):
         gk.optim.clip_grad_norm_([q], -1.0)
     with pytest.raises(TypeError, match=r"parameters\[0\]"):
         gk.optim.clip_grad_norm_([np.zeros(3)], 1.0)
+
+
+def test_rebound_data_and_grad_are_read_fresh_each_step(rng):
+    init, grads = make_problem(rng, np.float64, shapes=[(13,), (4, 3)], steps=5)
+    params = [Parameter(a) for a in init]
+    opt = gk.optim.SGD(params, lr=0.1, momentum=0.9)
+    for t, gs in enumerate(grads):
+        for p, g in zip(params, gs):
+            p.grad = g.copy()  # a new array every step, as a layer that assigns its gradient
+        if t == 2:
+            params[0].data = params[0].data.copy()  # rebinding data keeps the state
+        opt.step()
+    for i, (p, a) in enumerate(zip(params, init)):
+        expected = ref_sgd(a, [g[i] for g in grads], [0.1] * 5, momentum=0.9)
+        assert_close(p.data, expected, 1e-12, 1e-14, f"tensor {i}")
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9, dampening=0.5)), ("Adam", dict(lr=0.1))])
+def test_failed_step_changes_nothing(name, kw, rng):
+    init, grads = make_problem(rng, np.float64, shapes=[(5,), (3,)], steps=2)
+    params = [Parameter(a) for a in init]
+    opt = getattr(gk.optim, name)(params, **kw)
+    params[1].grad = np.zeros(4)  # wrong shape: the whole step is rejected before any update
+    with pytest.raises(ValueError, match=r"grads\[1\]"):
+        opt.step()
+    assert all(np.array_equal(p.data, a) for p, a in zip(params, init))
+    assert all(set(st) <= {"step"} and st.get("step", 0.0) == 0.0 for st in opt.state.values())
+    for gs in grads:
+        for p, g in zip(params, gs):
+            p.grad = g.copy()
+        opt.step()
+    for i, (p, a) in enumerate(zip(params, init)):
+        expected = REFS[name](a, [g[i] for g in grads], [0.1] * 2, **{k: v for k, v in kw.items() if k != "lr"})
+        assert_close(p.data, expected, 1e-12, 1e-14, f"tensor {i} after the rejected step")

@@ -80,7 +80,8 @@ T* checked_inplace(const py::handle& obj, const std::vector<py::ssize_t>& shape,
 
 template <class T>
 void add_tensor(TensorList<T>& t, std::vector<py::object>& keep, const OptimHyper& h, const bool need[3],
-                PyObject* p_obj, PyObject* g_obj, PyObject* const slots[3], size_t i, double step) {
+                PyObject* p_obj, PyObject* g_obj, PyObject* const slots[3], const std::string& prefix, size_t i,
+                double step) {
   const auto* pa = py::detail::array_proxy(p_obj);  // an ndarray of T: checked by the dtype dispatch
   const int nd = pa->nd;
   const py::ssize_t* dims = pa->dimensions;
@@ -90,10 +91,10 @@ void add_tensor(TensorList<T>& t, std::vector<py::object>& keep, const OptimHype
     if (shape.empty() && nd > 0) shape.assign(dims, dims + nd);
     return shape;
   };
-  if (p == nullptr) p = checked_inplace<T>(p_obj, full_shape(), item("params", i));
+  if (p == nullptr) p = checked_inplace<T>(p_obj, full_shape(), item(prefix + "params", i));
   const T* g = quick_array<T>(g_obj, nd, dims, false);
   if (g == nullptr) {
-    const std::string gname = item("grads", i);
+    const std::string gname = item(prefix + "grads", i);
     const py::handle gh(g_obj);
     if (!py::isinstance<py::array>(gh)) type_error(gname, std::string("a numpy.ndarray of ") + dtype_name<T>(), dtype_str(gh));
     auto ga = in<T>(gh, gname.c_str());  // non-contiguous grads are read from a contiguous copy
@@ -101,6 +102,7 @@ void add_tensor(TensorList<T>& t, std::vector<py::object>& keep, const OptimHype
     g = ga.data();
     keep.push_back(ga);
   }
+  t.hyper.push_back(&h);
   t.param.push_back(p);
   t.grad.push_back(g);
   for (int k = 0; k < 3; ++k) {
@@ -108,7 +110,7 @@ void add_tensor(TensorList<T>& t, std::vector<py::object>& keep, const OptimHype
     if (need[k]) {
       PyObject* o = PyList_GET_ITEM(slots[k], static_cast<py::ssize_t>(i));
       s = quick_array<T>(o, nd, dims, true);
-      if (s == nullptr) s = checked_inplace<T>(o, full_shape(), item(kSlotNames[static_cast<int>(h.kind)][k], i));
+      if (s == nullptr) s = checked_inplace<T>(o, full_shape(), item(prefix + kSlotNames[static_cast<int>(h.kind)][k], i));
     }
     t.state[k].push_back(s);
   }
@@ -118,45 +120,95 @@ void add_tensor(TensorList<T>& t, std::vector<py::object>& keep, const OptimHype
   t.step.push_back(step);
 }
 
-void step_impl(const OptimHyper& h, const py::list& params, const py::list& grads, const py::object& s0,
-               const py::object& s1, const py::object& s2, const std::vector<double>& steps) {
+// Validates one param group's lists and appends its tensors to `l`.
+void add_group(const OptimHyper& h, const py::list& params, const py::list& grads, const py::object& s0,
+               const py::object& s1, const py::object& s2, const std::vector<double>& steps,
+               const std::string& prefix, Lists& l) {
   const size_t count = params.size();
-  if (grads.size() != count) value_error("grads", std::to_string(count) + " arrays", std::to_string(grads.size()));
-  if (steps.size() != count) value_error("steps", std::to_string(count) + " values", std::to_string(steps.size()));
+  if (grads.size() != count) value_error(prefix + "grads", std::to_string(count) + " arrays", std::to_string(grads.size()));
+  if (steps.size() != count) value_error(prefix + "steps", std::to_string(count) + " values", std::to_string(steps.size()));
   bool need[3];
   needed_slots(h, need);
   const py::object* objs[3] = {&s0, &s1, &s2};
   PyObject* slots[3] = {nullptr, nullptr, nullptr};
   for (int k = 0; k < 3; ++k) {
     if (!need[k]) continue;
-    const std::string name = kSlotNames[static_cast<int>(h.kind)][k];
+    const std::string name = prefix + kSlotNames[static_cast<int>(h.kind)][k];
     if (!py::isinstance<py::list>(*objs[k])) value_error(name, "a list of " + std::to_string(count) + " arrays", "None");
     const auto list = py::reinterpret_borrow<py::list>(*objs[k]);
     if (list.size() != count) value_error(name, std::to_string(count) + " arrays", std::to_string(list.size()));
     slots[k] = list.ptr();  // borrowed: the caller's list outlives this call
   }
-  Lists l;
   for (size_t i = 0; i < count; ++i) {
-    if (!(steps[i] >= 1)) value_error(item("steps", i), "a step count >= 1", std::to_string(steps[i]));
+    if (!(steps[i] >= 1)) value_error(item(prefix + "steps", i), "a step count >= 1", std::to_string(steps[i]));
     PyObject* p = PyList_GET_ITEM(params.ptr(), static_cast<py::ssize_t>(i));
     PyObject* g = PyList_GET_ITEM(grads.ptr(), static_cast<py::ssize_t>(i));
     const bool is_array = py::detail::npy_api::get().PyArray_Check_(p);
     const PyObject* descr = is_array ? py::detail::array_proxy(p)->descr : nullptr;
     if (descr == builtin_descr<float>()) {
-      add_tensor<float>(l.f32, l.keep, h, need, p, g, slots, i, steps[i]);
+      add_tensor<float>(l.f32, l.keep, h, need, p, g, slots, prefix, i, steps[i]);
     } else if (descr == builtin_descr<double>()) {
-      add_tensor<double>(l.f64, l.keep, h, need, p, g, slots, i, steps[i]);
+      add_tensor<double>(l.f64, l.keep, h, need, p, g, slots, prefix, i, steps[i]);
     } else {
-      dispatch_float(p, item("params", i).c_str(), [&](auto t) {  // an unusual descriptor, or a TypeError
+      dispatch_float(p, item(prefix + "params", i).c_str(), [&](auto t) {  // an unusual descriptor, or a TypeError
         using T = decltype(t);
-        if constexpr (std::is_same_v<T, float>) add_tensor<T>(l.f32, l.keep, h, need, p, g, slots, i, steps[i]);
-        else add_tensor<T>(l.f64, l.keep, h, need, p, g, slots, i, steps[i]);
+        if constexpr (std::is_same_v<T, float>) add_tensor<T>(l.f32, l.keep, h, need, p, g, slots, prefix, i, steps[i]);
+        else add_tensor<T>(l.f64, l.keep, h, need, p, g, slots, prefix, i, steps[i]);
       });
     }
   }
+}
+
+// One entry of the `groups` list: (kind, params, grads, state0, state1, state2, steps,
+// lr, weight_decay, l1, eps, momentum, dampening, nesterov, alpha, centered, lr_decay,
+// beta1, beta2, amsgrad, decoupled).
+constexpr size_t kGroupFields = 21;
+
+OptimHyper parse_hyper(const py::tuple& t) {
+  OptimHyper h;
+  h.kind = parse_kind(t[0].cast<std::string>());
+  auto num = [&](size_t i) { return t[i].cast<double>(); };
+  auto flag = [&](size_t i) { return t[i].cast<bool>(); };
+  h.lr = num(7);
+  h.weight_decay = num(8);
+  h.l1 = num(9);
+  h.eps = num(10);
+  h.momentum = num(11);
+  h.dampening = num(12);
+  h.nesterov = flag(13);
+  h.alpha = num(14);
+  h.centered = flag(15);
+  h.lr_decay = num(16);
+  h.beta1 = num(17);
+  h.beta2 = num(18);
+  h.amsgrad = flag(19);
+  h.decoupled = flag(20);
+  return h;
+}
+
+// Every group of an optimizer in one call: all tensors are validated first
+// (nothing is updated on an error), then updated in one parallel region per dtype.
+void step_impl(const py::list& groups) {
+  std::vector<OptimHyper> hypers(groups.size());  // stable addresses for TensorList::hyper
+  Lists l;
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const std::string prefix = "param_groups[" + std::to_string(gi) + "].";
+    const py::handle obj = groups[gi];
+    if (!py::isinstance<py::tuple>(obj) || py::len(obj) != kGroupFields) {
+      value_error("groups[" + std::to_string(gi) + "]", "a tuple of " + std::to_string(kGroupFields) + " fields",
+                  py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
+    }
+    const auto t = py::reinterpret_borrow<py::tuple>(obj);
+    hypers[gi] = parse_hyper(t);
+    if (!py::isinstance<py::list>(t[1]) || !py::isinstance<py::list>(t[2])) {
+      value_error(prefix + "params", "lists of params and grads", "another type");
+    }
+    add_group(hypers[gi], py::reinterpret_borrow<py::list>(t[1]), py::reinterpret_borrow<py::list>(t[2]), t[3], t[4],
+              t[5], t[6].cast<std::vector<double>>(), prefix, l);
+  }
   py::gil_scoped_release release;
-  optim_step(h, l.f32);
-  optim_step(h, l.f64);
+  optim_step(l.f32);
+  optim_step(l.f64);
 }
 
 // Total norm of all arrays (float32 and float64 together); scales them by
@@ -199,38 +251,13 @@ double clip_impl(const py::list& grads, double max_norm, double norm_type) {
 }  // namespace
 
 void bind_optim(py::module_& m) {
-  m.def(
-      "optim_step",
-      [](const std::string& kind, const py::list& params, const py::list& grads, const py::object& s0,
-         const py::object& s1, const py::object& s2, const std::vector<double>& steps, double lr, double weight_decay,
-         double l1, double eps, double momentum, double dampening, bool nesterov, double alpha, bool centered,
-         double lr_decay, double beta1, double beta2, bool amsgrad, bool decoupled) {
-        OptimHyper h;
-        h.kind = parse_kind(kind);
-        h.lr = lr;
-        h.weight_decay = weight_decay;
-        h.l1 = l1;
-        h.eps = eps;
-        h.momentum = momentum;
-        h.dampening = dampening;
-        h.nesterov = nesterov;
-        h.alpha = alpha;
-        h.centered = centered;
-        h.lr_decay = lr_decay;
-        h.beta1 = beta1;
-        h.beta2 = beta2;
-        h.amsgrad = amsgrad;
-        h.decoupled = decoupled;
-        step_impl(h, params, grads, s0, s1, s2, steps);
-      },
-      py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("state0"), py::arg("state1"), py::arg("state2"),
-      py::arg("steps"), py::arg("lr"), py::arg("weight_decay") = 0.0, py::arg("l1") = 0.0, py::arg("eps") = 0.0,
-      py::arg("momentum") = 0.0, py::arg("dampening") = 0.0, py::arg("nesterov") = false, py::arg("alpha") = 0.0,
-      py::arg("centered") = false, py::arg("lr_decay") = 0.0, py::arg("beta1") = 0.0, py::arg("beta2") = 0.0,
-      py::arg("amsgrad") = false, py::arg("decoupled") = false,
-      "One optimizer update of every (param, grad, state...) in place, all tensors in one parallel region. "
-      "state0..2 are lists of arrays (or None) in the slots of gradkit/optim.h; steps[i] is tensor i's step count "
-      "after this update (SGD: 1 when its momentum buffer is new). float32 and float64 may be mixed.");
+  m.def("optim_step", &step_impl, py::arg("groups"),
+        "One optimizer update of every param group in place: groups is a list of tuples (kind, params, grads, "
+        "state0, state1, state2, steps, lr, weight_decay, l1, eps, momentum, dampening, nesterov, alpha, centered, "
+        "lr_decay, beta1, beta2, amsgrad, decoupled). state0..2 are lists of arrays (or None) in the slots of "
+        "gradkit/optim.h; steps[i] is tensor i's step count after this update (SGD: 1 when its momentum buffer is "
+        "new). All arrays are validated before any is updated; float32 and float64 may be mixed; all tensors of "
+        "all groups are updated in one parallel region per dtype.");
   m.def("clip_grad_norm", &clip_impl, py::arg("grads"), py::arg("max_norm"), py::arg("norm_type") = 2.0,
         "Total norm (2 or inf) of all arrays, accumulated in double; scales them in place by "
         "max_norm / (total + 1e-6) when that is below 1. Returns the total before clipping.");

@@ -28,21 +28,39 @@ const OptimKernels<T>& kernels_of(const OptimTable& t) {
 // processed by the same code path (vector body or tail) whatever the thread
 // count, and results are bit-identical for 1 or N threads.
 constexpr index_t kBlock = 64;
+// Threads take chunks of this many blocks (64K elements) one at a time.
+constexpr index_t kChunkBlocks = 1024;
 // Gradient norms sum fixed chunks of each tensor, then the chunk sums in order.
 constexpr index_t kNormChunk = 16384;
 
-// Splits the blocks of all tensors into one contiguous range per thread and
-// calls f(i, begin, end) for each part of tensor i inside a thread's range.
-// `cost` (per element) weighs the decision to go parallel.
+// Calls f(c) for every c in [0, nchunks) on up to `nthreads` threads (0 = the
+// global setting; serial for less than kMinParallelWork of `work`). Chunks are
+// handed out dynamically, so a thread descheduled on a busy machine does not
+// hold the others up; no result depends on which thread runs a chunk.
 template <class F>
-void for_each_piece(const std::vector<index_t>& n, index_t cost, int nthreads, F&& f) {
+void dynamic_for(index_t nchunks, index_t work, int nthreads, F&& f) {
+  const int nt = static_cast<int>(std::min<index_t>(threads_for(work, nthreads), nchunks));
+  if (nt <= 1) {
+    for (index_t c = 0; c < nchunks; ++c) f(c);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (index_t c = 0; c < nchunks; ++c) f(c);
+}
+
+// Splits the blocks of all tensors (taken as one concatenation) into chunks of
+// kChunkBlocks and calls f(i, begin, end) for each part of tensor i in a chunk.
+template <class F>
+void for_each_piece(const std::vector<index_t>& n, int nthreads, F&& f) {
   std::vector<index_t> boff(n.size() + 1, 0);  // blocks before tensor i
   index_t total = 0;
   for (size_t i = 0; i < n.size(); ++i) {
     boff[i + 1] = boff[i] + ceil_div(n[i], kBlock);
     total += n[i];
   }
-  parallel_for(boff.back(), total * cost, [&](index_t b0, index_t b1) {
+  const index_t nblocks = boff.back();
+  dynamic_for(ceil_div(nblocks, kChunkBlocks), total, nthreads, [&](index_t c) {
+    const index_t b0 = c * kChunkBlocks, b1 = std::min(b0 + kChunkBlocks, nblocks);
     // The tensor holding block b0 (upper_bound skips empty tensors).
     size_t i = static_cast<size_t>(std::upper_bound(boff.begin(), boff.end(), b0) - boff.begin()) - 1;
     for (; i < n.size() && boff[i] < b1; ++i) {
@@ -50,7 +68,7 @@ void for_each_piece(const std::vector<index_t>& n, index_t cost, int nthreads, F
       const index_t hi = std::min((std::min(b1, boff[i + 1]) - boff[i]) * kBlock, n[i]);
       if (lo < hi) f(i, lo, hi);
     }
-  }, nthreads);
+  });
 }
 
 OptimStepScalars step_scalars(const OptimHyper& h, double step) {
@@ -78,16 +96,20 @@ OptimStepScalars step_scalars(const OptimHyper& h, double step) {
 // Per tensor i: p (n[i]), g (n[i]), state slots (n[i] or nullptr); parallel over
 // the concatenation of all tensors, blocks of kBlock elements.
 template <class T>
-void optim_step(const OptimHyper& h, const TensorList<T>& t, int nthreads) {
+void optim_step(const TensorList<T>& t, int nthreads) {
   const size_t count = t.size();
   if (count == 0) return;
   std::vector<OptimStepScalars> sc(count);
-  for (size_t i = 0; i < count; ++i) sc[i] = step_scalars(h, t.step[i]);
-  const auto kernel = kernels_of<T>(optim_table()).step[static_cast<int>(h.kind)];
-  for_each_piece(t.n, 1, nthreads, [&](size_t i, index_t lo, index_t hi) {
+  std::vector<OptimKernel<T>> kernel(count);
+  const auto& k = kernels_of<T>(optim_table());
+  for (size_t i = 0; i < count; ++i) {
+    sc[i] = step_scalars(*t.hyper[i], t.step[i]);
+    kernel[i] = k.step[static_cast<int>(t.hyper[i]->kind)];
+  }
+  for_each_piece(t.n, nthreads, [&](size_t i, index_t lo, index_t hi) {
     auto at = [lo](auto* ptr) { return ptr == nullptr ? ptr : ptr + lo; };
-    kernel(h, sc[i], t.param[i] + lo, t.grad[i] + lo, at(t.state[0][i]), at(t.state[1][i]), at(t.state[2][i]),
-           hi - lo);
+    kernel[i](*t.hyper[i], sc[i], t.param[i] + lo, t.grad[i] + lo, at(t.state[0][i]), at(t.state[1][i]),
+              at(t.state[2][i]), hi - lo);
   });
 }
 
@@ -107,10 +129,9 @@ double grad_norm_partial(const std::vector<const T*>& x, const std::vector<index
   }
   std::vector<double> part(chunks.size());
   const auto& k = kernels_of<T>(optim_table());
-  parallel_for(static_cast<index_t>(chunks.size()), total, [&](index_t c0, index_t c1) {
-    for (index_t c = c0; c < c1; ++c) part[c] = norm_inf ? k.absmax(chunks[c].p, chunks[c].len)
-                                                         : k.sumsq(chunks[c].p, chunks[c].len);
-  }, nthreads);
+  dynamic_for(static_cast<index_t>(chunks.size()), total, nthreads, [&](index_t c) {
+    part[c] = norm_inf ? k.absmax(chunks[c].p, chunks[c].len) : k.sumsq(chunks[c].p, chunks[c].len);
+  });
   double acc = 0;
   for (double v : part) {
     if (norm_inf) acc = (std::isnan(v) || std::isnan(acc)) ? NAN : std::max(acc, v);
@@ -122,11 +143,11 @@ double grad_norm_partial(const std::vector<const T*>& x, const std::vector<index
 template <class T>
 void scale_tensors(const std::vector<T*>& x, const std::vector<index_t>& n, T c, int nthreads) {
   const auto scale = kernels_of<T>(optim_table()).scale;
-  for_each_piece(n, 1, nthreads, [&](size_t i, index_t lo, index_t hi) { scale(x[i] + lo, c, hi - lo); });
+  for_each_piece(n, nthreads, [&](size_t i, index_t lo, index_t hi) { scale(x[i] + lo, c, hi - lo); });
 }
 
-template void optim_step<float>(const OptimHyper&, const TensorList<float>&, int);
-template void optim_step<double>(const OptimHyper&, const TensorList<double>&, int);
+template void optim_step<float>(const TensorList<float>&, int);
+template void optim_step<double>(const TensorList<double>&, int);
 template double grad_norm_partial<float>(const std::vector<const float*>&, const std::vector<index_t>&, bool, int);
 template double grad_norm_partial<double>(const std::vector<const double*>&, const std::vector<index_t>&, bool, int);
 template void scale_tensors<float>(const std::vector<float*>&, const std::vector<index_t>&, float, int);

@@ -73,9 +73,11 @@ void init_optim_avx2(OptimTable& t);
 void init_optim_avx512(OptimTable& t);
 const OptimTable& optim_table();
 
-// The tensors of one call, all of dtype T; entry i is one parameter of n[i] elements.
+// The tensors of one call, all of dtype T; entry i is one parameter of n[i]
+// elements, updated with the hyperparameters *hyper[i] (its param group's).
 template <class T>
 struct TensorList {
+  std::vector<const OptimHyper*> hyper;
   std::vector<T*> param;
   std::vector<const T*> grad;
   std::vector<T*> state[3];   // one list per slot; nullptr entries for unused slots
@@ -84,9 +86,10 @@ struct TensorList {
   size_t size() const { return param.size(); }
 };
 
-// Applies one update to every tensor. nthreads: 0 = the global setting.
+// Applies one update to every tensor (all groups in one parallel region).
+// nthreads: 0 = the global setting.
 template <class T>
-void optim_step(const OptimHyper& h, const TensorList<T>& t, int nthreads = 0);
+void optim_step(const TensorList<T>& t, int nthreads = 0);
 
 // Partial results of a gradient norm over tensors of one dtype, accumulated in
 // double over fixed chunks in a fixed order (identical for any thread count).

@@ -14,6 +14,15 @@
 
 #include "gradkit/optim.h"
 
+// No FMA contraction here: PyTorch rounds each product and sum separately, and a
+// contracted vector body next to an uncontracted scalar tail would round differently.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace gk::GK_ISA_NS {
 namespace optim_detail {
 
@@ -109,7 +118,7 @@ void rmsprop_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRI
 #pragma omp simd
         for (index_t i = 0; i < n; ++i) {
           const T gi = penalised<kPen()>(g[i], p[i], wd, l1);
-          const T v = sq[i] * alpha + w * (gi * gi);
+          const T v = sq[i] * alpha + w * gi * gi;  // addcmul: value * t1 * t2
           sq[i] = v;
           T avg;
           if constexpr (kCentered()) {
@@ -155,7 +164,7 @@ void adam_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRICT 
           if constexpr (kDecay()) pi = pi * keep;
           const T mi = lerp(m[i], gi, w1, small_w1);
           m[i] = mi;
-          T vi = v[i] * beta2 + w2 * (gi * gi);
+          T vi = v[i] * beta2 + w2 * gi * gi;
           v[i] = vi;
           if constexpr (kAms()) {
             vi = vmax[i] > vi ? vmax[i] : vi;
@@ -216,3 +225,7 @@ inline void fill_optim_table(OptimTable& t) {
 }
 
 }  // namespace gk::GK_ISA_NS
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif

@@ -1,7 +1,7 @@
 """Optimizers, learning-rate schedulers and gradient clipping (PyTorch's names, defaults and rules).
 
-Every optimizer updates all its parameters in one fused C++ call per parameter
-group (float32 and float64, one pass over memory per element).
+Every optimizer updates all its parameters in one fused C++ call per step
+(float32 and float64, one pass over memory per element).
 """
 from . import lr_scheduler
 from .adagrad import Adagrad

@@ -3,8 +3,9 @@
 A subclass names its C++ update (``_kind``), its state slots and its
 hyperparameter checks; the base keeps ``param_groups`` and ``state``, creates
 state lazily on the first step (with the parameter's dtype) and sends every
-parameter of a group to ONE C++ call (multi-tensor apply: all tensors in one
-parallel region, no per-element work in Python).
+parameter of every group to ONE C++ call (multi-tensor apply: all tensors in
+one parallel region, no per-element work in Python). The argument lists are
+prepared once and reused while no parameter's ``data`` or ``grad`` is rebound.
 """
 from __future__ import annotations
 
@@ -44,11 +45,11 @@ class _Plan:
     """The prepared C++ arguments of one param group, valid while the parameters'
     data and grad arrays and the optimizer's state dict are the same objects."""
 
-    __slots__ = ("slots", "datas", "grads", "state", "nstate", "entries", "steps", "args")
+    __slots__ = ("slots", "datas", "grads", "state", "nstate", "entries", "steps", "pending", "args")
 
-    def __init__(self, slots, datas, grads, state, nstate, entries, steps, args):
+    def __init__(self, slots, datas, grads, state, nstate, entries, steps, pending, args):
         self.slots, self.datas, self.grads, self.state, self.nstate = slots, datas, grads, state, nstate
-        self.entries, self.steps, self.args = entries, steps, args
+        self.entries, self.steps, self.pending, self.args = entries, steps, pending, args
 
 
 class Optimizer:
@@ -136,15 +137,41 @@ class Optimizer:
                     p.grad.fill(0)
 
     def step(self, closure=None):
-        """One update of every parameter with a gradient; returns ``closure()`` if given."""
+        """One update of every parameter with a gradient; returns ``closure()`` if given.
+
+        All param groups go to one C++ call: every array is checked first (on an
+        error nothing changes), then all tensors are updated in one parallel region.
+        """
         loss = None
         if closure is not None:
             loss = closure()
+        counts = self._counts_steps
+        plans, calls, all_steps = [], [], []
         for group in self.param_groups:
-            self._step_group(group)
+            c = self._group_plan(group)
+            if not c.args[0]:
+                continue
+            steps = [st["step"] + 1.0 for st in c.entries] if counts else c.steps
+            plans.append(c)
+            all_steps.append(steps)
+            calls.append((self._kind, *c.args, steps, *self._hyper(group)))
+        if not calls:
+            return loss
+        _core.optim_step(calls)
+        # Commit the state only after a successful update.
+        for c, steps in zip(plans, all_steps):
+            if c.pending:
+                for st, key, a in c.pending:
+                    st[key] = a
+                c.pending = None
+            if counts:
+                for st, step in zip(c.entries, steps):
+                    st["step"] = step
+            else:
+                c.steps = [2.0] * len(steps)  # SGD: the momentum buffers are initialised from now on
         return loss
 
-    def _step_group(self, group: dict) -> None:
+    def _group_plan(self, group: dict) -> "_Plan":
         slots = self._slots(group)
         params = group["params"]
         datas = [p.data for p in params]  # read fresh: a module's .to(dtype) rebinds them
@@ -154,23 +181,13 @@ class Optimizer:
                 or len(c.datas) != len(datas) or not all(map(is_, datas, c.datas))
                 or not all(map(is_, grads, c.grads))):
             c = self._plans[id(group)] = self._plan(params, slots, datas, grads)
-        if not c.args[0]:
-            return
-        if self._counts_steps:
-            steps = []
-            for st in c.entries:
-                st["step"] = step = st["step"] + 1.0
-                steps.append(step)
-        else:
-            steps = c.steps
-            c.steps = [2.0] * len(steps)  # SGD: the momentum buffers exist from now on
-        _core.optim_step(self._kind, *c.args, steps, *self._hyper(group))
+        return c
 
     def _plan(self, params, slots, datas, grads) -> "_Plan":
         """Create or fix the state of every parameter with a gradient and collect the
         argument lists of the C++ call. Reused while no parameter's data or grad is rebound."""
         lists = [None if s is None else [] for s in slots]
-        call_params, call_grads, entries, steps = [], [], [], []
+        call_params, call_grads, entries, steps, pending = [], [], [], [], []
         state = self.state
         for p, d, g in zip(params, datas, grads):
             if g is None:
@@ -186,16 +203,18 @@ class Optimizer:
                 if a is None or a.dtype != d.dtype or a.shape != d.shape:
                     fresh = fresh or a is None
                     a = self._prepare_slot(st, slot, d)
+                    pending.append((st, slot[0], a))
                 lists[k].append(a)
             call_params.append(d)
             call_grads.append(g)
             entries.append(st)
             steps.append(1.0 if fresh else 2.0)  # SGD: 1 when the momentum buffer is new (buf = g)
-        return _Plan(slots, datas, grads, state, len(state), entries, steps,
+        return _Plan(slots, datas, grads, state, len(state), entries, steps, pending,
                      (call_params, call_grads, lists[0], lists[1], lists[2]))
 
     def _prepare_slot(self, st: dict, slot: tuple, d: np.ndarray) -> np.ndarray:
-        """Create a state array (first step), or cast it to the parameter's dtype after ``.to(dtype)``."""
+        """A new state array (first step), or the existing one cast to the parameter's dtype
+        after ``.to(dtype)``; stored in ``st`` by the caller once the update succeeded."""
         key, fill = slot
         a = st.get(key)
         if a is None:
@@ -205,7 +224,6 @@ class Optimizer:
                              f"got {a.shape}")
         else:
             a = np.ascontiguousarray(a, dtype=d.dtype)
-        st[key] = a
         return a
 
     # -- checkpoints -------------------------------------------------------
