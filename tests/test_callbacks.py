@@ -1,6 +1,7 @@
 """gk.callbacks: EarlyStopping, ModelCheckpoint (save / resume), History.plot."""
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,7 +168,7 @@ def test_history_plot_writes_png(rng, tmp_path):
     sched = lambda opt: gk.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # noqa: E731
     history = make_trainer(mlp(), scheduler=sched).fit(x, y, epochs=3, validation_split=0.25, verbose=0)
     out = history.plot(tmp_path / "curves.png")
-    data = open(out, "rb").read()
+    data = Path(out).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     with pytest.raises(ValueError, match="not recorded"):
         history.plot(tmp_path / "x.png", metrics=["f1"])

@@ -114,6 +114,11 @@ def test_conv2d_matches_reference(isa, threads, rng, dtype, kernel, stride, padd
     (2, 2, 1, 1, 3, 3, 1, 1, 1, 1, True),          # 1x1 image, padded 3x3 kernel
     (2, 3, 4, 4, 2, 4, 1, 0, 1, 1, True),          # kernel the size of the input: 1x1 output
     (17, 5, 6, 7, 17, 3, (2, 1), (1, 2), (2, 1), 1, True),  # more images than weight chunks
+    # 3x3 stride 1: Winograd F(2x2, 3x3), odd sizes (partial tiles), every padding it takes
+    (3, 16, 9, 7, 24, 3, 1, 2, 1, 1, True),
+    (2, 5, 6, 8, 4, 3, 1, (0, 2), 1, 1, True),
+    (2, 8, 5, 133, 6, 3, 1, 1, 1, 1, True),        # more tiles per row than one chunk
+    (9, 32, 13, 11, 8, 3, 1, 1, 1, 1, False),      # several tile rows per block, images split over chunks
 ])
 def test_conv2d_edge_shapes(isa, threads, rng, dtype, shape):
     check_conv(rng, dtype, *shape)

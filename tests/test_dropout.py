@@ -67,6 +67,20 @@ def test_same_seed_same_mask_any_threads_and_isa(dtype, isa):
     assert not np.array_equal(m2, results[0][1])
 
 
+@pytest.mark.parametrize("n", [1, 17, 33, 4099, 100003])
+def test_mask_is_the_philox_stream(n, isa, threads):
+    """Element i is kept iff word i of the library's generator stream (the same
+    words rng_bits draws after the same seed) is >= p * 2^32."""
+    from gradkit import _core
+    p = 0.3
+    gk.manual_seed(2024)
+    _, mask = ops.dropout(np.ones(n, np.float32), p)
+    gk.manual_seed(2024)
+    words = _core.rng_bits(4 * ((n + 3) // 4))[:n]
+    expected = words >= np.uint32(round(p * 2**32))
+    np.testing.assert_array_equal(unpack(mask, n), expected)
+
+
 def test_mask_same_for_float32_float64_and_every_isa():
     from gradkit import _core
     masks = []

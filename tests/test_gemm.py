@@ -236,3 +236,11 @@ def test_rejects_bad_bias_and_activation():
         gk.ops.matmul(a, b, bias=np.ones(5, np.float32), bias_per_row=True)
     with pytest.raises(ValueError, match=r"activation: expected 'none' or 'relu', got 'gelu'"):
         gk.ops.matmul(a, b, activation="gelu")
+
+
+def test_options_are_keyword_only():
+    a = np.ones((2, 2), np.float32)
+    with pytest.raises(TypeError):
+        gk.ops.matmul(a, a, True)
+    c = gk.ops.matmul(a=a, b=a, trans_a=True, trans_b=False)
+    np.testing.assert_array_equal(c, np.full((2, 2), 2, np.float32))

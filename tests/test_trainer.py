@@ -323,7 +323,7 @@ def test_progress_bar_and_silence(rng, capsys):
     assert out.out == "" and out.err == ""
     trainer.fit(x, y, epochs=2, batch_size=16, verbose=1, validation_split=0.25)
     err = capsys.readouterr().err
-    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "loss=" in err and "sample/s" in err and "val_loss=" in err
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "loss=" in err and "samples/s" in err and "val_loss=" in err
     trainer.fit(x, y, epochs=1, batch_size=16, verbose=2)
     line = capsys.readouterr().out
     assert line.startswith("Epoch 1/1") and "samples/s" in line and "accuracy=" in line

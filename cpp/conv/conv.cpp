@@ -26,6 +26,16 @@ const ConvKernels<T>& kernels() {
   }
 }
 
+// Scratch memory reused across calls (per calling thread and slot; grows, never shrinks):
+// a fresh multi-megabyte allocation per call costs a page fault per 4 KiB.
+enum Slot { kSlotWeights = 0, kSlotTiles = 1, kSlotPartials = 2, kNumSlots = 3 };
+template <class T>
+T* scratch(Slot slot, index_t n) {
+  thread_local AlignedBuffer<T> buffers[kNumSlots];
+  buffers[slot].resize(std::max<index_t>(n, 1));
+  return buffers[slot].data();
+}
+
 // An im2col tile (Kg, rows*OW) is kept below this size so that it stays in L2
 // between being written and being packed by the GEMM.
 constexpr index_t kColTileBytes = 512 * 1024;
@@ -70,20 +80,165 @@ const T* tile_columns(const ConvKernels<T>& k, const Plan& pl, const ConvShape& 
   return col;
 }
 
-// Runs body(item, thread_index, inner_threads) for item in [0, n): items split
-// statically over `nt` threads (inner_threads = 1), or serially with the GEMM
-// threaded inside (inner_threads = nthreads) when nt == 1.
+// Splits [0, n) statically over `nt` threads and runs body(begin, end, thread_index,
+// inner_threads) once per thread with inner_threads = 1; when nt == 1 the whole range
+// runs on the caller with the GEMM threaded inside (inner_threads = nthreads).
 template <class F>
-void run_items(index_t n, int nt, int nthreads, F&& body) {
+void run_ranges(index_t n, int nt, int nthreads, F&& body) {
   if (nt > 1) {
 #pragma omp parallel num_threads(nt)
     {
       const index_t t = omp_get_thread_num(), nth = omp_get_num_threads();
-      for (index_t i = n * t / nth; i < n * (t + 1) / nth; ++i) body(i, t, 1);
+      if (n * t / nth < n * (t + 1) / nth) body(n * t / nth, n * (t + 1) / nth, t, 1);
     }
-  } else {
-    for (index_t i = 0; i < n; ++i) body(i, 0, nthreads);
+  } else if (n > 0) {
+    body(index_t{0}, n, index_t{0}, nthreads);
   }
+}
+
+// body(item, thread_index, inner_threads) for every item of [0, n), split as run_ranges.
+template <class F>
+void run_items(index_t n, int nt, int nthreads, F&& body) {
+  run_ranges(n, nt, nthreads, [&](index_t i0, index_t i1, index_t t, int inner) {
+    for (index_t i = i0; i < i1; ++i) body(i, t, inner);
+  });
+}
+
+// Sums the chunk partials part[c * psize + i] into part[i] in chunk order (c = 0, 1, ...).
+template <class T>
+void reduce_chunks(T* part, index_t psize, index_t nch, int nthreads) {
+  parallel_for(psize, psize * nch, [&](index_t i0, index_t i1) {
+    for (index_t c = 1; c < nch; ++c) {
+      for (index_t i = i0; i < i1; ++i) part[i] += part[c * psize + i];
+    }
+  }, nthreads);
+}
+
+// ---- Winograd F(2x2, 3x3) -------------------------------------------------------------
+
+// Transformed operands of one block (16 planes of (Cin + Cout) x tiles) stay below this.
+constexpr index_t kWinoBlockBytes = 768 * 1024;
+
+bool use_winograd(const ConvShape& s, const Plan& pl) {
+  return s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 && s.G == 1 && s.PH <= 2 &&
+         s.PW <= 2 && !pl.small_k && s.OC >= 4;
+}
+
+// Tile rows per block for Cin input and Cout output channels.
+index_t wino_rows(index_t Cin, index_t Cout, index_t TW, index_t total_rows, index_t elem_bytes) {
+  return std::clamp<index_t>(kWinoBlockBytes / (16 * (Cin + Cout) * TW * elem_bytes), 1, std::max<index_t>(total_rows, 1));
+}
+
+// U (16, rows, cols) = G g G^T of each 3x3 kernel of w (OC, C, 3, 3): rows = OC, cols = C; with
+// flip, g is w[o][c] rotated by 180 degrees and stored at [c][o] (the kernel of the input gradient).
+template <class T>
+void wino_weights(T* U, const T* w, index_t OC, index_t C, bool flip) {
+  const index_t plane = OC * C;
+  for (index_t o = 0; o < OC; ++o) {
+    for (index_t c = 0; c < C; ++c) {
+      const T* g = w + (o * C + c) * 9;
+      T t[4][3];  // G g
+      for (int j = 0; j < 3; ++j) {
+        const T g0 = flip ? g[8 - j] : g[j], g1 = flip ? g[5 - j] : g[3 + j], g2 = flip ? g[2 - j] : g[6 + j];
+        t[0][j] = g0;
+        t[1][j] = (g0 + g1 + g2) * T(0.5);
+        t[2][j] = (g0 - g1 + g2) * T(0.5);
+        t[3][j] = g2;
+      }
+      T* u = U + (flip ? c * OC + o : o * C + c);
+      for (int a = 0; a < 4; ++a) {
+        u[(4 * a + 0) * plane] = t[a][0];
+        u[(4 * a + 1) * plane] = (t[a][0] + t[a][1] + t[a][2]) * T(0.5);
+        u[(4 * a + 2) * plane] = (t[a][0] - t[a][1] + t[a][2]) * T(0.5);
+        u[(4 * a + 3) * plane] = t[a][2];
+      }
+    }
+  }
+}
+
+// dw (OC, C, 3, 3) += G^T du G of each (o, c) of dU (16, OC, C).
+template <class T>
+void wino_weight_grad(T* dw, const T* dU, index_t OC, index_t C) {
+  const index_t plane = OC * C;
+  for (index_t i = 0; i < plane; ++i) {
+    T t[4][3];  // du G
+    for (int a = 0; a < 4; ++a) {
+      const T u0 = dU[(4 * a) * plane + i], u1 = dU[(4 * a + 1) * plane + i];
+      const T u2 = dU[(4 * a + 2) * plane + i], u3 = dU[(4 * a + 3) * plane + i];
+      t[a][0] = u0 + (u1 + u2) * T(0.5);
+      t[a][1] = (u1 - u2) * T(0.5);
+      t[a][2] = (u1 + u2) * T(0.5) + u3;
+    }
+    T* g = dw + i * 9;
+    for (int j = 0; j < 3; ++j) {
+      g[j] += t[0][j] + (t[1][j] + t[2][j]) * T(0.5);
+      g[3 + j] += (t[1][j] - t[2][j]) * T(0.5);
+      g[6 + j] += (t[1][j] + t[2][j]) * T(0.5) + t[3][j];
+    }
+  }
+}
+
+// y (N, Cout, OH, OW) = act(conv3x3(x (N, Cin, H, W), padding (ph, pw)) + bias) from U (16, Cout, Cin):
+// per block of tile rows, input transform, 16 GEMMs, output transform. Parallel over images.
+template <class T>
+void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N, index_t Cin, index_t H, index_t W,
+               index_t Cout, index_t OH, index_t OW, index_t ph, index_t pw, int nthreads) {
+  const ConvKernels<T>& k = kernels<T>();
+  const index_t TH = ceil_div(OH, 2), TW = ceil_div(OW, 2);
+  const index_t R = wino_rows(Cin, Cout, TW, N * TH, sizeof(T));
+  const index_t vsize = 16 * (Cin * R * TW + kWinoPlanePad), msize = 16 * (Cout * R * TW + kWinoPlanePad);
+  const int nt = static_cast<int>(std::min<index_t>(threads_for(N * Cout * OH * OW * Cin, nthreads), N));
+  T* const tiles = scratch<T>(kSlotTiles, nt * (vsize + msize));
+  run_ranges(N, nt, nthreads, [&](index_t n0, index_t n1, index_t t, int inner) {
+    T* V = tiles + t * (vsize + msize);
+    T* M = V + vsize;
+    for (index_t r0 = n0 * TH; r0 < n1 * TH; r0 += R) {
+      const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW;
+      const index_t vplane = Cin * Tn + kWinoPlanePad, mplane = Cout * Tn + kWinoPlanePad;
+      k.wino_input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr);
+      for (index_t xi = 0; xi < 16; ++xi) {
+        gemm<T>(Cout, Tn, Cin, T(1), U + xi * Cout * Cin, Cin, 1, V + xi * vplane, Tn, 1, T(0), M + xi * mplane, Tn,
+                {}, inner);
+      }
+      k.wino_output(y, M, Cout, OH, OW, TH, TW, r0, nr, bias, relu);
+    }
+  });
+}
+
+// dw += G^T (sum over tiles of dM V^T) G and db += sums of dy, in fixed image chunks.
+template <class T>
+void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& s, int nthreads) {
+  const ConvKernels<T>& k = kernels<T>();
+  const index_t TH = ceil_div(s.OH, 2), TW = ceil_div(s.OW, 2), P = s.OH * s.OW;
+  const index_t R = wino_rows(s.C, s.OC, TW, s.N * TH, sizeof(T));
+  const index_t vsize = 16 * (s.C * R * TW + kWinoPlanePad), msize = 16 * (s.OC * R * TW + kWinoPlanePad);
+  const index_t usize = 16 * s.OC * s.C, psize = usize + s.OC;
+  const index_t nch = std::min(s.N, kWeightChunks);
+  const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * P * s.C, nthreads), nch));
+  T* const partial = scratch<T>(kSlotPartials, nch * psize);
+  T* const tiles = scratch<T>(kSlotTiles, dw != nullptr ? nt * (vsize + msize) : 1);
+  run_items(nch, nt, nthreads, [&](index_t c, index_t t, int inner) {
+    T* pu = partial + c * psize;
+    std::fill(pu, pu + psize, T(0));
+    const index_t n0 = s.N * c / nch, n1 = s.N * (c + 1) / nch;
+    T* V = tiles + t * (vsize + msize);
+    T* dM = V + vsize;
+    for (index_t r0 = n0 * TH; dw != nullptr && r0 < n1 * TH; r0 += R) {
+      const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW;
+      const index_t vplane = s.C * Tn + kWinoPlanePad, mplane = s.OC * Tn + kWinoPlanePad;
+      k.wino_input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr);
+      k.wino_grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr);
+      for (index_t xi = 0; xi < 16; ++xi) {
+        // dU_xi (OC, C) += dM_xi (OC, Tn) @ V_xi^T (Tn, C)
+        gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * mplane, Tn, 1, V + xi * vplane, 1, Tn, T(1), pu + xi * s.OC * s.C, s.C,
+                {}, inner);
+      }
+    }
+    for (index_t n = n0; db != nullptr && n < n1; ++n) k.row_sum(pu + usize, dy + n * s.OC * P, P, s.OC, P);
+  });
+  reduce_chunks(partial, psize, nch, nthreads);
+  if (dw != nullptr) wino_weight_grad(dw, partial, s.OC, s.C);
+  for (index_t o = 0; db != nullptr && o < s.OC; ++o) db[o] += partial[usize + o];
 }
 
 }  // namespace
@@ -94,11 +249,17 @@ template <class T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s, Activation act, int nthreads) {
   const Plan pl = make_plan(s, sizeof(T));
   if (s.N == 0 || s.OC == 0 || pl.P == 0) return;
+  if (use_winograd(s, pl)) {
+    T* U = scratch<T>(kSlotWeights, 16 * s.OC * s.C);
+    wino_weights(U, w, s.OC, s.C, false);
+    wino_pass(y, x, U, b, act == Activation::relu, s.N, s.C, s.H, s.W, s.OC, s.OH, s.OW, s.PH, s.PW, nthreads);
+    return;
+  }
   const ConvKernels<T>& k = kernels<T>();
   const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * pl.P * pl.Kg, nthreads), s.N));
-  AlignedBuffer<T> scratch(std::max<index_t>(nt * pl.col_elems, 1));
+  T* const cols = scratch<T>(kSlotTiles, nt * pl.col_elems);
   run_items(s.N, nt, nthreads, [&](index_t n, index_t t, int inner) {
-    T* col = scratch.data() + t * pl.col_elems;
+    T* col = cols + t * pl.col_elems;
     const T* ximg = x + n * s.C * s.H * s.W;
     for (index_t g = 0; g < s.G; ++g) {
       const T* wg = w + g * pl.OCg * pl.Kg;
@@ -130,6 +291,16 @@ template <class T>
 void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const ConvShape& s, int nthreads) {
   const Plan pl = make_plan(s, sizeof(T));
   if (s.N == 0) return;
+  if (use_winograd(s, pl)) {
+    if (dx != nullptr) {  // dx = conv3x3(dy, w rotated and transposed), padding 2 - p
+      T* U = scratch<T>(kSlotWeights, 16 * s.OC * s.C);
+      wino_weights(U, w, s.OC, s.C, true);
+      wino_pass(dx, dy, U, static_cast<const T*>(nullptr), false, s.N, s.OC, s.OH, s.OW, s.C, s.H, s.W,
+                2 - s.PH, 2 - s.PW, nthreads);
+    }
+    if (dw != nullptr || db != nullptr) wino_backward_weight(dw, db, dy, x, s, nthreads);
+    return;
+  }
   const ConvKernels<T>& k = kernels<T>();
   const bool need_w = dw != nullptr || db != nullptr;
   const index_t nch = need_w ? std::min(s.N, kWeightChunks) : s.N;
@@ -137,13 +308,13 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
   const index_t passes = (dx != nullptr) + (dw != nullptr);
   const int nt = static_cast<int>(
       std::min<index_t>(threads_for(s.N * s.OC * pl.P * std::max<index_t>(pl.Kg * passes, 1), nthreads), nch));
-  AlignedBuffer<T> partial(need_w ? nch * psize : 1);
-  AlignedBuffer<T> scratch(std::max<index_t>(nt * 2 * pl.col_elems, 1));
+  T* const part = scratch<T>(kSlotPartials, need_w ? nch * psize : 1);
+  T* const cols = scratch<T>(kSlotTiles, nt * 2 * pl.col_elems);
 
   run_items(nch, nt, nthreads, [&](index_t c, index_t t, int inner) {
-    T* col = scratch.data() + t * 2 * pl.col_elems;
+    T* col = cols + t * 2 * pl.col_elems;
     T* dcol = col + pl.col_elems;
-    T* pw = need_w ? partial.data() + c * psize : nullptr;
+    T* pw = need_w ? part + c * psize : nullptr;
     if (need_w) std::fill(pw, pw + psize, T(0));
     for (index_t n = s.N * c / nch; n < s.N * (c + 1) / nch; ++n) {
       const T* ximg = x + n * s.C * s.H * s.W;
@@ -186,17 +357,10 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
   });
 
   if (!need_w) return;
-  // Fixed-order reduction of the chunk partials into dw and db (added).
-  const T* part = partial.data();
-  parallel_for(psize, psize * nch, [&](index_t i0, index_t i1) {
-    for (index_t i = i0; i < i1; ++i) {
-      T* dst = i < wsize ? (dw != nullptr ? dw + i : nullptr) : (db != nullptr ? db + (i - wsize) : nullptr);
-      if (dst == nullptr) continue;
-      T sum = part[i];
-      for (index_t c = 1; c < nch; ++c) sum += part[c * psize + i];
-      *dst += sum;
-    }
-  }, nthreads);
+  // Fixed-order reduction of the chunk partials, then added into dw and db.
+  reduce_chunks(part, psize, nch, nthreads);
+  for (index_t i = 0; dw != nullptr && i < wsize; ++i) dw[i] += part[i];
+  for (index_t i = 0; db != nullptr && i < s.OC; ++i) db[i] += part[wsize + i];
 }
 
 template void conv2d_forward<float>(float*, const float*, const float*, const float*, const ConvShape&, Activation,

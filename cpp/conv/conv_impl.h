@@ -6,6 +6,7 @@
 
 #include "gradkit/conv.h"
 #include "simd_vec_impl.h"
+#include "winograd_impl.h"
 
 namespace gk::GK_ISA_NS {
 
@@ -151,18 +152,36 @@ void smallk_forward(T* y, index_t ldy, const T* col, const T* w, const T* b, ind
   for (; m < M; ++m) convk::smallk_forward_rows<T, 1>(y + m * ldy, ldy, col, w + m * K, b ? b + m : nullptr, K, n, relu);
 }
 
+namespace convk {
+
+// smallk_dweight_cols with KB chosen at run time (1..kMaxKB): one pass over dy per block.
+constexpr int kMaxKB = 12;
+template <class T, int KB = kMaxKB>
+GK_ALWAYS_INLINE void dweight_block(int kb, T* dw, T* db, const T* dym, const T* col, index_t n) {
+  if constexpr (KB >= 1) {
+    if (kb == KB) {
+      smallk_dweight_cols<T, KB>(dw, db, dym, col, n);
+    } else {
+      dweight_block<T, KB - 1>(kb, dw, db, dym, col, n);
+    }
+  }
+}
+
+}  // namespace convk
+
 // dw (M,K) += dy (M, ldy)[:, :n] @ col (K,n)^T and db (M,) += row sums of dy (db may be null).
+// Each row of dy is read once per block of up to 12 taps (once in all for a 3x3 first layer).
 template <class T>
 void smallk_dweight(T* dw, T* db, const T* dy, index_t ldy, const T* col, index_t M, index_t K, index_t n) {
-  constexpr int KB = 4;
+  const index_t nblocks = ceil_div(K, convk::kMaxKB);
   for (index_t m = 0; m < M; ++m) {
     const T* dym = dy + m * ldy;
     T* dbm = db != nullptr ? db + m : nullptr;
-    index_t k = 0;
-    for (; k + KB <= K; k += KB, dbm = nullptr) {
-      convk::smallk_dweight_cols<T, KB>(dw + m * K + k, dbm, dym, col + k * n, n);
+    for (index_t blk = 0, k = 0; blk < nblocks; ++blk, dbm = nullptr) {
+      const index_t kb = ceil_div(K - k, nblocks - blk);  // even blocks
+      convk::dweight_block<T>(static_cast<int>(kb), dw + m * K + k, dbm, dym, col + k * n, n);
+      k += kb;
     }
-    for (; k < K; ++k, dbm = nullptr) convk::smallk_dweight_cols<T, 1>(dw + m * K + k, dbm, dym, col + k * n, n);
     if (dbm != nullptr) convk::smallk_dweight_cols<T, 0>(nullptr, dbm, dym, col, n);
   }
 }
@@ -175,7 +194,8 @@ void row_sum(T* db, const T* dy, index_t ldy, index_t M, index_t n) {
 
 template <class T>
 ConvKernels<T> conv_kernels() {
-  return {&im2col<T>, &col2im<T>, &smallk_forward<T>, &smallk_dweight<T>, &row_sum<T>};
+  return {&im2col<T>,         &col2im<T>,      &smallk_forward<T>,  &smallk_dweight<T>,
+          &row_sum<T>,        &wino_input<T>, &wino_output<T>,    &wino_grad_output<T>};
 }
 
 }  // namespace gk::GK_ISA_NS

@@ -72,21 +72,12 @@ void dropout_forward(T* y, std::uint8_t* mask, const T* x, index_t n, double p, 
   const double th = std::min(std::round(p * 4294967296.0), 4294967295.0);
   const std::uint32_t threshold = static_cast<std::uint32_t>(th);
   const T scale = static_cast<T>(1.0 / (1.0 - p));
-  const DropoutApplyFn<T> apply = eltwise_table().get<T>().dropout_apply;
+  const EltwiseTable& table = eltwise_table();
+  const DropoutApplyFn<T> apply = table.get<T>().dropout_apply;
+  const DropoutMaskFn make_mask = table.dropout_mask;
   parallel_blocks(n, nthreads, [&](index_t i0, index_t i1) {
-    // Mask bytes of this part: 8 elements = 2 Philox blocks per byte.
-    for (index_t byte = i0 / 8; byte < ceil_div(i1, 8); ++byte) {
-      std::uint32_t bitsv = 0;
-      for (index_t half = 0; half < 2; ++half) {
-        const index_t blk = byte * 2 + half;
-        if (blk * 4 >= n) break;
-        const Philox4x32 r = philox4x32(s.seed, s.offset + static_cast<std::uint64_t>(blk));
-        for (int k = 0; k < 4; ++k) bitsv |= static_cast<std::uint32_t>(r.v[k] >= threshold) << (half * 4 + k);
-      }
-      // Bits beyond n stay 0 (the mask is a function of n and the seed only).
-      const index_t valid = std::min<index_t>(8, n - byte * 8);
-      mask[byte] = static_cast<std::uint8_t>(bitsv & ((1u << valid) - 1u));
-    }
+    // This part's mask bytes (i0 is a multiple of kBlock), then the scaling.
+    make_mask(mask, i0 / 8, ceil_div(i1, 8), n, s.seed, s.offset, threshold);
     apply(y + i0, x + i0, mask + i0 / 8, i1 - i0, scale);
   });
 }

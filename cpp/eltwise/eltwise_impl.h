@@ -9,6 +9,10 @@
 #include "gradkit/eltwise.h"
 #include "gradkit/simd.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace gk::GK_ISA_NS {
 namespace eltwise {
 
@@ -100,14 +104,12 @@ struct ActOp<Act::elu> {
 template <>
 struct ActOp<Act::gelu> {
   // y = x Phi(x) with q = x Phi(-|x|) computed without cancellation:
-  // y = q for x < 0, x - q for x >= 0. x is clamped to +-kClamp inside
+  // y = q for x < 0, x - q for x >= 0. x is clamped to +-kNormalClamp inside
   // (q underflows there already) so that +-inf give inf and -0.
-  template <class T>
-  static constexpr T kClamp = sizeof(T) == 4 ? T(20) : T(40);
   template <class V>
   static V fwd(V x, elem_t<V>) {
     using T = elem_t<V>;
-    const V xc = clamp(x, -kClamp<T>, kClamp<T>);
+    const V xc = clamp(x, -kNormalClamp<T>, kNormalClamp<T>);
     const V q = normal_tail(xc, xc);
     return x >= elem_t<V>(0) ? x - q : q;
   }
@@ -115,7 +117,7 @@ struct ActOp<Act::gelu> {
   template <class V>
   static V bwd(V dy, V x, elem_t<V>) {
     using T = elem_t<V>;
-    const V xc = clamp(x, -kClamp<T>, kClamp<T>);
+    const V xc = clamp(x, -kNormalClamp<T>, kNormalClamp<T>);
     const V h = normal_tail(xc, set1(T(1)));
     const V cdf = x >= T(0) ? T(1) - h : h;
     return dy * (cdf + normal_pdf(xc, xc));
@@ -149,6 +151,68 @@ GK_ALWAYS_INLINE Mask<T> mask_bits(const std::uint8_t* mask, index_t i) {
   return (mask_set1<T>(static_cast<elem_t<Mask<T>>>(word)) & lane_bit) != 0;
 }
 
+// Philox4x32-10 (gradkit/rng.h) on kLanes<double> consecutive counters at once:
+// one block per 64-bit lane, 32-bit words zero-extended, 32x32 -> 64-bit products.
+typedef std::uint64_t U64 __attribute__((vector_size(kVecBytes)));
+constexpr int kU64Lanes = kVecBytes / 8;
+
+// a * m for lanes a < 2^32: one unsigned 32x32 -> 64-bit multiply per lane
+// (pmuludq) where the compiler would otherwise emulate a 64-bit product.
+GK_ALWAYS_INLINE U64 mul_lo32(U64 a, std::uint32_t m) {
+#if defined(__AVX512F__)
+  return (U64)_mm512_mul_epu32((__m512i)a, _mm512_set1_epi64(m));
+#elif defined(__AVX2__)
+  return (U64)_mm256_mul_epu32((__m256i)a, _mm256_set1_epi64x(m));
+#elif defined(__SSE2__)
+  return (U64)_mm_mul_epu32((__m128i)a, _mm_set1_epi64x(m));
+#else
+  return a * static_cast<std::uint64_t>(m);
+#endif
+}
+
+GK_ALWAYS_INLINE void philox_lanes(U64 ctr, std::uint64_t key, U64 (&w)[4]) {
+  constexpr std::uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
+  constexpr std::uint64_t kLo = 0xFFFFFFFFu;
+  U64 c0 = ctr & kLo, c1 = ctr >> 32, c2 = U64{} , c3 = U64{};
+  std::uint32_t k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
+  for (int round = 0; round < 10; ++round) {
+    const U64 p0 = mul_lo32(c0, kM0), p1 = mul_lo32(c2, kM1);
+    const U64 n0 = (p1 >> 32) ^ c1 ^ static_cast<std::uint64_t>(k0);
+    const U64 n2 = (p0 >> 32) ^ c3 ^ static_cast<std::uint64_t>(k1);
+    c1 = p1 & kLo;
+    c3 = p0 & kLo;
+    c0 = n0;
+    c2 = n2;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  w[0] = c0;
+  w[1] = c1;
+  w[2] = c2;
+  w[3] = c3;
+}
+
+// mask bytes [byte0, byte1): 2 Philox blocks (8 elements) per byte, kU64Lanes blocks at a time.
+inline void dropout_mask_kernel(std::uint8_t* mask, index_t byte0, index_t byte1, index_t n, std::uint64_t key,
+                                std::uint64_t offset, std::uint32_t threshold) {
+  U64 lane;
+  for (int i = 0; i < kU64Lanes; ++i) lane[i] = static_cast<std::uint64_t>(i);
+  const std::uint64_t th = threshold;
+  constexpr index_t kBytes = kU64Lanes / 2;  // mask bytes per batch of blocks
+  for (index_t b = byte0; b < byte1; b += kBytes) {
+    U64 w[4];
+    philox_lanes(offset + static_cast<std::uint64_t>(2 * b) + lane, key, w);
+    // 4 keep bits per block (lane), -1 / 0 comparisons masked to 1 / 0.
+    const U64 nib = ((w[0] >= th) & 1) | ((w[1] >= th) & 2) | ((w[2] >= th) & 4) | ((w[3] >= th) & 8);
+    for (index_t k = 0; k < kBytes && b + k < byte1; ++k) {
+      std::uint32_t v = static_cast<std::uint32_t>(nib[2 * k] | (nib[2 * k + 1] << 4));
+      const index_t first = (b + k) * 8;  // bits at or beyond n stay 0
+      if (first + 8 > n) v &= (1u << (n - first)) - 1u;
+      mask[b + k] = static_cast<std::uint8_t>(v);
+    }
+  }
+}
+
 // x (n,), mask ((n + 7) / 8,) bytes; x must start at an element index that is a
 // multiple of 8 (the driver splits on 1024-element blocks).
 template <class T>
@@ -165,9 +229,12 @@ void dropout_apply_kernel(T* y, const T* x, const std::uint8_t* mask, index_t n,
 
 // ---- losses ----------------------------------------------------------------------------------------
 
+// logits (rows, C); per row: max, then exp(x - m) into `scratch` (C values, the
+// caller's per-thread buffer, stays in L1/L2) with its sums, then dlogits
+// written once from scratch (streamed when `stream`).
 template <class T>
-void cross_entropy_kernel(T* dlogits, double* row_loss, const T* logits, const std::int64_t* labels, index_t rows,
-                          index_t C, T eps, T grad_scale) {
+void cross_entropy_kernel(T* dlogits, double* row_loss, T* scratch, const T* logits, const std::int64_t* labels,
+                          index_t rows, index_t C, T eps, T grad_scale, bool stream) {
   constexpr index_t L = kLanes<T>;
   const index_t full = C / L * L, rem = C - full;
   const Vec<T> neg_inf = set1(-std::numeric_limits<T>::infinity());
@@ -179,7 +246,7 @@ void cross_entropy_kernel(T* dlogits, double* row_loss, const T* logits, const s
     for (index_t j = 0; j < full; j += L) vmax = max(vmax, load(x + j));
     if (rem) vmax = max(vmax, select(tail, load_partial(x + full, rem), neg_inf));
     const T m = hmax(vmax);
-    // 2nd pass: sum of exp(x - m) (kept in dlogits) and of (m - x) for smoothing.
+    // 2nd pass: sum of exp(x - m) (kept in scratch) and of (m - x) for smoothing.
     const Vec<T> vm = set1(m);
     Vec<T> vsum = zero<T>(), vdev = zero<T>();
     T* d = dlogits != nullptr ? dlogits + r * C : nullptr;
@@ -188,14 +255,14 @@ void cross_entropy_kernel(T* dlogits, double* row_loss, const T* logits, const s
       const Vec<T> e = exp(-dev);
       vsum += e;
       vdev += dev;
-      if (d) store(d + j, e);
+      if (d) store(scratch + j, e);
     }
     if (rem) {
       const Vec<T> dev = select(tail, vm - load_partial(x + full, rem), zero<T>());
       const Vec<T> e = select(tail, exp(-dev), zero<T>());
       vsum += e;
       vdev += dev;
-      if (d) store_partial(d + full, e, rem);
+      if (d) store_partial(scratch + full, e, rem);
     }
     const double s = static_cast<double>(hsum(vsum));
     const double dev_sum = static_cast<double>(hsum(vdev));
@@ -205,11 +272,10 @@ void cross_entropy_kernel(T* dlogits, double* row_loss, const T* logits, const s
     row_loss[r] = std::log(s) + (1.0 - ls) * (static_cast<double>(m) - static_cast<double>(x[label])) +
                   ls / static_cast<double>(C) * dev_sum;
     if (d) {
-      // 3rd pass (row in cache): d = grad_scale * (e / s - eps / C), minus (1 - eps) at the label.
-      const Vec<T> inv = set1(static_cast<T>(static_cast<double>(grad_scale) / s));
-      const Vec<T> off = set1(static_cast<T>(static_cast<double>(grad_scale) * ls / static_cast<double>(C)));
-      for (index_t j = 0; j < full; j += L) store(d + j, load(d + j) * inv - off);
-      if (rem) store_partial(d + full, load_partial(d + full, rem) * inv - off, rem);
+      // 3rd pass: d = grad_scale * (e / s - eps / C), minus (1 - eps) at the label.
+      const T inv = static_cast<T>(static_cast<double>(grad_scale) / s);
+      const T off = static_cast<T>(static_cast<double>(grad_scale) * ls / static_cast<double>(C));
+      map1(d, scratch, C, stream, [inv, off](Vec<T> e) { return e * inv - off; });
       d[label] -= static_cast<T>(static_cast<double>(grad_scale) * (1.0 - ls));
     }
   }
@@ -266,6 +332,7 @@ void fill_kernels(EltwiseKernels<T>& k) {
 }
 
 inline void fill_table(EltwiseTable& t) {
+  t.dropout_mask = dropout_mask_kernel;
   fill_kernels(t.f32);
   fill_kernels(t.f64);
 }

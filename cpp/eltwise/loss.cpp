@@ -12,6 +12,8 @@ namespace gk {
 namespace {
 // Fixed chunk of the MSE reduction (independent of the thread count).
 constexpr index_t kMseChunk = 4096;
+// Outputs at least this large are streamed (as the element-wise drivers).
+constexpr index_t kStreamBytes = index_t{16} << 20;
 }  // namespace
 
 // logits (N, C), labels (N,) -> per-row losses, dlogits (N, C); parallel over rows.
@@ -24,9 +26,12 @@ double cross_entropy_forward(T* dlogits, const T* logits, const std::int64_t* la
   double* rl = row_loss.data();
   const T eps = static_cast<T>(label_smoothing);
   const T grad_scale = static_cast<T>(1.0 / static_cast<double>(N));
+  // dlogits beyond the cache are written with non-temporal stores (no read-for-ownership).
+  const bool stream = N * C * static_cast<index_t>(sizeof(T)) >= kStreamBytes;
   parallel_for(N, N * C * 4, [&](index_t r0, index_t r1) {
-    kernel(dlogits != nullptr ? dlogits + r0 * C : nullptr, rl + r0, logits + r0 * C, labels + r0, r1 - r0, C, eps,
-           grad_scale);
+    AlignedBuffer<T> scratch(dlogits != nullptr ? C : 1);  // one row of exp(x - max), per thread
+    kernel(dlogits != nullptr ? dlogits + r0 * C : nullptr, rl + r0, scratch.data(), logits + r0 * C, labels + r0,
+           r1 - r0, C, eps, grad_scale, stream);
   }, nthreads);
   double total = 0.0;
   for (index_t r = 0; r < N; ++r) total += rl[r];

@@ -2,9 +2,11 @@
 // micro-kernel of the current ISA's table (docs/kernels.md).
 //
 // A (M,K) and B (K,N) with arbitrary (row, column) strides, C (M,N) row-major
-// with row stride ldc. Threads split M (ic loop) or N (jr loop), never K, and
-// K is blocked by KC whatever the thread count or path: every element of C is
-// the same chain of FMAs on 1 or n threads, so results are bit-identical.
+// with row stride ldc. Threads take disjoint blocks of rows or of columns of C
+// and run the serial algorithm on them with their own packing buffers: no
+// barrier, nothing shared but the read-only inputs. K is never split and KC
+// never depends on the thread count, so every element of C is the same chain
+// of FMAs on 1 or n threads: results are bit-identical.
 #include "gradkit/gemm.h"
 
 #include <algorithm>
@@ -44,22 +46,8 @@ T* scratch(index_t n) {
 constexpr index_t kMinParallelFlops = index_t{96} * 96 * 96;
 // Up to this many multiply-adds, row-major A and B are read in place (no packing).
 constexpr index_t kMaxDirectFlops = index_t{160} * 160 * 160;
-
-// The micro-kernel operands of one (jc, pc) step: where micro-panel `ir` of A
-// and sliver `jr` of B start, and their strides (packed or in place).
-template <class T>
-struct Operands {
-  const T* a;
-  index_t a_rs, a_cs, a_panel;  // panel ir starts at a + ir * a_panel
-  const T* b;
-  index_t b_rs, b_sliver;  // sliver jr starts at b + (jr - s0) * b_sliver (s0: the first sliver passed)
-};
-
-struct Part {
-  index_t begin, end;
-};
-// Part t of nt of [0, n) (static, contiguous).
-inline Part part(index_t n, int t, int nt) { return {n * t / nt, n * (t + 1) / nt}; }
+// Cost of packing one element, in multiply-adds (to choose the thread split).
+constexpr index_t kPackCost = 8;
 
 template <class T>
 struct Problem {
@@ -72,7 +60,19 @@ struct Problem {
   T beta;
   T* C;
   index_t ldc;
-  const GemmEpilogue<T>* ep;
+  GemmEpilogue<T> ep;
+
+  // Rows [i0, i1) and columns [j0, j1) of C as a problem of their own.
+  Problem block(index_t i0, index_t i1, index_t j0, index_t j1) const {
+    Problem s = *this;
+    s.M = i1 - i0;
+    s.N = j1 - j0;
+    s.A += i0 * rsa;
+    s.B += j0 * csb;
+    s.C += i0 * ldc + j0;
+    if (s.ep.bias != nullptr) s.ep.bias += ep.bias_per_row ? i0 : j0;
+    return s;
+  }
 };
 
 // Micro-kernel parameters for the K block starting at pc (of depth kc): the
@@ -83,156 +83,137 @@ GemmUkernelParams<T> block_params(const Problem<T>& pb, index_t pc, index_t kc) 
   prm.alpha = pb.alpha;
   prm.beta = pc == 0 ? pb.beta : T(1);
   if (pc + kc >= pb.K) {
-    prm.bias = pb.ep->bias;
-    prm.bias_per_row = pb.ep->bias_per_row;
-    prm.act = pb.ep->act;
+    prm.bias = pb.ep.bias;
+    prm.bias_per_row = pb.ep.bias_per_row;
+    prm.act = pb.ep.act;
   }
   return prm;
 }
 
-// The macro-kernel: the 2nd (jr) and 1st (ir) loops around the micro-kernel on
-// rows [i0, i1) and slivers [s0, s1) of the current block; (ic, jc) is the
-// block's origin in C, for C and bias offsets.
+// The operands of one macro-kernel call: micro-panel ir of A starts at
+// a + ir * a_panel, sliver jr of B at b + jr * b_sliver (packed or in place).
+template <class T>
+struct Operands {
+  const T* a;
+  index_t a_rs, a_cs, a_panel;
+  const T* b;
+  index_t b_rs, b_sliver;
+};
+
+// The macro-kernel: the loops around the micro-kernel over an mc x nc block
+// of C whose top-left element is (ic, jc). Our micro-kernel vectorizes along N,
+// so A and B swap roles relative to BLIS (which vectorizes along M): the
+// MR x kc panel of A stays in L1 while the slivers of B stream from L2.
 template <class T>
 void macro_kernel(const GemmKernels<T>& kk, const Problem<T>& pb, const Operands<T>& op, index_t kc, index_t ic,
-                  index_t mc, index_t jc, index_t nc, index_t s0, index_t s1, const GemmUkernelParams<T>& prm) {
+                  index_t mc, index_t jc, index_t nc, const GemmUkernelParams<T>& prm) {
   const index_t MR = kk.mr, NR = kk.nr;
-  for (index_t jr = s0; jr < s1; ++jr) {  // 2nd loop (jr) around the micro-kernel
-    const index_t j = jc + jr * NR;
-    const index_t n = std::min(NR, jc + nc - j);
-    for (index_t ir = 0; ir * MR < mc; ++ir) {  // 1st loop (ir) around the micro-kernel
-      const index_t i = ic + ir * MR;
+  for (index_t ir = 0; ir * MR < mc; ++ir) {  // 2nd loop (ir) around the micro-kernel
+    const index_t i = ic + ir * MR;
+    const index_t m = std::min(MR, mc - ir * MR);
+    for (index_t jr = 0; jr * NR < nc; ++jr) {  // 1st loop (jr) around the micro-kernel
+      const index_t j = jc + jr * NR;
       GemmUkernelParams<T> p = prm;
       if (p.bias != nullptr) p.bias += p.bias_per_row ? i : j;
-      kk.ukernel(kc, op.a + ir * op.a_panel, op.a_rs, op.a_cs, op.b + (jr - s0) * op.b_sliver, op.b_rs, pb.C + i * pb.ldc + j,
-                 pb.ldc, std::min(MR, ic + mc - i), n, p);
+      kk.ukernel(kc, op.a + ir * op.a_panel, op.a_rs, op.a_cs, op.b + jr * op.b_sliver, op.b_rs,
+                 pb.C + i * pb.ldc + j, pb.ldc, m, std::min(NR, nc - jr * NR), p);
     }
   }
 }
 
-// Runs body(t) for t < nt, on nt OpenMP threads (serially when nt == 1).
-template <class F>
-void run_team(int nt, const F& body) {
-  if (nt == 1) {
-    body(0);
-    return;
-  }
-#pragma omp parallel num_threads(nt)
-  body(omp_get_thread_num());
-}
-
-// Thread layout: split M (each thread its own rows, all of B shared) or N
-// (each thread its own slivers of B and all rows), whichever balances better.
+// Small problems with row- or column-major A and row-major B: no packing.
+// The micro-kernel reads full panels of A and full slivers of B in place; only
+// the edge panel (M % MR rows) and the edge sliver (N % NR columns) are copied,
+// zero-padded, so that nothing outside A or B is read.
 template <class T>
-bool split_rows(const GemmKernels<T>& kk, index_t M, index_t N, int nt) {
-  if (nt == 1) return true;
-  const index_t pm = ceil_div(M, kk.mr), pn = ceil_div(N, kk.nr);
-  const double eff_m = static_cast<double>(pm) / static_cast<double>(nt * ceil_div(pm, nt));
-  const double eff_n = static_cast<double>(pn) / static_cast<double>(nt * ceil_div(pn, nt));
-  return eff_m >= eff_n;
-}
-
-// Small or skinny problems with row-major A and B: no packing (only edge
-// panels and slivers are copied, zero-padded), no barriers. Threads take
-// disjoint row panels or column slivers.
-template <class T>
-void gemm_direct(const GemmKernels<T>& kk, const Problem<T>& pb, int nt) {
+void gemm_direct(const GemmKernels<T>& kk, const Problem<T>& pb) {
   const index_t MR = kk.mr, NR = kk.nr, KC = kk.kc;
   const index_t M = pb.M, N = pb.N, K = pb.K;
-  const bool by_rows = split_rows(kk, M, N, nt);
   const index_t full_m = M / MR * MR, full_n = N / NR * NR;
-  auto body = [&](int t) {
-    const Part pr = by_rows ? part(ceil_div(M, MR), t, nt) : Part{0, ceil_div(M, MR)};
-    const Part ps = by_rows ? Part{0, ceil_div(N, NR)} : part(ceil_div(N, NR), t, nt);
-    if (pr.begin >= pr.end || ps.begin >= ps.end) return;
-    const index_t kc_max = std::min(KC, K);
-    T* a_edge = scratch<T, 0>(MR * kc_max);
-    T* b_edge = scratch<T, 1>(NR * kc_max);
-    for (index_t pc = 0; pc < K || pc == 0; pc += KC) {  // 4th loop (pc); K == 0 runs once
+  const index_t kc_max = std::min(KC, K);
+  T* a_edge = scratch<T, 0>(MR * kc_max);
+  T* b_edge = scratch<T, 1>(NR * kc_max);
+  for (index_t pc = 0; pc < K || pc == 0; pc += KC) {  // 4th loop (pc); K == 0 runs it once
+    const index_t kc = std::min(KC, K - pc);
+    const GemmUkernelParams<T> prm = block_params(pb, pc, kc);
+    if (full_m < M) kk.pack_a(M - full_m, kc, pb.A + full_m * pb.rsa + pc * pb.csa, pb.rsa, pb.csa, a_edge);
+    if (full_n < N) kk.pack_b(kc, N - full_n, pb.B + pc * pb.rsb + full_n * pb.csb, pb.rsb, pb.csb, b_edge);
+    const Operands<T> in_place{pb.A + pc * pb.csa, pb.rsa, pb.csa, MR * pb.rsa, pb.B + pc * pb.rsb, pb.rsb, NR};
+    const Operands<T> edge_a{a_edge, 1, MR, 0, in_place.b, in_place.b_rs, in_place.b_sliver};
+    const Operands<T> edge_b{in_place.a, in_place.a_rs, in_place.a_cs, in_place.a_panel, b_edge, NR, 0};
+    const Operands<T> edge_ab{a_edge, 1, MR, 0, b_edge, NR, 0};
+    if (full_m > 0 && full_n > 0) macro_kernel(kk, pb, in_place, kc, 0, full_m, 0, full_n, prm);
+    if (full_m > 0 && full_n < N) macro_kernel(kk, pb, edge_b, kc, 0, full_m, full_n, N - full_n, prm);
+    if (full_m < M && full_n > 0) macro_kernel(kk, pb, edge_a, kc, full_m, M - full_m, 0, full_n, prm);
+    if (full_m < M && full_n < N) macro_kernel(kk, pb, edge_ab, kc, full_m, M - full_m, full_n, N - full_n, prm);
+    if (K == 0) break;
+  }
+}
+
+// The blocked path: 5th loop jc (NC) -> 4th pc (KC, pack B: the kc x nc block
+// stays in L2) -> 3rd ic (MC, pack A) -> macro-kernel.
+template <class T>
+void gemm_packed(const GemmKernels<T>& kk, const Problem<T>& pb) {
+  const index_t MR = kk.mr, NR = kk.nr, MC = kk.mc, KC = kk.kc, NC = kk.nc;
+  const index_t M = pb.M, N = pb.N, K = pb.K;
+  const index_t kc_max = std::min(KC, K);
+  T* a_pack = scratch<T, 0>(kc_max * std::min(MC, round_up(M, MR)));
+  T* b_pack = scratch<T, 1>(kc_max * std::min(NC, round_up(N, NR)));
+  for (index_t jc = 0; jc < N; jc += NC) {  // 5th loop (jc) around the micro-kernel
+    const index_t nc = std::min(NC, N - jc);
+    for (index_t pc = 0; pc < K || pc == 0; pc += KC) {  // 4th loop (pc); K == 0 runs it once
       const index_t kc = std::min(KC, K - pc);
+      kk.pack_b(kc, nc, pb.B + pc * pb.rsb + jc * pb.csb, pb.rsb, pb.csb, b_pack);
       const GemmUkernelParams<T> prm = block_params(pb, pc, kc);
-      const bool a_tail = pr.end * MR > full_m, b_tail = ps.end * NR > full_n;
-      if (a_tail) kk.pack_a(M - full_m, kc, pb.A + full_m * pb.rsa + pc * pb.csa, pb.rsa, pb.csa, a_edge);
-      if (b_tail) kk.pack_b(kc, N - full_n, pb.B + pc * pb.rsb + full_n * pb.csb, pb.rsb, pb.csb, b_edge);
-      const Operands<T> full{pb.A + pc * pb.csa, pb.rsa, pb.csa, MR * pb.rsa, pb.B + pc * pb.rsb + ps.begin * NR, pb.rsb, NR};
-      // Four regions: full panels x full slivers, and the zero-padded edges.
-      const index_t ir_full = std::min(pr.end, full_m / MR), jr_full = std::min(ps.end, full_n / NR);
-      const index_t m0 = pr.begin * MR, m_full = std::max(ir_full * MR - m0, index_t{0});
-      if (m_full > 0 && jr_full > ps.begin) {
-        Operands<T> op = full;
-        op.a += m0 * pb.rsa;
-        macro_kernel(kk, pb, op, kc, m0, m_full, 0, N, ps.begin, jr_full, prm);
-      }
-      if (m_full > 0 && b_tail) {
-        Operands<T> op = full;
-        op.a += m0 * pb.rsa;
-        op.b = b_edge;
-        op.b_rs = NR;
-        macro_kernel(kk, pb, op, kc, m0, m_full, 0, N, full_n / NR, full_n / NR + 1, prm);
-      }
-      if (a_tail) {
-        const Operands<T> ea{a_edge, 1, MR, 0, full.b, full.b_rs, full.b_sliver};
-        if (jr_full > ps.begin) macro_kernel(kk, pb, ea, kc, full_m, M - full_m, 0, N, ps.begin, jr_full, prm);
-        if (b_tail) {
-          Operands<T> op = ea;
-          op.b = b_edge;
-          op.b_rs = NR;
-          macro_kernel(kk, pb, op, kc, full_m, M - full_m, 0, N, full_n / NR, full_n / NR + 1, prm);
-        }
+      for (index_t ic = 0; ic < M; ic += MC) {  // 3rd loop (ic) around the micro-kernel
+        const index_t mc = std::min(MC, M - ic);
+        kk.pack_a(mc, kc, pb.A + ic * pb.rsa + pc * pb.csa, pb.rsa, pb.csa, a_pack);
+        const Operands<T> op{a_pack, 1, MR, MR * kc, b_pack, NR, NR * kc};
+        macro_kernel(kk, pb, op, kc, ic, mc, jc, nc, prm);
       }
       if (K == 0) break;
     }
-  };
-  run_team(nt, body);
+  }
 }
 
-// The blocked path: 5th loop jc (NC) -> 4th pc (KC, pack B) -> 3rd ic (MC, pack A)
-// -> macro-kernel. Packed A is private per thread. Splitting rows, packed B of
-// a (jc, pc) step is shared: each thread packs part of its slivers, and two
-// barriers per step guard it. Splitting columns, each thread packs its own
-// slivers into its own buffer and no barrier is needed.
 template <class T>
-void gemm_packed(const GemmKernels<T>& kk, const Problem<T>& pb, int nt) {
-  const index_t MR = kk.mr, NR = kk.nr, MC = kk.mc, KC = kk.kc, NC = kk.nc;
-  const index_t M = pb.M, N = pb.N, K = pb.K;
-  const bool by_rows = split_rows(kk, M, N, nt);
-  const index_t kc_max = std::min(KC, K), nc_max = round_up(std::min(NC, N), NR);
-  T* b_shared = by_rows ? scratch<T, 1>(kc_max * nc_max) : nullptr;  // shared by the team
-  auto body = [&](int t) {
-    T* a_pack = scratch<T, 0>(kc_max * std::min(MC, round_up(M, MR)));
-    T* b_pack = by_rows ? b_shared : scratch<T, 1>(kc_max * nc_max);  // splitting N: this thread's own
-    const Part pr = by_rows ? part(ceil_div(M, MR), t, nt) : Part{0, ceil_div(M, MR)};
-    const index_t m_begin = pr.begin * MR, m_end = std::min(M, pr.end * MR);
-    for (index_t jc = 0; jc < N; jc += NC) {  // 5th loop (jc) around the micro-kernel
-      const index_t nc = std::min(NC, N - jc);
-      const index_t slivers = ceil_div(nc, NR);
-      const Part ps = part(slivers, t, nt);  // slivers this thread packs (and, splitting N, computes)
-      for (index_t pc = 0; pc < K || pc == 0; pc += KC) {  // 4th loop (pc); K == 0 runs once
-        const index_t kc = std::min(KC, K - pc);
-        if (ps.end > ps.begin) {
-          const index_t j0 = ps.begin * NR;
-          kk.pack_b(kc, std::min(nc - j0, (ps.end - ps.begin) * NR), pb.B + pc * pb.rsb + (jc + j0) * pb.csb, pb.rsb,
-                    pb.csb, b_pack + (by_rows ? ps.begin * NR * kc : 0));
-        }
-        if (by_rows && nt > 1) {
-#pragma omp barrier
-        }
-        const GemmUkernelParams<T> prm = block_params(pb, pc, kc);
-        const Part cs = by_rows ? Part{0, slivers} : ps;
-        for (index_t ic = m_begin; ic < m_end && cs.end > cs.begin; ic += MC) {  // 3rd loop (ic)
-          const index_t mc = std::min(MC, m_end - ic);
-          kk.pack_a(mc, kc, pb.A + ic * pb.rsa + pc * pb.csa, pb.rsa, pb.csa, a_pack);
-          const Operands<T> op{a_pack, 1, MR, MR * kc, b_pack, NR, NR * kc};
-          macro_kernel(kk, pb, op, kc, ic, mc, jc, nc, cs.begin, cs.end, prm);
-        }
-        if (by_rows && nt > 1) {
-#pragma omp barrier
-        }
-        if (K == 0) break;
-      }
+void gemm_serial(const GemmKernels<T>& kk, const Problem<T>& pb, bool direct) {
+  if (pb.M <= 0 || pb.N <= 0) return;
+  if (direct) {
+    gemm_direct(kk, pb);
+  } else {
+    gemm_packed(kk, pb);
+  }
+}
+
+// The 6th loop: nt threads take contiguous runs of MR-row panels (split M) or
+// of NR-column slivers (split N). Splitting M, each thread packs all of B;
+// splitting N, all of A: the split with the smaller slowest thread wins.
+template <class T>
+void gemm_threads(const GemmKernels<T>& kk, const Problem<T>& pb, bool direct, int nt) {
+  const index_t MR = kk.mr, NR = kk.nr, M = pb.M, N = pb.N, K = pb.K;
+  const index_t pm = ceil_div(M, MR), pn = ceil_div(N, NR);
+  const index_t rows_t = ceil_div(pm, nt) * MR, cols_t = ceil_div(pn, nt) * NR;
+  const index_t pack = direct ? 0 : kPackCost;
+  const index_t cost_m = rows_t * pn * NR * K + pack * (K * pn * NR + rows_t * K);
+  const index_t cost_n = pm * MR * cols_t * K + pack * (M * K + cols_t * K);
+  bool by_rows = cost_m <= cost_n;
+  const index_t parts = by_rows ? pm : pn;
+  nt = static_cast<int>(std::min<index_t>(nt, parts));
+  if (nt <= 1) {
+    gemm_serial(kk, pb, direct);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const index_t t = omp_get_thread_num(), nth = omp_get_num_threads();
+    const index_t p0 = parts * t / nth, p1 = parts * (t + 1) / nth;
+    if (by_rows) {
+      gemm_serial(kk, pb.block(p0 * MR, std::min(M, p1 * MR), 0, N), direct);
+    } else {
+      gemm_serial(kk, pb.block(0, M, p0 * NR, std::min(N, p1 * NR)), direct);
     }
-  };
-  run_team(nt, body);
+  }
 }
 
 }  // namespace
@@ -253,18 +234,12 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
     B = zero_operand;
     rsa = csa = rsb = csb = 0;
   }
-  const Problem<T> pb{M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, &ep};
+  const Problem<T> pb{M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, ep};
   const index_t flops = M * N * std::max<index_t>(K, 1);
+  const bool direct = K == 0 || ((csa == 1 || rsa == 1) && csb == 1 && flops <= kMaxDirectFlops);
   int nt = nthreads <= 0 ? get_num_threads() : nthreads;
   if (omp_in_parallel() || flops < kMinParallelFlops) nt = 1;
-  const index_t max_parts = std::max(ceil_div(M, kk.mr), ceil_div(N, kk.nr));
-  nt = static_cast<int>(std::min<index_t>(nt, max_parts));
-  const bool direct = (K == 0) || (csa == 1 && csb == 1 && flops <= kMaxDirectFlops);
-  if (direct) {
-    gemm_direct(kk, pb, nt);
-  } else {
-    gemm_packed(kk, pb, nt);
-  }
+  gemm_threads(kk, pb, direct, nt);
 }
 
 template void gemm<float>(index_t, index_t, index_t, float, const float*, index_t, index_t, const float*, index_t,

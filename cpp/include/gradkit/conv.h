@@ -1,6 +1,8 @@
 // 2-D convolution (NCHW input, PyTorch weights (OC, C/groups, KH, KW)).
 //
-// Drivers (cpp/conv/conv.cpp) tile each image into row blocks of output
+// Drivers (cpp/conv/conv.cpp) run 3x3 stride-1 convolutions as Winograd
+// F(2x2,3x3) (2.25x fewer multiplies; 16 GEMMs per block of tiles), and tile
+// other shapes: they tile each image into row blocks of output
 // pixels, build an im2col tile that stays in L2 and feed gk::gemm; a layer with
 // few taps per output (C/groups * KH * KW <= kConvSmallK, e.g. a first layer
 // with one input channel, or depthwise) uses direct kernels that are
@@ -18,6 +20,9 @@ struct ConvShape {
   index_t SH, SW, PH, PW, DH, DW, G;
   index_t OH, OW;          // output
 };
+
+// Elements between the 16 planes of Winograd-transformed data (>= one vector of any ISA).
+constexpr index_t kWinoPlanePad = 64;
 
 // Taps per output (C/G*KH*KW) up to which the direct small-K kernels are used.
 constexpr index_t kConvSmallK = 32;
@@ -48,6 +53,17 @@ struct ConvKernels {
   void (*smallk_dweight)(T* dw, T* db, const T* dy, index_t ldy, const T* col, index_t M, index_t K, index_t n);
   // db (M,) += row sums of dy (M, ldy)[:, :n].
   void (*row_sum)(T* db, const T* dy, index_t ldy, index_t M, index_t n);
+  // Winograd F(2x2,3x3) over the tile rows [r0, r0 + nr) of a batch (TH x TW tiles per image);
+  // transformed data is 16 planes of (channels, nr*TW). See cpp/conv/winograd_impl.h.
+  // V = B^T d B of x (N,C,H,W) zero-padded by (ph, pw).
+  void (*wino_input)(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH,
+                     index_t TW, index_t r0, index_t nr);
+  // y (N,C,OH,OW) tiles = act(A^T m A + bias) from M; bias may be null.
+  void (*wino_output)(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
+                      index_t nr, const T* bias, bool relu);
+  // dM = A dy A^T of dy (N,C,OH,OW).
+  void (*wino_grad_output)(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
+                           index_t nr);
 };
 
 struct ConvTable {

@@ -34,14 +34,21 @@ template <class T>
 using DropoutApplyFn = void (*)(T* y, const T* x, const std::uint8_t* mask, index_t n, T scale);
 // Softmax cross-entropy on rows [0, rows) of (rows, C) logits: writes each row's
 // loss to row_loss and, when dlogits != nullptr,
-//   dlogits = grad_scale * (softmax - (1 - eps) onehot(label) - eps / C).
+//   dlogits = grad_scale * (softmax - (1 - eps) onehot(label) - eps / C),
+// using scratch (C values) for one row at a time; stream: non-temporal stores.
 template <class T>
-using CrossEntropyFn = void (*)(T* dlogits, double* row_loss, const T* logits, const std::int64_t* labels,
-                                index_t rows, index_t C, T eps, T grad_scale);
+using CrossEntropyFn = void (*)(T* dlogits, double* row_loss, T* scratch, const T* logits,
+                                const std::int64_t* labels, index_t rows, index_t C, T eps, T grad_scale, bool stream);
 // Returns sum((x - t)^2) over n elements; when d != nullptr writes
 // d = grad_scale * (x - t).
 template <class T>
 using SquaredErrorFn = double (*)(T* d, const T* x, const T* t, index_t n, T grad_scale);
+
+// Dropout keep-mask bytes [byte0, byte1) for n elements: bit j of byte b is
+// (Philox word (b * 8 + j) % 4 of block offset + (b * 8 + j) / 4 under key) >= threshold;
+// bits at or beyond n are 0.
+using DropoutMaskFn = void (*)(std::uint8_t* mask, index_t byte0, index_t byte1, index_t n, std::uint64_t key,
+                               std::uint64_t offset, std::uint32_t threshold);
 
 template <class T>
 struct EltwiseKernels {
@@ -53,6 +60,7 @@ struct EltwiseKernels {
 };
 
 struct EltwiseTable {
+  DropoutMaskFn dropout_mask;
   EltwiseKernels<float> f32;
   EltwiseKernels<double> f64;
   template <class T>

@@ -165,13 +165,30 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
   }
-  if (rs_a == 1 && cs_a == MR) {
-    gemm_kloop<T, MR, NV, 1, MR>(acc, kc, a, rs_a, cs_a, b, rs_b);  // packed A
-  } else if (cs_a == 1) {
-    gemm_kloop<T, MR, NV, 0, 1>(acc, kc, a, rs_a, cs_a, b, rs_b);  // row-major A read in place
-  } else {
-    gemm_kloop<T, MR, NV, 0, 0>(acc, kc, a, rs_a, cs_a, b, rs_b);
+  // The k loop, in two parts: the C tile is prefetched for the epilogue
+  // kPrefetch iterations before the end (rows >= m included: a prefetch never faults).
+  constexpr index_t kPrefetch = 24;
+  const index_t k1 = kc > kPrefetch ? kc - kPrefetch : 0;
+  auto kloop = [&](index_t p0, index_t p1) {
+    const T* ap = a + p0 * cs_a;
+    const T* bp = b + p0 * rs_b;
+    if (rs_a == 1 && cs_a == MR) {
+      gemm_kloop<T, MR, NV, 1, MR>(acc, p1 - p0, ap, rs_a, cs_a, bp, rs_b);  // packed A
+    } else if (cs_a == 1) {
+      gemm_kloop<T, MR, NV, 0, 1>(acc, p1 - p0, ap, rs_a, cs_a, bp, rs_b);  // row-major A read in place
+    } else if (rs_a == 1) {
+      gemm_kloop<T, MR, NV, 1, 0>(acc, p1 - p0, ap, rs_a, cs_a, bp, rs_b);  // column-major A read in place
+    } else {
+      gemm_kloop<T, MR, NV, 0, 0>(acc, p1 - p0, ap, rs_a, cs_a, bp, rs_b);
+    }
+  };
+  kloop(0, k1);
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) {
+    __builtin_prefetch(c + i * rs_c, 1);
+    __builtin_prefetch(c + i * rs_c + NR - 1, 1);
   }
+  kloop(k1, kc);
 
   // Epilogue on the tile in registers: c = act(alpha * acc + beta * c + bias).
   const V valpha = S::set1(prm.alpha);
@@ -211,71 +228,103 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
   }
 }
 
-// Packs an m x k block of op(A) into MR-row micro-panels (see GemmPackAFn).
-template <class T, int MR>
-void gemm_pack_a(index_t m, index_t k, const T* GK_RESTRICT a, index_t rs, index_t cs, T* GK_RESTRICT dst) {
-  for (index_t i0 = 0; i0 < m; i0 += MR, dst += MR * k) {
-    const index_t mr = std::min<index_t>(MR, m - i0);
-    const T* ap = a + i0 * rs;
-    if (mr == MR && rs == 1) {
-      // Columns of op(A) are contiguous: a plain copy of MR values per p.
-      for (index_t p = 0; p < k; ++p) {
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) dst[p * MR + i] = ap[p * cs + i];
-      }
-    } else if (mr == MR && cs == 1) {
-      // Rows of op(A) are contiguous: transpose in blocks of 8 columns.
-      index_t p = 0;
-      for (; p + 8 <= k; p += 8) {
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) {
+// Transposes a square L x L block: dst[q * ds + r] = src[r * ss + q]
+// (L = 8 floats or 4 doubles, one ymm per row). Only with AVX2 or better.
+#if defined(__AVX2__)
+constexpr int transpose_block_size(float*) { return 8; }
+constexpr int transpose_block_size(double*) { return 4; }
+
+GK_ALWAYS_INLINE void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
+  __m256 r[8], t[8];
 #pragma GCC unroll 8
-          for (int q = 0; q < 8; ++q) dst[(p + q) * MR + i] = ap[i * rs + p + q];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ss);
+#pragma GCC unroll 4
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 8; h += 4) {
+    r[h + 0] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0x44);
+    r[h + 1] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0xEE);
+    r[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+    r[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) {
+    _mm256_storeu_ps(dst + q * ds, _mm256_permute2f128_ps(r[q], r[q + 4], 0x20));
+    _mm256_storeu_ps(dst + (q + 4) * ds, _mm256_permute2f128_ps(r[q], r[q + 4], 0x31));
+  }
+}
+
+GK_ALWAYS_INLINE void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
+  const __m256d r0 = _mm256_loadu_pd(src), r1 = _mm256_loadu_pd(src + ss);
+  const __m256d r2 = _mm256_loadu_pd(src + 2 * ss), r3 = _mm256_loadu_pd(src + 3 * ss);
+  const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+  const __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+  _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
+  _mm256_storeu_pd(dst + ds, _mm256_permute2f128_pd(t1, t3, 0x20));
+  _mm256_storeu_pd(dst + 2 * ds, _mm256_permute2f128_pd(t0, t2, 0x31));
+  _mm256_storeu_pd(dst + 3 * ds, _mm256_permute2f128_pd(t1, t3, 0x31));
+}
+#else
+template <class T>
+constexpr int transpose_block_size(T*) {
+  return 0;
+}
+template <class T>
+void transpose_block(const T*, index_t, T*, index_t) {}
+#endif
+
+// Packs `rows` x k elements, element (r, p) at src[r * rs + p * ks], into
+// ceil(rows / R) panels of R x k stored p-major (dst[p * R + r] inside a panel),
+// rows beyond `rows` zero-padded. pack_a is this with R = MR over the rows of
+// op(A); pack_b is this with R = NR over the columns of op(B).
+template <class T, int R>
+void gemm_pack_panels(index_t rows, index_t k, const T* GK_RESTRICT src, index_t rs, index_t ks,
+                      T* GK_RESTRICT dst) {
+  constexpr int L = transpose_block_size(static_cast<T*>(nullptr));
+  for (index_t r0 = 0; r0 < rows; r0 += R, dst += R * k) {
+    const index_t nr = std::min<index_t>(R, rows - r0);
+    const T* sp = src + r0 * rs;
+    if (nr == R && rs == 1) {
+      // The R values of each p are contiguous: a plain copy.
+      for (index_t p = 0; p < k; ++p) {
+#pragma GCC unroll 64
+        for (int r = 0; r < R; ++r) dst[p * R + r] = sp[p * ks + r];
+      }
+    } else if (nr == R && ks == 1) {
+      // Each row is contiguous along p: transpose, L x L blocks at a time.
+      index_t p = 0;
+      if constexpr (L > 0 && R % L == 0) {
+        for (; p + L <= k; p += L) {
+#pragma GCC unroll 8
+          for (int b = 0; b < R; b += L) transpose_block(sp + b * rs + p, rs, dst + p * R + b, R);
         }
       }
       for (; p < k; ++p) {
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; ++i) dst[p * MR + i] = ap[i * rs + p];
+#pragma GCC unroll 64
+        for (int r = 0; r < R; ++r) dst[p * R + r] = sp[r * rs + p];
       }
     } else {
       for (index_t p = 0; p < k; ++p) {
-        for (index_t i = 0; i < mr; ++i) dst[p * MR + i] = ap[i * rs + p * cs];
-        for (index_t i = mr; i < MR; ++i) dst[p * MR + i] = T(0);
+        for (index_t r = 0; r < nr; ++r) dst[p * R + r] = sp[r * rs + p * ks];
+        for (index_t r = nr; r < R; ++r) dst[p * R + r] = T(0);
       }
     }
   }
 }
 
-// Packs a k x n block of op(B) into NR-column slivers (see GemmPackBFn).
+// GemmPackAFn: the m x k block of op(A) into MR-row micro-panels.
+template <class T, int MR>
+void gemm_pack_a(index_t m, index_t k, const T* a, index_t rs, index_t cs, T* dst) {
+  gemm_pack_panels<T, MR>(m, k, a, rs, cs, dst);
+}
+
+// GemmPackBFn: the k x n block of op(B) into NR-column slivers.
 template <class T, int NR>
-void gemm_pack_b(index_t k, index_t n, const T* GK_RESTRICT b, index_t rs, index_t cs, T* GK_RESTRICT dst) {
-  for (index_t j0 = 0; j0 < n; j0 += NR, dst += NR * k) {
-    const index_t nr = std::min<index_t>(NR, n - j0);
-    const T* bp = b + j0 * cs;
-    if (nr == NR && cs == 1) {
-      for (index_t p = 0; p < k; ++p) {
-#pragma GCC unroll 64
-        for (int j = 0; j < NR; ++j) dst[p * NR + j] = bp[p * rs + j];
-      }
-    } else if (nr == NR && rs == 1) {
-      // Columns of op(B) are contiguous (B transposed): transpose in blocks of 8 rows.
-      index_t p = 0;
-      for (; p + 8 <= k; p += 8) {
-        for (int j = 0; j < NR; ++j) {
-#pragma GCC unroll 8
-          for (int q = 0; q < 8; ++q) dst[(p + q) * NR + j] = bp[j * cs + p + q];
-        }
-      }
-      for (; p < k; ++p) {
-        for (int j = 0; j < NR; ++j) dst[p * NR + j] = bp[j * cs + p];
-      }
-    } else {
-      for (index_t p = 0; p < k; ++p) {
-        for (index_t j = 0; j < nr; ++j) dst[p * NR + j] = bp[p * rs + j * cs];
-        for (index_t j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
-      }
-    }
-  }
+void gemm_pack_b(index_t k, index_t n, const T* b, index_t rs, index_t cs, T* dst) {
+  gemm_pack_panels<T, NR>(n, k, b, cs, rs, dst);
 }
 
 }  // namespace GK_ISA_NS

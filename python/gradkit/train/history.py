@@ -54,6 +54,7 @@ class History:
         """
         try:
             from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
         except ImportError:
             raise ImportError(_PLOT_HINT) from None
         if not self.epoch:
@@ -77,6 +78,7 @@ class History:
                 ax.plot(epochs, self.history["val_" + name], marker="o", label="validation")
             ax.set_title(name)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if name == "lr":
                 ax.set_yscale("log")
             ax.grid(True, alpha=0.3)

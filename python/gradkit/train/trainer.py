@@ -243,7 +243,8 @@ class Trainer:
                     logs.update({"val_" + k: v for k, v in val.items()})
                 logs["lr"] = lr
                 if bar is not None:
-                    bar.set_postfix_str(self._format_logs(logs, with_lr=False), refresh=True)
+                    bar.set_postfix_str(f"{n / train_seconds:.0f} samples/s, {self._format_logs(logs, with_lr=False)}",
+                                        refresh=True)
             finally:
                 if bar is not None:
                     bar.close()
@@ -255,7 +256,7 @@ class Trainer:
             seconds = time.perf_counter() - start
             history.append(epoch, logs, seconds, train_seconds)
             if verbose == 2:
-                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {n / seconds:.0f} samples/s - "
+                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {n / train_seconds:.0f} samples/s - "
                       f"{self._format_logs(logs, with_lr=True)}", file=sys.stdout, flush=True)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch, dict(logs))
@@ -280,10 +281,11 @@ class Trainer:
     def _progress_bar(epoch, epochs, n, verbose):
         if verbose != 1:
             return None
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
-        return tqdm(total=n, desc=f"Epoch {epoch + 1}/{epochs}", unit="sample",
-                    leave=True, mininterval=0.25, dynamic_ncols=True)
+        # Throughput goes in the postfix (samples/s since the epoch began), not tqdm's smoothed rate.
+        return tqdm(total=n, desc=f"Epoch {epoch + 1}/{epochs}", leave=True, mininterval=0.25, dynamic_ncols=True,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
 
     def _buffer_refs(self):
         """(module, name) of every array buffer, to snapshot before each forward."""
@@ -330,6 +332,7 @@ class Trainer:
         metrics = self._metrics
         loss_sum, seen = 0.0, 0
         metric_sums = [0.0] * len(metrics)
+        start = time.perf_counter()
         model.train()
         for b in range(nbatches):
             lo = b * batch_size
@@ -364,7 +367,9 @@ class Trainer:
                 for cb in batch_cbs:
                     cb.on_batch_end(b, dict(logs, size=m))
                 if bar is not None:
-                    bar.set_postfix_str(self._format_logs(logs, with_lr=False), refresh=False)
+                    rate = seen / max(time.perf_counter() - start, 1e-9)
+                    bar.set_postfix_str(f"{rate:.0f} samples/s, {self._format_logs(logs, with_lr=False)}",
+                                        refresh=False)
                     bar.update(m)
         logs = {"loss": loss_sum / seen}
         for metric, s in zip(metrics, metric_sums):
