@@ -3,6 +3,10 @@ shared/PERF.md CNN at batch 128: gradkit vs pure NumPy (numpy_models.py) vs PyTo
 
 Run: PYTHONPATH=python python -m pytest benchmarks/bench_train_step.py --benchmark-only
 All three start from the same weights and see the same batch.
+
+On a shared, loaded machine, also run it as a script: the three implementations then take
+turns step by step, so the load hits them alike (min and median per implementation):
+    PYTHONPATH=python python benchmarks/bench_train_step.py --threads 1 --rounds 20
 """
 import os
 import sys
@@ -83,58 +87,55 @@ def _run(benchmark, group, impl, step, rounds):
     assert np.isfinite(float(loss))
 
 
-# -- MLP -------------------------------------------------------------------------------------------
-def test_mlp_numpy(benchmark):
-    x, y = _batch((784,))
-    model = nm.MLP()
-    _run(benchmark, MLP_GROUP, "numpy", lambda: model.step(x, y), 30)
-
-
-def test_mlp_gradkit(benchmark):
-    _needs("ReLU", "CrossEntropyLoss", "optim.Adam")
-    nn = gk.nn
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
-    _copy_into(model.parameters(), nm.MLP().params)
-    x, y = _batch((784,))
-    _run(benchmark, MLP_GROUP, "gradkit", _gk_step(model, nn.CrossEntropyLoss(), gk.optim.Adam(model.parameters()), x, y), 30)
-
-
-def test_mlp_torch(benchmark, needs_torch):
-    torch, tnn = needs_torch, needs_torch.nn
-    model = tnn.Sequential(tnn.Linear(784, 256), tnn.ReLU(), tnn.Linear(256, 128), tnn.ReLU(), tnn.Linear(128, 10))
-    _copy_into(list(model.parameters()), nm.MLP().params)
-    x, y = _batch((784,))
-    _run(benchmark, MLP_GROUP, "torch", _torch_step(torch, model, x, y), 30)
-
-
-# -- CNN -------------------------------------------------------------------------------------------
-def test_cnn_numpy(benchmark):
-    x, y = _batch((1, 28, 28))
-    model = nm.CNN()
-    _run(benchmark, CNN_GROUP, "numpy", lambda: model.step(x, y), 5)
-
-
-def test_cnn_gradkit(benchmark):
-    _needs("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Dropout", "CrossEntropyLoss", "optim.Adam")
-    nn = gk.nn
-    model = nn.Sequential(
+# -- the models -------------------------------------------------------------------------------------
+def build(nn, kind):
+    """The model in ``nn``: gk.nn or torch.nn, whose layers have the same names and arguments."""
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+    return nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
         nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
-    _copy_into(model.parameters(), nm.CNN().params)
-    x, y = _batch((1, 28, 28))
-    _run(benchmark, CNN_GROUP, "gradkit", _gk_step(model, nn.CrossEntropyLoss(), gk.optim.Adam(model.parameters()), x, y), 10)
 
 
-def test_cnn_torch(benchmark, needs_torch):
-    torch, tnn = needs_torch, needs_torch.nn
-    model = tnn.Sequential(
-        tnn.Conv2d(1, 32, 3, padding=1), tnn.BatchNorm2d(32), tnn.ReLU(), tnn.MaxPool2d(2),
-        tnn.Conv2d(32, 64, 3, padding=1), tnn.BatchNorm2d(64), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-        tnn.Linear(3136, 128), tnn.ReLU(), tnn.Dropout(0.3), tnn.Linear(128, 10))
-    _copy_into(list(model.parameters()), nm.CNN().params)
-    x, y = _batch((1, 28, 28))
-    _run(benchmark, CNN_GROUP, "torch", _torch_step(torch, model, x, y), 10)
+MODELS = {"mlp": (nm.MLP, (784,), MLP_GROUP, 30), "cnn": (nm.CNN, (1, 28, 28), CNN_GROUP, 10)}
+NEEDS = {"mlp": ("ReLU", "CrossEntropyLoss", "optim.Adam"),
+         "cnn": ("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Dropout", "CrossEntropyLoss", "optim.Adam")}
+
+
+def steps(kind, impl, torch=None):
+    """A closure running one training step of ``kind`` ("mlp" or "cnn") in ``impl``."""
+    baseline, shape, _, _ = MODELS[kind]
+    x, y = _batch(shape)
+    ref = baseline()
+    if impl == "numpy":
+        return lambda: ref.step(x, y)
+    if impl == "torch":
+        model = build(torch.nn, kind)
+        _copy_into(list(model.parameters()), ref.params)
+        return _torch_step(torch, model, x, y)
+    model = build(gk.nn, kind)
+    _copy_into(model.parameters(), ref.params)
+    return _gk_step(model, gk.nn.CrossEntropyLoss(), gk.optim.Adam(model.parameters()), x, y)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_train_step_numpy(benchmark, kind):
+    _, _, group, rounds = MODELS[kind]
+    _run(benchmark, group, "numpy", steps(kind, "numpy"), rounds // 2)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_train_step_gradkit(benchmark, kind):
+    _needs(*NEEDS[kind])
+    _, _, group, rounds = MODELS[kind]
+    _run(benchmark, group, "gradkit", steps(kind, "gradkit"), rounds)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_train_step_torch(benchmark, needs_torch, kind):
+    _, _, group, rounds = MODELS[kind]
+    _run(benchmark, group, "torch", steps(kind, "torch", needs_torch), rounds)
 
 
 # -- the Linear layer alone (forward + backward), the MLP's largest layer --------------------------
@@ -190,3 +191,40 @@ def test_linear_torch(benchmark, needs_torch):
 
     benchmark.group, benchmark.extra_info["impl"] = LINEAR_GROUP, "torch"
     benchmark(step)
+
+
+def _interleaved(threads: int, rounds: int) -> None:
+    import time
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    gk.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    with threadpool_limits(limits=threads):
+        for kind in MODELS:
+            fns = {impl: steps(kind, impl, torch) for impl in ("gradkit", "numpy", "torch")}
+            times = {impl: [] for impl in fns}
+            for fn in fns.values():
+                fn()  # warm-up
+            for _ in range(rounds):
+                for impl, fn in fns.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    times[impl].append(time.perf_counter() - t0)
+            g_min, g_med = min(times["gradkit"]), float(np.median(times["gradkit"]))
+            row = [f"{MODELS[kind][2]}, {threads} thread(s): gradkit {g_min * 1e3:.2f} / {g_med * 1e3:.2f} ms (min / median)"]
+            for impl in ("numpy", "torch"):
+                mn, md = min(times[impl]), float(np.median(times[impl]))
+                row.append(f"{impl} {mn * 1e3:.2f} / {md * 1e3:.2f} ms ({mn / g_min:.2f}x / {md / g_med:.2f}x)")
+            print(" | ".join(row), flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    _interleaved(args.threads, args.rounds)

@@ -635,3 +635,55 @@ def test_no_grad_forward_keeps_no_cache_and_gives_the_same_output(spec):
     np.testing.assert_array_equal(y2, y)
     stale = [name or type(m).__name__ for name, mod in m.named_modules() if mod._cache is not None]
     assert not stale, f"modules still holding a forward cache after a no_grad forward: {stale}"
+
+
+def _strided(a):
+    """The same values as ``a`` in a non-contiguous view (every other element of a wider array)."""
+    wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+    wide[..., ::2] = a
+    view = wide[..., ::2]
+    assert not view.flags.c_contiguous or a.shape[-1] <= 1
+    return view
+
+
+def _misaligned(a):
+    """The same values as ``a`` in a C-contiguous array whose address is not a multiple of its item size."""
+    buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    view = buf[1:].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    assert not view.flags.aligned or a.size == 0
+    return view
+
+
+@pytest.mark.parametrize("layout", [_strided, _misaligned], ids=["strided", "misaligned"])
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_non_contiguous_input_and_gradient(spec, layout):
+    m = built(spec, np.float64)
+    x = make_input(spec)
+    m.eval()  # deterministic: the two passes must agree
+    y = m(x)
+    dy = make_input(spec, seed=3, shape=y.shape)
+    dx = m.backward(dy)
+    grads = [p.grad.copy() for p in m.parameters()]
+    m.zero_grad()
+    y2 = m(layout(x))
+    dx2 = m.backward(layout(dy))
+    assert_close(y2, y, np.float64, f"{spec.id} y from a {layout.__name__[1:]} input")
+    assert_close(dx2, dx, np.float64, f"{spec.id} dx from a {layout.__name__[1:]} dy")
+    for (name, p), g in zip(m.named_parameters(), grads):
+        assert_close(p.grad, g, np.float64, f"{spec.id} {name}.grad")
+
+
+API_LAYERS = ["Module", "Parameter", "init", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
+              "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Dropout", "BatchNorm1d", "BatchNorm2d",
+              "LayerNorm", "GroupNorm", "InstanceNorm2d", "Sequential", "Residual", "CrossEntropyLoss", "MSELoss"]
+
+
+def test_exports():
+    assert len(set(nn.__all__)) == len(nn.__all__), "duplicates in gk.nn.__all__"
+    assert all(hasattr(nn, name) for name in nn.__all__)
+    landed = [name for name in API_LAYERS if hasattr(nn, name)]
+    assert set(landed) <= set(nn.__all__), f"not in gk.nn.__all__: {set(landed) - set(nn.__all__)}"
+    for name in ("gradcheck", "save", "load", "no_grad"):
+        assert callable(getattr(gk, name)) and name in gk.__all__
+    assert len(set(gk.__all__)) == len(gk.__all__), "duplicates in gk.__all__"

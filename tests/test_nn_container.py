@@ -212,3 +212,31 @@ def test_backward_without_input_grad(rng):
     seq = Sequential(Flatten())  # nothing with parameters: nothing to do
     seq(x)
     assert seq.backward(np.ones((3, 6), dtype=np.float32), input_grad=False) is None
+
+
+def test_backward_without_input_grad_reaches_attribute_switched_layers(rng, monkeypatch):
+    """Conv2d takes the switch as its need_input_grad attribute: Sequential sets it for the call."""
+    need_dx = []
+    real = gk.ops.conv2d_backward
+    monkeypatch.setattr(gk.ops, "conv2d_backward", lambda *a, **kw: (need_dx.append(kw["need_dx"]), real(*a, **kw))[1])
+
+    def model():
+        gk.manual_seed(0)
+        return Sequential(gk.nn.Conv2d(1, 2, 3, padding=1), Flatten(), Linear(2 * 5 * 5, 3))
+
+    a, b = model(), model()
+    x = rng.standard_normal((2, 1, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal((2, 3)).astype(np.float32)
+    a(x)
+    a.backward(dy)
+    b(x)
+    assert b.backward(dy, input_grad=False) is None
+    assert need_dx == [True, False]  # a's conv computed dx, b's did not
+    assert b[0].need_input_grad is True  # restored after the call
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        assert_close(q.grad, p.grad, np.float32, name)
+    lin = Linear(3, 2)
+    lin.need_input_grad = False
+    lin(np.ones((4, 3), dtype=np.float32))
+    assert lin.backward(np.ones((4, 2), dtype=np.float32)) is None
+    assert lin.weight.grad.any()
