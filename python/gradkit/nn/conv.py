@@ -38,8 +38,6 @@ class Conv2d(Module):
     Attributes:
         weight: Parameter (out_channels, in_channels // groups, kh, kw); bias: Parameter (out_channels,) or None.
             Both ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels // groups * kh * kw (PyTorch's init).
-        need_input_grad: True by default. A first layer may set it False: backward then skips
-            the input gradient (the costly part) and returns None.
 
     Shape:
         input (N, C, H, W) -> output (N, OC, OH, OW), OH = (H + 2 p_h - d_h (kh - 1) - 1) // s_h + 1.
@@ -58,7 +56,6 @@ class Conv2d(Module):
         self.stride = _checked_pair(stride, "stride", cls, 1)
         self.padding = _checked_pair(padding, "padding", cls, 0)
         self.dilation = _checked_pair(dilation, "dilation", cls, 1)
-        self.need_input_grad = True
         kh, kw = self.kernel_size
         fan_in = self.in_channels // self.groups * kh * kw
         bound = 1.0 / math.sqrt(fan_in)
@@ -78,14 +75,18 @@ class Conv2d(Module):
         self._save_for_backward(x=x, y_shape=y.shape)
         return y
 
-    def backward(self, dy):
+    _input_grad_optional = True
+
+    def backward(self, dy, input_grad: bool = True):
+        """Add dW and db into the gradients; return dx (None with ``input_grad=False``, which
+        skips the costliest part, as for a model's first layer)."""
         saved = self._saved()
         x = saved["x"]
         dy = self._check_grad(dy, saved["y_shape"], x.dtype)
         has_bias = self.bias is not None
         dx, _, _ = ops.conv2d_backward(dy, x, self.weight.data, *self._args(), dweight=self.weight.grad,
                                        dbias=self.bias.grad if has_bias else None,
-                                       need_dx=bool(self.need_input_grad), need_dbias=has_bias)
+                                       need_dx=bool(input_grad), need_dbias=has_bias)
         return dx
 
     def extra_repr(self) -> str:

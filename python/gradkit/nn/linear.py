@@ -23,11 +23,6 @@ class Linear(Module):
         input (*, in_features) -> output (*, out_features); ``*`` is any number of
         leading dimensions (at least one array dimension in all).
 
-    Attributes:
-        need_input_grad: True by default; False makes backward skip the input gradient (one GEMM
-            of three) and return None, as for a first layer (``Sequential.backward(dy,
-            input_grad=False)`` does it for one call).
-
     Parameters are initialized as PyTorch's: ``weight`` (out_features, in_features) and
     ``bias`` (out_features,) from U(-1/sqrt(in_features), 1/sqrt(in_features)).
 
@@ -43,8 +38,6 @@ class Linear(Module):
                 raise TypeError(f"Linear: {name}: expected an int, got {type(v).__name__}")
             if v < 0:
                 raise ValueError(f"Linear: {name}: expected an integer >= 0, got {v}")
-        #: False skips the input gradient in backward (returns None), e.g. for a first layer
-        self.need_input_grad = True
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=np.float32))
@@ -74,7 +67,7 @@ class Linear(Module):
 
     def backward(self, dy: np.ndarray, input_grad: bool = True):
         """Add ``dy^T x`` to weight.grad and the column sums of dy to bias.grad; return ``dy @ W``
-        (or None, skipping that GEMM, with ``input_grad=False`` or ``need_input_grad = False``)."""
+        (or None, skipping that GEMM, with ``input_grad=False``)."""
         saved = self._saved()
         x2 = saved["x2"]
         dy = self._check_grad(dy, saved["out_shape"], self.weight.data.dtype)
@@ -83,7 +76,7 @@ class Linear(Module):
             ops.matmul(dy2, x2, trans_a=True, out=self.weight.grad, beta=1.0)
             if self.bias is not None:
                 self.bias.grad += dy2.sum(axis=0)
-        if not (input_grad and self.need_input_grad):
+        if not input_grad:
             return None
         dx2 = ops.matmul(dy2, self.weight.data)
         return dx2.reshape(saved["out_shape"][:-1] + (self.in_features,))

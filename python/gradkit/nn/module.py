@@ -102,20 +102,10 @@ class Module:
         return any(p is not None for m in self.modules() for p in m._parameters.values())
 
     def _backward_maybe_input(self, dy, input_grad: bool):
-        """``backward(dy)``; when the input gradient is not wanted, ``backward(dy, input_grad=False)``
-        for a module that takes it, or ``backward(dy)`` with the module's ``need_input_grad``
-        attribute set False for the call (then None may come back)."""
-        if input_grad:
-            return self.backward(dy)
-        if self._input_grad_optional:
+        """``backward(dy)``, or ``backward(dy, input_grad=False)`` when the input gradient is not
+        wanted and the module can skip it (then None comes back)."""
+        if not input_grad and self._input_grad_optional:
             return self.backward(dy, input_grad=False)
-        if isinstance(self.__dict__.get("need_input_grad"), bool):  # layers switched by attribute (Conv2d)
-            previous = self.__dict__["need_input_grad"]
-            object.__setattr__(self, "need_input_grad", False)
-            try:
-                return self.backward(dy)
-            finally:
-                object.__setattr__(self, "need_input_grad", previous)
         return self.backward(dy)
 
     def __call__(self, *inputs, **kwargs):

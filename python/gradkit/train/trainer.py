@@ -346,7 +346,7 @@ class Trainer:
             value = float(loss.forward(out, yb))
             if not math.isfinite(value):
                 self._non_finite(f"loss ({value})", epoch, b, nbatches, snapshot, refs)
-            model.backward(loss.backward())
+            model._backward_maybe_input(loss.backward(), False)  # nothing needs d input
             if clip is not None:
                 norm = float(clip(params, self.clip_grad_norm))
                 if not math.isfinite(norm):
