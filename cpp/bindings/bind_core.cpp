@@ -10,22 +10,14 @@ namespace gk::bind {
 
 namespace {
 
-template <class T>
-void fill_uniform(const py::handle& obj, double low, double high) {
-  auto a = out<T>(obj, "out");
-  T* p = a.mutable_data();
-  const index_t n = a.size();
+// Fills `out` in place with one of the rng.h fill kernels (uniform or normal).
+template <class T, void (*Fill)(T*, index_t, T, T)>
+void fill(const py::handle& obj, double a, double b) {
+  auto arr = out<T>(obj, "out");
+  T* p = arr.mutable_data();
+  const index_t n = arr.size();
   py::gil_scoped_release release;
-  rng_uniform<T>(p, n, static_cast<T>(low), static_cast<T>(high));
-}
-
-template <class T>
-void fill_normal(const py::handle& obj, double mean, double std) {
-  auto a = out<T>(obj, "out");
-  T* p = a.mutable_data();
-  const index_t n = a.size();
-  py::gil_scoped_release release;
-  rng_normal<T>(p, n, static_cast<T>(mean), static_cast<T>(std));
+  Fill(p, n, static_cast<T>(a), static_cast<T>(b));
 }
 
 }  // namespace
@@ -78,13 +70,19 @@ void bind_core(py::module_& m) {
   m.def(
       "rng_uniform",
       [](const py::handle& out, double low, double high) {
-        dispatch_float(out, "out", [&](auto t) { fill_uniform<decltype(t)>(out, low, high); });
+        dispatch_float(out, "out", [&](auto t) {
+          using T = decltype(t);
+          fill<T, rng_uniform<T>>(out, low, high);
+        });
       },
       py::arg("out"), py::arg("low") = 0.0, py::arg("high") = 1.0, "Fill `out` in place with U[low, high).");
   m.def(
       "rng_normal",
       [](const py::handle& out, double mean, double std) {
-        dispatch_float(out, "out", [&](auto t) { fill_normal<decltype(t)>(out, mean, std); });
+        dispatch_float(out, "out", [&](auto t) {
+          using T = decltype(t);
+          fill<T, rng_normal<T>>(out, mean, std);
+        });
       },
       py::arg("out"), py::arg("mean") = 0.0, py::arg("std") = 1.0, "Fill `out` in place with N(mean, std^2).");
   m.def(
