@@ -354,7 +354,7 @@ GK_ALWAYS_INLINE Vec<float> expm1(Vec<float> x) {
 // 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows): s = e / (1 + e)
 // for x < 0, 1 - s for x >= 0. Exact down to denormal results (x ~ -103).
 GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
-  const Vec<float> e = exp(-abs(x));
+  const Vec<float> e = exp(from_bits<float>(bits(x) | sign_mask<Vec<float>>()));  // exp(-|x|)
   const Vec<float> s = e * recip(1.0f + e);  // sigmoid(-|x|)
   return x < 0.0f ? s : 1.0f - s;             // exactly 1 once e < 2^-25
 }
