@@ -197,6 +197,22 @@ GK_ALWAYS_INLINE V max(V a, V b) {
 }
 
 // Clamp keeping NaN lanes NaN (comparisons with NaN are false).
+// min(x, hi), NaN kept (one min_ps on AVX2 / AVX-512, see clamp below).
+template <class V>
+GK_ALWAYS_INLINE V clamp_hi(V x, elem_t<V> hi) {
+  using T = elem_t<V>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm512_min_ps((__m512)set1(hi), (__m512)x);
+  else return (V)_mm512_min_pd((__m512d)set1(hi), (__m512d)x);
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm256_min_ps((__m256)set1(hi), (__m256)x);
+  else return (V)_mm256_min_pd((__m256d)set1(hi), (__m256d)x);
+#else
+  (void)sizeof(T);
+  return x > hi ? set1(hi) : x;
+#endif
+}
+
 // max_ps(c, x) / min_ps(c, x) return their second operand when either is NaN,
 // so one instruction each (GCC keeps the ternaries as compare + blend).
 template <class V>
@@ -366,7 +382,7 @@ GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
 GK_ALWAYS_INLINE Vec<float> tanh(Vec<float> x) {
   using V = Vec<float>;
   const V ax = abs(x);
-  const V z = clamp(ax, 0.0f, 9.5f);  // keeps NaN
+  const V z = clamp_hi(ax, 9.5f);  // keeps NaN
   const V s = z * z;
   V q = set1(-5.70498872745e-3f);
   q = q * s + 2.06390887954e-2f;
