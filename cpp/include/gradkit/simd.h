@@ -197,10 +197,44 @@ GK_ALWAYS_INLINE V max(V a, V b) {
 }
 
 // Clamp keeping NaN lanes NaN (comparisons with NaN are false).
+// min(x, hi), NaN kept (one min_ps on AVX2 / AVX-512, see clamp below).
+template <class V>
+GK_ALWAYS_INLINE V clamp_hi(V x, elem_t<V> hi) {
+  using T = elem_t<V>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm512_min_ps((__m512)set1(hi), (__m512)x);
+  else return (V)_mm512_min_pd((__m512d)set1(hi), (__m512d)x);
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm256_min_ps((__m256)set1(hi), (__m256)x);
+  else return (V)_mm256_min_pd((__m256d)set1(hi), (__m256d)x);
+#else
+  (void)sizeof(T);
+  return x > hi ? set1(hi) : x;
+#endif
+}
+
+// max_ps(c, x) / min_ps(c, x) return their second operand when either is NaN,
+// so one instruction each (GCC keeps the ternaries as compare + blend).
 template <class V>
 GK_ALWAYS_INLINE V clamp(V x, elem_t<V> lo, elem_t<V> hi) {
+  using T = elem_t<V>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    return (V)_mm512_min_ps((__m512)set1(hi), _mm512_max_ps((__m512)set1(lo), (__m512)x));
+  } else {
+    return (V)_mm512_min_pd((__m512d)set1(hi), _mm512_max_pd((__m512d)set1(lo), (__m512d)x));
+  }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    return (V)_mm256_min_ps((__m256)set1(hi), _mm256_max_ps((__m256)set1(lo), (__m256)x));
+  } else {
+    return (V)_mm256_min_pd((__m256d)set1(hi), _mm256_max_pd((__m256d)set1(lo), (__m256d)x));
+  }
+#else
+  (void)sizeof(T);
   x = x < lo ? set1(lo) : x;
   return x > hi ? set1(hi) : x;
+#endif
 }
 
 template <class V>
@@ -293,12 +327,19 @@ GK_ALWAYS_INLINE Vec<float> exp_f32(Vec<float> hi, Vec<float> lo, Vec<float> mul
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
   if constexpr (kMul) p = p * mul;
+#if defined(__AVX512F__)
+  // p * 2^n rounded once, denormal and zero results included: one vscalefps
+  // replaces the integer exponent arithmetic and both multiplications.
+  (void)n;
+  return (V)_mm512_scalef_ps((__m512)p, (__m512)nv);
+#else
   if constexpr (!kTwoStep) return p * from_bits<float>((n + 127) << 23);  // n in [-126, 127]
   const Mask<float> n1 = n >> 1;  // arithmetic: floor(n / 2)
   const Mask<float> n2 = n - n1;
   const V s1 = from_bits<float>((n1 + 127) << 23);
   const V s2 = from_bits<float>((n2 + 127) << 23);
   return p * s1 * s2;
+#endif
 }
 
 constexpr float kExpMin = -104.0f;  // exp(-104) < 2^-150 rounds to 0
@@ -329,7 +370,7 @@ GK_ALWAYS_INLINE Vec<float> expm1(Vec<float> x) {
 // 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows): s = e / (1 + e)
 // for x < 0, 1 - s for x >= 0. Exact down to denormal results (x ~ -103).
 GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
-  const Vec<float> e = exp(-abs(x));
+  const Vec<float> e = exp(from_bits<float>(bits(x) | sign_mask<Vec<float>>()));  // exp(-|x|)
   const Vec<float> s = e * recip(1.0f + e);  // sigmoid(-|x|)
   return x < 0.0f ? s : 1.0f - s;             // exactly 1 once e < 2^-25
 }
@@ -341,7 +382,7 @@ GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
 GK_ALWAYS_INLINE Vec<float> tanh(Vec<float> x) {
   using V = Vec<float>;
   const V ax = abs(x);
-  const V z = ax > 9.5f ? set1(9.5f) : ax;  // keeps NaN
+  const V z = clamp_hi(ax, 9.5f);  // keeps NaN
   const V s = z * z;
   V q = set1(-5.70498872745e-3f);
   q = q * s + 2.06390887954e-2f;
