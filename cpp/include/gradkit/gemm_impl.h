@@ -284,16 +284,32 @@ template <class T, int R>
 void gemm_pack_panels(index_t rows, index_t k, const T* GK_RESTRICT src, index_t rs, index_t ks,
                       T* GK_RESTRICT dst) {
   constexpr int L = transpose_block_size(static_cast<T*>(nullptr));
-  for (index_t r0 = 0; r0 < rows; r0 += R, dst += R * k) {
+  index_t start = 0;
+  if (rs == 1) {
+    // The R values of each p are contiguous: a plain copy of the full panels,
+    // PB values of p at a time across all panels, so that each source cache
+    // line is used up while in L1 (panel by panel, a line of a narrow panel is
+    // evicted before the next panel reads its other half when ks is a large
+    // power of two: every source line then maps to the same L1 set).
+    constexpr index_t PB = 8;
+    start = rows / R * R;
+    for (index_t p0 = 0; p0 < k; p0 += PB) {
+      const index_t p1 = std::min(k, p0 + PB);
+      for (index_t r0 = 0; r0 < start; r0 += R) {
+        const T* sp = src + r0;
+        T* dp = dst + r0 * k;
+        for (index_t p = p0; p < p1; ++p) {
+#pragma GCC unroll 64
+          for (int r = 0; r < R; ++r) dp[p * R + r] = sp[p * ks + r];
+        }
+      }
+    }
+    dst += start * k;
+  }
+  for (index_t r0 = start; r0 < rows; r0 += R, dst += R * k) {
     const index_t nr = std::min<index_t>(R, rows - r0);
     const T* sp = src + r0 * rs;
-    if (nr == R && rs == 1) {
-      // The R values of each p are contiguous: a plain copy.
-      for (index_t p = 0; p < k; ++p) {
-#pragma GCC unroll 64
-        for (int r = 0; r < R; ++r) dst[p * R + r] = sp[p * ks + r];
-      }
-    } else if (nr == R && ks == 1) {
+    if (nr == R && ks == 1) {
       // Each row is contiguous along p: transpose, L x L blocks at a time.
       index_t p = 0;
       if constexpr (L > 0 && R % L == 0) {
