@@ -224,7 +224,7 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True) -> None:
         """Copy arrays into parameters and buffers in place (cast to their dtype); shapes must match.
 
-        Raises KeyError for missing or unexpected keys (when strict), ValueError for a
+        Raises RuntimeError (as PyTorch) for missing or unexpected keys (when strict), ValueError for a
         shape mismatch and TypeError for a non-numeric value. All or nothing: every
         entry is checked before anything is written.
         """
@@ -239,7 +239,7 @@ class Module:
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict.keys() if k not in targets]
         if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+            raise RuntimeError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         updates = []
         for key, (mod, registry, name) in targets.items():
             if key not in state_dict:
