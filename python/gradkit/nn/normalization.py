@@ -5,6 +5,7 @@ backward returns dx and ADDS into ``weight.grad`` and ``bias.grad``.
 """
 from __future__ import annotations
 
+import abc
 import numbers
 import operator
 
@@ -33,7 +34,7 @@ def _check_eps(eps, owner: str) -> float:
     return float(eps)
 
 
-class _AffineNorm(Module):
+class _AffineNorm(Module, metaclass=abc.ABCMeta):
     """Shared parts: optional weight (ones) and bias (zeros), forward/backward around the kernels."""
 
     def _init_affine(self, affine: bool, shape) -> None:
@@ -59,16 +60,17 @@ class _AffineNorm(Module):
         return None if self.bias is None else self.bias.data
 
     # Subclasses define the three hooks below; forward/backward are shared.
+    @abc.abstractmethod
     def _batched(self, x):
         """Check x's shape and return the array the kernel sees (a view of x)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _norm_forward(self, x, weight, bias):
         """-> (y, dict of what _norm_backward needs besides x)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _norm_backward(self, dy, x, saved, weight, dweight, dbias):
-        raise NotImplementedError
+        """-> dx; adds into dweight and dbias (None when not affine)."""
 
     def forward(self, x):
         self._check_input(x)
@@ -128,8 +130,9 @@ class _BatchNorm(_AffineNorm):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
+    @abc.abstractmethod
     def _check_input_dim(self, x) -> None:
-        raise NotImplementedError
+        """Raise ValueError unless x has this layer's rank."""
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:

@@ -9,6 +9,7 @@ prepared once and reused while no parameter's ``data`` or ``grad`` is rebound.
 """
 from __future__ import annotations
 
+import abc
 import copy
 import numbers
 from operator import is_
@@ -52,7 +53,7 @@ class _Plan:
         self.entries, self.steps, self.pending, self.args = entries, steps, pending, args
 
 
-class Optimizer:
+class Optimizer(metaclass=abc.ABCMeta):
     """Base class: ``param_groups``, lazily created ``state``, ``step``, ``zero_grad``, state dicts.
 
     Args:
@@ -90,14 +91,14 @@ class Optimizer:
         check_nonneg(type(self).__name__, "weight_decay", group["weight_decay"])
         check_nonneg(type(self).__name__, "l1", group["l1"])
 
+    @abc.abstractmethod
     def _slots(self, group: dict) -> tuple:
         """Three entries, the C++ state slots: (state key, initial fill or None for empty) or None."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _hyper(self, group: dict) -> tuple:
         """The C++ hyperparameters in order: lr, weight_decay, l1, eps, momentum, dampening,
         nesterov, alpha, centered, lr_decay, beta1, beta2, amsgrad, decoupled."""
-        raise NotImplementedError
 
     # -- groups ------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
