@@ -40,17 +40,21 @@ def pytest_terminal_summary(terminalreporter):
     session = getattr(terminalreporter.config, "_benchmarksession", None)
     if session is None or not session.benchmarks:
         return
-    groups = {}
+    groups, gbps = {}, {}
     for bench in session.benchmarks:
         impl = bench.extra_info.get("impl")
         if impl and bench.stats is not None:
             groups.setdefault(bench.group, {})[impl] = bench.stats.median
+            if impl == "gradkit" and "GB/s" in bench.extra_info:
+                gbps[bench.group] = bench.extra_info["GB/s"]
     rows = []
     for group, times in sorted(groups.items(), key=lambda kv: str(kv[0])):
         if "gradkit" not in times:
             continue
         gk_t = times["gradkit"]
         cols = [f"{group}", f"gradkit {gk_t * 1e3:9.3f} ms"]
+        if group in gbps:
+            cols[-1] += f" ({gbps[group]} GB/s)"
         for impl in ("numpy", "torch"):
             if impl in times:
                 cols.append(f"{impl} {times[impl] * 1e3:9.3f} ms ({times[impl] / gk_t:5.2f}x)")
