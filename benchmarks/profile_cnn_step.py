@@ -7,7 +7,11 @@ sees (both libraries start from the same weights and batch), side by side in one
 process, alternating gradkit and torch every round (min over rounds). Then the loss,
 the optimizer step, zero_grad, a whole model step and a Trainer batch (a 50-batch
 ``fit`` / 50) are timed, so the remainder (Python and Trainer overhead) shows.
-Backward of the first layer skips the input gradient in both (as in training).
+Backward of the first layer skips the input gradient in both (as in training). The rows
+"BN+ReLU+Pool" time the fused kernel pair gradkit's Sequential runs for layers 1-3 and 5-7
+(the per-layer rows above them are the unfused layers, for comparison); the "layers total"
+row counts them instead of those layers. ``--cpu`` times with the process CPU clock: on a
+loaded machine, with ``--threads 1``, it leaves out the time other processes take.
 """
 from __future__ import annotations
 
@@ -28,12 +32,15 @@ def build(nn):
         nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
 
 
+CLOCK = time.perf_counter
+
+
 def _best(fn, rounds):
     times = []
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return min(times)
 
 
@@ -41,7 +48,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--cpu", action="store_true", help="process CPU time instead of wall time")
     args = p.parse_args(argv)
+    global CLOCK
+    if args.cpu:
+        CLOCK = time.process_time
+    from gradkit.nn import fusion
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -93,11 +105,24 @@ def main(argv=None):
             g_fwd(), t_fwdbwd()  # warm-up
             gf, gb, tf, tfb = [], [], [], []
             for _ in range(R):
-                t0 = time.perf_counter(); g_fwd(); t1 = time.perf_counter(); g_bwd(); t2 = time.perf_counter()
+                t0 = CLOCK(); g_fwd(); t1 = CLOCK(); g_bwd(); t2 = CLOCK()
                 gf.append(t1 - t0); gb.append(t2 - t1)
-                t0 = time.perf_counter(); t_fwd(); t1 = time.perf_counter(); t_fwdbwd(); t2 = time.perf_counter()
+                t0 = CLOCK(); t_fwd(); t1 = CLOCK(); t_fwdbwd(); t2 = CLOCK()
                 tf.append(t1 - t0); tfb.append(t2 - t1)
             rows.append((f"{i:2d} {type(gm).__name__}", min(gf), min(gb), min(tf), max(min(tfb) - min(tf), 0.0)))
+
+        # the fused BN+ReLU+Pool runs (torch: the sum of its three layers' rows)
+        fused_rows = []
+        for i in (1, 5):
+            bn, relu, pool = g_model[i], g_model[i + 1], g_model[i + 2]
+            gx = g_in[i]
+            out, cache = fusion.bn_relu_pool2_forward(bn, relu, pool, gx)
+            dy = rng.standard_normal(out.shape).astype(np.float32)
+            ff = _best(lambda: fusion.bn_relu_pool2_forward(bn, relu, pool, gx), R)
+            fb = _best(lambda: fusion.bn_relu_pool2_backward(bn, pool, cache, dy, True), R)
+            tf = sum(rows[j][3] for j in range(i, i + 3))
+            tb = sum(rows[j][4] for j in range(i, i + 3))
+            fused_rows.append((i, f"{i}-{i + 2} BN+ReLU+Pool", ff, fb, tf, tb))
 
         # loss
         out = g_model(x)
@@ -146,9 +171,16 @@ def main(argv=None):
     print(f"one training step, PERF.md CNN, batch {BATCH}, {args.threads} threads, min of {R} rounds (ms)")
     print(f"{'layer':16s} {'gk fwd':>8s} {'gk bwd':>8s} {'torch fwd':>10s} {'torch bwd':>10s} {'gk/torch':>9s}")
     sums = [0.0] * 4
-    for name, a, b, c, d in rows:
-        sums = [s + v for s, v in zip(sums, (a, b, c, d))]
+    fused_at = {i + 2: r for i, *r in fused_rows}
+    for k, (name, a, b, c, d) in enumerate(rows):
         print(f"{name:16s} {a * 1e3:8.3f} {b * 1e3:8.3f} {c * 1e3:10.3f} {d * 1e3:10.3f} {(a + b) / max(c + d, 1e-12):9.2f}")
+        if not any(i <= k <= i + 2 for i, *_ in fused_rows):
+            sums = [s + v for s, v in zip(sums, (a, b, c, d))]
+        if k in fused_at:
+            name, a, b, c, d = fused_at[k]
+            sums = [s + v for s, v in zip(sums, (a, b, c, d))]
+            print(f"{name:16s} {a * 1e3:8.3f} {b * 1e3:8.3f} {c * 1e3:10.3f} {d * 1e3:10.3f} "
+                  f"{(a + b) / max(c + d, 1e-12):9.2f}  <- fused, as run")
     print(f"{'layers total':16s} {sums[0] * 1e3:8.3f} {sums[1] * 1e3:8.3f} {sums[2] * 1e3:10.3f} {sums[3] * 1e3:10.3f} "
           f"{(sums[0] + sums[1]) / (sums[2] + sums[3]):9.2f}")
     print(f"{'loss fwd+bwd':16s} {lg * 1e3:17.3f} {lt * 1e3:21.3f} {lg / lt:9.2f}")
