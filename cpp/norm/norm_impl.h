@@ -12,8 +12,8 @@
 #error "define GK_ISA_NS (generic, avx2, avx512) before including norm_impl.h"
 #endif
 #include <algorithm>
-#include <cstring>
 
+#include "../conv/pool2_impl.h"
 #include "gradkit/norm.h"
 #include "gradkit/simd.h"
 
@@ -217,89 +217,12 @@ void ln_row_backward(T* dx, T* dw, T* db, const T* dy, const T* x, index_t n, T 
 }
 
 // Batch norm + ReLU + MaxPool2d(2): planes of (H, W), outputs (H/2, W/2); see NormKernels::bnrp_*.
-// Output row oh reads the input row pair 2*oh, 2*oh + 1 in chunks of one vector of outputs (two of
-// inputs, split into even and odd columns); a row's last chunk is loaded and stored with masks, so
-// short rows (28 x 28 planes give 14 outputs) cost no scalar tail.
-namespace bnrp {
-
-template <class T>
-using V = simd::Vec<T>;
-template <class T>
-using M = simd::Mask<T>;
-template <class T>
-constexpr index_t kL = simd::kLanes<T>;
-template <class T>
-struct Bytes {  // one uint8 per lane
-  typedef std::uint8_t type __attribute__((vector_size(simd::kLanes<T>)));
-};
-
-// The first n (any n; <= 0 gives zeros) lanes from p.
-template <class T>
-GK_ALWAYS_INLINE V<T> ld(const T* p, index_t n) {
-  if (n >= kL<T>) return simd::load(p);
-  return n > 0 ? simd::load_partial(p, n) : V<T>{};
-}
-
-template <class T>
-GK_ALWAYS_INLINE void st(T* p, V<T> v, index_t n) {
-  if (n >= kL<T>) simd::store(p, v);
-  else if (n > 0) simd::store_partial(p, v, n);
-}
-
-// The first nin of the 2L values at p as even and odd columns (missing values are 0).
-template <class T>
-GK_ALWAYS_INLINE void load_pairs(const T* p, index_t nin, V<T>& ev, V<T>& od) {
-  const V<T> a = ld(p, nin), b = ld(p + kL<T>, nin - kL<T>);
-  M<T> me, mo;
-  for (index_t j = 0; j < kL<T>; ++j) {
-    me[j] = static_cast<simd::elem_t<M<T>>>(2 * j);
-    mo[j] = static_cast<simd::elem_t<M<T>>>(2 * j + 1);
-  }
-  ev = __builtin_shuffle(a, b, me);
-  od = __builtin_shuffle(a, b, mo);
-}
-
-// Stores (e0, o0, e1, o1, ...), its first nin values, to p.
-template <class T>
-GK_ALWAYS_INLINE void store_pairs(T* p, index_t nin, V<T> e, V<T> o) {
-  M<T> lo, hi;
-  for (index_t j = 0; j < kL<T>; ++j) {
-    lo[j] = static_cast<simd::elem_t<M<T>>>((j % 2 == 0 ? 0 : kL<T>) + j / 2);
-    hi[j] = static_cast<simd::elem_t<M<T>>>((j % 2 == 0 ? 0 : kL<T>) + kL<T> / 2 + j / 2);
-  }
-  st(p, __builtin_shuffle(e, o, lo), nin);
-  st(p + kL<T>, __builtin_shuffle(e, o, hi), nin - kL<T>);
-}
-
-// The first n codes at p as lanes; the other lanes get kPoolNoGrad.
-template <class T>
-GK_ALWAYS_INLINE M<T> load_codes(const std::uint8_t* p, index_t n) {
-  typename Bytes<T>::type u;
-  for (index_t j = 0; j < kL<T>; ++j) u[j] = kPoolNoGrad;
-  std::memcpy(&u, p, static_cast<size_t>(std::min(n, kL<T>)));
-  return __builtin_convertvector(u, M<T>);
-}
-
-template <class T>
-GK_ALWAYS_INLINE void store_codes(std::uint8_t* p, M<T> c, index_t n) {
-  const auto u = __builtin_convertvector(c, typename Bytes<T>::type);
-  std::memcpy(p, &u, static_cast<size_t>(std::min(n, kL<T>)));
-}
-
-// Lanes summed in a fixed order.
-template <class T>
-GK_ALWAYS_INLINE double lane_sum(V<T> v) {
-  T s = v[0];
-  for (index_t j = 1; j < kL<T>; ++j) s += v[j];
-  return static_cast<double>(s);
-}
-
-}  // namespace bnrp
+// Output row oh reads the input row pair 2*oh, 2*oh + 1 a vector of outputs at a time (conv/pool2_impl.h).
 
 template <class T>
 void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_RESTRICT x, index_t nrows, index_t H,
                   index_t W, index_t stride, index_t ostride, T k, T a, T b) {
-  using namespace bnrp;
+  using namespace pool2;
   using VT = V<T>;
   using MT = M<T>;
   const index_t OH = H / 2, OW = W / 2;
@@ -319,16 +242,12 @@ void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_
         d0 = va * (d0 - vk) + vb;
         e1 = va * (e1 - vk) + vb;
         d1 = va * (d1 - vk) + vb;
-        // along each row, then down: the first max of the scan in raster order (NaN wins), as MaxPool2d
-        const MT t1 = (d0 > e0) | (d0 != d0);
-        const MT t3 = (d1 > e1) | (d1 != d1);
-        const VT top = t1 ? d0 : e0, bot = t3 ? d1 : e1;
-        const MT down = (bot > top) | (bot != bot);
-        const VT m = down ? bot : top;
-        const MT j = (down & 2) | ((down ? t3 : t1) & 1);
+        VT m;
+        MT j;
+        window_max<T>(e0, d0, e1, d1, m, j);
         const MT pass = (m > VT{}) | (m != m);  // ReLU: a gradient flows where its output is > 0 (or NaN)
         st(yo + o0, pass ? m : VT{}, n);
-        store_codes<T>(co + o0, pass ? j : simd::mask_set1<T>(kPoolNoGrad), n);
+        store_bytes<T>(co + o0, pass ? j : simd::mask_set1<T>(kPoolNoGrad), n);
       }
     }
   }
@@ -337,7 +256,7 @@ void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_
 template <class T>
 void bnrp_dot(const T* GK_RESTRICT dy, const std::uint8_t* GK_RESTRICT code, const T* GK_RESTRICT x, index_t nrows,
               index_t H, index_t W, index_t stride, index_t ostride, T k, double* s1, double* s2) {
-  using namespace bnrp;
+  using namespace pool2;
   using VT = V<T>;
   using MT = M<T>;
   const index_t OH = H / 2, OW = W / 2;
@@ -352,7 +271,7 @@ void bnrp_dot(const T* GK_RESTRICT dy, const std::uint8_t* GK_RESTRICT code, con
       const std::uint8_t* co = code + r * ostride + oh * OW;
       for (index_t o0 = 0; o0 < OW; o0 += kL<T>) {
         const index_t n = OW - o0, nin = W - 2 * o0;
-        const MT c = load_codes<T>(co + o0, n);
+        const MT c = load_bytes<T>(co + o0, n, kPoolNoGrad);
         VT e0, p0, e1, p1;
         load_pairs(x0 + 2 * o0, nin, e0, p0);
         load_pairs(x1 + 2 * o0, nin, e1, p1);
@@ -374,20 +293,17 @@ template <class T>
 index_t bnrp_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const std::uint8_t* GK_RESTRICT code,
                       const T* GK_RESTRICT x, index_t nrows, index_t H, index_t W, index_t stride, index_t ostride,
                       T k, T a, T b, T c) {
-  using namespace bnrp;
+  using namespace pool2;
   using VT = V<T>;
   using MT = M<T>;
   const index_t OH = H / 2, OW = W / 2;
   const VT vk = simd::set1(k), va = simd::set1(a), vb = simd::set1(b), vc = simd::set1(c);
   MT nbad{};
-  // dx = b * (x - k) + c, plus e: the pooled gradient a * dy at each window's max position
+  // dx = b * (x - k) + c, plus the pooled gradient a * dy at each window's max position (e and o: the
+  // gradients of the even and odd columns)
   auto row = [&](T* d, const T* xr, index_t nin, VT e, VT o) {
-    M<T> lo, hi;
-    for (index_t j = 0; j < kL<T>; ++j) {
-      lo[j] = static_cast<simd::elem_t<MT>>((j % 2 == 0 ? 0 : kL<T>) + j / 2);
-      hi[j] = static_cast<simd::elem_t<MT>>((j % 2 == 0 ? 0 : kL<T>) + kL<T> / 2 + j / 2);
-    }
-    const VT g0 = __builtin_shuffle(e, o, lo), g1 = __builtin_shuffle(e, o, hi);
+    VT g0, g1;
+    interleave<T>(e, o, g0, g1);
     st(d, (vb * (ld(xr, nin) - vk) + vc) + g0, nin);
     st(d + kL<T>, (vb * (ld(xr + kL<T>, nin - kL<T>) - vk) + vc) + g1, nin - kL<T>);
   };
@@ -403,7 +319,7 @@ index_t bnrp_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const std::uin
       const std::uint8_t* co = code + r * ostride + oh * OW;
       for (index_t o0 = 0; o0 < OW; o0 += kL<T>) {
         const index_t n = OW - o0, nin = W - 2 * o0;
-        const MT cw = load_codes<T>(co + o0, n);
+        const MT cw = load_bytes<T>(co + o0, n, kPoolNoGrad);
         nbad -= (cw >= 4) & (cw != kPoolNoGrad);
         const VT t = va * ld(g + o0, n);
         row(d0 + 2 * o0, x0 + 2 * o0, nin, cw == 0 ? t : VT{}, cw == 1 ? t : VT{});
