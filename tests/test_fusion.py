@@ -260,3 +260,38 @@ def test_bad_input_keeps_the_layer_errors(rng):
         model(rng.normal(size=(2, 3, 6, 6)).astype(np.float32))
     with pytest.raises(TypeError, match="BatchNorm2d: input: expected dtype float32"):
         model(rng.normal(size=(2, 2, 6, 6)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_relu_runs_match_layers(threads, rng, dtype):
+    """Conv2d -> ReLU and Linear -> ReLU with the ReLU in the layer's output pass."""
+    gk.manual_seed(5)
+    fused = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 5 * 4, 7), nn.ReLU(),
+                          nn.Linear(7, 3), nn.ReLU()).to(dtype)
+    plain = copy.deepcopy(fused)
+    x = rng.normal(size=(4, 2, 5, 4)).astype(dtype)
+    dy = rng.normal(size=(4, 3)).astype(dtype)
+    y = fused(x)
+    dx = fused.backward(dy)
+    y_ref, dx_ref = one_by_one(plain, x, dy)
+    tol = {np.float32: 1e-5, np.float64: 1e-12}[dtype]
+    assert_close(y, y_ref, tol, "y")
+    assert np.all(y >= 0) and np.any(y == 0)
+    assert_close(dx, dx_ref, tol, "dx")
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters()):
+        assert_close(p.grad, q.grad, tol, f"{name}.grad")
+    with pytest.raises(RuntimeError, match="no cached forward"):
+        fused[1].backward(np.ones((4, 3, 5, 4), dtype))
+    fused.zero_grad()
+    fused(x)
+    assert fused.backward(dy, input_grad=False) is None
+    assert_close(fused[0].weight.grad, plain[0].weight.grad, tol, "conv weight grad with input_grad=False")
+
+
+def test_layer_relu_bad_input_keeps_the_layer_errors(rng):
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    with pytest.raises(ValueError, match="Linear: input: expected shape"):
+        model(rng.normal(size=(2, 5)).astype(np.float32))
+    with pytest.raises(ValueError, match="expected shape"):
+        model(rng.normal(size=(2, 4)).astype(np.float32))
+        model.backward(np.ones((2, 4), np.float32))

@@ -85,18 +85,20 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        """Apply the layers in order. Runs ``BatchNorm2d -> ReLU -> MaxPool2d(2)`` go through one
-        fused kernel (nn/fusion.py): the same result, a fraction of the memory traffic."""
+        """Apply the layers in order. Runs such as ``BatchNorm2d -> ReLU -> MaxPool2d(2)`` or
+        ``Linear -> ReLU`` go through one fused kernel (nn/fusion.py): the same result, less
+        memory traffic."""
         modules = list(self._modules.values())
         runs = fusion.fusable_runs(modules)
-        fused = {}  # index of a fused run's last layer -> (first layer's index, cache)
+        fused = {}  # index of a fused run's last layer -> (its kind, first layer's index, cache)
         y = x
         i = 0
         while i < len(modules):
-            if i in runs and fusion.fits(y):
-                j = i + runs[i] - 1
-                y, cache = fusion.bn_relu_pool2_forward(*modules[i:j + 1], y)
-                fused[j] = (i, cache)
+            kind = runs.get(i)
+            if kind is not None and kind.fits(y):
+                j = i + kind.length - 1
+                y, cache = kind.forward(modules[i:j + 1], y)
+                fused[j] = (kind, i, cache)
                 i = j + 1
             else:
                 y = modules[i](y)
@@ -125,8 +127,8 @@ class Sequential(Module):
         i = len(modules) - 1
         while i >= first:
             if i in fused:  # a fused run ending at layer i (its first layer has the parameters: start >= first)
-                start, cache = fused[i]
-                dy = fusion.bn_relu_pool2_backward(modules[start], modules[i], cache, dy, input_grad or start > first)
+                kind, start, cache = fused[i]
+                dy = kind.backward(modules[start:i + 1], cache, dy, input_grad or start > first)
                 i = start - 1
             else:
                 dy = modules[i]._backward_maybe_input(dy, input_grad or i > first)
