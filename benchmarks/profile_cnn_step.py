@@ -114,12 +114,12 @@ def main(argv=None):
         # the fused BN+ReLU+Pool runs (torch: the sum of its three layers' rows)
         fused_rows = []
         for i in (1, 5):
-            bn, relu, pool = g_model[i], g_model[i + 1], g_model[i + 2]
-            gx = g_in[i]
-            out, cache = fusion.bn_relu_pool2_forward(bn, relu, pool, gx)
+            mods, gx = list(g_model)[i:i + 3], g_in[i]
+            kind = fusion.fusable_runs(mods)[0]
+            out, cache = kind.forward(mods, gx)
             dy = rng.standard_normal(out.shape).astype(np.float32)
-            ff = _best(lambda: fusion.bn_relu_pool2_forward(bn, relu, pool, gx), R)
-            fb = _best(lambda: fusion.bn_relu_pool2_backward(bn, pool, cache, dy, True), R)
+            ff = _best(lambda: kind.forward(mods, gx), R)
+            fb = _best(lambda: kind.backward(mods, cache, dy, True), R)
             tf = sum(rows[j][3] for j in range(i, i + 3))
             tb = sum(rows[j][4] for j in range(i, i + 3))
             fused_rows.append((i, f"{i}-{i + 2} BN+ReLU+Pool", ff, fb, tf, tb))

@@ -87,8 +87,16 @@ GK_ALWAYS_INLINE void window_max(V<T> e0, V<T> o0, V<T> e1, V<T> o1, V<T>& m, M<
 template <class T>
 GK_ALWAYS_INLINE M<T> load_bytes(const std::uint8_t* p, index_t n, std::uint8_t fill) {
   typename Bytes<T>::type u;
+  n = std::min(n, kL<T>);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  // one masked load (a variable-length memcpy is a library call per row)
+  const __m128i v = _mm_mask_loadu_epi8(_mm_set1_epi8(static_cast<char>(fill)),
+                                        static_cast<__mmask16>((1u << n) - 1u), p);
+  std::memcpy(&u, &v, sizeof(u));
+#else
   for (index_t j = 0; j < kL<T>; ++j) u[j] = fill;
-  std::memcpy(&u, p, static_cast<size_t>(std::min(n, kL<T>)));
+  std::memcpy(&u, p, static_cast<size_t>(n));
+#endif
   return __builtin_convertvector(u, M<T>);
 }
 
@@ -96,7 +104,14 @@ GK_ALWAYS_INLINE M<T> load_bytes(const std::uint8_t* p, index_t n, std::uint8_t 
 template <class T>
 GK_ALWAYS_INLINE void store_bytes(std::uint8_t* p, M<T> c, index_t n) {
   const auto u = __builtin_convertvector(c, typename Bytes<T>::type);
-  std::memcpy(p, &u, static_cast<size_t>(std::min(n, kL<T>)));
+  n = std::min(n, kL<T>);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  __m128i v = _mm_setzero_si128();
+  std::memcpy(&v, &u, sizeof(u));
+  _mm_mask_storeu_epi8(p, static_cast<__mmask16>((1u << n) - 1u), v);
+#else
+  std::memcpy(p, &u, static_cast<size_t>(n));
+#endif
 }
 
 // The first n lanes of c as int32 at p.
