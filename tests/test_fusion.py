@@ -126,17 +126,25 @@ def test_same_as_the_three_ops(isa, rng, dtype):
     assert_close(db2, db1, TOL[dtype] * 10, "dbias")
 
 
-def test_identical_bits_for_1_and_2_threads(rng):
-    x = rng.normal(size=(8, 6, 14, 14)).astype(np.float32)
-    w, b = rng.normal(size=6).astype(np.float32), rng.normal(size=6).astype(np.float32)
-    dy = rng.normal(size=(8, 6, 7, 7)).astype(np.float32)
+# Large enough for two threads (>= 32768 elements): few channels split by rows, many channels by channel.
+@pytest.mark.parametrize("shape", [(8, 6, 14, 14), (16, 3, 28, 28), (8, 16, 16, 16)])
+def test_identical_bits_for_1_and_2_threads(isa, rng, shape):
+    n, c, h, w_ = shape
+    x = distinct_input(rng, shape, np.float32)
+    w, b = rng.normal(size=c).astype(np.float32), rng.normal(size=c).astype(np.float32)
+    dy = rng.normal(size=(n, c, h // 2, w_ // 2)).astype(np.float32)
+    y_ref, dx_ref, dw_ref, db_ref, _, _ = ref(x, w, b, dy, True)
     results = []
     for t in (1, 2):
         gk.set_num_threads(t)
         y, code, mean, rstd = ops.batch_norm_relu_pool2_forward(x, w, b)
-        dw, db = np.zeros(6, np.float32), np.zeros(6, np.float32)
+        dw, db = np.zeros(c, np.float32), np.zeros(c, np.float32)
         dx = ops.batch_norm_relu_pool2_backward(dy, x, code, mean, rstd, w, dw, db)
         results.append((y, code, mean, rstd, dx, dw, db))
+        assert_close(y, y_ref, TOL[np.float32], f"y ({t} threads)")
+        assert_close(dx, dx_ref, TOL[np.float32], f"dx ({t} threads)")
+        assert_close(dw, dw_ref, TOL[np.float32] * 10, f"dweight ({t} threads)")
+        assert_close(db, db_ref, TOL[np.float32] * 10, f"dbias ({t} threads)")
     for a, b_ in zip(*results):
         np.testing.assert_array_equal(a, b_)
 
