@@ -61,7 +61,8 @@ POOL_CASES = [
     (2, None, 0), (2, 1, 1), (3, 2, 1), (3, None, 0), ((2, 3), (1, 2), (1, 1)), (3, 1, 0), ((3, 1), (2, 1), (1, 0)),
     (1, 1, 0), (5, 2, 2),
 ]
-SHAPES = [(2, 3, 9, 11), (1, 1, 5, 5), (3, 2, 28, 28)]
+SHAPES = [(2, 3, 9, 11), (1, 1, 5, 5), (3, 2, 28, 28),
+          (2, 2, 6, 70), (1, 2, 7, 33)]  # rows longer than two vectors; odd sizes with a row of 16 windows
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -110,6 +111,12 @@ def test_max_pool2d_nan_and_ties(isa):
     y, idx = ops.max_pool2d_forward(x, 2)
     assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 1
     assert y[0, 0, 0, 1] == 3.0 and idx[0, 0, 0, 1] == 2  # first of equal maxima
+    # ties across the rows of a window, and a NaN in each row: the scan's first max (the last NaN)
+    x = np.array([[[[1.0, 3.0, 0.0, 1.0, np.nan, 1.0], [3.0, 0.0, 5.0, 5.0, np.nan, 0.0]]]], np.float32)
+    for dtype in (np.float32, np.float64):
+        y, idx = ops.max_pool2d_forward(x.astype(dtype), 2)
+        np.testing.assert_array_equal(idx[0, 0, 0], [1, 8, 10])
+        assert y[0, 0, 0, 0] == 3.0 and y[0, 0, 0, 1] == 5.0 and np.isnan(y[0, 0, 0, 2])
     x = np.full((1, 1, 3, 3), -np.inf, np.float64)
     y, idx = ops.max_pool2d_forward(x, 2, 1, 1)
     assert np.all(y == -np.inf) and idx.min() >= 0 and idx.max() < 9

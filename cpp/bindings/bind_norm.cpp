@@ -163,6 +163,91 @@ py::array batch_norm_backward_impl(const py::handle& dy_obj, const py::handle& x
 }
 
 // ------------------------------------------------------------------------------------------
+// Batch norm + ReLU + MaxPool2d(2) (kernel 2, stride 2, no padding) of (N, C, H, W) input.
+struct NCHW {
+  index_t N, C, H, W;
+};
+
+NCHW pool2_input(const py::array& x) {
+  check_ndim(x, 4, "input");
+  const NCHW d{x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
+  if (d.H < 2 || d.W < 2) {
+    value_error("input", "H and W >= 2 (a 2x2 max pool needs one window)", "shape " + shape_str(x));
+  }
+  return d;
+}
+
+template <class T>
+py::tuple bn_relu_pool2_forward_impl(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj,
+                                     const py::handle& rm_obj, const py::handle& rv_obj, bool training,
+                                     double momentum, double eps) {
+  auto x = in<T>(x_obj, "input");
+  const NCHW d = pool2_input(x);
+  auto w = opt_in<T>(w_obj, "weight", {d.C});
+  auto b = opt_in<T>(b_obj, "bias", {d.C});
+  auto rm = opt_out<T>(rm_obj, "running_mean", {d.C});
+  auto rv = opt_out<T>(rv_obj, "running_var", {d.C});
+  if ((rm.ptr == nullptr) != (rv.ptr == nullptr)) {
+    value_error("running_var", "running_mean and running_var both given or both None", "only one of them");
+  }
+  if (!(momentum >= 0.0 && momentum <= 1.0)) value_error("momentum", "a number in [0, 1]", std::to_string(momentum));
+  check_eps(eps);
+  const bool batch_stats = training || rm.ptr == nullptr;  // (H, W >= 2: never one value per channel)
+  auto y = empty<T>({d.N, d.C, d.H / 2, d.W / 2});
+  auto code = empty<std::uint8_t>({d.N, d.C, d.H / 2, d.W / 2});
+  auto mean = empty<double>({d.C});
+  auto rstd = empty<double>({d.C});
+  const T* px = x.data();
+  T* py_ = y.mutable_data();
+  std::uint8_t* pc = code.mutable_data();
+  double* pm = mean.mutable_data();
+  double* pr = rstd.mutable_data();
+  {
+    py::gil_scoped_release release;
+    batch_norm_relu_pool2_forward<T>(py_, pc, pm, pr, px, w.ptr, b.ptr, rm.ptr, rv.ptr, d.N, d.C, d.H, d.W,
+                                     batch_stats, momentum, eps);
+  }
+  return py::make_tuple(y, code, mean, rstd);
+}
+
+template <class T>
+py::array bn_relu_pool2_backward_impl(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& code_obj,
+                                      const py::handle& mean_obj, const py::handle& rstd_obj, const py::handle& w_obj,
+                                      const py::handle& dw_obj, const py::handle& db_obj, bool training) {
+  auto x = in<T>(x_obj, "input");
+  const NCHW d = pool2_input(x);
+  const std::vector<py::ssize_t> pooled{d.N, d.C, d.H / 2, d.W / 2};
+  auto dy = in<T>(dy_obj, "dy");
+  check_shape(dy, pooled, "dy");
+  if (!py::isinstance<py::array>(code_obj) ||
+      !py::reinterpret_borrow<py::array>(code_obj).dtype().is(py::dtype::of<std::uint8_t>())) {
+    type_error("code", "a numpy.ndarray of uint8 (from batch_norm_relu_pool2_forward)", dtype_str(code_obj));
+  }
+  auto code = carray<std::uint8_t>::ensure(code_obj);
+  check_shape(code, pooled, "code");
+  auto mean = stats_in(mean_obj, "mean", {d.C});
+  auto rstd = stats_in(rstd_obj, "rstd", {d.C});
+  auto w = opt_in<T>(w_obj, "weight", {d.C});
+  auto dw = opt_out<T>(dw_obj, "dweight", {d.C});
+  auto db = opt_out<T>(db_obj, "dbias", {d.C});
+  auto dx = empty<T>(shape_of(x));
+  const T *pdy = dy.data(), *px = x.data();
+  const std::uint8_t* pc = code.data();
+  const double *pm = mean.data(), *pr = rstd.data();
+  T* pdx = dx.mutable_data();
+  index_t bad;
+  {
+    py::gil_scoped_release release;
+    bad = batch_norm_relu_pool2_backward<T>(pdx, dw.ptr, db.ptr, pdy, pc, px, pm, pr, w.ptr, d.N, d.C, d.H, d.W,
+                                            training);
+  }
+  if (bad != 0) {
+    value_error("code", "values 0..3 or 255 (from batch_norm_relu_pool2_forward)", std::to_string(bad) + " other values");
+  }
+  return dx;
+}
+
+// ------------------------------------------------------------------------------------------
 void check_groups(index_t num_groups, index_t C) {
   if (num_groups <= 0) value_error("num_groups", "a positive integer", std::to_string(num_groups));
   if (C % num_groups != 0) {
@@ -272,6 +357,30 @@ void bind_norm(py::module_& m) {
       },
       py::arg("dy"), py::arg("input"), py::arg("mean"), py::arg("rstd"), py::arg("weight"), py::arg("dweight"),
       py::arg("dbias"), py::arg("training"), "Batch norm backward -> dx; adds into dweight and dbias.");
+  m.def(
+      "batch_norm_relu_pool2_forward",
+      [](const py::handle& x, const py::handle& weight, const py::handle& bias, const py::handle& running_mean,
+         const py::handle& running_var, bool training, double momentum, double eps) {
+        return dispatch_float(x, "input", [&](auto t) {
+          return bn_relu_pool2_forward_impl<decltype(t)>(x, weight, bias, running_mean, running_var, training,
+                                                         momentum, eps);
+        });
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
+      py::arg("training"), py::arg("momentum"), py::arg("eps"),
+      "max_pool2d(relu(batch_norm(x)), 2) of (N, C, H, W) input -> (y, code (uint8), mean, rstd).");
+  m.def(
+      "batch_norm_relu_pool2_backward",
+      [](const py::handle& dy, const py::handle& x, const py::handle& code, const py::handle& mean,
+         const py::handle& rstd, const py::handle& weight, const py::handle& dweight, const py::handle& dbias,
+         bool training) {
+        return dispatch_float(x, "input", [&](auto t) {
+          return bn_relu_pool2_backward_impl<decltype(t)>(dy, x, code, mean, rstd, weight, dweight, dbias, training);
+        });
+      },
+      py::arg("dy"), py::arg("input"), py::arg("code"), py::arg("mean"), py::arg("rstd"), py::arg("weight"),
+      py::arg("dweight"), py::arg("dbias"), py::arg("training"),
+      "Gradient of batch_norm_relu_pool2_forward -> dx (N, C, H, W); adds into dweight and dbias.");
   m.def(
       "group_norm_forward",
       [](const py::handle& x, index_t num_groups, const py::handle& weight, const py::handle& bias, double eps) {

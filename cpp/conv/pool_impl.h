@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "gradkit/pool.h"
+#include "pool2_impl.h"
 #include "simd_vec_impl.h"
 
 namespace gk::GK_ISA_NS {
@@ -39,20 +40,24 @@ void max_pool_forward(T* y, std::int32_t* idx, const T* x, const PoolShape& s, i
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
     std::int32_t* ip = idx + p * out_plane;
-    if (k2s2) {  // the CNN's MaxPool2: branch-free over a row pair
+    if (k2s2) {  // the CNN's MaxPool2: a vector of outputs at a time (pool2_impl.h)
+      using namespace pool2;
       for (index_t oh = 0; oh < s.OH; ++oh) {
         const T* r0 = xp + 2 * oh * s.W;
         const T* r1 = r0 + s.W;
-        const auto base = static_cast<std::int32_t>(2 * oh * s.W);
-        const auto w = static_cast<std::int32_t>(s.W);
-        for (index_t ow = 0; ow < s.OW; ++ow) {
-          T m = r0[2 * ow];
-          auto i = static_cast<std::int32_t>(base + 2 * ow);
-          poolk::take_max(m, i, r0[2 * ow + 1], i + 1);
-          poolk::take_max(m, i, r1[2 * ow], static_cast<std::int32_t>(base + w + 2 * ow));
-          poolk::take_max(m, i, r1[2 * ow + 1], static_cast<std::int32_t>(base + w + 2 * ow + 1));
-          yp[oh * s.OW + ow] = m;
-          ip[oh * s.OW + ow] = i;
+        const M<T> base = simd::mask_set1<T>(static_cast<simd::elem_t<M<T>>>(2 * oh * s.W));
+        for (index_t o0 = 0; o0 < s.OW; o0 += kL<T>) {
+          const index_t n = s.OW - o0, nin = s.W - 2 * o0;
+          V<T> e0, d0, e1, d1, m;
+          M<T> j;
+          load_pairs(r0 + 2 * o0, nin, e0, d0);
+          load_pairs(r1 + 2 * o0, nin, e1, d1);
+          window_max<T>(e0, d0, e1, d1, m, j);
+          // flat index in the plane: row 2*oh + (j >> 1), column 2 * (o0 + lane) + (j & 1)
+          const M<T> col = 2 * (simd::iota<T>() + static_cast<simd::elem_t<M<T>>>(o0)) + (j & 1);
+          const M<T> idx = base + (j >> 1) * static_cast<simd::elem_t<M<T>>>(s.W) + col;
+          st(yp + oh * s.OW + o0, m, n);
+          store_int32<T>(ip + oh * s.OW + o0, idx, n);
         }
       }
       continue;

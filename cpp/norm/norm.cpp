@@ -6,6 +6,7 @@
 // partials are merged in index order. Which thread computed a partial does not
 // matter, so 1 and 2 threads give the same bits.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "gradkit/isa.h"
@@ -179,10 +180,17 @@ inline void finish_stats(double shift, double s1, double s2, index_t count, doub
 
 // ---------------------------------------------------------------------------------------------
 // Batch norm: x (N, C, S); statistics per channel over N*S; parallel over channels (or rows).
-template <class T>
-void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* weight, const T* bias,
-                        T* running_mean, T* running_var, index_t N, index_t C, index_t S, bool use_batch_stats,
-                        double momentum, double eps, int nthreads) {
+namespace {
+
+// Batch norm's forward up to its output pass: the statistics (the batch's or the running ones), the
+// running-stat update and the per-channel coefficients y = a * (x - k) + b. Then out(r, nr, c, k, a, b)
+// writes nr rows (planes of S, C rows apart) of channel c from row r (S > 1; right after the channel's
+// statistics when it can, while its rows are in L2) or out_cols(r0, rows, k, a, b) chunks of the (N, C)
+// layout (S == 1, k, a, b per column).
+template <class T, class Out, class OutCols>
+void bn_forward_driver(double* mean, double* rstd, const T* x, const T* weight, const T* bias, T* running_mean,
+                       T* running_var, index_t N, index_t C, index_t S, bool use_batch_stats, double momentum,
+                       double eps, Out&& out, OutCols&& out_cols, int nthreads) {
   const NormKernels<T>& kern = norm_table().get<T>();
   const index_t count = N * S;
   if (C == 0) return;
@@ -202,10 +210,8 @@ void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
     a[c] = static_cast<T>(ac);
     b[c] = static_cast<T>((bias ? static_cast<double>(bias[c]) : 0.0) - ac * (mean[c] - static_cast<double>(k[c])));
   };
-  auto apply = [&](index_t r, index_t nr, index_t c) {
-    kern.rows_affine(y + r * S, x + r * S, nr, S, C * S, k[c], a[c], b[c]);
-  };
-  auto apply_cols = [&](index_t r0, index_t rows) { kern.col_affine(y + r0 * C, x + r0 * C, rows, C, k, a, b); };
+  auto apply = [&](index_t r, index_t nr, index_t c) { out(r, nr, c, k[c], a[c], b[c]); };
+  auto apply_cols = [&](index_t r0, index_t rows) { out_cols(r0, rows, k, a, b); };
   if (!use_batch_stats) {
     for (index_t c = 0; c < C; ++c) {
       mean[c] = static_cast<double>(running_mean[c]);
@@ -236,11 +242,15 @@ void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
       finish, apply, apply_cols, nthreads);
 }
 
-// dy, x, dx (N, C, S); two passes: per-channel sums of dy and dy * (x - mean), then dx.
-template <class T>
-void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const double* mean, const double* rstd,
-                         const T* weight, index_t N, index_t C, index_t S, bool batch_stats, int nthreads) {
-  const NormKernels<T>& kern = norm_table().get<T>();
+// Batch norm's backward around its output pass: per-channel sums sd = sum g and sxk = sum g * (x - k)
+// of the gradient g reaching the normalised values, from row_sums(r, nr, c, k, &sd, &sxk) (S > 1) or
+// col_sums(r0, rows, k, s1, s2) (S == 1, adding per column); then dweight, dbias and the coefficients of
+// dx = A * g + B * (x - k) + Cc, written by out(r, nr, c, k, A, B, Cc) or out_cols(r0, rows, k, A, B, Cc).
+// `pre` (may be null) is prefetched alongside x: the gradient when it has x's layout.
+template <class T, class ColSums, class RowSums, class Out, class OutCols>
+void bn_backward_driver(T* dweight, T* dbias, const T* x, const T* pre, const double* mean, const double* rstd,
+                        const T* weight, index_t N, index_t C, index_t S, bool batch_stats, ColSums&& col_sums,
+                        RowSums&& row_sums, Out&& out, OutCols&& out_cols, int nthreads) {
   const index_t count = N * S;
   if (C == 0 || count == 0) return;
   AlignedBuffer<T> buf(4 * C);
@@ -262,26 +272,91 @@ void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
     B[c] = static_cast<T>(bx);
     Cc[c] = static_cast<T>(batch_stats ? -g * sd / static_cast<double>(count) - bx * m1 : 0.0);
   };
-  auto apply = [&](index_t r, index_t nr, index_t c) {
-    kern.rows_backward(dx + r * S, dy + r * S, x + r * S, nr, S, C * S, k[c], A[c], B[c], Cc[c]);
-  };
-  auto apply_cols = [&](index_t r0, index_t rows) {
-    kern.col_backward(dx + r0 * C, dy + r0 * C, x + r0 * C, rows, C, k, A, B, Cc);
-  };
+  auto apply = [&](index_t r, index_t nr, index_t c) { out(r, nr, c, k[c], A[c], B[c], Cc[c]); };
+  auto apply_cols = [&](index_t r0, index_t rows) { out_cols(r0, rows, k, A, B, Cc); };
   if (!batch_stats && dweight == nullptr && dbias == nullptr) {  // no reduction needed
     for (index_t c = 0; c < C; ++c) finish(c, 0.0, 0.0);
     one_pass(N, C, S, apply, apply_cols, nthreads);
     return;
   }
   channel_two_pass<T>(
-      N, C, S, x, dy,
-      [&](index_t r0, index_t rows, double* s1, double* s2) {
+      N, C, S, x, pre, [&](index_t r0, index_t rows, double* s1, double* s2) { col_sums(r0, rows, k, s1, s2); },
+      [&](index_t r, index_t nr, index_t c, double* s1, double* s2) { row_sums(r, nr, c, k[c], s1, s2); }, finish,
+      apply, apply_cols, nthreads);
+}
+
+}  // namespace
+
+template <class T>
+void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* weight, const T* bias,
+                        T* running_mean, T* running_var, index_t N, index_t C, index_t S, bool use_batch_stats,
+                        double momentum, double eps, int nthreads) {
+  const NormKernels<T>& kern = norm_table().get<T>();
+  bn_forward_driver<T>(
+      mean, rstd, x, weight, bias, running_mean, running_var, N, C, S, use_batch_stats, momentum, eps,
+      [&](index_t r, index_t nr, index_t, T k, T a, T b) { kern.rows_affine(y + r * S, x + r * S, nr, S, C * S, k, a, b); },
+      [&](index_t r0, index_t rows, const T* k, const T* a, const T* b) {
+        kern.col_affine(y + r0 * C, x + r0 * C, rows, C, k, a, b);
+      },
+      nthreads);
+}
+
+// dy, x, dx (N, C, S); two passes: per-channel sums of dy and dy * (x - mean), then dx.
+template <class T>
+void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const double* mean, const double* rstd,
+                         const T* weight, index_t N, index_t C, index_t S, bool batch_stats, int nthreads) {
+  const NormKernels<T>& kern = norm_table().get<T>();
+  bn_backward_driver<T>(
+      dweight, dbias, x, dy, mean, rstd, weight, N, C, S, batch_stats,
+      [&](index_t r0, index_t rows, const T* k, double* s1, double* s2) {
         kern.col_dot(dy + r0 * C, x + r0 * C, rows, C, k, s1, s2);
       },
-      [&](index_t r, index_t nr, index_t c, double* s1, double* s2) {
-        kern.rows_dot(dy + r * S, x + r * S, nr, S, C * S, k[c], s1, s2);
+      [&](index_t r, index_t nr, index_t, T k, double* s1, double* s2) {
+        kern.rows_dot(dy + r * S, x + r * S, nr, S, C * S, k, s1, s2);
       },
-      finish, apply, apply_cols, nthreads);
+      [&](index_t r, index_t nr, index_t, T k, T a, T b, T c) {
+        kern.rows_backward(dx + r * S, dy + r * S, x + r * S, nr, S, C * S, k, a, b, c);
+      },
+      [&](index_t r0, index_t rows, const T* k, const T* a, const T* b, const T* c) {
+        kern.col_backward(dx + r0 * C, dy + r0 * C, x + r0 * C, rows, C, k, a, b, c);
+      },
+      nthreads);
+}
+
+// Batch norm + ReLU + MaxPool2d(2): the batch-norm drivers with the pooled output pass. H, W >= 2, so S > 1
+// and the (N, C)-layout callbacks are never called.
+template <class T>
+void batch_norm_relu_pool2_forward(T* y, std::uint8_t* code, double* mean, double* rstd, const T* x, const T* weight,
+                                   const T* bias, T* running_mean, T* running_var, index_t N, index_t C, index_t H,
+                                   index_t W, bool use_batch_stats, double momentum, double eps, int nthreads) {
+  const NormKernels<T>& kern = norm_table().get<T>();
+  const index_t S = H * W, OS = (H / 2) * (W / 2);
+  bn_forward_driver<T>(
+      mean, rstd, x, weight, bias, running_mean, running_var, N, C, S, use_batch_stats, momentum, eps,
+      [&](index_t r, index_t nr, index_t, T k, T a, T b) {
+        kern.bnrp_forward(y + r * OS, code + r * OS, x + r * S, nr, H, W, C * S, C * OS, k, a, b);
+      },
+      [](index_t, index_t, const T*, const T*, const T*) {}, nthreads);
+}
+
+template <class T>
+index_t batch_norm_relu_pool2_backward(T* dx, T* dweight, T* dbias, const T* dy, const std::uint8_t* code, const T* x,
+                                       const double* mean, const double* rstd, const T* weight, index_t N, index_t C,
+                                       index_t H, index_t W, bool batch_stats, int nthreads) {
+  const NormKernels<T>& kern = norm_table().get<T>();
+  const index_t S = H * W, OS = (H / 2) * (W / 2);
+  std::atomic<index_t> bad{0};
+  bn_backward_driver<T>(
+      dweight, dbias, x, nullptr, mean, rstd, weight, N, C, S, batch_stats,
+      [](index_t, index_t, const T*, double*, double*) {},
+      [&](index_t r, index_t nr, index_t, T k, double* s1, double* s2) {
+        kern.bnrp_dot(dy + r * OS, code + r * OS, x + r * S, nr, H, W, C * S, C * OS, k, s1, s2);
+      },
+      [&](index_t r, index_t nr, index_t, T k, T a, T b, T c) {
+        bad += kern.bnrp_backward(dx + r * S, dy + r * OS, code + r * OS, x + r * S, nr, H, W, C * S, C * OS, k, a, b, c);
+      },
+      [](index_t, index_t, const T*, const T*, const T*, const T*) {}, nthreads);
+  return bad.load();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,6 +530,11 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
                                       index_t, bool, double, double, int);                                          \
   template void batch_norm_backward<T>(T*, T*, T*, const T*, const T*, const double*, const double*, const T*,     \
                                        index_t, index_t, index_t, bool, int);                                       \
+  template void batch_norm_relu_pool2_forward<T>(T*, std::uint8_t*, double*, double*, const T*, const T*, const T*, \
+                                                 T*, T*, index_t, index_t, index_t, index_t, bool, double, double, int); \
+  template index_t batch_norm_relu_pool2_backward<T>(T*, T*, T*, const T*, const std::uint8_t*, const T*,          \
+                                                     const double*, const double*, const T*, index_t, index_t,     \
+                                                     index_t, index_t, bool, int);                                  \
   template void group_norm_forward<T>(T*, double*, double*, const T*, const T*, const T*, index_t, index_t, index_t, \
                                       index_t, double, int);                                                        \
   template void group_norm_backward<T>(T*, T*, T*, const T*, const T*, const double*, const double*, const T*,     \

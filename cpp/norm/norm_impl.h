@@ -13,6 +13,7 @@
 #endif
 #include <algorithm>
 
+#include "../conv/pool2_impl.h"
 #include "gradkit/norm.h"
 #include "gradkit/simd.h"
 
@@ -215,6 +216,131 @@ void ln_row_backward(T* dx, T* dw, T* db, const T* dy, const T* x, index_t n, T 
   }
 }
 
+// Batch norm + ReLU + MaxPool2d(2): planes of (H, W), outputs (H/2, W/2); see NormKernels::bnrp_*.
+// Output row oh reads the input row pair 2*oh, 2*oh + 1 a vector of outputs at a time (conv/pool2_impl.h).
+
+template <class T>
+void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_RESTRICT x, index_t nrows, index_t H,
+                  index_t W, index_t stride, index_t ostride, T k, T a, T b) {
+  using namespace pool2;
+  using VT = V<T>;
+  using MT = M<T>;
+  const index_t OH = H / 2, OW = W / 2;
+  const VT vk = simd::set1(k), va = simd::set1(a), vb = simd::set1(b);
+  for (index_t r = 0; r < nrows; ++r) {
+    for (index_t oh = 0; oh < OH; ++oh) {
+      const T* x0 = x + r * stride + 2 * oh * W;
+      const T* x1 = x0 + W;
+      T* yo = y + r * ostride + oh * OW;
+      std::uint8_t* co = code + r * ostride + oh * OW;
+      for (index_t o0 = 0; o0 < OW; o0 += kL<T>) {
+        const index_t n = OW - o0, nin = W - 2 * o0;
+        VT e0, d0, e1, d1;
+        load_pairs(x0 + 2 * o0, nin, e0, d0);
+        load_pairs(x1 + 2 * o0, nin, e1, d1);
+        e0 = va * (e0 - vk) + vb;
+        d0 = va * (d0 - vk) + vb;
+        e1 = va * (e1 - vk) + vb;
+        d1 = va * (d1 - vk) + vb;
+        VT m;
+        MT j;
+        window_max<T>(e0, d0, e1, d1, m, j);
+        const MT pass = (m > VT{}) | (m != m);  // ReLU: a gradient flows where its output is > 0 (or NaN)
+        st(yo + o0, pass ? m : VT{}, n);
+        store_bytes<T>(co + o0, pass ? j : simd::mask_set1<T>(kPoolNoGrad), n);
+      }
+    }
+  }
+}
+
+template <class T>
+void bnrp_dot(const T* GK_RESTRICT dy, const std::uint8_t* GK_RESTRICT code, const T* GK_RESTRICT x, index_t nrows,
+              index_t H, index_t W, index_t stride, index_t ostride, T k, double* s1, double* s2) {
+  using namespace pool2;
+  using VT = V<T>;
+  using MT = M<T>;
+  const index_t OH = H / 2, OW = W / 2;
+  const VT vk = simd::set1(k);
+  double d1 = 0, d2 = 0;
+  for (index_t r = 0; r < nrows; ++r) {
+    VT u{}, v{};  // one plane's sums in T lanes, then in double
+    for (index_t oh = 0; oh < OH; ++oh) {
+      const T* x0 = x + r * stride + 2 * oh * W;
+      const T* x1 = x0 + W;
+      const T* g = dy + r * ostride + oh * OW;
+      const std::uint8_t* co = code + r * ostride + oh * OW;
+      for (index_t o0 = 0; o0 < OW; o0 += kL<T>) {
+        const index_t n = OW - o0, nin = W - 2 * o0;
+        const MT c = load_bytes<T>(co + o0, n, kPoolNoGrad);
+        VT e0, p0, e1, p1;
+        load_pairs(x0 + 2 * o0, nin, e0, p0);
+        load_pairs(x1 + 2 * o0, nin, e1, p1);
+        const VT xv = c == 0 ? e0 : c == 1 ? p0 : c == 2 ? e1 : p1;
+        const MT valid = c < 4;
+        const VT gv = valid ? ld(g + o0, n) : VT{};
+        u += gv;
+        v += valid ? gv * (xv - vk) : VT{};
+      }
+    }
+    d1 += lane_sum<T>(u);
+    d2 += lane_sum<T>(v);
+  }
+  *s1 = d1;
+  *s2 = d2;
+}
+
+template <class T>
+index_t bnrp_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const std::uint8_t* GK_RESTRICT code,
+                      const T* GK_RESTRICT x, index_t nrows, index_t H, index_t W, index_t stride, index_t ostride,
+                      T k, T a, T b, T c) {
+  using namespace pool2;
+  using VT = V<T>;
+  using MT = M<T>;
+  const index_t OH = H / 2, OW = W / 2;
+  const VT vk = simd::set1(k), va = simd::set1(a), vb = simd::set1(b), vc = simd::set1(c);
+  MT nbad{};
+  // dx = b * (x - k) + c, plus the pooled gradient a * dy at each window's max position (e and o: the
+  // gradients of the even and odd columns)
+  auto row = [&](T* d, const T* xr, index_t nin, VT e, VT o) {
+    VT g0, g1;
+    interleave<T>(e, o, g0, g1);
+    st(d, (vb * (ld(xr, nin) - vk) + vc) + g0, nin);
+    st(d + kL<T>, (vb * (ld(xr + kL<T>, nin - kL<T>) - vk) + vc) + g1, nin - kL<T>);
+  };
+  for (index_t r = 0; r < nrows; ++r) {
+    const T* xp = x + r * stride;
+    T* dxp = dx + r * stride;
+    for (index_t oh = 0; oh < OH; ++oh) {
+      const T* x0 = xp + 2 * oh * W;
+      const T* x1 = x0 + W;
+      T* d0 = dxp + 2 * oh * W;
+      T* d1 = d0 + W;
+      const T* g = dy + r * ostride + oh * OW;
+      const std::uint8_t* co = code + r * ostride + oh * OW;
+      for (index_t o0 = 0; o0 < OW; o0 += kL<T>) {
+        const index_t n = OW - o0, nin = W - 2 * o0;
+        const MT cw = load_bytes<T>(co + o0, n, kPoolNoGrad);
+        nbad -= (cw >= 4) & (cw != kPoolNoGrad);
+        const VT t = va * ld(g + o0, n);
+        row(d0 + 2 * o0, x0 + 2 * o0, nin, cw == 0 ? t : VT{}, cw == 1 ? t : VT{});
+        row(d1 + 2 * o0, x1 + 2 * o0, nin, cw == 2 ? t : VT{}, cw == 3 ? t : VT{});
+      }
+      if (W % 2 != 0) {  // the last column is in no window
+        d0[W - 1] = b * (x0[W - 1] - k) + c;
+        d1[W - 1] = b * (x1[W - 1] - k) + c;
+      }
+    }
+    if (H % 2 != 0) {  // nor is the last row
+      const T* xl = xp + (H - 1) * W;
+      T* dl = dxp + (H - 1) * W;
+      for (index_t i = 0; i < W; i += kL<T>) st(dl + i, vb * (ld(xl + i, W - i) - vk) + vc, W - i);
+    }
+  }
+  index_t bad = 0;
+  for (index_t j = 0; j < kL<T>; ++j) bad += static_cast<index_t>(nbad[j]);
+  return bad;
+}
+
 template <class T>
 void fill(NormKernels<T>& t) {
   t.rows_stats = rows_stats<T>;
@@ -227,6 +353,9 @@ void fill(NormKernels<T>& t) {
   t.col_backward = col_backward<T>;
   t.ln_row_forward = ln_row_forward<T>;
   t.ln_row_backward = ln_row_backward<T>;
+  t.bnrp_forward = bnrp_forward<T>;
+  t.bnrp_dot = bnrp_dot<T>;
+  t.bnrp_backward = bnrp_backward<T>;
 }
 
 }  // namespace norm_detail

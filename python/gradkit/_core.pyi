@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'build_info', 'clip_grad_norm', 'conv2d_backward', 'conv2d_forward', 'cross_entropy', 'dropout_backward', 'dropout_forward', 'elu_backward', 'elu_forward', 'gelu_backward', 'gelu_forward', 'gemm', 'get_isa', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'group_norm_backward', 'group_norm_forward', 'layer_norm_backward', 'layer_norm_forward', 'leaky_relu_backward', 'leaky_relu_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'optim_step', 'relu_backward', 'relu_forward', 'rng_bits', 'rng_normal', 'rng_state', 'rng_uniform', 'set_isa', 'set_num_threads', 'set_rng_state', 'sigmoid_backward', 'sigmoid_forward', 'supported_isas', 'tanh_backward', 'tanh_forward']
+__all__: list[str] = ['avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_relu_pool2_backward', 'batch_norm_relu_pool2_forward', 'build_info', 'clip_grad_norm', 'conv2d_backward', 'conv2d_forward', 'cross_entropy', 'dropout_backward', 'dropout_forward', 'elu_backward', 'elu_forward', 'gelu_backward', 'gelu_forward', 'gemm', 'get_isa', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'group_norm_backward', 'group_norm_forward', 'layer_norm_backward', 'layer_norm_forward', 'leaky_relu_backward', 'leaky_relu_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'optim_step', 'relu_backward', 'relu_forward', 'rng_bits', 'rng_normal', 'rng_state', 'rng_uniform', 'set_isa', 'set_num_threads', 'set_rng_state', 'sigmoid_backward', 'sigmoid_forward', 'supported_isas', 'tanh_backward', 'tanh_forward']
 def avg_pool2d_backward(dy: typing.Any, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], kernel_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], padding: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> numpy.ndarray:
     ...
 def avg_pool2d_forward(x: typing.Any, kernel_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], padding: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> numpy.ndarray:
@@ -20,6 +20,14 @@ def batch_norm_backward(dy: typing.Any, input: typing.Any, mean: typing.Any, rst
 def batch_norm_forward(input: typing.Any, weight: typing.Any, bias: typing.Any, running_mean: typing.Any, running_var: typing.Any, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
     Batch norm of (N, C, ...) input -> (y, mean, rstd); updates running stats in place when training.
+    """
+def batch_norm_relu_pool2_backward(dy: typing.Any, input: typing.Any, code: typing.Any, mean: typing.Any, rstd: typing.Any, weight: typing.Any, dweight: typing.Any, dbias: typing.Any, training: bool) -> numpy.ndarray:
+    """
+    Gradient of batch_norm_relu_pool2_forward -> dx (N, C, H, W); adds into dweight and dbias.
+    """
+def batch_norm_relu_pool2_forward(input: typing.Any, weight: typing.Any, bias: typing.Any, running_mean: typing.Any, running_var: typing.Any, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """
+    max_pool2d(relu(batch_norm(x)), 2) of (N, C, H, W) input -> (y, code (uint8), mean, rstd).
     """
 def clip_grad_norm(grads: list, max_norm: typing.SupportsFloat | typing.SupportsIndex, norm_type: typing.SupportsFloat | typing.SupportsIndex = 2.0) -> float:
     """

@@ -262,6 +262,46 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, rstd: n
     return _core.batch_norm_backward(dy, x, mean, rstd, weight, dweight, dbias, bool(training))
 
 
+__all__ += ["batch_norm_relu_pool2_forward", "batch_norm_relu_pool2_backward"]
+
+
+def batch_norm_relu_pool2_forward(x: np.ndarray, weight: np.ndarray | None = None, bias: np.ndarray | None = None,
+                                  running_mean: np.ndarray | None = None, running_var: np.ndarray | None = None, *,
+                                  training: bool = True, momentum: float = 0.1, eps: float = 1e-5):
+    """``max_pool2d(relu(batch_norm(x)), 2)`` in one kernel (kernel 2, stride 2, no padding).
+
+    The same result as ``batch_norm_forward`` then ``relu`` then ``max_pool2d_forward(., 2)``
+    (statistics and running-stat updates included), in two passes over x; the normalised
+    full-size tensor is never written.
+
+    Args:
+        x: (N, C, H, W) float32 or float64 with H, W >= 2.
+        weight, bias, running_mean, running_var, training, momentum, eps: as ``batch_norm_forward``.
+
+    Returns:
+        (y, code, mean, rstd): y (N, C, H // 2, W // 2); code, uint8 of y's shape: the position
+        ``dh * 2 + dw`` of each window's max, or 255 where the ReLU passes no gradient; mean and
+        rstd (C,) float64. code, mean and rstd go to ``batch_norm_relu_pool2_backward``.
+    """
+    return _core.batch_norm_relu_pool2_forward(x, weight, bias, running_mean, running_var, bool(training),
+                                               float(momentum), float(eps))
+
+
+def batch_norm_relu_pool2_backward(dy: np.ndarray, x: np.ndarray, code: np.ndarray, mean: np.ndarray,
+                                   rstd: np.ndarray, weight: np.ndarray | None = None,
+                                   dweight: np.ndarray | None = None, dbias: np.ndarray | None = None, *,
+                                   training: bool = True) -> np.ndarray:
+    """Gradient of ``batch_norm_relu_pool2_forward``: returns dx and ADDS into dweight, dbias.
+
+    Args:
+        dy: (N, C, H // 2, W // 2). x: the forward's input (N, C, H, W).
+        code, mean, rstd: from the forward. weight: (C,) or None.
+        dweight, dbias: (C,) writeable arrays of x's dtype, or None.
+        training: the forward used batch statistics.
+    """
+    return _core.batch_norm_relu_pool2_backward(dy, x, code, mean, rstd, weight, dweight, dbias, bool(training))
+
+
 def layer_norm_forward(x: np.ndarray, normalized_shape, weight: np.ndarray | None = None,
                        bias: np.ndarray | None = None, eps: float = 1e-5):
     """Layer normalization over the trailing ``normalized_shape`` dimensions.

@@ -15,6 +15,8 @@
 // The statistics handed between forward and backward are float64 arrays:
 // mean (exact enough to re-derive K) and rstd = 1 / sqrt(var + eps).
 #pragma once
+#include <cstdint>
+
 #include "gradkit/common.h"
 
 namespace gk {
@@ -47,7 +49,23 @@ struct NormKernels {
   // backward: g = dy * w, dx = a * (g - mean(g) - xhat * mean(g * xhat));
   // dw[i] += dy[i] * xhat[i] and db[i] += dy[i] when dw / db are not null.
   void (*ln_row_backward)(T* dx, T* dw, T* db, const T* dy, const T* x, index_t n, T k, T a, T c, const T* w);
+  // Batch norm + ReLU + 2x2 stride-2 max pool over nrows (H, W) planes, plane r at x + r * stride
+  // (outputs and codes at + r * ostride, ostride >= (H/2)*(W/2)), v = a * (x - k) + b:
+  // y = max(window max of v, 0) (NaN propagates), code = the window position dh*2+dw of the first
+  // max, or kPoolNoGrad when that max is <= 0 (the ReLU passes no gradient).
+  void (*bnrp_forward)(T* y, std::uint8_t* code, const T* x, index_t nrows, index_t H, index_t W, index_t stride,
+                       index_t ostride, T k, T a, T b);
+  // s1 = sum g, s2 = sum g * (x[max position] - k) over the outputs whose code is not kPoolNoGrad, g = dy.
+  void (*bnrp_dot)(const T* dy, const std::uint8_t* code, const T* x, index_t nrows, index_t H, index_t W,
+                   index_t stride, index_t ostride, T k, double* s1, double* s2);
+  // dx = b * (x - k) + c everywhere, plus a * dy at the max position of each output with a gradient.
+  // Returns the number of codes that are neither a window position nor kPoolNoGrad (they are skipped).
+  index_t (*bnrp_backward)(T* dx, const T* dy, const std::uint8_t* code, const T* x, index_t nrows, index_t H,
+                           index_t W, index_t stride, index_t ostride, T k, T a, T b, T c);
 };
+
+// The code of a pooled output that passes no gradient (its window max was <= 0).
+constexpr std::uint8_t kPoolNoGrad = 0xFF;
 
 struct NormTable {
   NormKernels<float> f32;
@@ -82,6 +100,23 @@ void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
 template <class T>
 void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const double* mean, const double* rstd,
                          const T* weight, index_t N, index_t C, index_t S, bool batch_stats, int nthreads = 0);
+
+// Batch norm, ReLU and MaxPool2d(2) in one: x (N, C, H, W) contiguous, H, W >= 2;
+// y, code (N, C, H/2, W/2) (floor): y = max_pool2(relu(batch_norm(x))), code as in
+// NormKernels::bnrp_forward. Statistics, running stats and mean/rstd as batch_norm_forward.
+// Two passes over x (statistics, then normalise-pool); the full-size normalised tensor is never written.
+template <class T>
+void batch_norm_relu_pool2_forward(T* y, std::uint8_t* code, double* mean, double* rstd, const T* x, const T* weight,
+                                   const T* bias, T* running_mean, T* running_var, index_t N, index_t C, index_t H,
+                                   index_t W, bool use_batch_stats, double momentum, double eps, int nthreads = 0);
+
+// Its gradient: dy, code (N, C, H/2, W/2), x, dx (N, C, H, W). dx is batch_norm_backward
+// of the (sparse) gradient that the pool and the ReLU pass back; dweight, dbias ADDED into.
+// Returns the number of invalid codes (skipped; the caller raises).
+template <class T>
+index_t batch_norm_relu_pool2_backward(T* dx, T* dweight, T* dbias, const T* dy, const std::uint8_t* code, const T* x,
+                                       const double* mean, const double* rstd, const T* weight, index_t N, index_t C,
+                                       index_t H, index_t W, bool batch_stats, int nthreads = 0);
 
 // Group norm. x, y (N, C, S); G groups of C/G channels; statistics per (n, g)
 // over (C/G) * S elements; weight, bias (C,) or null; mean, rstd (N, G).

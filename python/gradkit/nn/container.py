@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import fusion
 from .module import Module
 
 
@@ -84,11 +85,26 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
+        """Apply the layers in order. Runs such as ``BatchNorm2d -> ReLU -> MaxPool2d(2)`` or
+        ``Linear -> ReLU`` go through one fused kernel (nn/fusion.py): the same result, less
+        memory traffic."""
+        modules = list(self._modules.values())
+        runs = fusion.fusable_runs(modules)
+        fused = {}  # index of a fused run's last layer -> (its kind, first layer's index, cache)
         y = x
-        for module in self._modules.values():
-            y = module(y)
+        i = 0
+        while i < len(modules):
+            kind = runs.get(i)
+            if kind is not None and kind.fits(y):
+                j = i + kind.length - 1
+                y, cache = kind.forward(modules[i:j + 1], y)
+                fused[j] = (kind, i, cache)
+                i = j + 1
+            else:
+                y = modules[i](y)
+                i += 1
         out_shape = np.shape(y)
-        self._save_for_backward(out_shape=out_shape, out_dtype=getattr(y, "dtype", None))
+        self._save_for_backward(out_shape=out_shape, out_dtype=getattr(y, "dtype", None), fused=fused)
         return y
 
     _input_grad_optional = True
@@ -107,8 +123,16 @@ class Sequential(Module):
         first = 0
         if not input_grad:
             first = next((i for i, m in enumerate(modules) if m._has_parameters()), len(modules))
-        for i in range(len(modules) - 1, first - 1, -1):
-            dy = modules[i]._backward_maybe_input(dy, input_grad or i > first)
+        fused = saved["fused"]
+        i = len(modules) - 1
+        while i >= first:
+            if i in fused:  # a fused run ending at layer i (its first layer has the parameters: start >= first)
+                kind, start, cache = fused[i]
+                dy = kind.backward(modules[start:i + 1], cache, dy, input_grad or start > first)
+                i = start - 1
+            else:
+                dy = modules[i]._backward_maybe_input(dy, input_grad or i > first)
+                i -= 1
         return dy if input_grad else None
 
 

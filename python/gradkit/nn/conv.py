@@ -67,11 +67,16 @@ class Conv2d(Module):
         return self.stride, self.padding, self.dilation, self.groups
 
     def forward(self, x):
+        return self._forward(x)
+
+    def _forward(self, x, activation: str = "none"):
+        """forward, with ``activation`` ("none" or "relu") applied in the output pass (for a fused
+        Conv2d -> ReLU: the caller then applies the activation's gradient before ``backward``)."""
         x = self._check_input(x, ndim=4)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2d: input: expected {self.in_channels} channels (shape[1]), got shape {x.shape}")
         bias = self.bias.data if self.bias is not None else None
-        y = ops.conv2d_forward(x, self.weight.data, bias, *self._args())
+        y = ops.conv2d_forward(x, self.weight.data, bias, *self._args(), activation=activation)
         self._save_for_backward(x=x, y_shape=y.shape)
         return y
 

@@ -52,13 +52,18 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        return self._forward(x)
+
+    def _forward(self, x: np.ndarray, activation: str = "none") -> np.ndarray:
+        """forward, with ``activation`` ("none" or "relu") applied in the GEMM epilogue (for a fused
+        Linear -> ReLU: the caller then applies the activation's gradient before ``backward``)."""
         x = self._check_input(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input: expected shape (*, {self.in_features}) (last dimension = in_features), "
                              f"got {x.shape}")
         x2 = x.reshape(math.prod(x.shape[:-1]), self.in_features)  # (-1, 0) would be ambiguous
         bias = self.bias.data if self.bias is not None else None
-        y2 = ops.matmul(x2, self.weight.data, trans_b=True, bias=bias)
+        y2 = ops.matmul(x2, self.weight.data, trans_b=True, bias=bias, activation=activation)
         out_shape = x.shape[:-1] + (self.out_features,)
         self._save_for_backward(x2=x2, out_shape=out_shape)
         return y2.reshape(out_shape)

@@ -149,13 +149,18 @@ class _BatchNorm(_AffineNorm):
             self._check_dtype(x, self.running_mean.dtype)
         return x
 
-    def _norm_forward(self, x, weight, bias):
+    def _stats_args(self):
+        """(use_batch_stats, update, momentum, (running_mean, running_var) or Nones) for this forward."""
         use_batch_stats = self.training or self.running_mean is None
         update = self.training and self.track_running_stats
         momentum = 0.0
         if update:  # momentum None: the cumulative moving average
             momentum = 1.0 / float(self.num_batches_tracked + 1) if self.momentum is None else self.momentum
         running = (self.running_mean, self.running_var) if update or not use_batch_stats else (None, None)
+        return use_batch_stats, update, momentum, running
+
+    def _norm_forward(self, x, weight, bias):
+        use_batch_stats, update, momentum, running = self._stats_args()
         y, mean, rstd = ops.batch_norm_forward(x, weight, bias, *running, training=use_batch_stats,
                                                momentum=momentum, eps=self.eps)
         if update:

@@ -1,0 +1,122 @@
+"""Fused runs of layers inside ``Sequential``: the same numbers, fewer passes over memory.
+
+``Sequential.forward`` looks for these runs (exact layer types) and runs each as one kernel call:
+
+- ``BatchNorm2d -> ReLU -> MaxPool2d(2)`` (kernel 2, stride 2, no padding):
+  ``ops.batch_norm_relu_pool2_forward``, two passes over the input (statistics, then
+  normalise-ReLU-pool) instead of seven; the full-size normalised and activated tensors are
+  never written. Backward is one kernel too.
+- ``Linear -> ReLU`` and ``Conv2d -> ReLU``: the ReLU applied in the GEMM / convolution output
+  pass; backward applies the ReLU's gradient, then the layer's.
+
+The layers keep their parameters, buffers and running-statistics updates; the layers whose work
+was folded into a neighbour keep no cache of their own (the run's cache lives in the Sequential),
+so calling such a layer's backward alone after a fused forward raises the usual "no cached
+forward" error.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from .activation import ReLU
+from .conv import Conv2d
+from .linear import Linear
+from .normalization import BatchNorm2d
+from .pooling import MaxPool2d
+
+
+def _pool2(pool) -> bool:
+    try:
+        return (ops._pair(pool.kernel_size, "kernel_size", "MaxPool2d") == (2, 2)
+                and ops._pair(pool.stride, "stride", "MaxPool2d") == (2, 2)
+                and ops._pair(pool.padding, "padding", "MaxPool2d") == (0, 0))
+    except (TypeError, ValueError):
+        return False
+
+
+class _BatchNormReLUPool2:
+    """BatchNorm2d -> ReLU -> MaxPool2d(2)."""
+
+    length = 3
+
+    @staticmethod
+    def matches(mods) -> bool:
+        bn, relu, pool = mods
+        return type(bn) is BatchNorm2d and type(relu) is ReLU and type(pool) is MaxPool2d and _pool2(pool)
+
+    @staticmethod
+    def fits(x) -> bool:
+        return isinstance(x, np.ndarray) and x.ndim == 4 and x.shape[2] >= 2 and x.shape[3] >= 2
+
+    @staticmethod
+    def forward(mods, x):
+        bn = mods[0]
+        x = bn._batched(bn._check_input(x))
+        use_batch_stats, update, momentum, running = bn._stats_args()
+        weight = None if bn.weight is None else bn.weight.data
+        y, code, mean, rstd = ops.batch_norm_relu_pool2_forward(x, weight, bn._bias_data(), *running,
+                                                                training=use_batch_stats, momentum=momentum,
+                                                                eps=bn.eps)
+        if update:
+            bn.num_batches_tracked += 1
+        for m in mods:
+            m._cache = None
+        return y, dict(x=x, code=code, mean=mean, rstd=rstd, batch_stats=use_batch_stats, y_shape=y.shape)
+
+    @staticmethod
+    def backward(mods, cache, dy, input_grad: bool):
+        bn, _, pool = mods
+        x = cache["x"]
+        dy = pool._check_grad(dy, cache["y_shape"], x.dtype)
+        weight, dweight, dbias = bn._affine_args()
+        dx = ops.batch_norm_relu_pool2_backward(dy, x, cache["code"], cache["mean"], cache["rstd"], weight, dweight,
+                                                dbias, training=cache["batch_stats"])
+        return dx if input_grad else None
+
+
+class _LayerReLU:
+    """Linear -> ReLU or Conv2d -> ReLU: the ReLU in the layer's output pass."""
+
+    length = 2
+
+    @staticmethod
+    def matches(mods) -> bool:
+        layer, relu = mods
+        return type(layer) in (Linear, Conv2d) and type(relu) is ReLU
+
+    @staticmethod
+    def fits(x) -> bool:
+        return True  # the layer checks its input itself
+
+    @staticmethod
+    def forward(mods, x):
+        layer, relu = mods
+        y = layer._forward(x, activation="relu")
+        relu._cache = None
+        return y, dict(y=y)
+
+    @staticmethod
+    def backward(mods, cache, dy, input_grad: bool):
+        layer, relu = mods
+        y = cache["y"]
+        dy = relu._check_grad(dy, y.shape, y.dtype)
+        return layer._backward_maybe_input(ops.relu_backward(dy, y), input_grad)
+
+
+_RUNS = (_BatchNormReLUPool2, _LayerReLU)
+
+
+def fusable_runs(modules) -> dict:
+    """{index of a run's first layer: its kind} for the runs of ``modules`` that can be fused."""
+    runs = {}
+    i = 0
+    while i < len(modules):
+        for kind in _RUNS:
+            if i + kind.length <= len(modules) and kind.matches(modules[i:i + kind.length]):
+                runs[i] = kind
+                i += kind.length
+                break
+        else:
+            i += 1
+    return runs
