@@ -116,6 +116,16 @@ void reduce_chunks(T* part, index_t psize, index_t nch, int nthreads) {
 
 // ---- Winograd F(2x2, 3x3) -------------------------------------------------------------
 
+// The GEMM micro-kernel's column count (its B slivers) for T.
+template <class T>
+index_t gemm_nr() {
+  if constexpr (std::is_same_v<T, float>) {
+    return gemm_table().f32.nr;
+  } else {
+    return gemm_table().f64.nr;
+  }
+}
+
 // Transformed operands of one block (16 planes of (Cin + Cout) x tiles) stay below this.
 constexpr index_t kWinoBlockBytes = 768 * 1024;
 
@@ -184,23 +194,25 @@ template <class T>
 void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N, index_t Cin, index_t H, index_t W,
                index_t Cout, index_t OH, index_t OW, index_t ph, index_t pw, int nthreads) {
   const ConvKernels<T>& k = kernels<T>();
-  const index_t TH = ceil_div(OH, 2), TW = ceil_div(OW, 2);
+  const index_t TH = ceil_div(OH, 2), TW = ceil_div(OW, 2), nr_gemm = gemm_nr<T>();
   const index_t R = wino_rows(Cin, Cout, TW, N * TH, sizeof(T));
-  const index_t vsize = 16 * (Cin * R * TW + kWinoPlanePad), msize = 16 * (Cout * R * TW + kWinoPlanePad);
+  const index_t ldmax = round_up(R * TW, nr_gemm);
+  const index_t vsize = 16 * (Cin * ldmax + kWinoPlanePad), msize = 16 * (Cout * ldmax + kWinoPlanePad);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(N * Cout * OH * OW * Cin, nthreads), N));
   T* const tiles = scratch<T>(kSlotTiles, nt * (vsize + msize));
   run_ranges(N, nt, nthreads, [&](index_t n0, index_t n1, index_t t, int inner) {
     T* V = tiles + t * (vsize + msize);
     T* M = V + vsize;
     for (index_t r0 = n0 * TH; r0 < n1 * TH; r0 += R) {
-      const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW;
-      const index_t vplane = Cin * Tn + kWinoPlanePad, mplane = Cout * Tn + kWinoPlanePad;
-      k.wino_input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr);
+      // Rows of the planes padded to whole GEMM slivers: B is read in place, never packed.
+      const index_t nr = std::min(R, n1 * TH - r0), ld = round_up(nr * TW, nr_gemm);
+      const index_t vplane = Cin * ld + kWinoPlanePad, mplane = Cout * ld + kWinoPlanePad;
+      k.wino_input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr, ld);
       for (index_t xi = 0; xi < 16; ++xi) {
-        gemm<T>(Cout, Tn, Cin, T(1), U + xi * Cout * Cin, Cin, 1, V + xi * vplane, Tn, 1, T(0), M + xi * mplane, Tn,
+        gemm<T>(Cout, ld, Cin, T(1), U + xi * Cout * Cin, Cin, 1, V + xi * vplane, ld, 1, T(0), M + xi * mplane, ld,
                 {}, inner);
       }
-      k.wino_output(y, M, Cout, OH, OW, TH, TW, r0, nr, bias, relu);
+      k.wino_output(y, M, Cout, OH, OW, TH, TW, r0, nr, ld, bias, relu);
     }
   });
 }
@@ -226,8 +238,8 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
     for (index_t r0 = n0 * TH; dw != nullptr && r0 < n1 * TH; r0 += R) {
       const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW;
       const index_t vplane = s.C * Tn + kWinoPlanePad, mplane = s.OC * Tn + kWinoPlanePad;
-      k.wino_input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr);
-      k.wino_grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr);
+      k.wino_input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr, Tn);
+      k.wino_grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr, Tn);
       for (index_t xi = 0; xi < 16; ++xi) {
         // dU_xi (OC, C) += dM_xi (OC, Tn) @ V_xi^T (Tn, C)
         gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * mplane, Tn, 1, V + xi * vplane, 1, Tn, T(1), pu + xi * s.OC * s.C, s.C,

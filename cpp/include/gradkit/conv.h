@@ -54,16 +54,17 @@ struct ConvKernels {
   // db (M,) += row sums of dy (M, ldy)[:, :n].
   void (*row_sum)(T* db, const T* dy, index_t ldy, index_t M, index_t n);
   // Winograd F(2x2,3x3) over the tile rows [r0, r0 + nr) of a batch (TH x TW tiles per image);
-  // transformed data is 16 planes of (channels, nr*TW). See cpp/conv/winograd_impl.h.
+  // transformed data is 16 planes of (channels, nr*TW), row stride ld >= nr*TW, plane stride
+  // channels*ld + kWinoPlanePad. See cpp/conv/winograd_impl.h.
   // V = B^T d B of x (N,C,H,W) zero-padded by (ph, pw).
   void (*wino_input)(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH,
-                     index_t TW, index_t r0, index_t nr);
+                     index_t TW, index_t r0, index_t nr, index_t ld);
   // y (N,C,OH,OW) tiles = act(A^T m A + bias) from M; bias may be null.
   void (*wino_output)(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
-                      index_t nr, const T* bias, bool relu);
+                      index_t nr, index_t ld, const T* bias, bool relu);
   // dM = A dy A^T of dy (N,C,OH,OW).
   void (*wino_grad_output)(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
-                           index_t nr);
+                           index_t nr, index_t ld);
 };
 
 struct ConvTable {
