@@ -86,33 +86,47 @@ struct VT {
   }
 };
 
-// ev[l] = row[col0 + 2l], od[l] = row[col0 + 2l + 1], zero where the column is outside
-// [0, W) or row is null. Straight from memory (no staging buffer: a vector load of
-// freshly stored scalars stalls on store forwarding); [lo, hi) is memory that may be read.
-template <class T, class VV>
-GK_ALWAYS_INLINE void load_pairs(const T* row, index_t col0, index_t W, const T* lo, const T* hi,
-                                 typename VV::V& ev, typename VV::V& od) {
-  using V_ = typename VV::V;
+// Which lanes of load_pairs at column col0 fall inside [0, W): ev for the even columns
+// col0 + 2l, od for the odd ones; inside when all do. The same for every row and channel.
+template <class VV>
+struct PairMask {
+  typename VV::I ev, od;
+  bool inside;
+};
+
+template <class VV>
+GK_ALWAYS_INLINE PairMask<VV> pair_mask(index_t col0, index_t W) {
   using I_ = typename VV::I;
   using IE = typename VV::IE;
+  I_ twice;  // 0, 2, 4, ... (a constant)
+  for (index_t l = 0; l < VV::L; ++l) twice[l] = static_cast<IE>(2 * l);
+  const I_ zero{}, width = zero + static_cast<IE>(W);
+  const I_ ce = twice + static_cast<IE>(col0), co = ce + 1;
+  return {(ce >= zero) & (ce < width), (co >= zero) & (co < width), col0 >= 0 && col0 + 2 * VV::L <= W};
+}
+
+// ev[l] = row[col0 + 2l], od[l] = row[col0 + 2l + 1], zero where the column is outside
+// [0, W) (mask = pair_mask(col0, W)) or row is null. Straight from memory (no staging
+// buffer: a vector load of freshly stored scalars stalls on store forwarding); [lo, hi)
+// is memory that may be read.
+template <class T, class VV>
+GK_ALWAYS_INLINE void load_pairs(const T* row, index_t col0, index_t W, const PairMask<VV>& mask, const T* lo,
+                                 const T* hi, typename VV::V& ev, typename VV::V& od) {
+  using V_ = typename VV::V;
   constexpr index_t L = VV::L;
   if (row == nullptr) {
     ev = od = V_{};
     return;
   }
-  if (col0 >= 0 && col0 + 2 * L <= W) {  // inside the row
-    VV::deinterleave(row + col0, ev, od);
+  const T* p = row + col0;
+  if (mask.inside) {
+    VV::deinterleave(p, ev, od);
     return;
   }
-  const T* p = row + col0;
-  if (p >= lo && p + 2 * L <= hi) {  // readable: mask the columns outside the row
+  if (p >= lo && p + 2 * L <= hi) {  // readable: zero the columns outside the row
     VV::deinterleave(p, ev, od);
-    I_ ce;
-    for (index_t l = 0; l < L; ++l) ce[l] = static_cast<IE>(col0 + 2 * l);
-    const I_ zero{}, width = zero + static_cast<IE>(W), one = zero + 1;
-    ev = (ce >= zero) & (ce < width) ? ev : V_{};
-    const I_ co = ce + one;
-    od = (co >= zero) & (co < width) ? od : V_{};
+    ev = mask.ev ? ev : V_{};
+    od = mask.od ? od : V_{};
     return;
   }
   for (index_t l = 0; l < L; ++l) {  // at the ends of the tensor: element by element
@@ -141,11 +155,12 @@ void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_
       }
       T* out = V + c * ld + (r - r0) * TW;
       for (index_t j = 0; j < TW; j += L) {
+        const PairMask<VV> ma = pair_mask<VV>(2 * j - pw, W), mb = pair_mask<VV>(2 * j + 2 - pw, W);
         V_ q[4][4];  // d B, row by row
         for (int i = 0; i < 4; ++i) {
           V_ d0, d1, d2, d3;
-          load_pairs<T, VV>(rows[i], 2 * j - pw, W, x, end, d0, d1);
-          load_pairs<T, VV>(rows[i], 2 * j + 2 - pw, W, x, end, d2, d3);
+          load_pairs<T, VV>(rows[i], 2 * j - pw, W, ma, x, end, d0, d1);
+          load_pairs<T, VV>(rows[i], 2 * j + 2 - pw, W, mb, x, end, d2, d3);
           q[i][0] = d0 - d2;
           q[i][1] = d1 + d2;
           q[i][2] = d2 - d1;
@@ -169,11 +184,11 @@ void output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, ind
   using V_ = typename VV::V;
   constexpr index_t L = VV::L;
   const index_t plane = C * ld + kWinoPlanePad;
-  for (index_t r = r0; r < r0 + nr; ++r) {
-    const index_t n = r / TH, th = r % TH;
-    const bool two = 2 * th + 1 < OH;
-    for (index_t c = 0; c < C; ++c) {
-      const V_ b = V_{} + (bias != nullptr ? bias[c] : T(0));
+  for (index_t c = 0; c < C; ++c) {  // M read in order, each plane row once
+    const V_ b = V_{} + (bias != nullptr ? bias[c] : T(0));
+    for (index_t r = r0; r < r0 + nr; ++r) {
+      const index_t n = r / TH, th = r % TH;
+      const bool two = 2 * th + 1 < OH;
       const T* m = M + c * ld + (r - r0) * TW;
       T* y0 = y + (n * C + c) * OH * OW + 2 * th * OW;
       for (index_t j = 0; j < TW; j += L) {
@@ -217,10 +232,11 @@ void grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t 
       const T* rows[2] = {dyc + 2 * th * OW, 2 * th + 1 < OH ? dyc + (2 * th + 1) * OW : nullptr};
       T* out = dM + c * ld + (r - r0) * TW;
       for (index_t j = 0; j < TW; j += L) {
+        const PairMask<VV> mg = pair_mask<VV>(2 * j, OW);
         V_ q[2][4];  // (row i of dy) A^T
         for (int i = 0; i < 2; ++i) {
           V_ g0, g1;
-          load_pairs<T, VV>(rows[i], 2 * j, OW, dy, end, g0, g1);
+          load_pairs<T, VV>(rows[i], 2 * j, OW, mg, dy, end, g0, g1);
           q[i][0] = g0;
           q[i][1] = g0 + g1;
           q[i][2] = g0 - g1;
