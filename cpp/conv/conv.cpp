@@ -246,22 +246,25 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
   const index_t nch = std::min(s.N, kWinoChunks);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * P * s.C, nthreads), nch));
   T* const partial = scratch<T>(kSlotPartials, nch * psize);
-  T* const tiles = scratch<T>(kSlotTiles, dw != nullptr ? nt * (vsize + msize) : 1);
+  const index_t tsize = R * TW * s.C;  // one transposed plane of V
+  T* const tiles = scratch<T>(kSlotTiles, dw != nullptr ? nt * (vsize + msize + tsize) : 1);
   run_items(nch, nt, nthreads, [&](index_t c, index_t t, int inner) {
     T* pu = partial + c * psize;
     std::fill(pu, pu + psize, T(0));
     const index_t n0 = s.N * c / nch, n1 = s.N * (c + 1) / nch;
-    T* V = tiles + t * (vsize + msize);
+    T* V = tiles + t * (vsize + msize + tsize);
     T* dM = V + vsize;
+    T* Vt = dM + msize;
     for (index_t r0 = n0 * TH; dw != nullptr && r0 < n1 * TH; r0 += R) {
       const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW;
       const index_t vplane = s.C * Tn + kWinoPlanePad, mplane = s.OC * Tn + kWinoPlanePad;
       k.wino_input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr, Tn);
       k.wino_grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr, Tn);
       for (index_t xi = 0; xi < 16; ++xi) {
-        // dU_xi (OC, C) += dM_xi (OC, Tn) @ V_xi^T (Tn, C)
-        gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * mplane, Tn, 1, V + xi * vplane, 1, Tn, T(1), pu + xi * s.OC * s.C, s.C,
-                {}, inner);
+        // dU_xi (OC, C) += dM_xi (OC, Tn) @ V_xi^T (Tn, C); V_xi^T made row-major first, so that
+        // the GEMM can read both operands in place (small problems) instead of packing both.
+        k.transpose(Vt, s.C, V + xi * vplane, Tn, s.C, Tn);
+        gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * mplane, Tn, 1, Vt, s.C, 1, T(1), pu + xi * s.OC * s.C, s.C, {}, inner);
       }
       // Plane 5 of dM holds the sum of each 2x2 tile of dy: db from L2 rather than dy again.
       if (db != nullptr) k.row_sum(pu + usize, dM + 5 * mplane, Tn, s.OC, Tn);

@@ -253,6 +253,29 @@ void grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t 
   }
 }
 
+// Swaps the off-diagonal b x b blocks of every 2b x 2b block of the L x L matrix in rows
+// v[0 .. L), for b = B, B/2, ..., 1: afterwards v holds the transpose.
+template <class VV, index_t B>
+GK_ALWAYS_INLINE void transpose_stages(typename VV::V* v) {
+  if constexpr (B >= 1) {
+    using I_ = typename VV::I;
+    using IE = typename VV::IE;
+    constexpr index_t L = VV::L;
+    I_ lo, hi;
+    for (index_t k = 0; k < L; ++k) {
+      lo[k] = static_cast<IE>((k & B) == 0 ? k : L + k - B);
+      hi[k] = static_cast<IE>((k & B) == 0 ? k + B : L + k);
+    }
+    for (index_t i = 0; i < L; ++i) {
+      if ((i & B) != 0) continue;
+      const typename VV::V a = v[i], c = v[i + B];
+      v[i] = __builtin_shuffle(a, c, lo);
+      v[i + B] = __builtin_shuffle(a, c, hi);
+    }
+    transpose_stages<VV, B / 2>(v);
+  }
+}
+
 // f(std::integral_constant<int, B>) with B the vector width in bytes for tile rows of TW:
 // half the native width when a tile row fills at most half a native vector (fewer idle lanes).
 template <class T, class F>
@@ -286,6 +309,28 @@ template <class T>
 void wino_grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
                       index_t nr, index_t ld) {
   winok::with_width<T>(TW, [&](auto b) { winok::grad_output<T, b.value>(dM, dy, C, OH, OW, TH, TW, r0, nr, ld); });
+}
+
+// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: L x L blocks transposed in registers.
+template <class T>
+void wino_transpose(T* dst, index_t ldd, const T* src, index_t lds, index_t rows, index_t cols) {
+  using VV = winok::VT<T, simd::kVecBytes>;
+  constexpr index_t L = VV::L;
+  const index_t rf = rows / L * L, cf = cols / L * L;
+  for (index_t i = 0; i < rf; i += L) {
+    for (index_t j = 0; j < cf; j += L) {
+      typename VV::V v[L];
+      for (index_t l = 0; l < L; ++l) v[l] = VV::load(src + (i + l) * lds + j);
+      winok::transpose_stages<VV, L / 2>(v);
+      for (index_t l = 0; l < L; ++l) VV::store(dst + (j + l) * ldd + i, v[l]);
+    }
+    for (index_t j = cf; j < cols; ++j) {
+      for (index_t l = 0; l < L; ++l) dst[j * ldd + i + l] = src[(i + l) * lds + j];
+    }
+  }
+  for (index_t i = rf; i < rows; ++i) {
+    for (index_t j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
+  }
 }
 
 }  // namespace gk::GK_ISA_NS

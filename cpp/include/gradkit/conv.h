@@ -65,6 +65,8 @@ struct ConvKernels {
   // dM = A dy A^T of dy (N,C,OH,OW).
   void (*wino_grad_output)(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
                            index_t nr, index_t ld);
+  // dst (cols, ldd)[:, :rows] = transpose of src (rows, lds)[:, :cols].
+  void (*transpose)(T* dst, index_t ldd, const T* src, index_t lds, index_t rows, index_t cols);
 };
 
 struct ConvTable {
