@@ -138,15 +138,16 @@ bool use_winograd(const ConvShape& s, const Plan& pl) {
          s.PW <= 2 && !pl.small_k && s.OC >= 4;
 }
 
-// Tile rows per block for Cin input and Cout output channels: at most what fits the block
-// budget, and among the largest half of those counts, the one whose nr * TW tiles waste
-// the least when rounded up to whole GEMM slivers of `sliver` columns.
+// Tile rows per block for Cin input and Cout output channels: about what fits the block
+// budget (from half of it to a quarter more), the count whose nr * TW tiles waste the
+// least when rounded up to whole GEMM slivers of `sliver` columns.
 index_t wino_rows(index_t Cin, index_t Cout, index_t TW, index_t total_rows, index_t elem_bytes, index_t sliver,
                   index_t budget = kWinoBlockBytes) {
   const index_t rmax =
       std::clamp<index_t>(budget / (16 * (Cin + Cout) * TW * elem_bytes), 1, std::max<index_t>(total_rows, 1));
   index_t best = rmax;
-  for (index_t r = rmax; 2 * r >= rmax && r >= 1; --r) {
+  const index_t hi = std::min(std::max<index_t>(total_rows, 1), rmax + rmax / 4);
+  for (index_t r = hi; 2 * r >= rmax && r >= 1; --r) {
     // waste(r) < waste(best), compared as fractions (round_up(r TW) - r TW) / (r TW)
     if ((round_up(r * TW, sliver) - r * TW) * best < (round_up(best * TW, sliver) - best * TW) * r) best = r;
   }

@@ -136,6 +136,15 @@ GK_ALWAYS_INLINE void load_pairs(const T* row, index_t col0, index_t W, const Pa
   }
 }
 
+// Prefetches the n values at p (reads or, with Write, writes): a channel ahead of the
+// transforms, whose rows are short runs of a large tensor that the hardware picks up late.
+template <bool Write, class T>
+GK_ALWAYS_INLINE void prefetch_run(const T* p, index_t n) {
+  const char* b = reinterpret_cast<const char*>(p);
+  for (index_t k = 0; k < n * static_cast<index_t>(sizeof(T)); k += 64) __builtin_prefetch(b + k, Write ? 1 : 0, 3);
+  __builtin_prefetch(b + n * static_cast<index_t>(sizeof(T)) - 1, Write ? 1 : 0, 3);
+}
+
 template <class T, int B>
 void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH, index_t TW,
            index_t r0, index_t nr, index_t ld) {
@@ -152,6 +161,11 @@ void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_
       for (int i = 0; i < 4; ++i) {
         const index_t ih = 2 * th - ph + i;
         rows[i] = ih >= 0 && ih < H ? xc + ih * W : nullptr;
+      }
+      if (c + 1 < C) {
+        for (int i = 0; i < 4; ++i) {
+          if (rows[i] != nullptr) prefetch_run<false>(rows[i] + H * W, W);
+        }
       }
       T* out = V + c * ld + (r - r0) * TW;
       for (index_t j = 0; j < TW; j += L) {
@@ -191,6 +205,7 @@ void output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, ind
       const bool two = 2 * th + 1 < OH;
       const T* m = M + c * ld + (r - r0) * TW;
       T* y0 = y + (n * C + c) * OH * OW + 2 * th * OW;
+      if (c + 1 < C) prefetch_run<true>(y0 + OH * OW, two ? 2 * OW : OW);
       for (index_t j = 0; j < TW; j += L) {
         const T* src = m + j;
         V_ s[4][2];  // (row a of m) A
@@ -230,6 +245,11 @@ void grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t 
       const T* dyc = dy + (n * C + c) * OH * OW;
       const T* end = dy + (n + 1) * C * OH * OW;
       const T* rows[2] = {dyc + 2 * th * OW, 2 * th + 1 < OH ? dyc + (2 * th + 1) * OW : nullptr};
+      if (c + 1 < C) {
+        for (int i = 0; i < 2; ++i) {
+          if (rows[i] != nullptr) prefetch_run<false>(rows[i] + OH * OW, OW);
+        }
+      }
       T* out = dM + c * ld + (r - r0) * TW;
       for (index_t j = 0; j < TW; j += L) {
         const PairMask<VV> mg = pair_mask<VV>(2 * j, OW);
