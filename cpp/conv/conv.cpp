@@ -129,7 +129,7 @@ index_t gemm_nr() {
 // Transformed operands of one block (16 planes of (Cin + Cout) x tiles) stay below this
 // (in L2): forward and input gradient; weight gradient (a longer GEMM depth pays off there).
 constexpr index_t kWinoBlockBytes = 768 * 1024;
-constexpr index_t kWinoGradBlockBytes = 1536 * 1024;
+constexpr index_t kWinoGradBlockBytes = 1024 * 1024;
 // The weight gradient sums dU and db over images in this many fixed chunks (any thread count).
 constexpr index_t kWinoChunks = 4;
 
@@ -215,23 +215,24 @@ void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N
   const ConvKernels<T>& k = kernels<T>();
   const index_t TH = ceil_div(OH, 2), TW = ceil_div(OW, 2), nr_gemm = gemm_nr<T>();
   const index_t R = wino_rows(Cin, Cout, TW, N * TH, sizeof(T), nr_gemm);
-  const index_t ldmax = round_up(R * TW, nr_gemm);
-  const index_t vsize = 16 * (Cin * ldmax + kWinoPlanePad), msize = 16 * (Cout * ldmax + kWinoPlanePad);
+  const index_t wmax = round_up(R * TW, nr_gemm);
+  const index_t vsize = 16 * (Cin * wmax + kWinoPlanePad), msize = 16 * (Cout * wmax + kWinoPlanePad);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(N * Cout * OH * OW * Cin, nthreads), N));
   T* const tiles = scratch<T>(kSlotTiles, nt * (vsize + msize));
   run_ranges(N, nt, nthreads, [&](index_t n0, index_t n1, index_t t, int inner) {
     T* V = tiles + t * (vsize + msize);
     T* M = V + vsize;
     for (index_t r0 = n0 * TH; r0 < n1 * TH; r0 += R) {
-      // Rows of the planes padded to whole GEMM slivers: B is read in place, never packed.
+      // Plane rows of ld >= nr * TW (whole GEMM slivers: B is read in place, never packed);
+      // planes apart by a little more than their size (no cache-set aliasing between them).
       const index_t nr = std::min(R, n1 * TH - r0), ld = round_up(nr * TW, nr_gemm);
       const index_t vplane = Cin * ld + kWinoPlanePad, mplane = Cout * ld + kWinoPlanePad;
-      k.wino_input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr, ld);
+      k.wino_input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr, ld, vplane);
       for (index_t xi = 0; xi < 16; ++xi) {
         gemm<T>(Cout, ld, Cin, T(1), U + xi * Cout * Cin, Cin, 1, V + xi * vplane, ld, 1, T(0), M + xi * mplane, ld,
                 {}, inner);
       }
-      k.wino_output(y, M, Cout, OH, OW, TH, TW, r0, nr, ld, bias, relu);
+      k.wino_output(y, M, Cout, OH, OW, TH, TW, r0, nr, ld, mplane, bias, relu);
     }
   });
 }
@@ -242,7 +243,7 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
   const ConvKernels<T>& k = kernels<T>();
   const index_t TH = ceil_div(s.OH, 2), TW = ceil_div(s.OW, 2), P = s.OH * s.OW;
   const index_t R = wino_rows(s.C, s.OC, TW, s.N * TH, sizeof(T), 1, kWinoGradBlockBytes);
-  const index_t vsize = 16 * (s.C * R * TW + kWinoPlanePad), msize = 16 * (s.OC * R * TW + kWinoPlanePad);
+  const index_t vsize = 16 * s.C * R * TW + kWinoPlanePad, msize = 16 * s.OC * R * TW + kWinoPlanePad;
   const index_t usize = 16 * s.OC * s.C, psize = usize + s.OC;
   const index_t nch = std::min(s.N, kWinoChunks);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * P * s.C, nthreads), nch));
@@ -257,18 +258,17 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
     T* dM = V + vsize;
     T* Vt = dM + msize;
     for (index_t r0 = n0 * TH; dw != nullptr && r0 < n1 * TH; r0 += R) {
-      const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW;
-      const index_t vplane = s.C * Tn + kWinoPlanePad, mplane = s.OC * Tn + kWinoPlanePad;
-      k.wino_input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr, Tn);
-      k.wino_grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr, Tn);
+      const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW, ld = 16 * Tn;  // planes interleaved
+      k.wino_input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr, ld, Tn);
+      k.wino_grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr, ld, Tn);
       for (index_t xi = 0; xi < 16; ++xi) {
         // dU_xi (OC, C) += dM_xi (OC, Tn) @ V_xi^T (Tn, C); V_xi^T made row-major first, so that
         // the GEMM can read both operands in place (small problems) instead of packing both.
-        k.transpose(Vt, s.C, V + xi * vplane, Tn, s.C, Tn);
-        gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * mplane, Tn, 1, Vt, s.C, 1, T(1), pu + xi * s.OC * s.C, s.C, {}, inner);
+        k.transpose(Vt, s.C, V + xi * Tn, ld, s.C, Tn);
+        gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * Tn, ld, 1, Vt, s.C, 1, T(1), pu + xi * s.OC * s.C, s.C, {}, inner);
       }
       // Plane 5 of dM holds the sum of each 2x2 tile of dy: db from L2 rather than dy again.
-      if (db != nullptr) k.row_sum(pu + usize, dM + 5 * mplane, Tn, s.OC, Tn);
+      if (db != nullptr) k.row_sum(pu + usize, dM + 5 * Tn, ld, s.OC, Tn);
     }
     for (index_t n = n0; db != nullptr && dw == nullptr && n < n1; ++n) {
       k.row_sum(pu + usize, dy + n * s.OC * P, P, s.OC, P);

@@ -2,16 +2,16 @@
 //
 // A block is a range of tile rows r in [r0, r0 + nr) over the whole batch (image
 // r / TH, tile row r % TH); tile t of the block is (r - r0) * TW + tw. Transformed
-// data is stored as 16 planes (xi = 4a + k) of (channels, tiles): row c of a plane
-// starts at c * ld (ld >= nr * TW: the driver pads rows to whole GEMM slivers) and
-// the plane stride is C * ld + kWinoPlanePad, so that each plane is one GEMM operand.
+// data is stored as 16 planes (xi = 4a + k) of (channels, tiles): row c of plane xi starts
+// at xi * ps + c * ld (the driver interleaves the planes: ps = row width, ld = 16 * ps, so
+// that the 16 stores of a vector of tiles land close together), one GEMM operand per plane.
 // Loops run over the tiles of one tile row, vectorised over tiles: input rows are
 // loaded as vectors and split into even and odd columns. Narrow images (a tile row
 // of at most half a native vector) use half-width vectors, so that fewer lanes idle.
-// The last vector of a tile row is always whole: transform stores spill into the next
-// row's slots (written later: rows are visited in order, channel by channel), into the
-// row padding or into the pad after the plane, and loads past a row only feed lanes
-// that are dropped. Outputs to y are stored with masked tails (nothing past a row).
+// The last vector of a tile row is whole: its stores spill into the next tile row's
+// slots (written later: rows are visited in order, channel by channel), except in the
+// block's last tile row, whose stores are masked. Loads past a row only feed lanes that
+// are dropped. Outputs to y are stored with masked tails (nothing past a row).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -147,11 +147,10 @@ GK_ALWAYS_INLINE void prefetch_run(const T* p, index_t n) {
 
 template <class T, int B>
 void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH, index_t TW,
-           index_t r0, index_t nr, index_t ld) {
+           index_t r0, index_t nr, index_t ld, index_t ps) {
   using VV = VT<T, B>;
   using V_ = typename VV::V;
   constexpr index_t L = VV::L;
-  const index_t plane = C * ld + kWinoPlanePad;
   for (index_t c = 0; c < C; ++c) {
     for (index_t r = r0; r < r0 + nr; ++r) {
       const index_t n = r / TH, th = r % TH;
@@ -180,11 +179,12 @@ void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_
           q[i][2] = d2 - d1;
           q[i][3] = d1 - d3;
         }
+        const index_t n_st = r + 1 < r0 + nr ? L : TW - j;  // the block's last tile row: no spill
         for (int k = 0; k < 4; ++k) {
-          VV::store(out + (0 * 4 + k) * plane + j, q[0][k] - q[2][k]);
-          VV::store(out + (1 * 4 + k) * plane + j, q[1][k] + q[2][k]);
-          VV::store(out + (2 * 4 + k) * plane + j, q[2][k] - q[1][k]);
-          VV::store(out + (3 * 4 + k) * plane + j, q[1][k] - q[3][k]);
+          VV::store_n(out + (0 * 4 + k) * ps + j, q[0][k] - q[2][k], n_st);
+          VV::store_n(out + (1 * 4 + k) * ps + j, q[1][k] + q[2][k], n_st);
+          VV::store_n(out + (2 * 4 + k) * ps + j, q[2][k] - q[1][k], n_st);
+          VV::store_n(out + (3 * 4 + k) * ps + j, q[1][k] - q[3][k], n_st);
         }
       }
     }
@@ -193,11 +193,10 @@ void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_
 
 template <class T, int B>
 void output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0, index_t nr,
-            index_t ld, const T* bias, bool relu) {
+            index_t ld, index_t ps, const T* bias, bool relu) {
   using VV = VT<T, B>;
   using V_ = typename VV::V;
   constexpr index_t L = VV::L;
-  const index_t plane = C * ld + kWinoPlanePad;
   for (index_t c = 0; c < C; ++c) {  // M read in order, each plane row once
     const V_ b = V_{} + (bias != nullptr ? bias[c] : T(0));
     for (index_t r = r0; r < r0 + nr; ++r) {
@@ -210,8 +209,8 @@ void output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, ind
         const T* src = m + j;
         V_ s[4][2];  // (row a of m) A
         for (int a = 0; a < 4; ++a) {
-          const V_ m0 = VV::load(src + (4 * a) * plane), m1 = VV::load(src + (4 * a + 1) * plane);
-          const V_ m2 = VV::load(src + (4 * a + 2) * plane), m3 = VV::load(src + (4 * a + 3) * plane);
+          const V_ m0 = VV::load(src + (4 * a) * ps), m1 = VV::load(src + (4 * a + 1) * ps);
+          const V_ m2 = VV::load(src + (4 * a + 2) * ps), m3 = VV::load(src + (4 * a + 3) * ps);
           s[a][0] = m0 + m1 + m2;
           s[a][1] = m1 - m2 - m3;
         }
@@ -234,11 +233,10 @@ void output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, ind
 
 template <class T, int B>
 void grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
-                 index_t nr, index_t ld) {
+                 index_t nr, index_t ld, index_t ps) {
   using VV = VT<T, B>;
   using V_ = typename VV::V;
   constexpr index_t L = VV::L;
-  const index_t plane = C * ld + kWinoPlanePad;
   for (index_t c = 0; c < C; ++c) {
     for (index_t r = r0; r < r0 + nr; ++r) {
       const index_t n = r / TH, th = r % TH;
@@ -262,11 +260,12 @@ void grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t 
           q[i][2] = g0 - g1;
           q[i][3] = -g1;
         }
+        const index_t n_st = r + 1 < r0 + nr ? L : TW - j;  // the block's last tile row: no spill
         for (int k = 0; k < 4; ++k) {
-          VV::store(out + (0 * 4 + k) * plane + j, q[0][k]);
-          VV::store(out + (1 * 4 + k) * plane + j, q[0][k] + q[1][k]);
-          VV::store(out + (2 * 4 + k) * plane + j, q[0][k] - q[1][k]);
-          VV::store(out + (3 * 4 + k) * plane + j, -q[1][k]);
+          VV::store_n(out + (0 * 4 + k) * ps + j, q[0][k], n_st);
+          VV::store_n(out + (1 * 4 + k) * ps + j, q[0][k] + q[1][k], n_st);
+          VV::store_n(out + (2 * 4 + k) * ps + j, q[0][k] - q[1][k], n_st);
+          VV::store_n(out + (3 * 4 + k) * ps + j, -q[1][k], n_st);
         }
       }
     }
@@ -310,25 +309,26 @@ GK_ALWAYS_INLINE void with_width(index_t TW, F&& f) {
 
 }  // namespace winok
 
-// V (16, C, ld) = B^T d B of the 4x4 input tiles of x (N, C, H, W), zero-padded by (ph, pw).
+// V (16 planes of (C, nr*TW)) = B^T d B of the 4x4 input tiles of x (N, C, H, W), zero-padded by (ph, pw).
 template <class T>
 void wino_input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH, index_t TW,
-                index_t r0, index_t nr, index_t ld) {
-  winok::with_width<T>(TW, [&](auto b) { winok::input<T, b.value>(V, x, C, H, W, ph, pw, TH, TW, r0, nr, ld); });
+                index_t r0, index_t nr, index_t ld, index_t ps) {
+  winok::with_width<T>(TW, [&](auto b) { winok::input<T, b.value>(V, x, C, H, W, ph, pw, TH, TW, r0, nr, ld, ps); });
 }
 
-// y (N, C, OH, OW) tiles of the block = act(A^T m A + bias) from M (16, C, ld).
+// y (N, C, OH, OW) tiles of the block = act(A^T m A + bias) from M (16 planes of (C, nr*TW)).
 template <class T>
 void wino_output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0, index_t nr,
-                 index_t ld, const T* bias, bool relu) {
-  winok::with_width<T>(TW, [&](auto b) { winok::output<T, b.value>(y, M, C, OH, OW, TH, TW, r0, nr, ld, bias, relu); });
+                 index_t ld, index_t ps, const T* bias, bool relu) {
+  winok::with_width<T>(TW,
+                       [&](auto b) { winok::output<T, b.value>(y, M, C, OH, OW, TH, TW, r0, nr, ld, ps, bias, relu); });
 }
 
-// dM (16, C, ld) = A dy A^T of the 2x2 output-gradient tiles of dy (N, C, OH, OW) (zeros past the edge).
+// dM (16 planes of (C, nr*TW)) = A dy A^T of the 2x2 output-gradient tiles of dy (N, C, OH, OW) (zeros past the edge).
 template <class T>
 void wino_grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
-                      index_t nr, index_t ld) {
-  winok::with_width<T>(TW, [&](auto b) { winok::grad_output<T, b.value>(dM, dy, C, OH, OW, TH, TW, r0, nr, ld); });
+                      index_t nr, index_t ld, index_t ps) {
+  winok::with_width<T>(TW, [&](auto b) { winok::grad_output<T, b.value>(dM, dy, C, OH, OW, TH, TW, r0, nr, ld, ps); });
 }
 
 // dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: L x L blocks transposed in registers.
