@@ -8,9 +8,9 @@
 // Loops run over the tiles of one tile row, vectorised over tiles: input rows are
 // loaded as vectors and split into even and odd columns. Narrow images (a tile row
 // of at most half a native vector) use half-width vectors, so that fewer lanes idle.
-// The last vector of a tile row is whole: its stores spill into the next tile row's
-// slots (written later: rows are visited in order, channel by channel), except in the
-// block's last tile row, whose stores are masked. Loads past a row only feed lanes that
+// The last vector of a tile row is whole: its stores spill into the next tile rows'
+// slots (written later: rows are visited in order, channel by channel), never past the
+// block's last tile (masked stores). Loads past a row only feed lanes that
 // are dropped. Outputs to y are stored with masked tails (nothing past a row).
 #pragma once
 #include <algorithm>
@@ -179,7 +179,7 @@ void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_
           q[i][2] = d2 - d1;
           q[i][3] = d1 - d3;
         }
-        const index_t n_st = r + 1 < r0 + nr ? L : TW - j;  // the block's last tile row: no spill
+        const index_t n_st = std::min(L, nr * TW - (r - r0) * TW - j);  // no spill past the block's tiles
         for (int k = 0; k < 4; ++k) {
           VV::store_n(out + (0 * 4 + k) * ps + j, q[0][k] - q[2][k], n_st);
           VV::store_n(out + (1 * 4 + k) * ps + j, q[1][k] + q[2][k], n_st);
@@ -260,7 +260,7 @@ void grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t 
           q[i][2] = g0 - g1;
           q[i][3] = -g1;
         }
-        const index_t n_st = r + 1 < r0 + nr ? L : TW - j;  // the block's last tile row: no spill
+        const index_t n_st = std::min(L, nr * TW - (r - r0) * TW - j);  // no spill past the block's tiles
         for (int k = 0; k < 4; ++k) {
           VV::store_n(out + (0 * 4 + k) * ps + j, q[0][k], n_st);
           VV::store_n(out + (1 * 4 + k) * ps + j, q[0][k] + q[1][k], n_st);
