@@ -60,6 +60,23 @@ struct VT {
       _mm256_mask_storeu_pd(p, static_cast<__mmask8>(m), (__m256d)v);
       return;
     }
+#elif defined(__AVX2__)
+    I lanes;  // 0, 1, 2, ...
+    for (index_t l = 0; l < L; ++l) lanes[l] = static_cast<IE>(l);
+    const I m = lanes < (I{} + static_cast<IE>(n));
+    if constexpr (std::is_same_v<T, float> && B == 32) {
+      _mm256_maskstore_ps(p, (__m256i)m, (__m256)v);
+      return;
+    } else if constexpr (std::is_same_v<T, float> && B == 16) {
+      _mm_maskstore_ps(p, (__m128i)m, (__m128)v);
+      return;
+    } else if constexpr (std::is_same_v<T, double> && B == 32) {
+      _mm256_maskstore_pd(p, (__m256i)m, (__m256d)v);
+      return;
+    } else if constexpr (std::is_same_v<T, double> && B == 16) {
+      _mm_maskstore_pd(p, (__m128i)m, (__m128d)v);
+      return;
+    }
 #endif
     for (index_t l = 0; l < n; ++l) p[l] = v[l];
   }
