@@ -119,6 +119,7 @@ def test_conv2d_matches_reference(isa, threads, rng, dtype, kernel, stride, padd
     (2, 5, 6, 8, 4, 3, 1, (0, 2), 1, 1, True),
     (2, 8, 5, 133, 6, 3, 1, 1, 1, 1, True),        # more tiles per row than one chunk
     (9, 32, 13, 11, 8, 3, 1, 1, 1, 1, False),      # several tile rows per block, images split over chunks
+    (6, 16, 4, 3, 8, 3, 1, 1, 1, 1, True),         # tile rows much narrower than a vector, many per block
 ])
 def test_conv2d_edge_shapes(isa, threads, rng, dtype, shape):
     check_conv(rng, dtype, *shape)

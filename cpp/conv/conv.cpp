@@ -116,66 +116,95 @@ void reduce_chunks(T* part, index_t psize, index_t nch, int nthreads) {
 
 // ---- Winograd F(2x2, 3x3) -------------------------------------------------------------
 
-// Transformed operands of one block (16 planes of (Cin + Cout) x tiles) stay below this.
+// The GEMM micro-kernel's column count (its B slivers) for T.
+template <class T>
+index_t gemm_nr() {
+  if constexpr (std::is_same_v<T, float>) {
+    return gemm_table().f32.nr;
+  } else {
+    return gemm_table().f64.nr;
+  }
+}
+
+// Transformed operands of one block (16 planes of (Cin + Cout) x tiles) stay below this
+// (in L2): forward and input gradient; weight gradient (a longer GEMM depth pays off there).
 constexpr index_t kWinoBlockBytes = 768 * 1024;
+constexpr index_t kWinoGradBlockBytes = 640 * 1024;
+// The weight gradient sums dU and db over images in this many fixed chunks (any thread count).
+constexpr index_t kWinoChunks = 4;
 
 bool use_winograd(const ConvShape& s, const Plan& pl) {
   return s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 && s.G == 1 && s.PH <= 2 &&
          s.PW <= 2 && !pl.small_k && s.OC >= 4;
 }
 
-// Tile rows per block for Cin input and Cout output channels.
-index_t wino_rows(index_t Cin, index_t Cout, index_t TW, index_t total_rows, index_t elem_bytes) {
-  return std::clamp<index_t>(kWinoBlockBytes / (16 * (Cin + Cout) * TW * elem_bytes), 1, std::max<index_t>(total_rows, 1));
+// Tile rows per block for Cin input and Cout output channels: about what fits the block
+// budget (from half of it to a quarter more), the count whose nr * TW tiles waste the
+// least when rounded up to whole GEMM slivers of `sliver` columns.
+index_t wino_rows(index_t Cin, index_t Cout, index_t TW, index_t total_rows, index_t elem_bytes, index_t sliver,
+                  index_t budget = kWinoBlockBytes) {
+  const index_t rmax =
+      std::clamp<index_t>(budget / (16 * (Cin + Cout) * TW * elem_bytes), 1, std::max<index_t>(total_rows, 1));
+  index_t best = rmax;
+  const index_t hi = std::min(std::max<index_t>(total_rows, 1), rmax + rmax / 4);
+  for (index_t r = hi; 2 * r >= rmax && r >= 1; --r) {
+    // waste(r) < waste(best), compared as fractions (round_up(r TW) - r TW) / (r TW)
+    if ((round_up(r * TW, sliver) - r * TW) * best < (round_up(best * TW, sliver) - best * TW) * r) best = r;
+  }
+  return best;
 }
 
 // U (16, rows, cols) = G g G^T of each 3x3 kernel of w (OC, C, 3, 3): rows = OC, cols = C; with
 // flip, g is w[o][c] rotated by 180 degrees and stored at [c][o] (the kernel of the input gradient).
 template <class T>
-void wino_weights(T* U, const T* w, index_t OC, index_t C, bool flip) {
+void wino_weights(T* U, const T* w, index_t OC, index_t C, bool flip, int nthreads) {
   const index_t plane = OC * C;
-  for (index_t o = 0; o < OC; ++o) {
-    for (index_t c = 0; c < C; ++c) {
-      const T* g = w + (o * C + c) * 9;
-      T t[4][3];  // G g
-      for (int j = 0; j < 3; ++j) {
-        const T g0 = flip ? g[8 - j] : g[j], g1 = flip ? g[5 - j] : g[3 + j], g2 = flip ? g[2 - j] : g[6 + j];
-        t[0][j] = g0;
-        t[1][j] = (g0 + g1 + g2) * T(0.5);
-        t[2][j] = (g0 - g1 + g2) * T(0.5);
-        t[3][j] = g2;
-      }
-      T* u = U + (flip ? c * OC + o : o * C + c);
-      for (int a = 0; a < 4; ++a) {
-        u[(4 * a + 0) * plane] = t[a][0];
-        u[(4 * a + 1) * plane] = (t[a][0] + t[a][1] + t[a][2]) * T(0.5);
-        u[(4 * a + 2) * plane] = (t[a][0] - t[a][1] + t[a][2]) * T(0.5);
-        u[(4 * a + 3) * plane] = t[a][2];
+  parallel_for(OC, 40 * plane, [&](index_t o0, index_t o1) {
+    for (index_t o = o0; o < o1; ++o) {
+      for (index_t c = 0; c < C; ++c) {
+        const T* g = w + (o * C + c) * 9;
+        T t[4][3];  // G g
+        for (int j = 0; j < 3; ++j) {
+          const T g0 = flip ? g[8 - j] : g[j], g1 = flip ? g[5 - j] : g[3 + j], g2 = flip ? g[2 - j] : g[6 + j];
+          t[0][j] = g0;
+          t[1][j] = (g0 + g1 + g2) * T(0.5);
+          t[2][j] = (g0 - g1 + g2) * T(0.5);
+          t[3][j] = g2;
+        }
+        T* u = U + (flip ? c * OC + o : o * C + c);
+        for (int a = 0; a < 4; ++a) {
+          u[(4 * a + 0) * plane] = t[a][0];
+          u[(4 * a + 1) * plane] = (t[a][0] + t[a][1] + t[a][2]) * T(0.5);
+          u[(4 * a + 2) * plane] = (t[a][0] - t[a][1] + t[a][2]) * T(0.5);
+          u[(4 * a + 3) * plane] = t[a][2];
+        }
       }
     }
-  }
+  }, nthreads);
 }
 
 // dw (OC, C, 3, 3) += G^T du G of each (o, c) of dU (16, OC, C).
 template <class T>
-void wino_weight_grad(T* dw, const T* dU, index_t OC, index_t C) {
+void wino_weight_grad(T* dw, const T* dU, index_t OC, index_t C, int nthreads) {
   const index_t plane = OC * C;
-  for (index_t i = 0; i < plane; ++i) {
-    T t[4][3];  // du G
-    for (int a = 0; a < 4; ++a) {
-      const T u0 = dU[(4 * a) * plane + i], u1 = dU[(4 * a + 1) * plane + i];
-      const T u2 = dU[(4 * a + 2) * plane + i], u3 = dU[(4 * a + 3) * plane + i];
-      t[a][0] = u0 + (u1 + u2) * T(0.5);
-      t[a][1] = (u1 - u2) * T(0.5);
-      t[a][2] = (u1 + u2) * T(0.5) + u3;
+  parallel_for(plane, 40 * plane, [&](index_t i0, index_t i1) {
+    for (index_t i = i0; i < i1; ++i) {
+      T t[4][3];  // du G
+      for (int a = 0; a < 4; ++a) {
+        const T u0 = dU[(4 * a) * plane + i], u1 = dU[(4 * a + 1) * plane + i];
+        const T u2 = dU[(4 * a + 2) * plane + i], u3 = dU[(4 * a + 3) * plane + i];
+        t[a][0] = u0 + (u1 + u2) * T(0.5);
+        t[a][1] = (u1 - u2) * T(0.5);
+        t[a][2] = (u1 + u2) * T(0.5) + u3;
+      }
+      T* g = dw + i * 9;
+      for (int j = 0; j < 3; ++j) {
+        g[j] += t[0][j] + (t[1][j] + t[2][j]) * T(0.5);
+        g[3 + j] += (t[1][j] - t[2][j]) * T(0.5);
+        g[6 + j] += (t[1][j] + t[2][j]) * T(0.5) + t[3][j];
+      }
     }
-    T* g = dw + i * 9;
-    for (int j = 0; j < 3; ++j) {
-      g[j] += t[0][j] + (t[1][j] + t[2][j]) * T(0.5);
-      g[3 + j] += (t[1][j] - t[2][j]) * T(0.5);
-      g[6 + j] += (t[1][j] + t[2][j]) * T(0.5) + t[3][j];
-    }
-  }
+  }, nthreads);
 }
 
 // y (N, Cout, OH, OW) = act(conv3x3(x (N, Cin, H, W), padding (ph, pw)) + bias) from U (16, Cout, Cin):
@@ -184,23 +213,26 @@ template <class T>
 void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N, index_t Cin, index_t H, index_t W,
                index_t Cout, index_t OH, index_t OW, index_t ph, index_t pw, int nthreads) {
   const ConvKernels<T>& k = kernels<T>();
-  const index_t TH = ceil_div(OH, 2), TW = ceil_div(OW, 2);
-  const index_t R = wino_rows(Cin, Cout, TW, N * TH, sizeof(T));
-  const index_t vsize = 16 * (Cin * R * TW + kWinoPlanePad), msize = 16 * (Cout * R * TW + kWinoPlanePad);
+  const index_t TH = ceil_div(OH, 2), TW = ceil_div(OW, 2), nr_gemm = gemm_nr<T>();
+  const index_t R = wino_rows(Cin, Cout, TW, N * TH, sizeof(T), nr_gemm);
+  const index_t wmax = round_up(R * TW, nr_gemm);
+  const index_t vsize = 16 * (Cin * wmax + kWinoPlanePad), msize = 16 * (Cout * wmax + kWinoPlanePad);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(N * Cout * OH * OW * Cin, nthreads), N));
   T* const tiles = scratch<T>(kSlotTiles, nt * (vsize + msize));
   run_ranges(N, nt, nthreads, [&](index_t n0, index_t n1, index_t t, int inner) {
     T* V = tiles + t * (vsize + msize);
     T* M = V + vsize;
     for (index_t r0 = n0 * TH; r0 < n1 * TH; r0 += R) {
-      const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW;
-      const index_t vplane = Cin * Tn + kWinoPlanePad, mplane = Cout * Tn + kWinoPlanePad;
-      k.wino_input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr);
+      // Plane rows of ld >= nr * TW (whole GEMM slivers: B is read in place, never packed);
+      // planes apart by a little more than their size (no cache-set aliasing between them).
+      const index_t nr = std::min(R, n1 * TH - r0), ld = round_up(nr * TW, nr_gemm);
+      const index_t vplane = Cin * ld + kWinoPlanePad, mplane = Cout * ld + kWinoPlanePad;
+      k.wino_input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr, ld, vplane);
       for (index_t xi = 0; xi < 16; ++xi) {
-        gemm<T>(Cout, Tn, Cin, T(1), U + xi * Cout * Cin, Cin, 1, V + xi * vplane, Tn, 1, T(0), M + xi * mplane, Tn,
+        gemm<T>(Cout, ld, Cin, T(1), U + xi * Cout * Cin, Cin, 1, V + xi * vplane, ld, 1, T(0), M + xi * mplane, ld,
                 {}, inner);
       }
-      k.wino_output(y, M, Cout, OH, OW, TH, TW, r0, nr, bias, relu);
+      k.wino_output(y, M, Cout, OH, OW, TH, TW, r0, nr, ld, mplane, bias, relu);
     }
   });
 }
@@ -210,34 +242,40 @@ template <class T>
 void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& s, int nthreads) {
   const ConvKernels<T>& k = kernels<T>();
   const index_t TH = ceil_div(s.OH, 2), TW = ceil_div(s.OW, 2), P = s.OH * s.OW;
-  const index_t R = wino_rows(s.C, s.OC, TW, s.N * TH, sizeof(T));
-  const index_t vsize = 16 * (s.C * R * TW + kWinoPlanePad), msize = 16 * (s.OC * R * TW + kWinoPlanePad);
+  const index_t R = wino_rows(s.C, s.OC, TW, s.N * TH, sizeof(T), 1, kWinoGradBlockBytes);
+  const index_t vsize = 16 * s.C * R * TW + kWinoPlanePad, msize = 16 * s.OC * R * TW + kWinoPlanePad;
   const index_t usize = 16 * s.OC * s.C, psize = usize + s.OC;
-  const index_t nch = std::min(s.N, kWeightChunks);
+  const index_t nch = std::min(s.N, kWinoChunks);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * P * s.C, nthreads), nch));
   T* const partial = scratch<T>(kSlotPartials, nch * psize);
-  T* const tiles = scratch<T>(kSlotTiles, dw != nullptr ? nt * (vsize + msize) : 1);
+  const index_t tsize = R * TW * s.C;  // one transposed plane of V
+  T* const tiles = scratch<T>(kSlotTiles, dw != nullptr ? nt * (vsize + msize + tsize) : 1);
   run_items(nch, nt, nthreads, [&](index_t c, index_t t, int inner) {
     T* pu = partial + c * psize;
     std::fill(pu, pu + psize, T(0));
     const index_t n0 = s.N * c / nch, n1 = s.N * (c + 1) / nch;
-    T* V = tiles + t * (vsize + msize);
+    T* V = tiles + t * (vsize + msize + tsize);
     T* dM = V + vsize;
+    T* Vt = dM + msize;
     for (index_t r0 = n0 * TH; dw != nullptr && r0 < n1 * TH; r0 += R) {
-      const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW;
-      const index_t vplane = s.C * Tn + kWinoPlanePad, mplane = s.OC * Tn + kWinoPlanePad;
-      k.wino_input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr);
-      k.wino_grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr);
+      const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW, ld = 16 * Tn;  // planes interleaved
+      k.wino_input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr, ld, Tn);
+      k.wino_grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr, ld, Tn);
       for (index_t xi = 0; xi < 16; ++xi) {
-        // dU_xi (OC, C) += dM_xi (OC, Tn) @ V_xi^T (Tn, C)
-        gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * mplane, Tn, 1, V + xi * vplane, 1, Tn, T(1), pu + xi * s.OC * s.C, s.C,
-                {}, inner);
+        // dU_xi (OC, C) += dM_xi (OC, Tn) @ V_xi^T (Tn, C); V_xi^T made row-major first, so that
+        // the GEMM can read both operands in place (small problems) instead of packing both.
+        k.transpose(Vt, s.C, V + xi * Tn, ld, s.C, Tn);
+        gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * Tn, ld, 1, Vt, s.C, 1, T(1), pu + xi * s.OC * s.C, s.C, {}, inner);
       }
+      // Plane 5 of dM holds the sum of each 2x2 tile of dy: db from L2 rather than dy again.
+      if (db != nullptr) k.row_sum(pu + usize, dM + 5 * Tn, ld, s.OC, Tn);
     }
-    for (index_t n = n0; db != nullptr && n < n1; ++n) k.row_sum(pu + usize, dy + n * s.OC * P, P, s.OC, P);
+    for (index_t n = n0; db != nullptr && dw == nullptr && n < n1; ++n) {
+      k.row_sum(pu + usize, dy + n * s.OC * P, P, s.OC, P);
+    }
   });
   reduce_chunks(partial, psize, nch, nthreads);
-  if (dw != nullptr) wino_weight_grad(dw, partial, s.OC, s.C);
+  if (dw != nullptr) wino_weight_grad(dw, partial, s.OC, s.C, nthreads);
   for (index_t o = 0; db != nullptr && o < s.OC; ++o) db[o] += partial[usize + o];
 }
 
@@ -251,7 +289,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   if (s.N == 0 || s.OC == 0 || pl.P == 0) return;
   if (use_winograd(s, pl)) {
     T* U = scratch<T>(kSlotWeights, 16 * s.OC * s.C);
-    wino_weights(U, w, s.OC, s.C, false);
+    wino_weights(U, w, s.OC, s.C, false, nthreads);
     wino_pass(y, x, U, b, act == Activation::relu, s.N, s.C, s.H, s.W, s.OC, s.OH, s.OW, s.PH, s.PW, nthreads);
     return;
   }
@@ -294,7 +332,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
   if (use_winograd(s, pl)) {
     if (dx != nullptr) {  // dx = conv3x3(dy, w rotated and transposed), padding 2 - p
       T* U = scratch<T>(kSlotWeights, 16 * s.OC * s.C);
-      wino_weights(U, w, s.OC, s.C, true);
+      wino_weights(U, w, s.OC, s.C, true, nthreads);
       wino_pass(dx, dy, U, static_cast<const T*>(nullptr), false, s.N, s.OC, s.OH, s.OW, s.C, s.H, s.W,
                 2 - s.PH, 2 - s.PW, nthreads);
     }

@@ -195,7 +195,7 @@ void row_sum(T* db, const T* dy, index_t ldy, index_t M, index_t n) {
 template <class T>
 ConvKernels<T> conv_kernels() {
   return {&im2col<T>,         &col2im<T>,      &smallk_forward<T>,  &smallk_dweight<T>,
-          &row_sum<T>,        &wino_input<T>, &wino_output<T>,    &wino_grad_output<T>};
+          &row_sum<T>,        &wino_input<T>, &wino_output<T>,    &wino_grad_output<T>, &wino_transpose<T>};
 }
 
 }  // namespace gk::GK_ISA_NS

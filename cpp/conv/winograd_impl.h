@@ -2,15 +2,21 @@
 //
 // A block is a range of tile rows r in [r0, r0 + nr) over the whole batch (image
 // r / TH, tile row r % TH); tile t of the block is (r - r0) * TW + tw. Transformed
-// data is stored as 16 planes (xi = 4a + k) of (channels, tiles), plane stride
-// C * nr * TW + kWinoPlanePad, so that each plane is one GEMM operand. Loops run over
-// the tiles of one tile row (output: chunks of kTileChunk), vectorised over tiles:
-// input rows are loaded as vectors and split into even and odd columns. The
-// last vector of a row is always whole: stores spill into the next row's slots
-// (written later: rows are visited in order, channel by channel) or into the pad
-// after the plane, and loads past a row only feed lanes that are dropped.
+// data is stored as 16 planes (xi = 4a + k) of (channels, tiles): row c of plane xi starts
+// at xi * ps + c * ld (the driver interleaves the planes: ps = row width, ld = 16 * ps, so
+// that the 16 stores of a vector of tiles land close together), one GEMM operand per plane.
+// Loops run over the tiles of one tile row, vectorised over tiles: input rows are
+// loaded as vectors and split into even and odd columns. Narrow images (a tile row
+// of at most half a native vector) use half-width vectors, so that fewer lanes idle.
+// The last vector of a tile row is whole: its stores spill into the next tile rows'
+// slots (written later: rows are visited in order, channel by channel), never past the
+// block's last tile (masked stores). Loads past a row only feed lanes that
+// are dropped. Outputs to y are stored with masked tails (nothing past a row).
 #pragma once
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "gradkit/conv.h"
 #include "simd_vec_impl.h"
@@ -19,35 +25,125 @@ namespace gk::GK_ISA_NS {
 
 namespace winok {
 
-constexpr index_t kTileChunk = 64;
+// Vectors of B bytes of T (B = the native width or half of it).
+template <class T, int B>
+struct VT {
+  using IE = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+  typedef T V __attribute__((vector_size(B)));
+  typedef IE I __attribute__((vector_size(B)));
+  static constexpr index_t L = B / static_cast<index_t>(sizeof(T));
+
+  static GK_ALWAYS_INLINE V load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+  }
+  static GK_ALWAYS_INLINE void store(T* p, V v) { std::memcpy(p, &v, sizeof(v)); }
+  // p[0 .. n) = v[0 .. n), 0 <= n <= L; nothing else is written.
+  static GK_ALWAYS_INLINE void store_n(T* p, V v, index_t n) {
+    if (n >= L) {
+      store(p, v);
+      return;
+    }
+#if defined(__AVX512F__)
+    const unsigned m = (1u << n) - 1u;
+    if constexpr (std::is_same_v<T, float> && B == 64) {
+      _mm512_mask_storeu_ps(p, static_cast<__mmask16>(m), (__m512)v);
+      return;
+    } else if constexpr (std::is_same_v<T, float> && B == 32) {
+      _mm256_mask_storeu_ps(p, static_cast<__mmask8>(m), (__m256)v);
+      return;
+    } else if constexpr (std::is_same_v<T, double> && B == 64) {
+      _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), (__m512d)v);
+      return;
+    } else if constexpr (std::is_same_v<T, double> && B == 32) {
+      _mm256_mask_storeu_pd(p, static_cast<__mmask8>(m), (__m256d)v);
+      return;
+    }
+#elif defined(__AVX2__)
+    I lanes;  // 0, 1, 2, ...
+    for (index_t l = 0; l < L; ++l) lanes[l] = static_cast<IE>(l);
+    const I m = lanes < (I{} + static_cast<IE>(n));
+    if constexpr (std::is_same_v<T, float> && B == 32) {
+      _mm256_maskstore_ps(p, (__m256i)m, (__m256)v);
+      return;
+    } else if constexpr (std::is_same_v<T, float> && B == 16) {
+      _mm_maskstore_ps(p, (__m128i)m, (__m128)v);
+      return;
+    } else if constexpr (std::is_same_v<T, double> && B == 32) {
+      _mm256_maskstore_pd(p, (__m256i)m, (__m256d)v);
+      return;
+    } else if constexpr (std::is_same_v<T, double> && B == 16) {
+      _mm_maskstore_pd(p, (__m128i)m, (__m128d)v);
+      return;
+    }
+#endif
+    for (index_t l = 0; l < n; ++l) p[l] = v[l];
+  }
+  // ev = (p0, p2, ...), od = (p1, p3, ...) of the 2L values at p.
+  static GK_ALWAYS_INLINE void deinterleave(const T* p, V& ev, V& od) {
+    const V a = load(p), b = load(p + L);
+    I me, mo;
+    for (index_t j = 0; j < L; ++j) {
+      me[j] = static_cast<IE>(2 * j);
+      mo[j] = static_cast<IE>(2 * j + 1);
+    }
+    ev = __builtin_shuffle(a, b, me);
+    od = __builtin_shuffle(a, b, mo);
+  }
+  // p[0 .. n) = the first n of (e0, o0, e1, o1, ...), n <= 2L.
+  static GK_ALWAYS_INLINE void interleave_n(T* p, V e, V o, index_t n) {
+    I lo, hi;
+    for (index_t j = 0; j < L; ++j) {
+      lo[j] = static_cast<IE>((j % 2 == 0 ? 0 : L) + j / 2);
+      hi[j] = static_cast<IE>((j % 2 == 0 ? 0 : L) + L / 2 + j / 2);
+    }
+    store_n(p, __builtin_shuffle(e, o, lo), n);
+    if (n > L) store_n(p + L, __builtin_shuffle(e, o, hi), n - L);
+  }
+};
+
+// Which lanes of load_pairs at column col0 fall inside [0, W): ev for the even columns
+// col0 + 2l, od for the odd ones; inside when all do. The same for every row and channel.
+template <class VV>
+struct PairMask {
+  typename VV::I ev, od;
+  bool inside;
+};
+
+template <class VV>
+GK_ALWAYS_INLINE PairMask<VV> pair_mask(index_t col0, index_t W) {
+  using I_ = typename VV::I;
+  using IE = typename VV::IE;
+  I_ twice;  // 0, 2, 4, ... (a constant)
+  for (index_t l = 0; l < VV::L; ++l) twice[l] = static_cast<IE>(2 * l);
+  const I_ zero{}, width = zero + static_cast<IE>(W);
+  const I_ ce = twice + static_cast<IE>(col0), co = ce + 1;
+  return {(ce >= zero) & (ce < width), (co >= zero) & (co < width), col0 >= 0 && col0 + 2 * VV::L <= W};
+}
 
 // ev[l] = row[col0 + 2l], od[l] = row[col0 + 2l + 1], zero where the column is outside
-// [0, W) or row is null. Straight from memory (no staging buffer: a vector load of
-// freshly stored scalars stalls on store forwarding); [lo, hi) is memory that may be read.
-template <class T>
-GK_ALWAYS_INLINE void load_pairs(const T* row, index_t col0, index_t W, const T* lo, const T* hi, cv::Vec<T>& ev,
-                                 cv::Vec<T>& od) {
-  using V_ = cv::Vec<T>;
-  using I_ = cv::IVec<T>;
-  using IE = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;  // lane type of I_
-  constexpr index_t L = cv::kLanes<T>;
+// [0, W) (mask = pair_mask(col0, W)) or row is null. Straight from memory (no staging
+// buffer: a vector load of freshly stored scalars stalls on store forwarding); [lo, hi)
+// is memory that may be read.
+template <class T, class VV>
+GK_ALWAYS_INLINE void load_pairs(const T* row, index_t col0, index_t W, const PairMask<VV>& mask, const T* lo,
+                                 const T* hi, typename VV::V& ev, typename VV::V& od) {
+  using V_ = typename VV::V;
+  constexpr index_t L = VV::L;
   if (row == nullptr) {
     ev = od = V_{};
     return;
   }
-  if (col0 >= 0 && col0 + 2 * L <= W) {  // inside the row
-    cv::deinterleave(row + col0, ev, od);
+  const T* p = row + col0;
+  if (mask.inside) {
+    VV::deinterleave(p, ev, od);
     return;
   }
-  const T* p = row + col0;
-  if (p >= lo && p + 2 * L <= hi) {  // readable: mask the columns outside the row
-    cv::deinterleave(p, ev, od);
-    I_ ce;
-    for (index_t l = 0; l < L; ++l) ce[l] = static_cast<IE>(col0 + 2 * l);
-    const I_ zero{}, width = zero + static_cast<IE>(W), one = zero + 1;
-    ev = (ce >= zero) & (ce < width) ? ev : V_{};
-    const I_ co = ce + one;
-    od = (co >= zero) & (co < width) ? od : V_{};
+  if (p >= lo && p + 2 * L <= hi) {  // readable: zero the columns outside the row
+    VV::deinterleave(p, ev, od);
+    ev = mask.ev ? ev : V_{};
+    od = mask.od ? od : V_{};
     return;
   }
   for (index_t l = 0; l < L; ++l) {  // at the ends of the tensor: element by element
@@ -57,15 +153,21 @@ GK_ALWAYS_INLINE void load_pairs(const T* row, index_t col0, index_t W, const T*
   }
 }
 
-}  // namespace winok
+// Prefetches the n values at p (reads or, with Write, writes): a channel ahead of the
+// transforms, whose rows are short runs of a large tensor that the hardware picks up late.
+template <bool Write, class T>
+GK_ALWAYS_INLINE void prefetch_run(const T* p, index_t n) {
+  const char* b = reinterpret_cast<const char*>(p);
+  for (index_t k = 0; k < n * static_cast<index_t>(sizeof(T)); k += 64) __builtin_prefetch(b + k, Write ? 1 : 0, 3);
+  __builtin_prefetch(b + n * static_cast<index_t>(sizeof(T)) - 1, Write ? 1 : 0, 3);
+}
 
-// V (16, C, nr*TW) = B^T d B of the 4x4 input tiles of x (N, C, H, W), zero-padded by (ph, pw).
-template <class T>
-void wino_input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH, index_t TW,
-                index_t r0, index_t nr) {
-  using V_ = cv::Vec<T>;
-  constexpr index_t L = cv::kLanes<T>;
-  const index_t Tn = nr * TW, plane = C * Tn + kWinoPlanePad;
+template <class T, int B>
+void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH, index_t TW,
+           index_t r0, index_t nr, index_t ld, index_t ps) {
+  using VV = VT<T, B>;
+  using V_ = typename VV::V;
+  constexpr index_t L = VV::L;
   for (index_t c = 0; c < C; ++c) {
     for (index_t r = r0; r < r0 + nr; ++r) {
       const index_t n = r / TH, th = r % TH;
@@ -76,106 +178,195 @@ void wino_input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, i
         const index_t ih = 2 * th - ph + i;
         rows[i] = ih >= 0 && ih < H ? xc + ih * W : nullptr;
       }
-      T* out = V + c * Tn + (r - r0) * TW;
+      if (c + 1 < C) {
+        for (int i = 0; i < 4; ++i) {
+          if (rows[i] != nullptr) prefetch_run<false>(rows[i] + H * W, W);
+        }
+      }
+      T* out = V + c * ld + (r - r0) * TW;
       for (index_t j = 0; j < TW; j += L) {
+        const PairMask<VV> ma = pair_mask<VV>(2 * j - pw, W), mb = pair_mask<VV>(2 * j + 2 - pw, W);
         V_ q[4][4];  // d B, row by row
         for (int i = 0; i < 4; ++i) {
           V_ d0, d1, d2, d3;
-          winok::load_pairs(rows[i], 2 * j - pw, W, x, end, d0, d1);
-          winok::load_pairs(rows[i], 2 * j + 2 - pw, W, x, end, d2, d3);
+          load_pairs<T, VV>(rows[i], 2 * j - pw, W, ma, x, end, d0, d1);
+          load_pairs<T, VV>(rows[i], 2 * j + 2 - pw, W, mb, x, end, d2, d3);
           q[i][0] = d0 - d2;
           q[i][1] = d1 + d2;
           q[i][2] = d2 - d1;
           q[i][3] = d1 - d3;
         }
+        const index_t n_st = std::min(L, nr * TW - (r - r0) * TW - j);  // no spill past the block's tiles
         for (int k = 0; k < 4; ++k) {
-          cv::store(out + (0 * 4 + k) * plane + j, q[0][k] - q[2][k]);
-          cv::store(out + (1 * 4 + k) * plane + j, q[1][k] + q[2][k]);
-          cv::store(out + (2 * 4 + k) * plane + j, q[2][k] - q[1][k]);
-          cv::store(out + (3 * 4 + k) * plane + j, q[1][k] - q[3][k]);
+          VV::store_n(out + (0 * 4 + k) * ps + j, q[0][k] - q[2][k], n_st);
+          VV::store_n(out + (1 * 4 + k) * ps + j, q[1][k] + q[2][k], n_st);
+          VV::store_n(out + (2 * 4 + k) * ps + j, q[2][k] - q[1][k], n_st);
+          VV::store_n(out + (3 * 4 + k) * ps + j, q[1][k] - q[3][k], n_st);
         }
       }
     }
   }
 }
 
-// y (N, C, OH, OW) tiles of the block = act(A^T m A + bias) from M (16, C, nr*TW).
-template <class T>
-void wino_output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0, index_t nr,
-                 const T* bias, bool relu) {
-  using V_ = cv::Vec<T>;
-  constexpr index_t TC = winok::kTileChunk, L = cv::kLanes<T>;
-  const index_t Tn = nr * TW, plane = C * Tn + kWinoPlanePad;
-  alignas(64) T out[2][2 * (TC + L)];
-  for (index_t r = r0; r < r0 + nr; ++r) {
-    const index_t n = r / TH, th = r % TH;
-    for (index_t c = 0; c < C; ++c) {
-      const V_ b = cv::splat<T>(bias != nullptr ? bias[c] : T(0));
-      const T* m = M + c * Tn + (r - r0) * TW;
-      T* yc = y + (n * C + c) * OH * OW;
-      for (index_t tw0 = 0; tw0 < TW; tw0 += TC) {
-        const index_t nt = std::min(TC, TW - tw0);
-        for (index_t j = 0; j < nt; j += L) {
-          const T* src = m + tw0 + j;
-          const index_t stride = plane;
-          V_ s[4][2];  // (row a of m) A
-          for (int a = 0; a < 4; ++a) {
-            const V_ m0 = cv::load(src + (4 * a) * stride), m1 = cv::load(src + (4 * a + 1) * stride);
-            const V_ m2 = cv::load(src + (4 * a + 2) * stride), m3 = cv::load(src + (4 * a + 3) * stride);
-            s[a][0] = m0 + m1 + m2;
-            s[a][1] = m1 - m2 - m3;
-          }
-          V_ v[2][2];
-          for (int k = 0; k < 2; ++k) {
-            v[0][k] = s[0][k] + s[1][k] + s[2][k] + b;
-            v[1][k] = s[1][k] - s[2][k] - s[3][k] + b;
-            if (relu) {
-              v[0][k] = v[0][k] > V_{} ? v[0][k] : V_{};
-              v[1][k] = v[1][k] > V_{} ? v[1][k] : V_{};
-            }
-          }
-          cv::interleave(out[0] + 2 * j, v[0][0], v[0][1]);
-          cv::interleave(out[1] + 2 * j, v[1][0], v[1][1]);
+template <class T, int B>
+void output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0, index_t nr,
+            index_t ld, index_t ps, const T* bias, bool relu) {
+  using VV = VT<T, B>;
+  using V_ = typename VV::V;
+  constexpr index_t L = VV::L;
+  for (index_t c = 0; c < C; ++c) {  // M read in order, each plane row once
+    const V_ b = V_{} + (bias != nullptr ? bias[c] : T(0));
+    for (index_t r = r0; r < r0 + nr; ++r) {
+      const index_t n = r / TH, th = r % TH;
+      const bool two = 2 * th + 1 < OH;
+      const T* m = M + c * ld + (r - r0) * TW;
+      T* y0 = y + (n * C + c) * OH * OW + 2 * th * OW;
+      if (c + 1 < C) prefetch_run<true>(y0 + OH * OW, two ? 2 * OW : OW);
+      for (index_t j = 0; j < TW; j += L) {
+        const T* src = m + j;
+        V_ s[4][2];  // (row a of m) A
+        for (int a = 0; a < 4; ++a) {
+          const V_ m0 = VV::load(src + (4 * a) * ps), m1 = VV::load(src + (4 * a + 1) * ps);
+          const V_ m2 = VV::load(src + (4 * a + 2) * ps), m3 = VV::load(src + (4 * a + 3) * ps);
+          s[a][0] = m0 + m1 + m2;
+          s[a][1] = m1 - m2 - m3;
         }
-        const index_t ow0 = 2 * tw0, w = std::min(2 * nt, OW - ow0);
-        for (int i = 0; i < 2 && 2 * th + i < OH; ++i) cv::copy_n(yc + (2 * th + i) * OW + ow0, out[i], w);
+        V_ v[2][2];
+        for (int k = 0; k < 2; ++k) {
+          v[0][k] = s[0][k] + s[1][k] + s[2][k] + b;
+          v[1][k] = s[1][k] - s[2][k] - s[3][k] + b;
+          if (relu) {
+            v[0][k] = v[0][k] > V_{} ? v[0][k] : V_{};
+            v[1][k] = v[1][k] > V_{} ? v[1][k] : V_{};
+          }
+        }
+        const index_t w = std::min(2 * L, OW - 2 * j);
+        VV::interleave_n(y0 + 2 * j, v[0][0], v[0][1], w);
+        if (two) VV::interleave_n(y0 + OW + 2 * j, v[1][0], v[1][1], w);
       }
     }
   }
 }
 
-// dM (16, C, nr*TW) = A dy A^T of the 2x2 output-gradient tiles of dy (N, C, OH, OW) (zeros past the edge).
-template <class T>
-void wino_grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
-                      index_t nr) {
-  using V_ = cv::Vec<T>;
-  constexpr index_t L = cv::kLanes<T>;
-  const index_t Tn = nr * TW, plane = C * Tn + kWinoPlanePad;
+template <class T, int B>
+void grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
+                 index_t nr, index_t ld, index_t ps) {
+  using VV = VT<T, B>;
+  using V_ = typename VV::V;
+  constexpr index_t L = VV::L;
   for (index_t c = 0; c < C; ++c) {
     for (index_t r = r0; r < r0 + nr; ++r) {
       const index_t n = r / TH, th = r % TH;
       const T* dyc = dy + (n * C + c) * OH * OW;
       const T* end = dy + (n + 1) * C * OH * OW;
       const T* rows[2] = {dyc + 2 * th * OW, 2 * th + 1 < OH ? dyc + (2 * th + 1) * OW : nullptr};
-      T* out = dM + c * Tn + (r - r0) * TW;
+      if (c + 1 < C) {
+        for (int i = 0; i < 2; ++i) {
+          if (rows[i] != nullptr) prefetch_run<false>(rows[i] + OH * OW, OW);
+        }
+      }
+      T* out = dM + c * ld + (r - r0) * TW;
       for (index_t j = 0; j < TW; j += L) {
+        const PairMask<VV> mg = pair_mask<VV>(2 * j, OW);
         V_ q[2][4];  // (row i of dy) A^T
         for (int i = 0; i < 2; ++i) {
           V_ g0, g1;
-          winok::load_pairs(rows[i], 2 * j, OW, dy, end, g0, g1);
+          load_pairs<T, VV>(rows[i], 2 * j, OW, mg, dy, end, g0, g1);
           q[i][0] = g0;
           q[i][1] = g0 + g1;
           q[i][2] = g0 - g1;
           q[i][3] = -g1;
         }
+        const index_t n_st = std::min(L, nr * TW - (r - r0) * TW - j);  // no spill past the block's tiles
         for (int k = 0; k < 4; ++k) {
-          cv::store(out + (0 * 4 + k) * plane + j, q[0][k]);
-          cv::store(out + (1 * 4 + k) * plane + j, q[0][k] + q[1][k]);
-          cv::store(out + (2 * 4 + k) * plane + j, q[0][k] - q[1][k]);
-          cv::store(out + (3 * 4 + k) * plane + j, -q[1][k]);
+          VV::store_n(out + (0 * 4 + k) * ps + j, q[0][k], n_st);
+          VV::store_n(out + (1 * 4 + k) * ps + j, q[0][k] + q[1][k], n_st);
+          VV::store_n(out + (2 * 4 + k) * ps + j, q[0][k] - q[1][k], n_st);
+          VV::store_n(out + (3 * 4 + k) * ps + j, -q[1][k], n_st);
         }
       }
     }
+  }
+}
+
+// Swaps the off-diagonal b x b blocks of every 2b x 2b block of the L x L matrix in rows
+// v[0 .. L), for b = B, B/2, ..., 1: afterwards v holds the transpose.
+template <class VV, index_t B>
+GK_ALWAYS_INLINE void transpose_stages(typename VV::V* v) {
+  if constexpr (B >= 1) {
+    using I_ = typename VV::I;
+    using IE = typename VV::IE;
+    constexpr index_t L = VV::L;
+    I_ lo, hi;
+    for (index_t k = 0; k < L; ++k) {
+      lo[k] = static_cast<IE>((k & B) == 0 ? k : L + k - B);
+      hi[k] = static_cast<IE>((k & B) == 0 ? k + B : L + k);
+    }
+    for (index_t i = 0; i < L; ++i) {
+      if ((i & B) != 0) continue;
+      const typename VV::V a = v[i], c = v[i + B];
+      v[i] = __builtin_shuffle(a, c, lo);
+      v[i + B] = __builtin_shuffle(a, c, hi);
+    }
+    transpose_stages<VV, B / 2>(v);
+  }
+}
+
+// f(std::integral_constant<int, B>) with B the vector width in bytes for tile rows of TW:
+// half the native width when a tile row fills at most half a native vector (fewer idle lanes).
+template <class T, class F>
+GK_ALWAYS_INLINE void with_width(index_t TW, F&& f) {
+  constexpr int B = simd::kVecBytes;
+  if (B >= 32 && TW <= simd::kLanes<T> / 2) {
+    f(std::integral_constant<int, B / 2>{});
+  } else {
+    f(std::integral_constant<int, B>{});
+  }
+}
+
+}  // namespace winok
+
+// V (16 planes of (C, nr*TW)) = B^T d B of the 4x4 input tiles of x (N, C, H, W), zero-padded by (ph, pw).
+template <class T>
+void wino_input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH, index_t TW,
+                index_t r0, index_t nr, index_t ld, index_t ps) {
+  winok::with_width<T>(TW, [&](auto b) { winok::input<T, b.value>(V, x, C, H, W, ph, pw, TH, TW, r0, nr, ld, ps); });
+}
+
+// y (N, C, OH, OW) tiles of the block = act(A^T m A + bias) from M (16 planes of (C, nr*TW)).
+template <class T>
+void wino_output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0, index_t nr,
+                 index_t ld, index_t ps, const T* bias, bool relu) {
+  winok::with_width<T>(TW,
+                       [&](auto b) { winok::output<T, b.value>(y, M, C, OH, OW, TH, TW, r0, nr, ld, ps, bias, relu); });
+}
+
+// dM (16 planes of (C, nr*TW)) = A dy A^T of the 2x2 output-gradient tiles of dy (N, C, OH, OW) (zeros past the edge).
+template <class T>
+void wino_grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
+                      index_t nr, index_t ld, index_t ps) {
+  winok::with_width<T>(TW, [&](auto b) { winok::grad_output<T, b.value>(dM, dy, C, OH, OW, TH, TW, r0, nr, ld, ps); });
+}
+
+// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: L x L blocks transposed in registers.
+template <class T>
+void wino_transpose(T* dst, index_t ldd, const T* src, index_t lds, index_t rows, index_t cols) {
+  using VV = winok::VT<T, simd::kVecBytes>;
+  constexpr index_t L = VV::L;
+  const index_t rf = rows / L * L, cf = cols / L * L;
+  for (index_t i = 0; i < rf; i += L) {
+    for (index_t j = 0; j < cf; j += L) {
+      typename VV::V v[L];
+      for (index_t l = 0; l < L; ++l) v[l] = VV::load(src + (i + l) * lds + j);
+      winok::transpose_stages<VV, L / 2>(v);
+      for (index_t l = 0; l < L; ++l) VV::store(dst + (j + l) * ldd + i, v[l]);
+    }
+    for (index_t j = cf; j < cols; ++j) {
+      for (index_t l = 0; l < L; ++l) dst[j * ldd + i + l] = src[(i + l) * lds + j];
+    }
+  }
+  for (index_t i = rf; i < rows; ++i) {
+    for (index_t j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
   }
 }
 

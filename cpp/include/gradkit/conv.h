@@ -21,7 +21,7 @@ struct ConvShape {
   index_t OH, OW;          // output
 };
 
-// Elements between the 16 planes of Winograd-transformed data (>= one vector of any ISA).
+// Elements after Winograd-transformed data that the transforms may read (>= one vector of any ISA).
 constexpr index_t kWinoPlanePad = 64;
 
 // Taps per output (C/G*KH*KW) up to which the direct small-K kernels are used.
@@ -54,16 +54,19 @@ struct ConvKernels {
   // db (M,) += row sums of dy (M, ldy)[:, :n].
   void (*row_sum)(T* db, const T* dy, index_t ldy, index_t M, index_t n);
   // Winograd F(2x2,3x3) over the tile rows [r0, r0 + nr) of a batch (TH x TW tiles per image);
-  // transformed data is 16 planes of (channels, nr*TW). See cpp/conv/winograd_impl.h.
+  // transformed data is 16 planes of (channels, nr*TW): row c of plane xi at xi*ps + c*ld.
+  // See cpp/conv/winograd_impl.h.
   // V = B^T d B of x (N,C,H,W) zero-padded by (ph, pw).
   void (*wino_input)(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH,
-                     index_t TW, index_t r0, index_t nr);
+                     index_t TW, index_t r0, index_t nr, index_t ld, index_t ps);
   // y (N,C,OH,OW) tiles = act(A^T m A + bias) from M; bias may be null.
   void (*wino_output)(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
-                      index_t nr, const T* bias, bool relu);
+                      index_t nr, index_t ld, index_t ps, const T* bias, bool relu);
   // dM = A dy A^T of dy (N,C,OH,OW).
   void (*wino_grad_output)(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
-                           index_t nr);
+                           index_t nr, index_t ld, index_t ps);
+  // dst (cols, ldd)[:, :rows] = transpose of src (rows, lds)[:, :cols].
+  void (*transpose)(T* dst, index_t ldd, const T* src, index_t lds, index_t rows, index_t cols);
 };
 
 struct ConvTable {
