@@ -268,7 +268,12 @@ GK_ALWAYS_INLINE V abs(V v) {
 // |mag| with the sign of sgn.
 template <class V>
 GK_ALWAYS_INLINE V copysign(V mag, V sgn) {
+#if defined(__AVX512F__)
+  // One bitwise select (GCC emits an and plus a ternlog for the expression below).
+  return (V)_mm512_ternarylogic_epi32((__m512i)mag, (__m512i)sgn, (__m512i)sign_mask<V>(), 0xD8);
+#else
   return from_bits<elem_t<V>>((bits(mag) & ~sign_mask<V>()) | (bits(sgn) & sign_mask<V>()));
+#endif
 }
 
 template <class V>
@@ -469,7 +474,7 @@ GK_ALWAYS_INLINE Vec<float> tanh(Vec<float> x) {
   p = p * t - 2.0f;
   const V m = p * (t * s) + (s - 1.0f);   // expm1(-2z) in (-1, 0]
   const V y = div(m, m + 2.0f);           // -tanh(z)
-  return from_bits<float>((bits(y) & ~sign_mask<V>()) | (bits(x) & sign_mask<V>()));
+  return copysign(y, x);
 }
 
 // normal_tail and normal_pdf take x in [-kNormalClamp, kNormalClamp]: beyond,
