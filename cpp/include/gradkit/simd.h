@@ -346,7 +346,8 @@ namespace detail {
 // mul * exp(hi + lo) for hi + lo in [-104, 89] (callers clamp or select):
 // Cody-Waite reduction x = n ln2 + r with a 9-bit ln2_hi (n * ln2_hi exact, so
 // hi - n ln2_hi is exact even for |hi| ~ 100), a degree-7 polynomial on
-// |r| <= ln2/2 (Cephes expf, < 1 ULP), then 2^n applied in two steps so that
+// |r| <= ln2/2 (own minimax fit, 1.2 * 2^-24 relative evaluated in float;
+// 6 FMAs), then 2^n applied in two steps so that
 // results down to the smallest denormal round once (kTwoStep = false: one
 // step, for callers whose n stays in [-126, 127]). `lo` carries a small
 // correction term (the low part of -x^2/2) and `mul` a prefactor applied
@@ -363,13 +364,13 @@ GK_ALWAYS_INLINE Vec<float> exp_f32(Vec<float> hi, Vec<float> lo, Vec<float> mul
   V r = hi - nv * 0.693359375f;
   r = r - nv * -2.12194440e-4f;
   if constexpr (kLo) r = r + lo;
-  V p = set1(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3333452301e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
+  V p = set1(1.3768305070698261e-3f);
+  p = p * r + 8.361367508769035e-3f;
+  p = p * r + 4.1668474674224854e-2f;
+  p = p * r + 1.6666586697101593e-1f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
   if constexpr (kMul) p = p * mul;
 #if defined(__AVX512F__)
   // p * 2^n rounded once, denormal and zero results included: one vscalefps
@@ -422,35 +423,14 @@ GK_ALWAYS_INLINE Vec<float> pow2_biased(Vec<float> n) {
 }  // namespace detail
 
 // 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows): s = e / (1 + e)
-// for x < 0, 1 - s for x >= 0 (exactly 1 once e < 2^-25). exp(z), z = -|x|
-// clamped at -104 (where it rounds to 0): z = k ln2 + t with a two-part ln2
-// (k ln2_hi exact, so t carries no cancellation error), exp(t) by a degree-6
-// minimax polynomial on |t| <= ln2/2 (own fit, relative error ~1e-9 in
-// float64; ~1.2 * 2^-24 evaluated in float), scaled by 2^k with one rounding
-// (vscalefps on AVX-512; two steps elsewhere) so denormal results (x down to
-// -103.3) round once. About 19 vector operations per vector on AVX-512.
+// for x < 0, 1 - s for x >= 0 (exactly 1 once e < 2^-25), exp(-|x|) clamped
+// at -104 (where it rounds to 0) by exp_f32, whose 2^k scaling rounds denormal
+// results (x down to -103.3) once; the quotient by div (no division). About 20
+// vector operations on AVX-512.
 GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
   using V = Vec<float>;
-  const V magic = set1(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   const V z = clamp_lo(from_bits<float>(bits(x) | sign_mask<V>()), detail::kExpMin);  // -|x|, NaN kept
-  const V nf = z * 1.44269504088896341f + magic;
-  const V k = nf - magic;
-  V t = z - k * 0.693359375f;  // exact: k has <= 8 bits, ln2_hi 9
-  t = t - k * -2.12194440e-4f;
-  V p = set1(1.3768305070698261e-3f);
-  p = p * t + 8.361367508769035e-3f;
-  p = p * t + 4.1668474674224854e-2f;
-  p = p * t + 1.6666586697101593e-1f;
-  p = p * t + 0.5f;
-  p = p * t + 1.0f;
-  p = p * t + 1.0f;
-#if defined(__AVX512F__)
-  const V e = (V)_mm512_scalef_ps((__m512)p, (__m512)k);
-#else
-  const Mask<float> n = bits(nf) - bits(magic);  // k in [-150, 0]
-  const Mask<float> n1 = n >> 1;                 // arithmetic: floor(k / 2)
-  const V e = p * from_bits<float>((n1 + 127) << 23) * from_bits<float>((n - n1 + 127) << 23);
-#endif
+  const V e = detail::exp_f32<false, false>(z, z, z);
   const V s = div(e, 1.0f + e);  // sigmoid(-|x|); divisor in [1, 2]
   return x < 0.0f ? s : 1.0f - s;
 }
@@ -625,9 +605,10 @@ alignas(64) inline constexpr float kPhiPiece[7][32] = {
 
 // GELU(x) = x Phi(x). AVX-512 float: for |x| < 3.875, x times a degree-6
 // piecewise polynomial whose coefficients come from two-register permutes
-// (vpermt2ps) indexed by the piece (about 17 operations); a vector with any
-// lane outside (or NaN) also runs gelu_general and takes its lanes from it, so
-// every lane's result depends only on its own x. Elsewhere: gelu_general.
+// (vpermt2ps) indexed by the piece (about 19 operations); a vector with any
+// lane outside (or NaN) also runs the tail formula below (about 28 more) and
+// takes those lanes from it, so every lane's result depends only on its own x.
+// Elsewhere: gelu_general.
 GK_ALWAYS_INLINE Vec<float> gelu(Vec<float> x) {
 #if defined(__AVX512F__)
   using V = Vec<float>;
@@ -649,7 +630,25 @@ GK_ALWAYS_INLINE Vec<float> gelu(Vec<float> x) {
   const V fast = x * p;
   const __mmask16 in = _mm512_cmp_ps_mask((__m512)abs(x), _mm512_set1_ps(3.875f), _CMP_LT_OQ);
   if (in == 0xFFFF) return fast;
-  return (V)_mm512_mask_blend_ps(in, (__m512)gelu_general(x), (__m512)fast);
+  // |x| >= 3.875 (and NaN, +-inf): T = a Phi(-a), a = min(|x|, 14.5), is
+  // phi(a) g(1 / a^2) with g(v) = a Phi(-a) / phi(a) (Mills' ratio times a,
+  // 1 - v + 3v^2 - ...) a degree-5 minimax fit on a in [3.87, 14.6] (own
+  // coefficients, 1/sqrt(2 pi) folded in; 2.3 * 2^-24 relative); a^2 exact as
+  // sq + sq_lo (FMA), so exp(-a^2 / 2) keeps its accuracy up to a ~ 14.5.
+  // y = -T for x < 0, x - T for x > 0 (T < 2.2e-4 x there).
+  const V a = clamp_hi(abs(x), kNormalClamp<float>);  // NaN kept
+  const V sq = a * a;
+  const V sq_lo = (V)_mm512_fmsub_ps((__m512)a, (__m512)a, (__m512)sq);
+  const V v = recip(sq);  // in [0.0047, 0.067] where it matters
+  V g = set1(-70.4353333f);
+  g = g * v + 25.6246109f;
+  g = g * v - 5.46476793f;
+  g = g * v + 1.18789768f;
+  g = g * v - 0.398870081f;
+  g = g * v + 0.398942053f;
+  const V t = detail::exp_f32<true, true>(sq * -0.5f, sq_lo * -0.5f, g);
+  const V tail = (V)_mm512_max_ps(_mm512_setzero_ps(), (__m512)x) - t;  // max keeps NaN (second operand)
+  return (V)_mm512_mask_blend_ps(in, (__m512)tail, (__m512)fast);
 #else
   return gelu_general(x);
 #endif
