@@ -16,10 +16,10 @@
 // erfc; own minimax fits for tanh, sigmoid and GELU's piecewise Phi), accurate
 // to a few ULP including denormal results, with NaN propagated and +-inf
 // handled; double math calls libm per lane (correct first, float is the fast path).
-// Measured max errors vs float64 over every float32 in the range (AVX-512 and
-// AVX2, generic; tanh on [-9.5, 9.5], sigmoid on [-110, 110]): tanh 3.1 (generic 3.2),
-// sigmoid 2.4; GELU 1.9 ULP for |x| < 3.875 on AVX-512 and 6.2 in the tail;
-// elu 1.2 (tests/test_activation.py sweeps).
+// Measured max errors vs float64 over every float32 in the range (tanh on
+// [-9.5, 9.5], sigmoid on [-110, 110], GELU on [-16, 16]; AVX-512 / AVX2 /
+// generic, GELU off AVX-512 every 5th float): tanh 3.1 / 3.1 / 3.2, sigmoid
+// 2.4 / 2.4 / 2.4, GELU 3.8 / 7.0 / 6.7 ULP; elu 1.2 (tests/test_activation.py sweeps).
 // a * b + c is contracted to an FMA where the ISA has one, so ISAs may differ
 // in the last bits; thread counts never change a result.
 #pragma once
@@ -293,9 +293,10 @@ GK_ALWAYS_INLINE elem_t<V> hmax(V v) {
   return s;
 }
 
-// 1 / d for d in [1, 2^20] (or NaN): the hardware estimate refined by one
-// Newton-Raphson step (float, AVX2 / AVX-512: within ~1 ULP, several times
-// cheaper than a division); an exact division otherwise.
+// 1 / d for d in [1, 2^20] (or NaN): the hardware estimate refined by
+// Newton-Raphson steps (float; one on AVX-512's 14-bit estimate, two on AVX2's
+// 12-bit one: within ~1 ULP, several times cheaper than a division); an exact
+// division otherwise.
 template <class V>
 GK_ALWAYS_INLINE V recip(V d) {
   using T = elem_t<V>;
@@ -307,7 +308,12 @@ GK_ALWAYS_INLINE V recip(V d) {
 #else
     const V r = T(1) / d;
 #endif
+#if defined(__AVX512F__)
     return r * (T(2) - d * r);
+#else
+    const V r1 = r * (T(2) - d * r);  // AVX2's estimate has 12 bits: one step leaves ~2^-23
+    return r1 * (T(2) - d * r1);
+#endif
   } else {
     return T(1) / d;
   }
@@ -323,8 +329,11 @@ GK_ALWAYS_INLINE V div(V n, V d) {
   if constexpr (std::is_same_v<T, float> && kVecBytes >= 32) {
 #if defined(__AVX512F__)
     const V r = (V)_mm512_rcp14_ps((__m512)d);
+#elif defined(__AVX2__)
+    const V r0 = (V)_mm256_rcp_ps((__m256)d);
+    const V r = r0 * (T(2) - d * r0);  // ~2^-23: enough for the residual step
 #else
-    const V r = recip(d);
+    const V r = T(1) / d;  // not reached (kVecBytes < 32)
 #endif
     const V q = n * r;
     return q + (n - q * d) * r;
