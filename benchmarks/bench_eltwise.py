@@ -1,4 +1,4 @@
-"""Activations (forward, 16M floats) and softmax cross-entropy (forward + backward)
+"""Activations (forward and backward, 16M floats) and softmax cross-entropy (forward + backward)
 against NumPy (+ SciPy's erf for GELU) and PyTorch, 2 threads each.
 
 GB/s = (bytes read + bytes written) / median time, reported in extra_info.
@@ -103,6 +103,57 @@ def test_activation_forward_out(benchmark, act, impl, x16m, request):
         else:
             benchmark(fn, xt, out=ot)
     _gbps(benchmark, 2 * x16m.nbytes)
+
+
+def _numpy_backward(act, dy, s, out):
+    """NumPy's version of each backward, into `out` (a few passes over memory)."""
+    if act == "tanh":
+        np.multiply(s, s, out=out)
+        np.subtract(1, out, out=out)
+    elif act == "sigmoid":
+        np.subtract(1, s, out=out)
+        out *= s
+    elif act == "relu":
+        np.greater(s, 0, out=out)  # 1.0 / 0.0
+    else:
+        np.multiply(s, np.float32(0.7071067811865476), out=out)
+        _erf(out, out=out)
+        out += 1
+        out *= 0.5
+        out += s * np.exp(-0.5 * s * s) * np.float32(0.3989422804014327)
+    out *= dy
+    return out
+
+
+@pytest.mark.parametrize("impl", ["gradkit", "numpy", "torch"])
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu", "gelu"])
+def test_activation_backward_out(benchmark, act, impl, x16m, request):
+    """dx from dy and the saved tensor (y for tanh / sigmoid / relu, x for GELU), out=."""
+    benchmark.group = f"{act} bwd 16M f32 out="
+    benchmark.extra_info["impl"] = impl
+    dy = np.random.default_rng(1).standard_normal(N).astype(np.float32)
+    s = x16m if act == "gelu" else GK_ACTS[act](x16m)
+    out = np.zeros_like(x16m)
+    if impl == "gradkit":
+        run = lambda: getattr(ops, act + "_backward")(dy, s, out=out)  # noqa: E731
+    elif impl == "numpy":
+        if act == "gelu" and _erf is None:
+            pytest.skip("SciPy is not installed (erf for the NumPy GELU)")
+        run = lambda: _numpy_backward(act, dy, s, out)  # noqa: E731
+    else:
+        torch = request.getfixturevalue("needs_torch")
+        aten = torch.ops.aten
+        dyt, st, ot = torch.from_numpy(dy), torch.from_numpy(s), torch.from_numpy(out)
+        if act == "relu":
+            run = lambda: aten.threshold_backward.grad_input(dyt, st, 0, grad_input=ot)  # noqa: E731
+        else:
+            fn = getattr(aten, act + "_backward").grad_input
+            run = lambda: fn(dyt, st, grad_input=ot)  # noqa: E731
+    run()
+    # all three compute the same thing
+    np.testing.assert_allclose(out, getattr(ops, act + "_backward")(dy, s), rtol=1e-5, atol=1e-6)
+    benchmark(run)
+    _gbps(benchmark, 3 * x16m.nbytes)
 
 
 def _numpy_cross_entropy(x, y):

@@ -12,11 +12,14 @@
 // elements give inside a full vector, so results never depend on where a
 // thread's range starts. Horizontal reductions run in a fixed lane order.
 //
-// float math uses range-reduced polynomials (Cephes coefficients), accurate to
-// a few ULP including denormal results, with NaN propagated and +-inf handled;
-// double math calls libm per lane (correct first, float is the fast path).
-// Measured max errors vs float64 (tests/test_activation.py sweeps over
-// [-110, 110] and tiny magnitudes): sigmoid 3.7, tanh 1.7, elu 1.2, gelu 6.7 ULP.
+// float math uses range-reduced polynomials (Cephes coefficients for exp and
+// erfc; own minimax fits for tanh, sigmoid and GELU's piecewise Phi), accurate
+// to a few ULP including denormal results, with NaN propagated and +-inf
+// handled; double math calls libm per lane (correct first, float is the fast path).
+// Measured max errors vs float64 over every float32 in the range (tanh on
+// [-9.5, 9.5], sigmoid on [-110, 110], GELU on [-16, 16]; AVX-512 / AVX2 /
+// generic, GELU off AVX-512 every 5th float): tanh 3.1 / 3.1 / 3.2, sigmoid
+// 2.4 / 2.4 / 2.4, GELU 3.8 / 7.0 / 6.7 ULP; elu 1.2 (tests/test_activation.py sweeps).
 // a * b + c is contracted to an FMA where the ISA has one, so ISAs may differ
 // in the last bits; thread counts never change a result.
 #pragma once
@@ -213,6 +216,22 @@ GK_ALWAYS_INLINE V clamp_hi(V x, elem_t<V> hi) {
 #endif
 }
 
+// max(x, lo), NaN kept (one max_ps on AVX2 / AVX-512).
+template <class V>
+GK_ALWAYS_INLINE V clamp_lo(V x, elem_t<V> lo) {
+  using T = elem_t<V>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm512_max_ps((__m512)set1(lo), (__m512)x);
+  else return (V)_mm512_max_pd((__m512d)set1(lo), (__m512d)x);
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm256_max_ps((__m256)set1(lo), (__m256)x);
+  else return (V)_mm256_max_pd((__m256d)set1(lo), (__m256d)x);
+#else
+  (void)sizeof(T);
+  return x < lo ? set1(lo) : x;
+#endif
+}
+
 // max_ps(c, x) / min_ps(c, x) return their second operand when either is NaN,
 // so one instruction each (GCC keeps the ternaries as compare + blend).
 template <class V>
@@ -252,7 +271,12 @@ GK_ALWAYS_INLINE V abs(V v) {
 // |mag| with the sign of sgn.
 template <class V>
 GK_ALWAYS_INLINE V copysign(V mag, V sgn) {
+#if defined(__AVX512F__)
+  // One bitwise select (GCC emits an and plus a ternlog for the expression below).
+  return (V)_mm512_ternarylogic_epi32((__m512i)mag, (__m512i)sgn, (__m512i)sign_mask<V>(), 0xD8);
+#else
   return from_bits<elem_t<V>>((bits(mag) & ~sign_mask<V>()) | (bits(sgn) & sign_mask<V>()));
+#endif
 }
 
 template <class V>
@@ -269,9 +293,10 @@ GK_ALWAYS_INLINE elem_t<V> hmax(V v) {
   return s;
 }
 
-// 1 / d for d in [1, 2^20] (or NaN): the hardware estimate refined by one
-// Newton-Raphson step (float, AVX2 / AVX-512: within ~1 ULP, several times
-// cheaper than a division); an exact division otherwise.
+// 1 / d for d in [1, 2^20] (or NaN): the hardware estimate refined by
+// Newton-Raphson steps (float; one on AVX-512's 14-bit estimate, two on AVX2's
+// 12-bit one: within ~1 ULP, several times cheaper than a division); an exact
+// division otherwise.
 template <class V>
 GK_ALWAYS_INLINE V recip(V d) {
   using T = elem_t<V>;
@@ -283,9 +308,37 @@ GK_ALWAYS_INLINE V recip(V d) {
 #else
     const V r = T(1) / d;
 #endif
+#if defined(__AVX512F__)
     return r * (T(2) - d * r);
+#else
+    const V r1 = r * (T(2) - d * r);  // AVX2's estimate has 12 bits: one step leaves ~2^-23
+    return r1 * (T(2) - d * r1);
+#endif
   } else {
     return T(1) / d;
+  }
+}
+
+// n / d for d in [1, 2^20] (or NaN), n finite: the quotient from the reciprocal
+// estimate corrected once by its residual n - q d (float, AVX-512: within
+// ~0.5 ULP plus 2^-28 relative, as many operations as recip(d) * n; AVX2 refines
+// the 12-bit estimate first); an exact division otherwise.
+template <class V>
+GK_ALWAYS_INLINE V div(V n, V d) {
+  using T = elem_t<V>;
+  if constexpr (std::is_same_v<T, float> && kVecBytes >= 32) {
+#if defined(__AVX512F__)
+    const V r = (V)_mm512_rcp14_ps((__m512)d);
+#elif defined(__AVX2__)
+    const V r0 = (V)_mm256_rcp_ps((__m256)d);
+    const V r = r0 * (T(2) - d * r0);  // ~2^-23: enough for the residual step
+#else
+    const V r = T(1) / d;  // not reached (kVecBytes < 32)
+#endif
+    const V q = n * r;
+    return q + (n - q * d) * r;
+  } else {
+    return n / d;
   }
 }
 
@@ -302,7 +355,8 @@ namespace detail {
 // mul * exp(hi + lo) for hi + lo in [-104, 89] (callers clamp or select):
 // Cody-Waite reduction x = n ln2 + r with a 9-bit ln2_hi (n * ln2_hi exact, so
 // hi - n ln2_hi is exact even for |hi| ~ 100), a degree-7 polynomial on
-// |r| <= ln2/2 (Cephes expf, < 1 ULP), then 2^n applied in two steps so that
+// |r| <= ln2/2 (own minimax fit, 1.2 * 2^-24 relative evaluated in float;
+// 6 FMAs), then 2^n applied in two steps so that
 // results down to the smallest denormal round once (kTwoStep = false: one
 // step, for callers whose n stays in [-126, 127]). `lo` carries a small
 // correction term (the low part of -x^2/2) and `mul` a prefactor applied
@@ -319,13 +373,13 @@ GK_ALWAYS_INLINE Vec<float> exp_f32(Vec<float> hi, Vec<float> lo, Vec<float> mul
   V r = hi - nv * 0.693359375f;
   r = r - nv * -2.12194440e-4f;
   if constexpr (kLo) r = r + lo;
-  V p = set1(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3333452301e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
+  V p = set1(1.3768305070698261e-3f);
+  p = p * r + 8.361367508769035e-3f;
+  p = p * r + 4.1668474674224854e-2f;
+  p = p * r + 1.6666586697101593e-1f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
   if constexpr (kMul) p = p * mul;
 #if defined(__AVX512F__)
   // p * 2^n rounded once, denormal and zero results included: one vscalefps
@@ -367,32 +421,52 @@ GK_ALWAYS_INLINE Vec<float> expm1(Vec<float> x) {
   return abs(x) < 0.5f ? p : exp(x) - 1.0f;
 }
 
-// 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows): s = e / (1 + e)
-// for x < 0, 1 - s for x >= 0. Exact down to denormal results (x ~ -103).
-GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
-  const Vec<float> e = exp(from_bits<float>(bits(x) | sign_mask<Vec<float>>()));  // exp(-|x|)
-  const Vec<float> s = e * recip(1.0f + e);  // sigmoid(-|x|)
-  return x < 0.0f ? s : 1.0f - s;             // exactly 1 once e < 2^-25
+namespace detail {
+
+// 2^k as a float from n = k + 127 + 1.5 * 2^23 (a magic-biased rounding with
+// the exponent bias folded in), for integer k in [-126, 127].
+GK_ALWAYS_INLINE Vec<float> pow2_biased(Vec<float> n) {
+  return from_bits<float>(bits(n) << 23);
 }
 
-// tanh with the sign of x (-0 stays -0): Cephes tanhf's odd polynomial for
-// |x| < 0.625; above, 1 - 2e / (1 + e) with e = exp(-2z), z = min(|x|, 9.5)
-// (tanh(9.1) rounds to 1; no cancellation since tanh >= 0.55), the divisor in
-// [1, 2] (reciprocal estimate is safe), and 2^n in one step (n in [-28, 0]).
+}  // namespace detail
+
+// 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows): s = e / (1 + e)
+// for x < 0, 1 - s for x >= 0 (exactly 1 once e < 2^-25), exp(-|x|) clamped
+// at -104 (where it rounds to 0) by exp_f32, whose 2^k scaling rounds denormal
+// results (x down to -103.3) once; the quotient by div (no division). About 20
+// vector operations on AVX-512.
+GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
+  using V = Vec<float>;
+  const V z = clamp_lo(from_bits<float>(bits(x) | sign_mask<V>()), detail::kExpMin);  // -|x|, NaN kept
+  const V e = detail::exp_f32<false, false>(z, z, z);
+  const V s = div(e, 1.0f + e);  // sigmoid(-|x|); divisor in [1, 2]
+  return x < 0.0f ? s : 1.0f - s;
+}
+
+// tanh(x) = -sign(x) m / (2 + m) with m = expm1(-2z), z = min(|x|, 9.02)
+// (tanh rounds to 1 from 9.0109): one formula for the whole range, no
+// cancellation (m in (-1, 0], 2 + m in (1, 2]). -2z = k ln2 + u, |u| <= ln2/2:
+// with t = z + k ln2/2 (so u = -2t), m = 2^k (expm1(-2t)) + (2^k - 1) and
+// expm1(-2t) = t P(t), P a degree-5 minimax fit (own coefficients, P(0) = -2).
+// -0 stays -0 (m = -0 * ... ), NaN stays NaN. About 19 operations on AVX-512.
 GK_ALWAYS_INLINE Vec<float> tanh(Vec<float> x) {
   using V = Vec<float>;
-  const V ax = abs(x);
-  const V z = clamp_hi(ax, 9.5f);  // keeps NaN
-  const V s = z * z;
-  V q = set1(-5.70498872745e-3f);
-  q = q * s + 2.06390887954e-2f;
-  q = q * s - 5.37397155531e-2f;
-  q = q * s + 1.33314422036e-1f;
-  q = q * s - 3.33332819422e-1f;
-  const V small = q * s * z + z;
-  const V e = detail::exp_f32<false, false, false>(-2.0f * z, z, z);
-  const V big = 1.0f - (e + e) * recip(1.0f + e);  // exactly 1 once e < 2^-26
-  return copysign(z < 0.625f ? small : big, x);
+  const V magic = set1(12582912.0f + 127.0f);  // rounds to an integer, exponent bias folded in
+  const V z = clamp_hi(abs(x), 9.02f);  // NaN kept
+  const V nf = z * -2.88539008177792681f + magic;  // k + 127 + 1.5 * 2^23, k in [-26, 0]
+  const V s = detail::pow2_biased(nf);             // 2^k
+  const V k = nf - magic;
+  const V t = k * 0.346573590279972655f + z;  // |t| <= ln2/4
+  V p = set1(9.228120744228363e-2f);
+  p = p * t - 2.683073878288269e-1f;
+  p = p * t + 6.665363311767578e-1f;
+  p = p * t - 1.333307147026062f;
+  p = p * t + 2.0000009536743164f;
+  p = p * t - 2.0f;
+  const V m = p * (t * s) + (s - 1.0f);   // expm1(-2z) in (-1, 0]
+  const V y = div(m, m + 2.0f);           // -tanh(z)
+  return copysign(y, x);
 }
 
 // normal_tail and normal_pdf take x in [-kNormalClamp, kNormalClamp]: beyond,
@@ -470,6 +544,127 @@ GK_ALWAYS_INLINE Vec<double> normal_tail(Vec<double> x, Vec<double> mul) {
 GK_ALWAYS_INLINE Vec<double> normal_pdf(Vec<double> x, Vec<double> mul) {
   for (int i = 0; i < kLanes<double>; ++i) mul[i] *= 0.398942280401432678 * std::exp(-0.5 * x[i] * x[i]);
   return mul;
+}
+
+// ---- GELU (after the double math: gelu_general calls normal_tail of both types) -----------------
+
+// x Phi(x) (GELU), any x: q = x Phi(-|x|)
+// without cancellation, y = q for x < 0 and x - q for x >= 0; x is clamped
+// inside (q underflows there already) so that +-inf give inf and -0.
+template <class V>
+GK_ALWAYS_INLINE V gelu_general(V x) {
+  using T = elem_t<V>;
+  const V xc = clamp(x, -kNormalClamp<T>, kNormalClamp<T>);
+  const V q = normal_tail(xc, xc);
+  return x >= T(0) ? x - q : q;
+}
+
+#if defined(__AVX512F__)
+namespace detail {
+// Phi(x) on x in [-4.125, 3.875) in 32 pieces of width 1/4: piece j covers
+// 4x + 16 in [j - 1/2, j + 1/2], Phi = sum_k kPhiPiece[k][j] w^k with
+// w = 4x + 16 - j. Own minimax fits (relative error, float coefficients fixed
+// one at a time); x Phi(x) evaluated in float is within 2.2 ULP for |x| < 3.875.
+alignas(64) inline constexpr float kPhiPiece[7][32] = {
+    {  // w^0
+     3.16712394e-05f, 8.84172841e-05f, 0.000232629085f, 0.000577025057f, 0.00134989806f, 0.00297976309f, 0.00620966544f, 0.0122244731f,
+     0.0227501318f, 0.0400591567f, 0.066807203f, 0.105649777f, 0.158655256f, 0.22662735f, 0.308537543f, 0.401293665f,
+     0.5f, 0.598706305f, 0.691462457f, 0.77337265f, 0.841344774f, 0.894350231f, 0.93319279f, 0.959940851f,
+     0.977249861f, 0.987775505f, 0.993790329f, 0.997020245f, 0.998650074f, 0.999422967f, 0.999767363f, 0.999911606f,
+    },
+    {  // w^1
+     3.34575561e-05f, 8.81489177e-05f, 0.00021817068f, 0.000507262012f, 0.0011079621f, 0.00227339054f, 0.00438207528f, 0.00793491304f,
+     0.0134977419f, 0.0215693302f, 0.0323794f, 0.0456622727f, 0.0604926795f, 0.0752843618f, 0.0880163312f, 0.096667029f,
+     0.0997355729f, 0.096667029f, 0.0880163312f, 0.0752843544f, 0.0604926795f, 0.0456622727f, 0.0323794f, 0.0215693302f,
+     0.0134977419f, 0.00793491304f, 0.00438207528f, 0.00227339054f, 0.0011079621f, 0.000507262012f, 0.000218170666f, 8.81489177e-05f,
+    },
+    {  // w^2
+     1.67287799e-05f, 4.13198068e-05f, 9.54496718e-05f, 0.000206075187f, 0.000415485789f, 0.000781478011f, 0.00136939844f, 0.00223169429f,
+     0.00337443547f, 0.00471829064f, 0.00607113726f, 0.00713473f, 0.0075615854f, 0.00705790846f, 0.0055010207f, 0.00302084466f,
+     -1.02057196e-10f, -0.00302084466f, -0.0055010207f, -0.00705790846f, -0.00756158493f, -0.00713473f, -0.00607113726f, -0.00471829064f,
+     -0.00337443547f, -0.00223169429f, -0.00136939844f, -0.000781478011f, -0.000415485789f, -0.000206075187f, -9.54496718e-05f, -4.13198104e-05f,
+    },
+    {  // w^3
+     5.22769278e-06f, 1.19941642e-05f, 2.55668019e-05f, 5.05281059e-05f, 9.2330316e-05f, 0.000155407877f, 0.00023964516f, 0.000335787685f,
+     0.00042180458f, 0.000463403383f, 0.000421605975f, 0.000267551164f, -1.26051269e-09f, -0.000343093358f, -0.000687627005f, -0.000944011845f,
+     -0.00103890954f, -0.000944011845f, -0.000687626831f, -0.000343093503f, -1.61244307e-09f, 0.000267550669f, 0.000421605597f, 0.000463403179f,
+     0.000421804667f, 0.000335787889f, 0.000239645291f, 0.000155407935f, 9.23303523e-05f, 5.05280805e-05f, 2.55668274e-05f, 1.19941578e-05f,
+    },
+    {  // w^4
+     1.13267731e-06f, 2.38073858e-06f, 4.59850253e-06f, 8.11689733e-06f, 1.29838791e-05f, 1.85700937e-05f, 2.31795784e-05f, 2.39728943e-05f,
+     1.75749592e-05f, 1.53615031e-06f, -2.37150689e-05f, -5.34170213e-05f, -7.87658209e-05f, -8.96019192e-05f, -7.87910831e-05f, -4.6216981e-05f,
+     6.03411376e-10f, 4.6217614e-05f, 7.87906683e-05f, 8.96021375e-05f, 7.87663157e-05f, 5.34174869e-05f, 2.37154145e-05f, -1.53582221e-06f,
+     -1.75751211e-05f, -2.39732472e-05f, -2.3179904e-05f, -1.85703029e-05f, -1.29839527e-05f, -8.11690825e-06f, -4.59852026e-06f, -2.38070857e-06f,
+    },
+    {  // w^5
+     1.78111563e-07f, 3.34629107e-07f, 5.65690186e-07f, 8.44831959e-07f, 1.08014751e-06f, 1.09246309e-06f, 6.45084185e-07f, -4.56384015e-07f,
+     -2.19926164e-06f, -4.20647984e-06f, -5.71975306e-06f, -5.83023302e-06f, -3.92215634e-06f, -1.3636398e-07f, 4.46996773e-06f, 8.2502338e-06f,
+     9.71148802e-06f, 8.25015468e-06f, 4.46894819e-06f, -1.35551346e-07f, -3.92032325e-06f, -5.82788334e-06f, -5.7182333e-06f, -4.2056904e-06f,
+     -2.19959361e-06f, -4.57152254e-07f, 6.44759155e-07f, 1.09231382e-06f, 1.08004269e-06f, 8.4497708e-07f, 5.65560413e-07f, 3.34641555e-07f,
+    },
+    {  // w^6
+     2.01600905e-08f, 3.23034399e-08f, 4.39864962e-08f, 4.67159609e-08f, 2.70927369e-08f, -2.85628801e-08f, -1.23953726e-07f, -2.40118851e-07f,
+     -3.28024186e-07f, -3.20521906e-07f, -1.62551402e-07f, 1.3646445e-07f, 4.87078751e-07f, 7.38456151e-07f, 7.50088873e-07f, 4.68938453e-07f,
+     -2.12626983e-09f, -4.71292537e-07f, -7.48486173e-07f, -7.40182088e-07f, -4.90953198e-07f, -1.40509812e-07f, 1.59812728e-07f, 3.18792047e-07f,
+     3.28862853e-07f, 2.41755714e-07f, 1.2555094e-07f, 2.94275129e-08f, -2.68306533e-08f, -4.667708e-08f, -4.39236274e-08f, -3.23687672e-08f,
+    },
+};
+}  // namespace detail
+#endif
+
+// GELU(x) = x Phi(x). AVX-512 float: for |x| < 3.875, x times a degree-6
+// piecewise polynomial whose coefficients come from two-register permutes
+// (vpermt2ps) indexed by the piece (about 19 operations); a vector with any
+// lane outside (or NaN) also runs the tail formula below (about 28 more) and
+// takes those lanes from it, so every lane's result depends only on its own x.
+// Elsewhere: gelu_general.
+GK_ALWAYS_INLINE Vec<float> gelu(Vec<float> x) {
+#if defined(__AVX512F__)
+  using V = Vec<float>;
+  const V magic = set1(12582912.0f + 16.0f);  // 1.5 * 2^23 + 16: rounds 4x + 16 to an integer j
+  const V nf = x * 4.0f + magic;
+  const V jm = nf - magic;  // j - 16
+  const V w = x * 4.0f - jm;  // exact, |w| <= 1/2
+  const __m512i idx = (__m512i)nf;  // j in the low 5 bits
+  const auto coef = [idx](int k) {
+    return (V)_mm512_permutex2var_ps(_mm512_load_ps(detail::kPhiPiece[k]), idx, _mm512_load_ps(detail::kPhiPiece[k] + 16));
+  };
+  V p = coef(6);
+  p = p * w + coef(5);
+  p = p * w + coef(4);
+  p = p * w + coef(3);
+  p = p * w + coef(2);
+  p = p * w + coef(1);
+  p = p * w + coef(0);
+  const V fast = x * p;
+  const __mmask16 in = _mm512_cmp_ps_mask((__m512)abs(x), _mm512_set1_ps(3.875f), _CMP_LT_OQ);
+  if (in == 0xFFFF) return fast;
+  // |x| >= 3.875 (and NaN, +-inf): T = a Phi(-a), a = min(|x|, 14.5), is
+  // phi(a) g(1 / a^2) with g(v) = a Phi(-a) / phi(a) (Mills' ratio times a,
+  // 1 - v + 3v^2 - ...) a degree-5 minimax fit on a in [3.87, 14.6] (own
+  // coefficients, 1/sqrt(2 pi) folded in; 2.3 * 2^-24 relative); a^2 exact as
+  // sq + sq_lo (FMA), so exp(-a^2 / 2) keeps its accuracy up to a ~ 14.5.
+  // y = -T for x < 0, x - T for x > 0 (T < 2.2e-4 x there).
+  const V a = clamp_hi(abs(x), kNormalClamp<float>);  // NaN kept
+  const V sq = a * a;
+  const V sq_lo = (V)_mm512_fmsub_ps((__m512)a, (__m512)a, (__m512)sq);
+  const V v = recip(sq);  // in [0.0047, 0.067] where it matters
+  V g = set1(-70.4353333f);
+  g = g * v + 25.6246109f;
+  g = g * v - 5.46476793f;
+  g = g * v + 1.18789768f;
+  g = g * v - 0.398870081f;
+  g = g * v + 0.398942053f;
+  const V t = detail::exp_f32<true, true>(sq * -0.5f, sq_lo * -0.5f, g);
+  const V tail = (V)_mm512_max_ps(_mm512_setzero_ps(), (__m512)x) - t;  // max keeps NaN (second operand)
+  return (V)_mm512_mask_blend_ps(in, (__m512)tail, (__m512)fast);
+#else
+  return gelu_general(x);
+#endif
+}
+
+GK_ALWAYS_INLINE Vec<double> gelu(Vec<double> x) {
+  return gelu_general(x);
 }
 
 }  // namespace gk::GK_ISA_NS::simd
