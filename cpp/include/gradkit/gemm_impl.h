@@ -194,6 +194,7 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
   const V valpha = S::set1(prm.alpha);
   const V vbeta = S::set1(prm.beta);
   const bool use_beta = prm.beta != T(0);  // beta == 0: C is never read
+  const bool use_alpha = prm.alpha != T(1);  // alpha * x == x exactly when alpha == 1
   const bool use_relu = prm.act == Activation::relu;
   const T* bias = prm.bias;
   const bool row_bias = bias != nullptr && prm.bias_per_row;
@@ -213,7 +214,7 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
     const V vrow = row_bias ? S::set1(bias[i]) : S::zero();
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
-      V r = S::mul(valpha, acc[i][v]);
+      V r = use_alpha ? S::mul(valpha, acc[i][v]) : acc[i][v];
       const int lanes = std::clamp(nn - v * W, 0, W);  // valid lanes of this vector
       if (use_beta) r = S::fmadd(vbeta, nn == NR ? S::load(ci + v * W) : S::load_n(ci + v * W, lanes), r);
       if (row_bias) r = S::add(r, vrow);
