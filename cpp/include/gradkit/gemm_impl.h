@@ -134,6 +134,7 @@ GK_ALWAYS_INLINE void gemm_kloop(typename GemmVec<T>::V (&acc)[MR][NV], index_t 
   constexpr int W = S::W;
   const index_t rs_a = A_RS > 0 ? A_RS : rs_a_rt;
   const index_t cs_a = A_CS > 0 ? A_CS : cs_a_rt;
+#pragma GCC unroll 4
   for (index_t p = 0; p < kc; ++p) {
     V bv[NV];
 #pragma GCC unroll 16
@@ -200,6 +201,15 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
   const bool row_bias = bias != nullptr && prm.bias_per_row;
   const bool col_bias = bias != nullptr && !prm.bias_per_row;
   const int nn = static_cast<int>(std::min<index_t>(n, NR));
+  if (m == MR && nn == NR && !use_beta && bias == nullptr && !use_relu) {
+    // The common full tile, c = alpha * acc: one branch, not one per vector.
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) S::store(c + i * rs_c + v * W, use_alpha ? S::mul(valpha, acc[i][v]) : acc[i][v]);
+    }
+    return;
+  }
   V vbias[NV];
   if (col_bias) {
 #pragma GCC unroll 16
