@@ -173,8 +173,10 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
   // for 128 <= K blocks, measured on the project machine).
   constexpr index_t kPrefetch = 24;
   constexpr index_t kNoPrefetchK = 64;
-  const index_t k1 = kc > kPrefetch ? kc - kPrefetch : 0;
-  auto kloop = [&](index_t p0, index_t p1) {
+  const index_t k1 = kc > kNoPrefetchK ? kc - kPrefetch : kc;
+  // Two call sites, always inlined: an out-of-line k loop would keep the
+  // accumulators in memory (measured: 3x slower).
+  auto kloop = [&](index_t p0, index_t p1) __attribute__((always_inline)) {
     const T* ap = a + p0 * cs_a;
     const T* bp = b + p0 * rs_b;
     if (rs_a == 1 && cs_a == MR) {
@@ -187,10 +189,8 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
       gemm_kloop<T, MR, NV, 0, 0>(acc, p1 - p0, ap, rs_a, cs_a, bp, rs_b);
     }
   };
-  if (kc <= kNoPrefetchK) {
-    kloop(0, kc);
-  } else {
-    kloop(0, k1);
+  kloop(0, k1);
+  if (k1 < kc) {
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
       __builtin_prefetch(c + i * rs_c, 1);
