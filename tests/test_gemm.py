@@ -144,7 +144,7 @@ THREAD_SHAPES = [(64, 64, 64), (100, 90, 130), (129, 1000, 65), (1000, 129, 300)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
 @pytest.mark.parametrize("m,n,k", THREAD_SHAPES)
 def test_one_and_two_threads_bit_identical(isa, rng, m, n, k, trans_a, trans_b, dtype):
     a, b = operands(rng, m, n, k, trans_a, trans_b, dtype)

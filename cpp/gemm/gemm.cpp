@@ -121,18 +121,22 @@ void macro_kernel(const GemmKernels<T>& kk, const Problem<T>& pb, const Operands
   }
 }
 
-// Small problems with row- or column-major A and row-major B: no packing.
-// The micro-kernel reads full panels of A and full slivers of B in place; only
-// the edge panel (M % MR rows) and the edge sliver (N % NR columns) are copied,
-// zero-padded, so that nothing outside A or B is read.
+// Small problems with row- or column-major A: A is read in place (no packing).
+// A row-major B is read in place too, and only its edge sliver (N % NR
+// columns) is copied, zero-padded; any other B (NT: B^T) is packed whole, one
+// K block at a time, which is cheaper than the extra pass over A that the
+// blocked path would add. Only the edge panel of A (M % MR rows) is copied,
+// so that nothing outside A or B is read.
 template <class T>
 void gemm_direct(const GemmKernels<T>& kk, const Problem<T>& pb) {
   const index_t MR = kk.mr, NR = kk.nr, KC = kk.kc;
   const index_t M = pb.M, N = pb.N, K = pb.K;
-  const index_t full_m = M / MR * MR, full_n = N / NR * NR;
+  const index_t full_m = M / MR * MR;
+  const bool pack_b = pb.csb != 1;
+  const index_t full_n = pack_b ? 0 : N / NR * NR;  // columns of B read in place
   const index_t kc_max = std::min(KC, K);
   T* a_edge = scratch<T, 0>(MR * kc_max);
-  T* b_edge = scratch<T, 1>(NR * kc_max);
+  T* b_edge = scratch<T, 1>(round_up(N - full_n, NR) * kc_max);
   for (index_t pc = 0; pc < K || pc == 0; pc += KC) {  // 4th loop (pc); K == 0 runs it once
     const index_t kc = std::min(KC, K - pc);
     const GemmUkernelParams<T> prm = block_params(pb, pc, kc);
@@ -140,8 +144,8 @@ void gemm_direct(const GemmKernels<T>& kk, const Problem<T>& pb) {
     if (full_n < N) kk.pack_b(kc, N - full_n, pb.B + pc * pb.rsb + full_n * pb.csb, pb.rsb, pb.csb, b_edge);
     const Operands<T> in_place{pb.A + pc * pb.csa, pb.rsa, pb.csa, MR * pb.rsa, pb.B + pc * pb.rsb, pb.rsb, NR};
     const Operands<T> edge_a{a_edge, 1, MR, 0, in_place.b, in_place.b_rs, in_place.b_sliver};
-    const Operands<T> edge_b{in_place.a, in_place.a_rs, in_place.a_cs, in_place.a_panel, b_edge, NR, 0};
-    const Operands<T> edge_ab{a_edge, 1, MR, 0, b_edge, NR, 0};
+    const Operands<T> edge_b{in_place.a, in_place.a_rs, in_place.a_cs, in_place.a_panel, b_edge, NR, NR * kc};
+    const Operands<T> edge_ab{a_edge, 1, MR, 0, b_edge, NR, NR * kc};
     if (full_m > 0 && full_n > 0) macro_kernel(kk, pb, in_place, kc, 0, full_m, 0, full_n, prm);
     if (full_m > 0 && full_n < N) macro_kernel(kk, pb, edge_b, kc, 0, full_m, full_n, N - full_n, prm);
     if (full_m < M && full_n > 0) macro_kernel(kk, pb, edge_a, kc, full_m, M - full_m, 0, full_n, prm);
@@ -194,9 +198,10 @@ void gemm_threads(const GemmKernels<T>& kk, const Problem<T>& pb, bool direct, i
   const index_t MR = kk.mr, NR = kk.nr, M = pb.M, N = pb.N, K = pb.K;
   const index_t pm = ceil_div(M, MR), pn = ceil_div(N, NR);
   const index_t rows_t = ceil_div(pm, nt) * MR, cols_t = ceil_div(pn, nt) * NR;
-  const index_t pack = direct ? 0 : kPackCost;
-  const index_t cost_m = rows_t * pn * NR * K + pack * (K * pn * NR + rows_t * K);
-  const index_t cost_n = pm * MR * cols_t * K + pack * (M * K + cols_t * K);
+  const index_t pack_a = direct ? 0 : kPackCost;                     // per element of A
+  const index_t pack_b = direct && pb.csb == 1 ? 0 : kPackCost;      // per element of B
+  const index_t cost_m = rows_t * pn * NR * K + pack_b * K * pn * NR + pack_a * rows_t * K;
+  const index_t cost_n = pm * MR * cols_t * K + pack_a * M * K + pack_b * cols_t * K;
   bool by_rows = cost_m <= cost_n;
   const index_t parts = by_rows ? pm : pn;
   nt = static_cast<int>(std::min<index_t>(nt, parts));
@@ -236,7 +241,9 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
   }
   const Problem<T> pb{M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, ep};
   const index_t flops = M * N * std::max<index_t>(K, 1);
-  const bool direct = K == 0 || ((csa == 1 || rsa == 1) && csb == 1 && flops <= kMaxDirectFlops);
+  // Direct: A in place; B in place if row-major, else packed whole (at most
+  // KC x NC, the blocked path's B buffer).
+  const bool direct = K == 0 || ((csa == 1 || rsa == 1) && (csb == 1 || N <= kk.nc) && flops <= kMaxDirectFlops);
   int nt = nthreads <= 0 ? get_num_threads() : nthreads;
   if (omp_in_parallel() || flops < kMinParallelFlops) nt = 1;
   gemm_threads(kk, pb, direct, nt);

@@ -134,6 +134,7 @@ GK_ALWAYS_INLINE void gemm_kloop(typename GemmVec<T>::V (&acc)[MR][NV], index_t 
   constexpr int W = S::W;
   const index_t rs_a = A_RS > 0 ? A_RS : rs_a_rt;
   const index_t cs_a = A_CS > 0 ? A_CS : cs_a_rt;
+#pragma GCC unroll 4
   for (index_t p = 0; p < kc; ++p) {
     V bv[NV];
 #pragma GCC unroll 16
@@ -167,9 +168,15 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
   }
   // The k loop, in two parts: the C tile is prefetched for the epilogue
   // kPrefetch iterations before the end (rows >= m included: a prefetch never faults).
+  // Short K blocks run one loop without it: there the extra loop exit and the
+  // prefetches cost more than they save (64^3 in place: ~4% faster; unchanged
+  // for 128 <= K blocks, measured on the project machine).
   constexpr index_t kPrefetch = 24;
-  const index_t k1 = kc > kPrefetch ? kc - kPrefetch : 0;
-  auto kloop = [&](index_t p0, index_t p1) {
+  constexpr index_t kNoPrefetchK = 64;
+  const index_t k1 = kc > kNoPrefetchK ? kc - kPrefetch : kc;
+  // Two call sites, always inlined: an out-of-line k loop would keep the
+  // accumulators in memory (measured: 3x slower).
+  auto kloop = [&](index_t p0, index_t p1) __attribute__((always_inline)) {
     const T* ap = a + p0 * cs_a;
     const T* bp = b + p0 * rs_b;
     if (rs_a == 1 && cs_a == MR) {
@@ -183,22 +190,34 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
     }
   };
   kloop(0, k1);
+  if (k1 < kc) {
 #pragma GCC unroll 32
-  for (int i = 0; i < MR; ++i) {
-    __builtin_prefetch(c + i * rs_c, 1);
-    __builtin_prefetch(c + i * rs_c + NR - 1, 1);
+    for (int i = 0; i < MR; ++i) {
+      __builtin_prefetch(c + i * rs_c, 1);
+      __builtin_prefetch(c + i * rs_c + NR - 1, 1);
+    }
+    kloop(k1, kc);
   }
-  kloop(k1, kc);
 
   // Epilogue on the tile in registers: c = act(alpha * acc + beta * c + bias).
   const V valpha = S::set1(prm.alpha);
   const V vbeta = S::set1(prm.beta);
   const bool use_beta = prm.beta != T(0);  // beta == 0: C is never read
+  const bool use_alpha = prm.alpha != T(1);  // alpha * x == x exactly when alpha == 1
   const bool use_relu = prm.act == Activation::relu;
   const T* bias = prm.bias;
   const bool row_bias = bias != nullptr && prm.bias_per_row;
   const bool col_bias = bias != nullptr && !prm.bias_per_row;
   const int nn = static_cast<int>(std::min<index_t>(n, NR));
+  if (m == MR && nn == NR && !use_beta && bias == nullptr && !use_relu) {
+    // The common full tile, c = alpha * acc: one branch, not one per vector.
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) S::store(c + i * rs_c + v * W, use_alpha ? S::mul(valpha, acc[i][v]) : acc[i][v]);
+    }
+    return;
+  }
   V vbias[NV];
   if (col_bias) {
 #pragma GCC unroll 16
@@ -213,7 +232,7 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
     const V vrow = row_bias ? S::set1(bias[i]) : S::zero();
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
-      V r = S::mul(valpha, acc[i][v]);
+      V r = use_alpha ? S::mul(valpha, acc[i][v]) : acc[i][v];
       const int lanes = std::clamp(nn - v * W, 0, W);  // valid lanes of this vector
       if (use_beta) r = S::fmadd(vbeta, nn == NR ? S::load(ci + v * W) : S::load_n(ci + v * W, lanes), r);
       if (row_bias) r = S::add(r, vrow);
