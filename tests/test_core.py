@@ -114,3 +114,15 @@ def test_no_grad_is_scoped():
         with gk.no_grad():
             raise KeyError("x")
     assert gk.is_grad_enabled()
+
+
+def test_ops_all_lists_every_public_function():
+    import inspect
+
+    from gradkit import ops
+
+    public = {name for name, obj in vars(ops).items()
+              if inspect.isfunction(obj) and obj.__module__ == ops.__name__ and not name.startswith("_")}
+    assert len(set(ops.__all__)) == len(ops.__all__), "duplicates in gk.ops.__all__"
+    assert public == set(ops.__all__), (f"missing from gk.ops.__all__: {sorted(public - set(ops.__all__))}; "
+                                        f"not functions of gk.ops: {sorted(set(ops.__all__) - public)}")

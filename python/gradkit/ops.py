@@ -20,7 +20,6 @@ __all__ = [
 ]
 
 
-__all__ = ["matmul"]
 __all__ += ["conv2d_forward", "conv2d_backward", "conv2d_backward_input", "conv2d_backward_weight",
             "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
             "global_avg_pool2d_forward", "global_avg_pool2d_backward"]
