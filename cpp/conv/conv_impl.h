@@ -3,6 +3,7 @@
 // (conv.cpp) owns threading and scratch memory.
 #pragma once
 #include <algorithm>
+#include <type_traits>
 
 #include "gradkit/conv.h"
 #include "simd_vec_impl.h"
@@ -90,19 +91,31 @@ GK_ALWAYS_INLINE void smallk_forward_rows(T* y, index_t ldy, const T* col, const
   constexpr index_t L = cv::kLanes<T>;
   T bias[MB];
   for (int i = 0; i < MB; ++i) bias[i] = b != nullptr ? b[i] : T(0);
+  // PV pixel vectors at once: each broadcast weight serves PV FMAs (a load per FMA
+  // otherwise); every output is summed in the same order on either loop.
+  constexpr int PV = MB > 1 ? 4 : 1;
   index_t p = 0;
-  for (; p + L <= n; p += L) {
-    V acc[MB];
-    for (int i = 0; i < MB; ++i) acc[i] = cv::splat<T>(bias[i]);
+  const auto block = [&](auto pv) {
+    constexpr int NV = decltype(pv)::value;
+    V acc[MB][NV];
+    for (int i = 0; i < MB; ++i)
+      for (int j = 0; j < NV; ++j) acc[i][j] = cv::splat<T>(bias[i]);
     for (index_t k = 0; k < K; ++k) {
-      const V c = cv::load(col + k * n + p);
-      for (int i = 0; i < MB; ++i) acc[i] += cv::splat<T>(w[i * K + k]) * c;
+      V c[NV];
+      for (int j = 0; j < NV; ++j) c[j] = cv::load(col + k * n + p + j * L);
+      for (int i = 0; i < MB; ++i) {
+        const V wk = cv::splat<T>(w[i * K + k]);
+        for (int j = 0; j < NV; ++j) acc[i][j] += wk * c[j];
+      }
     }
-    for (int i = 0; i < MB; ++i) {
-      if (relu) acc[i] = acc[i] > V{} ? acc[i] : V{};
-      cv::store(y + i * ldy + p, acc[i]);
-    }
-  }
+    for (int i = 0; i < MB; ++i)
+      for (int j = 0; j < NV; ++j) {
+        if (relu) acc[i][j] = acc[i][j] > V{} ? acc[i][j] : V{};
+        cv::store(y + i * ldy + p + j * L, acc[i][j]);
+      }
+  };
+  for (; p + PV * L <= n; p += PV * L) block(std::integral_constant<int, PV>{});
+  for (; p + L <= n; p += L) block(std::integral_constant<int, 1>{});
   for (; p < n; ++p) {
     for (int i = 0; i < MB; ++i) {
       T acc = bias[i];
