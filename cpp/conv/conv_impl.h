@@ -141,12 +141,12 @@ GK_ALWAYS_INLINE void smallk_dweight_cols(T* dw, T* db, const T* dym, const T* c
     for (int j = 0; j < KB; ++j) acc[j] += d * cv::load(col + j * n + p);
   }
   for (int j = 0; j < KB; ++j) {
-    T sum = cv::hsum<T>(acc[j]);
+    T sum = cv::hsum(acc[j]);
     for (index_t q = p; q < n; ++q) sum += dym[q] * col[j * n + q];
     dw[j] += sum;
   }
   if (db != nullptr) {
-    T sum = cv::hsum<T>(accb);
+    T sum = cv::hsum(accb);
     for (index_t q = p; q < n; ++q) sum += dym[q];
     *db += sum;
   }

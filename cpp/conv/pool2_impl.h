@@ -121,12 +121,4 @@ GK_ALWAYS_INLINE void store_int32(std::int32_t* p, M<T> c, index_t n) {
   std::memcpy(p, &u, static_cast<size_t>(std::min(n, kL<T>)) * sizeof(std::int32_t));
 }
 
-// Lanes summed in a fixed order.
-template <class T>
-GK_ALWAYS_INLINE double lane_sum(V<T> v) {
-  T s = v[0];
-  for (index_t j = 1; j < kL<T>; ++j) s += v[j];
-  return static_cast<double>(s);
-}
-
 }  // namespace gk::GK_ISA_NS::pool2

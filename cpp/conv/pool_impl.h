@@ -153,7 +153,7 @@ void global_forward(T* y, const T* x, index_t np, index_t HW) {
     cv::Vec<T> acc{};
     index_t i = 0;
     for (; i + L <= HW; i += L) acc += cv::load(xp + i);
-    T sum = cv::hsum<T>(acc);
+    T sum = cv::hsum(acc);
     for (; i < HW; ++i) sum += xp[i];
     y[p] = sum / static_cast<T>(HW);
   }

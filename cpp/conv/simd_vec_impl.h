@@ -23,18 +23,12 @@ template <class T>
 constexpr index_t kLanes = simd::kLanes<T>;
 using simd::load;
 using simd::store;
+using simd::hsum;  // lanes summed in a fixed order (lane 0 first)
 
 template <class T>
 GK_ALWAYS_INLINE Vec<T> splat(T x) {
   return Vec<T>{} + x;
 }
 
-// Lanes summed in a fixed order (lane 0 first).
-template <class T>
-GK_ALWAYS_INLINE T hsum(Vec<T> v) {
-  T s = v[0];
-  for (index_t j = 1; j < kLanes<T>; ++j) s += v[j];
-  return s;
-}
 
 }  // namespace gk::GK_ISA_NS::cv

@@ -282,8 +282,8 @@ void bnrp_dot(const T* GK_RESTRICT dy, const std::uint8_t* GK_RESTRICT code, con
         v += valid ? gv * (xv - vk) : VT{};
       }
     }
-    d1 += lane_sum<T>(u);
-    d2 += lane_sum<T>(v);
+    d1 += static_cast<double>(simd::hsum(u));
+    d2 += static_cast<double>(simd::hsum(v));
   }
   *s1 = d1;
   *s2 = d2;
