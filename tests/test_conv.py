@@ -120,6 +120,10 @@ def test_conv2d_matches_reference(isa, threads, rng, dtype, kernel, stride, padd
     (2, 8, 5, 133, 6, 3, 1, 1, 1, 1, True),        # more tiles per row than one chunk
     (9, 32, 13, 11, 8, 3, 1, 1, 1, 1, False),      # several tile rows per block, images split over chunks
     (6, 16, 4, 3, 8, 3, 1, 1, 1, 1, True),         # tile rows much narrower than a vector, many per block
+    # small-K with stride-1 columns: direct kernels on a padded copy of the image
+    (3, 2, 7, 40, 7, 3, 1, 1, 1, 1, True),         # 18 taps (two tap blocks), rows of 2.5 vectors, odd rows and OC
+    (2, 2, 9, 33, 5, (3, 5), (2, 1), (1, 2), (2, 1), 1, False),  # 30 taps, row stride 2, dilated rows, no bias
+    (1, 1, 520, 521, 2, 3, 1, 1, 1, 1, True),      # padded copy over its budget: im2col tiles instead
 ])
 def test_conv2d_edge_shapes(isa, threads, rng, dtype, shape):
     check_conv(rng, dtype, *shape)

@@ -39,6 +39,8 @@ T* scratch(Slot slot, index_t n) {
 // An im2col tile (Kg, rows*OW) is kept below this size so that it stays in L2
 // between being written and being packed by the GEMM.
 constexpr index_t kColTileBytes = 512 * 1024;
+// The padded image copy of the direct small-K kernels (one image, one group) stays below this.
+constexpr index_t kPadBytes = 1024 * 1024;
 // dW and db are summed over images in this many fixed chunks (any thread count).
 constexpr index_t kWeightChunks = 8;
 
@@ -47,6 +49,8 @@ struct Plan {
   index_t rows;       // output rows per tile
   index_t col_elems;  // one im2col tile
   bool small_k;       // direct kernels vectorised over pixels (no GEMM)
+  bool padded;        // small_k with stride-1 columns: the direct kernels read a padded image copy
+  DirectPad pad;      // its layout (padded)
   bool direct;        // 1x1, stride 1, no padding: the input is its own im2col matrix
 };
 
@@ -57,6 +61,8 @@ Plan make_plan(const ConvShape& s, index_t elem_bytes) {
   p.Kg = p.Cg * s.KH * s.KW;
   p.P = s.OH * s.OW;
   p.small_k = p.Kg <= kConvSmallK;
+  p.pad = direct_pad_layout(s, elem_bytes);
+  p.padded = p.small_k && s.SW == 1 && p.Cg * p.pad.plane * elem_bytes <= kPadBytes;
   p.direct = !p.small_k && s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PH == 0 && s.PW == 0;
   const index_t row_bytes = std::max<index_t>(p.Kg * s.OW * elem_bytes, 1);
   index_t rows = std::clamp<index_t>(kColTileBytes / row_bytes, 1, std::max<index_t>(s.OH, 1));
@@ -295,6 +301,19 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   }
   const ConvKernels<T>& k = kernels<T>();
   const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * pl.P * pl.Kg, nthreads), s.N));
+  if (pl.padded) {
+    const index_t xpsize = pl.Cg * pl.pad.plane;
+    T* const xps = scratch<T>(kSlotTiles, nt * xpsize);
+    run_items(s.N, nt, nthreads, [&](index_t n, index_t t, int) {
+      T* xp = xps + t * xpsize;
+      for (index_t g = 0; g < s.G; ++g) {
+        k.direct_pad(xp, x + n * s.C * s.H * s.W, s, g * pl.Cg, pl.Cg);
+        k.direct_forward(y + (n * s.OC + g * pl.OCg) * pl.P, xp, w + g * pl.OCg * pl.Kg,
+                         b != nullptr ? b + g * pl.OCg : nullptr, s, pl.OCg, act == Activation::relu);
+      }
+    });
+    return;
+  }
   T* const cols = scratch<T>(kSlotTiles, nt * pl.col_elems);
   run_items(s.N, nt, nthreads, [&](index_t n, index_t t, int inner) {
     T* col = cols + t * pl.col_elems;
@@ -348,21 +367,35 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
       std::min<index_t>(threads_for(s.N * s.OC * pl.P * std::max<index_t>(pl.Kg * passes, 1), nthreads), nch));
   T* const part = scratch<T>(kSlotPartials, need_w ? nch * psize : 1);
   T* const cols = scratch<T>(kSlotTiles, nt * 2 * pl.col_elems);
+  // Padded small-K layers sum dW (and db) lane-wise in vectors over the chunk: (OC, Kg + 1)
+  // vectors per thread, then a padded image copy.
+  const bool padded_w = pl.padded && dw != nullptr;
+  const index_t vec = kMaxVecBytes / static_cast<index_t>(sizeof(T));
+  const index_t accsize = padded_w ? s.OC * (pl.Kg + 1) * vec : 0, xpsize = padded_w ? pl.Cg * pl.pad.plane : 0;
+  T* const accs = scratch<T>(kSlotWeights, nt * (accsize + xpsize));
 
   run_items(nch, nt, nthreads, [&](index_t c, index_t t, int inner) {
     T* col = cols + t * 2 * pl.col_elems;
     T* dcol = col + pl.col_elems;
+    T* acc = accs + t * (accsize + xpsize);
+    T* xp = acc + accsize;
     T* pw = need_w ? part + c * psize : nullptr;
     if (need_w) std::fill(pw, pw + psize, T(0));
+    std::fill(acc, acc + accsize, T(0));
     for (index_t n = s.N * c / nch; n < s.N * (c + 1) / nch; ++n) {
       const T* ximg = x + n * s.C * s.H * s.W;
       const T* dyimg = dy + n * s.OC * pl.P;
       T* dximg = dx != nullptr ? dx + n * s.C * s.H * s.W : nullptr;
       if (dximg != nullptr && !pl.direct) std::fill(dximg, dximg + s.C * s.H * s.W, T(0));
-      for (index_t g = 0; g < s.G; ++g) {
+      for (index_t g = 0; padded_w && g < s.G; ++g) {
+        k.direct_pad(xp, ximg, s, g * pl.Cg, pl.Cg);
+        k.direct_dweight(acc + g * pl.OCg * (pl.Kg + 1) * vec, dyimg + g * pl.OCg * pl.P, xp, s, pl.OCg,
+                         db != nullptr);
+      }
+      for (index_t g = 0; g < s.G && (dximg != nullptr || !padded_w); ++g) {
         const T* wg = w + g * pl.OCg * pl.Kg;
-        T* pwg = dw != nullptr ? pw + g * pl.OCg * pl.Kg : nullptr;
-        T* pbg = db != nullptr ? pw + wsize + g * pl.OCg : nullptr;
+        T* pwg = dw != nullptr && !padded_w ? pw + g * pl.OCg * pl.Kg : nullptr;
+        T* pbg = db != nullptr && !padded_w ? pw + wsize + g * pl.OCg : nullptr;
         for (index_t oh0 = 0; oh0 < s.OH; oh0 += pl.rows) {
           const index_t nrows = std::min(pl.rows, s.OH - oh0), pt = nrows * s.OW, p0 = oh0 * s.OW;
           const T* dyt = dyimg + g * pl.OCg * pl.P + p0;
@@ -391,6 +424,10 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
           }
         }
       }
+    }
+    for (index_t g = 0; padded_w && g < s.G; ++g) {
+      k.direct_finish(pw + g * pl.OCg * pl.Kg, db != nullptr ? pw + wsize + g * pl.OCg : nullptr,
+                      acc + g * pl.OCg * (pl.Kg + 1) * vec, pl.OCg, pl.Kg);
     }
   });
 

@@ -48,33 +48,57 @@ GK_ALWAYS_INLINE void for_each_tile_row(TC* col, TX* x_img, const ConvShape& s, 
 
 }  // namespace convk
 
+namespace convk {
+
+// The lanes of vector j0 (output columns j0 .. j0 + L - 1) inside [lo, hi): [a, b), empty when b <= a.
+GK_ALWAYS_INLINE void lanes_in(index_t j0, index_t L, index_t lo, index_t hi, index_t& a, index_t& b) {
+  a = std::clamp<index_t>(lo - j0, 0, L);
+  b = std::clamp<index_t>(hi - j0, 0, L);
+}
+
+}  // namespace convk
+
 // col (Cg*KH*KW, nrows*OW) <- channels [c0, c0+Cg) of x_img (C,H,W); serial.
+// Stride 1 copies whole vectors (masked at the padding and the row's end).
 template <class T>
 void im2col(T* col, const T* x_img, const ConvShape& s, index_t c0, index_t Cg, index_t oh0, index_t nrows) {
+  constexpr index_t L = cv::kLanes<T>;
   const index_t OW = s.OW, SW = s.SW;
   convk::for_each_tile_row(col, x_img, s, c0, Cg, oh0, nrows, [&](T* dst, const T* src, index_t lo, index_t hi) {
     if (src == nullptr) {
       std::fill(dst, dst + OW, T(0));
-      return;
-    }
-    std::fill(dst, dst + lo, T(0));
-    if (SW == 1) {
-      for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow];
+    } else if (SW == 1) {
+      for (index_t j = 0; j < OW; j += L) {
+        index_t a, b;
+        convk::lanes_in(j, L, lo, hi, a, b);
+        const cv::Vec<T> v = simd::load_lanes(src + j, a, b);
+        if (j + L <= OW) {
+          cv::store(dst + j, v);
+        } else {
+          simd::store_partial(dst + j, v, OW - j);
+        }
+      }
     } else {
+      std::fill(dst, dst + lo, T(0));
       for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * SW];
+      std::fill(dst + hi, dst + OW, T(0));
     }
-    std::fill(dst + hi, dst + OW, T(0));
   });
 }
 
 // channels [c0, c0+Cg) of x_img (C,H,W) += col2im(col (Cg*KH*KW, nrows*OW)); serial.
 template <class T>
 void col2im(T* x_img, const T* col, const ConvShape& s, index_t c0, index_t Cg, index_t oh0, index_t nrows) {
+  constexpr index_t L = cv::kLanes<T>;
   const index_t SW = s.SW;
   convk::for_each_tile_row(col, x_img, s, c0, Cg, oh0, nrows, [&](const T* crow, T* dst, index_t lo, index_t hi) {
     if (dst == nullptr) return;
     if (SW == 1) {
-      for (index_t ow = lo; ow < hi; ++ow) dst[ow] += crow[ow];
+      for (index_t j = lo - lo % L; j < hi; j += L) {
+        index_t a, b;
+        convk::lanes_in(j, L, lo, hi, a, b);
+        simd::store_lanes(dst + j, simd::load_lanes(dst + j, a, b) + simd::load_lanes(crow + j, a, b), a, b);
+      }
     } else {
       for (index_t ow = lo; ow < hi; ++ow) dst[ow * SW] += crow[ow];
     }
@@ -99,12 +123,12 @@ GK_ALWAYS_INLINE void smallk_forward_rows(T* y, index_t ldy, const T* col, const
     constexpr int NV = decltype(pv)::value;
     V acc[MB][NV];
     for (int i = 0; i < MB; ++i)
-      for (int j = 0; j < NV; ++j) acc[i][j] = cv::splat<T>(bias[i]);
+      for (int j = 0; j < NV; ++j) acc[i][j] = cv::set1<T>(bias[i]);
     for (index_t k = 0; k < K; ++k) {
       V c[NV];
       for (int j = 0; j < NV; ++j) c[j] = cv::load(col + k * n + p + j * L);
       for (int i = 0; i < MB; ++i) {
-        const V wk = cv::splat<T>(w[i * K + k]);
+        const V wk = cv::set1<T>(w[i * K + k]);
         for (int j = 0; j < NV; ++j) acc[i][j] += wk * c[j];
       }
     }
@@ -199,6 +223,208 @@ void smallk_dweight(T* dw, T* db, const T* dy, index_t ldy, const T* col, index_
   }
 }
 
+// ---- direct small-K kernels (stride-1 columns, padded image) ----------------------------
+
+// xp <- channels [c0, c0 + Cg) of x_img (C,H,W), zero-padded (direct_pad_layout).
+template <class T>
+void direct_pad(T* xp, const T* x_img, const ConvShape& s, index_t c0, index_t Cg) {
+  constexpr index_t L = cv::kLanes<T>;
+  const DirectPad d = direct_pad_layout(s, sizeof(T));
+  std::fill(xp, xp + Cg * d.plane, T(0));
+  for (index_t c = 0; c < Cg; ++c) {
+    for (index_t ih = 0; ih < s.H; ++ih) {
+      const T* src = x_img + ((c0 + c) * s.H + ih) * s.W;
+      T* dst = xp + c * d.plane + (s.PH + ih) * d.ldp + s.PW;
+      index_t j = 0;
+      for (; j + L <= s.W; j += L) cv::store(dst + j, cv::load(src + j));
+      if (j < s.W) simd::store_partial(dst + j, simd::load_partial(src + j, s.W - j), s.W - j);
+    }
+  }
+}
+
+namespace convk {
+
+// Offsets in the padded copy of the K taps (c, kh, kw), in weight order.
+inline index_t tap_offsets(index_t* off, const ConvShape& s, const DirectPad& d) {
+  index_t k = 0;
+  for (index_t c = 0; c < s.C / s.G; ++c)
+    for (index_t kh = 0; kh < s.KH; ++kh)
+      for (index_t kw = 0; kw < s.KW; ++kw) off[k++] = c * d.plane + kh * s.DH * d.ldp + kw * s.DW;
+  return k;
+}
+
+// MB channels x RB output rows x NV vectors of y = act(b + sum over taps k of w[., k] * x[off[k]]).
+// y: channel m0, first row and column (channel stride P, row stride OW); x: the matching
+// padded input (row stride xrow); the last vector keeps `last` lanes. Taps summed in order.
+template <class T, int MB, int RB, int NV>
+GK_ALWAYS_INLINE void direct_forward_tile(T* y, index_t P, index_t OW, const T* x, index_t xrow, const index_t* off,
+                                          index_t K, const T* w, const T* b, index_t last, bool relu) {
+  using V = cv::Vec<T>;
+  constexpr index_t L = cv::kLanes<T>;
+  V acc[MB][RB][NV];
+  for (int i = 0; i < MB; ++i) {
+    const V bi = cv::set1<T>(b != nullptr ? b[i] : T(0));
+    for (int r = 0; r < RB; ++r)
+      for (int v = 0; v < NV; ++v) acc[i][r][v] = bi;
+  }
+  for (index_t k = 0; k < K; ++k) {
+    V xv[RB][NV];
+    for (int r = 0; r < RB; ++r)
+      for (int v = 0; v < NV; ++v) xv[r][v] = cv::load(x + r * xrow + off[k] + v * L);
+    for (int i = 0; i < MB; ++i) {
+      const V wk = cv::set1<T>(w[i * K + k]);
+      for (int r = 0; r < RB; ++r)
+        for (int v = 0; v < NV; ++v) acc[i][r][v] += wk * xv[r][v];
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    for (int r = 0; r < RB; ++r)
+      for (int v = 0; v < NV; ++v) {
+        V a = acc[i][r][v];
+        if (relu) a = a > V{} ? a : V{};
+        T* p = y + i * P + r * OW + v * L;
+        if (v == NV - 1) {
+          simd::store_partial(p, a, last);
+        } else {
+          cv::store(p, a);
+        }
+      }
+}
+
+// MB channels of the forward: row pairs, then two vectors of a row at a time.
+template <class T, int MB>
+GK_ALWAYS_INLINE void direct_forward_channels(T* y, const T* xp, const index_t* off, const T* w, const T* b,
+                                              const ConvShape& s, index_t K, index_t xrow, bool relu) {
+  constexpr index_t L = cv::kLanes<T>;
+  const index_t P = s.OH * s.OW, nv = ceil_div(s.OW, L), last = s.OW - (nv - 1) * L;
+  const auto rows = [&](auto rb, index_t oh) {
+    constexpr int RB = decltype(rb)::value;
+    T* yr = y + oh * s.OW;
+    const T* xr = xp + oh * xrow;
+    index_t v = 0;
+    for (; v + 2 <= nv; v += 2) {
+      direct_forward_tile<T, MB, RB, 2>(yr + v * L, P, s.OW, xr + v * L, xrow, off, K, w, b, v + 2 == nv ? last : L,
+                                        relu);
+    }
+    if (v < nv) direct_forward_tile<T, MB, RB, 1>(yr + v * L, P, s.OW, xr + v * L, xrow, off, K, w, b, last, relu);
+  };
+  index_t oh = 0;
+  for (; oh + 2 <= s.OH; oh += 2) rows(std::integral_constant<int, 2>{}, oh);
+  if (oh < s.OH) rows(std::integral_constant<int, 1>{}, oh);
+}
+
+// Channels per forward tile: 16 accumulators with 32 registers, 8 with 16.
+constexpr int kDirectMB = simd::kVecBytes == 64 ? 4 : 2;
+
+}  // namespace convk
+
+// y (M, OH*OW) = act(w (M,K) * taps of xp + b) for one image and group.
+template <class T>
+void direct_forward(T* y, const T* xp, const T* w, const T* b, const ConvShape& s, index_t M, bool relu) {
+  constexpr int MB = convk::kDirectMB;
+  const DirectPad d = direct_pad_layout(s, sizeof(T));
+  index_t off[kConvSmallK];
+  const index_t K = convk::tap_offsets(off, s, d), P = s.OH * s.OW, xrow = s.SH * d.ldp;
+  index_t m = 0;
+  for (; m + MB <= M; m += MB) {
+    convk::direct_forward_channels<T, MB>(y + m * P, xp, off, w + m * K, b ? b + m : nullptr, s, K, xrow, relu);
+  }
+  for (; m < M; ++m) {
+    convk::direct_forward_channels<T, 1>(y + m * P, xp, off, w + m * K, b ? b + m : nullptr, s, K, xrow, relu);
+  }
+}
+
+namespace convk {
+
+// acc[i][t] += dy_i * tap t, acc[i][K] += dy_i (when with_db), lane-wise over all pixels, for
+// MB channels and KB taps; acc rows of K + 1 vectors, kept in registers over the image.
+template <class T, int MB, int KB>
+GK_ALWAYS_INLINE void direct_dweight_tile(T* acc, index_t K, const T* dy, const T* xp, const index_t* off,
+                                          const ConvShape& s, index_t xrow, bool with_db) {
+  using V = cv::Vec<T>;
+  constexpr index_t L = cv::kLanes<T>;
+  const index_t P = s.OH * s.OW, nv = ceil_div(s.OW, L), last = s.OW - (nv - 1) * L;
+  V a[MB][KB], ab[MB];
+  for (int i = 0; i < MB; ++i) {
+    for (int t = 0; t < KB; ++t) a[i][t] = cv::load(acc + (i * (K + 1) + t) * L);
+    ab[i] = with_db ? cv::load(acc + (i * (K + 1) + K) * L) : V{};
+  }
+  // Vector v of each row; the last keeps `last` lanes and reads nothing beyond the row
+  // (zeros there), so every vector takes the same masked path.
+  for (index_t oh = 0; oh < s.OH; ++oh) {
+    const T* dr = dy + oh * s.OW;
+    const T* xr = xp + oh * xrow;
+    for (index_t v = 0; v < nv; ++v, dr += L, xr += L) {
+      const index_t n = v + 1 < nv ? L : last;
+      V d[MB];
+      for (int i = 0; i < MB; ++i) {
+        d[i] = simd::load_partial(dr + i * P, n);
+        ab[i] += d[i];
+      }
+      for (int t = 0; t < KB; ++t) {
+        const V xv = simd::load_partial(xr + off[t], n);
+        for (int i = 0; i < MB; ++i) a[i][t] += d[i] * xv;
+      }
+    }
+  }
+  for (int i = 0; i < MB; ++i) {
+    for (int t = 0; t < KB; ++t) cv::store(acc + (i * (K + 1) + t) * L, a[i][t]);
+    if (with_db) cv::store(acc + (i * (K + 1) + K) * L, ab[i]);
+  }
+}
+
+// direct_dweight_tile with KB chosen at run time (1..kMaxKB).
+template <class T, int MB, int KB = kMaxKB>
+GK_ALWAYS_INLINE void direct_dweight_block(int kb, T* acc, index_t K, const T* dy, const T* xp, const index_t* off,
+                                           const ConvShape& s, index_t xrow, bool with_db) {
+  if constexpr (KB >= 1) {
+    if (kb == KB) {
+      direct_dweight_tile<T, MB, KB>(acc, K, dy, xp, off, s, xrow, with_db);
+    } else {
+      direct_dweight_block<T, MB, KB - 1>(kb, acc, K, dy, xp, off, s, xrow, with_db);
+    }
+  }
+}
+
+// Channels per dW tile: 2 x 12 accumulators fit 32 registers, 12 fit 16.
+constexpr int kDirectDwMB = simd::kVecBytes == 64 ? 2 : 1;
+
+}  // namespace convk
+
+// acc (M, K+1) vectors += lane-wise dy (M, OH*OW) times each tap of xp; column K += dy
+// when with_db. Each channel block reads its dy rows once per block of up to 12 taps.
+template <class T>
+void direct_dweight(T* acc, const T* dy, const T* xp, const ConvShape& s, index_t M, bool with_db) {
+  constexpr int MB = convk::kDirectDwMB;
+  constexpr index_t L = cv::kLanes<T>;
+  const DirectPad d = direct_pad_layout(s, sizeof(T));
+  index_t off[kConvSmallK];
+  const index_t K = convk::tap_offsets(off, s, d), P = s.OH * s.OW, xrow = s.SH * d.ldp;
+  const index_t nblocks = ceil_div(K, convk::kMaxKB);
+  const auto channels = [&](auto mb, index_t m) {
+    constexpr int MBc = decltype(mb)::value;
+    for (index_t blk = 0, k = 0; blk < nblocks; ++blk) {
+      const index_t kb = ceil_div(K - k, nblocks - blk);  // even blocks; db rides on the first
+      convk::direct_dweight_block<T, MBc>(static_cast<int>(kb), acc + (m * (K + 1) + k) * L, K, dy + m * P, xp,
+                                          off + k, s, xrow, with_db && blk == 0);
+      k += kb;
+    }
+  };
+  index_t m = 0;
+  for (; m + MB <= M; m += MB) channels(std::integral_constant<int, MB>{}, m);
+  for (; m < M; ++m) channels(std::integral_constant<int, 1>{}, m);
+}
+
+// dw (M,K) += lane sums of acc[:, :K]; db (M,) += lane sums of acc[:, K] (each skipped when null).
+template <class T>
+void direct_finish(T* dw, T* db, const T* acc, index_t M, index_t K) {
+  constexpr index_t L = cv::kLanes<T>;
+  for (index_t m = 0; m < M; ++m) {
+    for (index_t k = 0; dw != nullptr && k < K; ++k) dw[m * K + k] += cv::hsum(cv::load(acc + (m * (K + 1) + k) * L));
+    if (db != nullptr) db[m] += cv::hsum(cv::load(acc + (m * (K + 1) + K) * L));
+  }
+}
+
 // db (M,) += row sums of dy (M, ldy)[:, :n].
 template <class T>
 void row_sum(T* db, const T* dy, index_t ldy, index_t M, index_t n) {
@@ -208,6 +434,7 @@ void row_sum(T* db, const T* dy, index_t ldy, index_t M, index_t n) {
 template <class T>
 ConvKernels<T> conv_kernels() {
   return {&im2col<T>,         &col2im<T>,      &smallk_forward<T>,  &smallk_dweight<T>,
+          &direct_pad<T>,     &direct_forward<T>, &direct_dweight<T>, &direct_finish<T>,
           &row_sum<T>,        &wino_input<T>, &wino_output<T>,    &wino_grad_output<T>, &wino_transpose<T>};
 }
 

@@ -1,6 +1,6 @@
 // SIMD helpers for the conv/pool kernel templates on top of gradkit/simd.h (GCC/Clang
 // vector extensions, one native register per vector: 16 bytes generic, 32 AVX2,
-// 64 AVX-512): splat and a fixed-order horizontal sum (the Winograd
+// 64 AVX-512): set1 and a fixed-order horizontal sum (the Winograd
 // transforms have their own width-templated helpers in winograd_impl.h).
 // Include only after defining GK_ISA_NS (docs/design.md: one ISA, one namespace).
 #pragma once
@@ -24,11 +24,7 @@ constexpr index_t kLanes = simd::kLanes<T>;
 using simd::load;
 using simd::store;
 using simd::hsum;  // lanes summed in a fixed order (lane 0 first)
-
-template <class T>
-GK_ALWAYS_INLINE Vec<T> splat(T x) {
-  return Vec<T>{} + x;
-}
+using simd::set1;
 
 
 }  // namespace gk::GK_ISA_NS::cv

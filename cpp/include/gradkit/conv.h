@@ -6,7 +6,9 @@
 // pixels, build an im2col tile that stays in L2 and feed gk::gemm; a layer with
 // few taps per output (C/groups * KH * KW <= kConvSmallK, e.g. a first layer
 // with one input channel, or depthwise) uses direct kernels that are
-// vectorised over output pixels instead, since its GEMM would be memory-bound.
+// vectorised over output pixels instead, since its GEMM would be memory-bound
+// (with stride-1 columns they read a zero-padded copy of the image instead of an
+// im2col matrix, and sum dW in vector registers over a whole chunk of images).
 // Per-ISA kernels come from a dispatch table (docs/design.md).
 #pragma once
 #include "gradkit/common.h"
@@ -26,6 +28,22 @@ constexpr index_t kWinoPlanePad = 64;
 
 // Taps per output (C/G*KH*KW) up to which the direct small-K kernels are used.
 constexpr index_t kConvSmallK = 32;
+
+// The zero-padded copy of one image's group channels that the direct small-K kernels
+// read: Cg planes of Hp rows of ldp elements, wide enough for every column a vector of
+// up to kMaxVecBytes reads (the same layout for every ISA).
+constexpr index_t kMaxVecBytes = 64;
+struct DirectPad {
+  index_t Hp, ldp, plane;
+};
+inline DirectPad direct_pad_layout(const ConvShape& s, index_t elem_bytes) {
+  DirectPad d;
+  d.Hp = s.H + 2 * s.PH;
+  const index_t reach = round_up(s.OW, kMaxVecBytes / elem_bytes) + (s.KW - 1) * s.DW;
+  d.ldp = s.W + 2 * s.PW > reach ? s.W + 2 * s.PW : reach;
+  d.plane = d.Hp * d.ldp;
+  return d;
+}
 
 // y (N,OC,OH,OW) = act(conv(x (N,C,H,W), w) + b); b may be null.
 template <class T>
@@ -51,6 +69,17 @@ struct ConvKernels {
                          bool relu);
   // dw (M,K) += dy (M, ldy)[:, :n] @ col (K,n)^T; db (M,) += row sums of dy (db may be null).
   void (*smallk_dweight)(T* dw, T* db, const T* dy, index_t ldy, const T* col, index_t M, index_t K, index_t n);
+  // Direct small-K kernels for stride-1 columns, on the padded copy xp of one image's group
+  // (direct_pad_layout); M output channels, K = Cg*KH*KW taps.
+  // xp <- channels [c0, c0 + Cg) of x_img, zero-padded.
+  void (*direct_pad)(T* xp, const T* x_img, const ConvShape& s, index_t c0, index_t Cg);
+  // y (M, OH*OW) = act(w (M,K) * taps of xp + b); b may be null.
+  void (*direct_forward)(T* y, const T* xp, const T* w, const T* b, const ConvShape& s, index_t M, bool relu);
+  // acc (M, K+1) vectors of kMaxVecBytes += lane-wise sums of dy (M, OH*OW) times each tap
+  // of xp; column K sums dy itself when with_db.
+  void (*direct_dweight)(T* acc, const T* dy, const T* xp, const ConvShape& s, index_t M, bool with_db);
+  // dw (M,K) += lane sums of acc[:, :K]; db (M,) += lane sums of acc[:, K] (each skipped when null).
+  void (*direct_finish)(T* dw, T* db, const T* acc, index_t M, index_t K);
   // db (M,) += row sums of dy (M, ldy)[:, :n].
   void (*row_sum)(T* db, const T* dy, index_t ldy, index_t M, index_t n);
   // Winograd F(2x2,3x3) over the tile rows [r0, r0 + nr) of a batch (TH x TW tiles per image);

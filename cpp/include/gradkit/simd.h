@@ -80,11 +80,11 @@ using elem_t = std::remove_cv_t<std::remove_reference_t<decltype(std::declval<V>
 
 // ---- construction, loads and stores -------------------------------------------------
 
+// a - 0 is exactly a (-0 and NaN included), so this is one broadcast; a per-lane loop
+// compiles to a masked broadcast per lane when a is not a constant.
 template <class T>
 GK_ALWAYS_INLINE Vec<T> set1(T a) {
-  Vec<T> v;
-  for (int i = 0; i < kLanes<T>; ++i) v[i] = a;
-  return v;
+  return a - Vec<T>{};
 }
 
 template <class T>
@@ -141,12 +141,16 @@ GK_ALWAYS_INLINE void stream_fence() {
 #endif
 }
 
-// The first n lanes from p (0 <= n < kLanes), the others 0. Reads nothing beyond p + n.
+// The first n lanes from p (0 <= n <= kLanes), the others 0. Reads nothing beyond p + n.
 template <class T>
 GK_ALWAYS_INLINE Vec<T> load_partial(const T* p, index_t n) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
   else return (Vec<T>)_mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1u), p);
+#elif defined(__AVX2__)
+  const Mask<T> m = iota<T>() < static_cast<elem_t<Mask<T>>>(n);
+  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm256_maskload_ps(p, (__m256i)m);
+  else return (Vec<T>)_mm256_maskload_pd(p, (__m256i)m);
 #else
   Vec<T> v{};
   std::memcpy(&v, p, static_cast<size_t>(n) * sizeof(T));
@@ -154,14 +158,55 @@ GK_ALWAYS_INLINE Vec<T> load_partial(const T* p, index_t n) {
 #endif
 }
 
-// Stores the first n lanes of v to p (0 <= n < kLanes). Writes nothing beyond p + n.
+// Stores the first n lanes of v to p (0 <= n <= kLanes). Writes nothing beyond p + n.
 template <class T>
 GK_ALWAYS_INLINE void store_partial(T* p, Vec<T> v, index_t n) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
   else _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1u), (__m512d)v);
+#elif defined(__AVX2__)
+  const Mask<T> m = iota<T>() < static_cast<elem_t<Mask<T>>>(n);
+  if constexpr (std::is_same_v<T, float>) _mm256_maskstore_ps(p, (__m256i)m, (__m256)v);
+  else _mm256_maskstore_pd(p, (__m256i)m, (__m256d)v);
 #else
   std::memcpy(p, &v, static_cast<size_t>(n) * sizeof(T));
+#endif
+}
+
+// Lanes [a, b) from p + a, ..., p + b - 1 (0 <= a, b <= kLanes), the others 0 (all 0 when
+// b <= a). Reads nothing outside [p + a, p + b).
+template <class T>
+GK_ALWAYS_INLINE Vec<T> load_lanes(const T* p, index_t a, index_t b) {
+#if defined(__AVX512F__)
+  const unsigned m = ((1u << b) - 1u) & ~((1u << a) - 1u);
+  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm512_maskz_loadu_ps((__mmask16)m, p);
+  else return (Vec<T>)_mm512_maskz_loadu_pd((__mmask8)m, p);
+#elif defined(__AVX2__)
+  const Mask<T> i = iota<T>();
+  const Mask<T> m = (i >= static_cast<elem_t<Mask<T>>>(a)) & (i < static_cast<elem_t<Mask<T>>>(b));
+  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm256_maskload_ps(p, (__m256i)m);
+  else return (Vec<T>)_mm256_maskload_pd(p, (__m256i)m);
+#else
+  Vec<T> v{};
+  for (index_t i = a; i < b; ++i) v[i] = p[i];
+  return v;
+#endif
+}
+
+// Stores lanes [a, b) of v to p + a, ..., p + b - 1 (nothing when b <= a). Writes nothing else.
+template <class T>
+GK_ALWAYS_INLINE void store_lanes(T* p, Vec<T> v, index_t a, index_t b) {
+#if defined(__AVX512F__)
+  const unsigned m = ((1u << b) - 1u) & ~((1u << a) - 1u);
+  if constexpr (std::is_same_v<T, float>) _mm512_mask_storeu_ps(p, (__mmask16)m, (__m512)v);
+  else _mm512_mask_storeu_pd(p, (__mmask8)m, (__m512d)v);
+#elif defined(__AVX2__)
+  const Mask<T> i = iota<T>();
+  const Mask<T> m = (i >= static_cast<elem_t<Mask<T>>>(a)) & (i < static_cast<elem_t<Mask<T>>>(b));
+  if constexpr (std::is_same_v<T, float>) _mm256_maskstore_ps(p, (__m256i)m, (__m256)v);
+  else _mm256_maskstore_pd(p, (__m256i)m, (__m256d)v);
+#else
+  for (index_t i = a; i < b; ++i) p[i] = v[i];
 #endif
 }
 
