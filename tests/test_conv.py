@@ -120,6 +120,11 @@ def test_conv2d_matches_reference(isa, threads, rng, dtype, kernel, stride, padd
     (2, 8, 5, 133, 6, 3, 1, 1, 1, 1, True),        # more tiles per row than one chunk
     (9, 32, 13, 11, 8, 3, 1, 1, 1, 1, False),      # several tile rows per block, images split over chunks
     (6, 16, 4, 3, 8, 3, 1, 1, 1, 1, True),         # tile rows much narrower than a vector, many per block
+    # 3x3 stride 1 where F(4x4, 3x3) saves >= 40% of F(2x2)'s products: partial tiles, every vector width
+    (2, 5, 15, 70, 6, 3, 1, 1, 1, 1, True),        # 18 tiles per row: a whole vector and a partial one
+    (3, 4, 8, 8, 5, 3, 1, 1, 1, 1, True),          # 2 tiles per row: quarter-width vectors
+    (2, 7, 13, 13, 4, 3, 1, 2, 1, 1, False),       # padding 2: 15x15 outputs, the last tiles 3 wide
+    (4, 6, 23, 28, 3, 3, 1, 1, 1, 1, True),        # 7 tiles per row: half width
     # small-K with stride-1 columns: direct kernels on a padded copy of the image
     (3, 2, 7, 40, 7, 3, 1, 1, 1, 1, True),         # 18 taps (two tap blocks), rows of 2.5 vectors, odd rows and OC
     (2, 2, 9, 33, 5, (3, 5), (2, 1), (1, 2), (2, 1), 1, False),  # 30 taps, row stride 2, dilated rows, no bias
@@ -152,12 +157,12 @@ def test_conv2d_relu_epilogue(isa, rng):
         ops.conv2d_forward(x, w, b, activation="tanh")
 
 
-@pytest.mark.parametrize("C,groups", [(1, 1), (16, 1), (8, 8)])
-def test_conv2d_bits_do_not_depend_on_threads(isa, rng, C, groups):
-    x = rng.standard_normal((19, C, 12, 10)).astype(np.float32)
+@pytest.mark.parametrize("C,groups,H,W", [(1, 1, 12, 10), (16, 1, 12, 10), (16, 1, 16, 15), (8, 8, 12, 10)])
+def test_conv2d_bits_do_not_depend_on_threads(isa, rng, C, groups, H, W):
+    x = rng.standard_normal((19, C, H, W)).astype(np.float32)
     w = rng.standard_normal((16, C // groups, 3, 3)).astype(np.float32)
     b = rng.standard_normal(16).astype(np.float32)
-    dy = rng.standard_normal((19, 16, 12, 10)).astype(np.float32)
+    dy = rng.standard_normal((19, 16, H, W)).astype(np.float32)
     results = []
     for n in (1, 2):
         gk.set_num_threads(n)

@@ -144,13 +144,13 @@ bool use_winograd(const ConvShape& s, const Plan& pl) {
          s.PW <= 2 && !pl.small_k && s.OC >= 4;
 }
 
-// Tile rows per block for Cin input and Cout output channels: about what fits the block
-// budget (from half of it to a quarter more), the count whose nr * TW tiles waste the
-// least when rounded up to whole GEMM slivers of `sliver` columns.
-index_t wino_rows(index_t Cin, index_t Cout, index_t TW, index_t total_rows, index_t elem_bytes, index_t sliver,
-                  index_t budget = kWinoBlockBytes) {
+// Tile rows per block for Cin input and Cout output channels and np planes: about what fits
+// the block budget (from half of it to a quarter more), the count whose nr * TW tiles waste
+// the least when rounded up to whole GEMM slivers of `sliver` columns.
+index_t wino_rows(index_t np, index_t Cin, index_t Cout, index_t TW, index_t total_rows, index_t elem_bytes,
+                  index_t sliver, index_t budget = kWinoBlockBytes) {
   const index_t rmax =
-      std::clamp<index_t>(budget / (16 * (Cin + Cout) * TW * elem_bytes), 1, std::max<index_t>(total_rows, 1));
+      std::clamp<index_t>(budget / (np * (Cin + Cout) * TW * elem_bytes), 1, std::max<index_t>(total_rows, 1));
   index_t best = rmax;
   const index_t hi = std::min(std::max<index_t>(total_rows, 1), rmax + rmax / 4);
   for (index_t r = hi; 2 * r >= rmax && r >= 1; --r) {
@@ -160,69 +160,115 @@ index_t wino_rows(index_t Cin, index_t Cout, index_t TW, index_t total_rows, ind
   return best;
 }
 
-// U (16, rows, cols) = G g G^T of each 3x3 kernel of w (OC, C, 3, 3): rows = OC, cols = C; with
-// flip, g is w[o][c] rotated by 180 degrees and stored at [c][o] (the kernel of the input gradient).
-template <class T>
+// G of F(MT x MT, 3x3): (MT + 2) x 3 (Lavin & Gray 2016).
+template <int MT>
+struct WinoG;
+template <>
+struct WinoG<2> {
+  static constexpr double g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+};
+template <>
+struct WinoG<4> {
+  static constexpr double g[6][3] = {{1.0 / 4, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                     {0, 0, 1}};
+};
+
+// U ((MT+2)^2, rows, cols) = G g G^T of each 3x3 kernel of w (OC, C, 3, 3), in double: rows = OC,
+// cols = C; with flip, g is w[o][c] rotated by 180 degrees and stored at [c][o] (the kernel of
+// the input gradient).
+template <int MT, class T>
 void wino_weights(T* U, const T* w, index_t OC, index_t C, bool flip, int nthreads) {
+  constexpr int A = MT + 2;
+  const auto& G = WinoG<MT>::g;
   const index_t plane = OC * C;
-  parallel_for(OC, 40 * plane, [&](index_t o0, index_t o1) {
+  parallel_for(OC, 20 * A * A * plane, [&](index_t o0, index_t o1) {
     for (index_t o = o0; o < o1; ++o) {
       for (index_t c = 0; c < C; ++c) {
         const T* g = w + (o * C + c) * 9;
-        T t[4][3];  // G g
-        for (int j = 0; j < 3; ++j) {
-          const T g0 = flip ? g[8 - j] : g[j], g1 = flip ? g[5 - j] : g[3 + j], g2 = flip ? g[2 - j] : g[6 + j];
-          t[0][j] = g0;
-          t[1][j] = (g0 + g1 + g2) * T(0.5);
-          t[2][j] = (g0 - g1 + g2) * T(0.5);
-          t[3][j] = g2;
+        double t[A][3];  // G g
+        for (int a = 0; a < A; ++a) {
+          for (int j = 0; j < 3; ++j) {
+            double sum = 0;
+            for (int i = 0; i < 3; ++i) {
+              if (G[a][i] != 0) sum += G[a][i] * static_cast<double>(flip ? g[8 - 3 * i - j] : g[3 * i + j]);
+            }
+            t[a][j] = sum;
+          }
         }
         T* u = U + (flip ? c * OC + o : o * C + c);
-        for (int a = 0; a < 4; ++a) {
-          u[(4 * a + 0) * plane] = t[a][0];
-          u[(4 * a + 1) * plane] = (t[a][0] + t[a][1] + t[a][2]) * T(0.5);
-          u[(4 * a + 2) * plane] = (t[a][0] - t[a][1] + t[a][2]) * T(0.5);
-          u[(4 * a + 3) * plane] = t[a][2];
+        for (int a = 0; a < A; ++a) {
+          for (int k = 0; k < A; ++k) {
+            double sum = 0;
+            for (int j = 0; j < 3; ++j) {
+              if (G[k][j] != 0) sum += t[a][j] * G[k][j];
+            }
+            u[(A * a + k) * plane] = static_cast<T>(sum);
+          }
         }
       }
     }
   }, nthreads);
 }
 
-// dw (OC, C, 3, 3) += G^T du G of each (o, c) of dU (16, OC, C).
-template <class T>
+// dw (OC, C, 3, 3) += G^T du G of each (o, c) of dU ((MT+2)^2, OC, C), in double.
+template <int MT, class T>
 void wino_weight_grad(T* dw, const T* dU, index_t OC, index_t C, int nthreads) {
+  constexpr int A = MT + 2;
+  const auto& G = WinoG<MT>::g;
   const index_t plane = OC * C;
-  parallel_for(plane, 40 * plane, [&](index_t i0, index_t i1) {
+  parallel_for(plane, 20 * A * A * plane, [&](index_t i0, index_t i1) {
     for (index_t i = i0; i < i1; ++i) {
-      T t[4][3];  // du G
-      for (int a = 0; a < 4; ++a) {
-        const T u0 = dU[(4 * a) * plane + i], u1 = dU[(4 * a + 1) * plane + i];
-        const T u2 = dU[(4 * a + 2) * plane + i], u3 = dU[(4 * a + 3) * plane + i];
-        t[a][0] = u0 + (u1 + u2) * T(0.5);
-        t[a][1] = (u1 - u2) * T(0.5);
-        t[a][2] = (u1 + u2) * T(0.5) + u3;
+      double t[A][3];  // du G
+      for (int a = 0; a < A; ++a) {
+        for (int j = 0; j < 3; ++j) {
+          double sum = 0;
+          for (int k = 0; k < A; ++k) {
+            if (G[k][j] != 0) sum += static_cast<double>(dU[(A * a + k) * plane + i]) * G[k][j];
+          }
+          t[a][j] = sum;
+        }
       }
       T* g = dw + i * 9;
-      for (int j = 0; j < 3; ++j) {
-        g[j] += t[0][j] + (t[1][j] + t[2][j]) * T(0.5);
-        g[3 + j] += (t[1][j] - t[2][j]) * T(0.5);
-        g[6 + j] += (t[1][j] + t[2][j]) * T(0.5) + t[3][j];
+      for (int r = 0; r < 3; ++r) {
+        for (int j = 0; j < 3; ++j) {
+          double sum = 0;
+          for (int a = 0; a < A; ++a) {
+            if (G[a][r] != 0) sum += G[a][r] * t[a][j];
+          }
+          g[3 * r + j] += static_cast<T>(sum);
+        }
       }
     }
   }, nthreads);
 }
 
-// y (N, Cout, OH, OW) = act(conv3x3(x (N, Cin, H, W), padding (ph, pw)) + bias) from U (16, Cout, Cin):
-// per block of tile rows, input transform, 16 GEMMs, output transform. Parallel over images.
-template <class T>
+// The output tile size for OH x OW outputs: F(4x4, 3x3) (36 products per 4x4 tile, against 16
+// per 2x2 tile of F(2x2, 3x3)) where it saves at least 40% of the products after rounding up to
+// whole tiles, since its transforms cost more per product saved (measured: 28x28 outputs run
+// 30% faster with F(4x4), 14x14 ones 10% slower).
+int wino_tile(index_t OH, index_t OW) {
+  const index_t f4 = 36 * ceil_div(OH, 4) * ceil_div(OW, 4), f2 = 16 * ceil_div(OH, 2) * ceil_div(OW, 2);
+  return 5 * f4 <= 3 * f2 ? 4 : 2;
+}
+
+// y (N, Cout, OH, OW) = act(conv3x3(x (N, Cin, H, W), padding (ph, pw)) + bias) from U ((MT+2)^2,
+// Cout, Cin): per block of tile rows, input transform, one GEMM per plane, output transform.
+// Parallel over images.
+template <int MT, class T>
 void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N, index_t Cin, index_t H, index_t W,
                index_t Cout, index_t OH, index_t OW, index_t ph, index_t pw, int nthreads) {
+  constexpr index_t NP = (MT + 2) * (MT + 2);
   const ConvKernels<T>& k = kernels<T>();
-  const index_t TH = ceil_div(OH, 2), TW = ceil_div(OW, 2), nr_gemm = gemm_nr<T>();
-  const index_t R = wino_rows(Cin, Cout, TW, N * TH, sizeof(T), nr_gemm);
+  const auto input = MT == 2 ? k.wino_input : k.wino4_input;
+  const auto output = MT == 2 ? k.wino_output : k.wino4_output;
+  const index_t TH = ceil_div(OH, MT), TW = ceil_div(OW, MT), nr_gemm = gemm_nr<T>();
+  const index_t R = wino_rows(NP, Cin, Cout, TW, N * TH, sizeof(T), nr_gemm);
   const index_t wmax = round_up(R * TW, nr_gemm);
-  const index_t vsize = 16 * (Cin * wmax + kWinoPlanePad), msize = 16 * (Cout * wmax + kWinoPlanePad);
+  const index_t vsize = NP * (Cin * wmax + kWinoPlanePad), msize = NP * (Cout * wmax + kWinoPlanePad);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(N * Cout * OH * OW * Cin, nthreads), N));
   T* const tiles = scratch<T>(kSlotTiles, nt * (vsize + msize));
   run_ranges(N, nt, nthreads, [&](index_t n0, index_t n1, index_t t, int inner) {
@@ -233,24 +279,46 @@ void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N
       // planes apart by a little more than their size (no cache-set aliasing between them).
       const index_t nr = std::min(R, n1 * TH - r0), ld = round_up(nr * TW, nr_gemm);
       const index_t vplane = Cin * ld + kWinoPlanePad, mplane = Cout * ld + kWinoPlanePad;
-      k.wino_input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr, ld, vplane);
-      for (index_t xi = 0; xi < 16; ++xi) {
+      input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr, ld, vplane);
+      for (index_t xi = 0; xi < NP; ++xi) {
         gemm<T>(Cout, ld, Cin, T(1), U + xi * Cout * Cin, Cin, 1, V + xi * vplane, ld, 1, T(0), M + xi * mplane, ld,
                 {}, inner);
       }
-      k.wino_output(y, M, Cout, OH, OW, TH, TW, r0, nr, ld, mplane, bias, relu);
+      output(y, M, Cout, OH, OW, TH, TW, r0, nr, ld, mplane, bias, relu);
     }
   });
 }
 
-// dw += G^T (sum over tiles of dM V^T) G and db += sums of dy, in fixed image chunks.
+// y = act(conv3x3(x, w) + bias) by Winograd: the tile size from the output's size; with flip
+// (the input gradient), w is rotated and transposed.
 template <class T>
+void wino_conv(T* y, const T* x, const T* w, const T* bias, bool relu, bool flip, index_t N, index_t Cin, index_t H,
+               index_t W, index_t Cout, index_t OH, index_t OW, index_t ph, index_t pw, int nthreads) {
+  const index_t OC = flip ? Cin : Cout, C = flip ? Cout : Cin;  // w is (OC, C, 3, 3)
+  if (wino_tile(OH, OW) == 4) {
+    T* U = scratch<T>(kSlotWeights, 36 * OC * C);
+    wino_weights<4>(U, w, OC, C, flip, nthreads);
+    wino_pass<4>(y, x, U, bias, relu, N, Cin, H, W, Cout, OH, OW, ph, pw, nthreads);
+  } else {
+    T* U = scratch<T>(kSlotWeights, 16 * OC * C);
+    wino_weights<2>(U, w, OC, C, flip, nthreads);
+    wino_pass<2>(y, x, U, bias, relu, N, Cin, H, W, Cout, OH, OW, ph, pw, nthreads);
+  }
+}
+
+// dw += G^T (sum over tiles of dM V^T) G and db += sums of dy, in fixed image chunks.
+template <int MT, class T>
 void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape& s, int nthreads) {
+  constexpr index_t NP = (MT + 2) * (MT + 2);
+  // The plane of dM whose entries are the sums of each tile of dy (row and column 1 of A are ones).
+  constexpr index_t kSumPlane = (MT + 2) + 1;
   const ConvKernels<T>& k = kernels<T>();
-  const index_t TH = ceil_div(s.OH, 2), TW = ceil_div(s.OW, 2), P = s.OH * s.OW;
-  const index_t R = wino_rows(s.C, s.OC, TW, s.N * TH, sizeof(T), 1, kWinoGradBlockBytes);
-  const index_t vsize = 16 * s.C * R * TW + kWinoPlanePad, msize = 16 * s.OC * R * TW + kWinoPlanePad;
-  const index_t usize = 16 * s.OC * s.C, psize = usize + s.OC;
+  const auto input = MT == 2 ? k.wino_input : k.wino4_input;
+  const auto grad_output = MT == 2 ? k.wino_grad_output : k.wino4_grad_output;
+  const index_t TH = ceil_div(s.OH, MT), TW = ceil_div(s.OW, MT), P = s.OH * s.OW;
+  const index_t R = wino_rows(NP, s.C, s.OC, TW, s.N * TH, sizeof(T), 1, kWinoGradBlockBytes);
+  const index_t vsize = NP * s.C * R * TW + kWinoPlanePad, msize = NP * s.OC * R * TW + kWinoPlanePad;
+  const index_t usize = NP * s.OC * s.C, psize = usize + s.OC;
   const index_t nch = std::min(s.N, kWinoChunks);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * P * s.C, nthreads), nch));
   T* const partial = scratch<T>(kSlotPartials, nch * psize);
@@ -264,24 +332,24 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
     T* dM = V + vsize;
     T* Vt = dM + msize;
     for (index_t r0 = n0 * TH; dw != nullptr && r0 < n1 * TH; r0 += R) {
-      const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW, ld = 16 * Tn;  // planes interleaved
-      k.wino_input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr, ld, Tn);
-      k.wino_grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr, ld, Tn);
-      for (index_t xi = 0; xi < 16; ++xi) {
+      const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW, ld = NP * Tn;  // planes interleaved
+      input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr, ld, Tn);
+      grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr, ld, Tn);
+      for (index_t xi = 0; xi < NP; ++xi) {
         // dU_xi (OC, C) += dM_xi (OC, Tn) @ V_xi^T (Tn, C); V_xi^T made row-major first, so that
         // the GEMM can read both operands in place (small problems) instead of packing both.
         k.transpose(Vt, s.C, V + xi * Tn, ld, s.C, Tn);
         gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * Tn, ld, 1, Vt, s.C, 1, T(1), pu + xi * s.OC * s.C, s.C, {}, inner);
       }
-      // Plane 5 of dM holds the sum of each 2x2 tile of dy: db from L2 rather than dy again.
-      if (db != nullptr) k.row_sum(pu + usize, dM + 5 * Tn, ld, s.OC, Tn);
+      // db from the tile-sum plane of dM, in L2, rather than from dy again.
+      if (db != nullptr) k.row_sum(pu + usize, dM + kSumPlane * Tn, ld, s.OC, Tn);
     }
     for (index_t n = n0; db != nullptr && dw == nullptr && n < n1; ++n) {
       k.row_sum(pu + usize, dy + n * s.OC * P, P, s.OC, P);
     }
   });
   reduce_chunks(partial, psize, nch, nthreads);
-  if (dw != nullptr) wino_weight_grad(dw, partial, s.OC, s.C, nthreads);
+  if (dw != nullptr) wino_weight_grad<MT>(dw, partial, s.OC, s.C, nthreads);
   for (index_t o = 0; db != nullptr && o < s.OC; ++o) db[o] += partial[usize + o];
 }
 
@@ -294,9 +362,8 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
   const Plan pl = make_plan(s, sizeof(T));
   if (s.N == 0 || s.OC == 0 || pl.P == 0) return;
   if (use_winograd(s, pl)) {
-    T* U = scratch<T>(kSlotWeights, 16 * s.OC * s.C);
-    wino_weights(U, w, s.OC, s.C, false, nthreads);
-    wino_pass(y, x, U, b, act == Activation::relu, s.N, s.C, s.H, s.W, s.OC, s.OH, s.OW, s.PH, s.PW, nthreads);
+    wino_conv(y, x, w, b, act == Activation::relu, false, s.N, s.C, s.H, s.W, s.OC, s.OH, s.OW, s.PH, s.PW,
+              nthreads);
     return;
   }
   const ConvKernels<T>& k = kernels<T>();
@@ -350,12 +417,16 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
   if (s.N == 0) return;
   if (use_winograd(s, pl)) {
     if (dx != nullptr) {  // dx = conv3x3(dy, w rotated and transposed), padding 2 - p
-      T* U = scratch<T>(kSlotWeights, 16 * s.OC * s.C);
-      wino_weights(U, w, s.OC, s.C, true, nthreads);
-      wino_pass(dx, dy, U, static_cast<const T*>(nullptr), false, s.N, s.OC, s.OH, s.OW, s.C, s.H, s.W,
+      wino_conv(dx, dy, w, static_cast<const T*>(nullptr), false, true, s.N, s.OC, s.OH, s.OW, s.C, s.H, s.W,
                 2 - s.PH, 2 - s.PW, nthreads);
     }
-    if (dw != nullptr || db != nullptr) wino_backward_weight(dw, db, dy, x, s, nthreads);
+    if (dw != nullptr || db != nullptr) {
+      if (wino_tile(s.OH, s.OW) == 4) {
+        wino_backward_weight<4>(dw, db, dy, x, s, nthreads);
+      } else {
+        wino_backward_weight<2>(dw, db, dy, x, s, nthreads);
+      }
+    }
     return;
   }
   const ConvKernels<T>& k = kernels<T>();

@@ -435,7 +435,8 @@ template <class T>
 ConvKernels<T> conv_kernels() {
   return {&im2col<T>,         &col2im<T>,      &smallk_forward<T>,  &smallk_dweight<T>,
           &direct_pad<T>,     &direct_forward<T>, &direct_dweight<T>, &direct_finish<T>,
-          &row_sum<T>,        &wino_input<T>, &wino_output<T>,    &wino_grad_output<T>, &wino_transpose<T>};
+          &row_sum<T>,        &wino_input<T>, &wino_output<T>,    &wino_grad_output<T>, &wino4_input<T>,
+          &wino4_output<T>,   &wino4_grad_output<T>, &wino_transpose<T>};
 }
 
 }  // namespace gk::GK_ISA_NS

@@ -59,6 +59,12 @@ struct VT {
     } else if constexpr (std::is_same_v<T, double> && B == 32) {
       _mm256_mask_storeu_pd(p, static_cast<__mmask8>(m), (__m256d)v);
       return;
+    } else if constexpr (std::is_same_v<T, float> && B == 16) {
+      _mm_mask_storeu_ps(p, static_cast<__mmask8>(m), (__m128)v);
+      return;
+    } else if constexpr (std::is_same_v<T, double> && B == 16) {
+      _mm_mask_storeu_pd(p, static_cast<__mmask8>(m), (__m128d)v);
+      return;
     }
 #elif defined(__AVX2__)
     I lanes;  // 0, 1, 2, ...
@@ -100,6 +106,20 @@ struct VT {
     }
     store_n(p, __builtin_shuffle(e, o, lo), n);
     if (n > L) store_n(p + L, __builtin_shuffle(e, o, hi), n - L);
+  }
+  // p[0 .. n) = the first n of (a0, b0, c0, d0, a1, b1, ...), n <= 4L.
+  static GK_ALWAYS_INLINE void interleave4_n(T* p, V a, V b, V c, V d, index_t n) {
+    I lo, hi;
+    for (index_t j = 0; j < L; ++j) {
+      lo[j] = static_cast<IE>((j % 2 == 0 ? 0 : L) + j / 2);
+      hi[j] = static_cast<IE>((j % 2 == 0 ? 0 : L) + L / 2 + j / 2);
+    }
+    const V ac_lo = __builtin_shuffle(a, c, lo), ac_hi = __builtin_shuffle(a, c, hi);  // a0 c0 a1 c1 ...
+    const V bd_lo = __builtin_shuffle(b, d, lo), bd_hi = __builtin_shuffle(b, d, hi);  // b0 d0 b1 d1 ...
+    store_n(p, __builtin_shuffle(ac_lo, bd_lo, lo), n);
+    if (n > L) store_n(p + L, __builtin_shuffle(ac_lo, bd_lo, hi), n - L);
+    if (n > 2 * L) store_n(p + 2 * L, __builtin_shuffle(ac_hi, bd_hi, lo), n - 2 * L);
+    if (n > 3 * L) store_n(p + 3 * L, __builtin_shuffle(ac_hi, bd_hi, hi), n - 3 * L);
   }
 };
 
@@ -162,6 +182,26 @@ GK_ALWAYS_INLINE void prefetch_run(const T* p, index_t n) {
   __builtin_prefetch(b + n * static_cast<index_t>(sizeof(T)) - 1, Write ? 1 : 0, 3);
 }
 
+// rows[i] = row st * (r % TH) - ph + i of channel c of image r / TH of x (N, C, H, W), null
+// outside [0, H), for the NR rows a tile row r reads; prefetches the same rows of the next
+// channel. Returns the end of the image (memory up to there may be read).
+template <int NR, class T>
+GK_ALWAYS_INLINE const T* tile_rows(const T* (&rows)[NR], const T* x, index_t c, index_t C, index_t H, index_t W,
+                                    index_t r, index_t TH, index_t st, index_t ph) {
+  const index_t n = r / TH, th = r % TH;
+  const T* xc = x + (n * C + c) * H * W;
+  for (int i = 0; i < NR; ++i) {
+    const index_t ih = st * th - ph + i;
+    rows[i] = ih >= 0 && ih < H ? xc + ih * W : nullptr;
+  }
+  if (c + 1 < C) {
+    for (int i = 0; i < NR; ++i) {
+      if (rows[i] != nullptr) prefetch_run<false>(rows[i] + H * W, W);
+    }
+  }
+  return x + (n + 1) * C * H * W;
+}
+
 template <class T, int B>
 void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH, index_t TW,
            index_t r0, index_t nr, index_t ld, index_t ps) {
@@ -170,19 +210,8 @@ void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_
   constexpr index_t L = VV::L;
   for (index_t c = 0; c < C; ++c) {
     for (index_t r = r0; r < r0 + nr; ++r) {
-      const index_t n = r / TH, th = r % TH;
-      const T* xc = x + (n * C + c) * H * W;
-      const T* end = x + (n + 1) * C * H * W;
       const T* rows[4];
-      for (int i = 0; i < 4; ++i) {
-        const index_t ih = 2 * th - ph + i;
-        rows[i] = ih >= 0 && ih < H ? xc + ih * W : nullptr;
-      }
-      if (c + 1 < C) {
-        for (int i = 0; i < 4; ++i) {
-          if (rows[i] != nullptr) prefetch_run<false>(rows[i] + H * W, W);
-        }
-      }
+      const T* end = tile_rows(rows, x, c, C, H, W, r, TH, 2, ph);
       T* out = V + c * ld + (r - r0) * TW;
       for (index_t j = 0; j < TW; j += L) {
         const PairMask<VV> ma = pair_mask<VV>(2 * j - pw, W), mb = pair_mask<VV>(2 * j + 2 - pw, W);
@@ -256,15 +285,8 @@ void grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t 
   constexpr index_t L = VV::L;
   for (index_t c = 0; c < C; ++c) {
     for (index_t r = r0; r < r0 + nr; ++r) {
-      const index_t n = r / TH, th = r % TH;
-      const T* dyc = dy + (n * C + c) * OH * OW;
-      const T* end = dy + (n + 1) * C * OH * OW;
-      const T* rows[2] = {dyc + 2 * th * OW, 2 * th + 1 < OH ? dyc + (2 * th + 1) * OW : nullptr};
-      if (c + 1 < C) {
-        for (int i = 0; i < 2; ++i) {
-          if (rows[i] != nullptr) prefetch_run<false>(rows[i] + OH * OW, OW);
-        }
-      }
+      const T* rows[2];
+      const T* end = tile_rows(rows, dy, c, C, OH, OW, r, TH, 2, 0);
       T* out = dM + c * ld + (r - r0) * TW;
       for (index_t j = 0; j < TW; j += L) {
         const PairMask<VV> mg = pair_mask<VV>(2 * j, OW);
@@ -287,6 +309,227 @@ void grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t 
       }
     }
   }
+}
+
+// ---- F(4x4, 3x3): 6x6 input tiles at a stride of 4, 36 planes (xi = 6a + k) ------------
+
+// Which lanes of load_sixes at column col0 fall inside [0, W): m[e] for the columns
+// col0 + 4l + e; inside when all do. The same for every row and channel.
+template <class VV>
+struct SixMask {
+  typename VV::I m[6];
+  bool inside;
+};
+
+template <class VV>
+GK_ALWAYS_INLINE SixMask<VV> six_mask(index_t col0, index_t W) {
+  using I_ = typename VV::I;
+  using IE = typename VV::IE;
+  I_ four;  // 0, 4, 8, ... (a constant)
+  for (index_t l = 0; l < VV::L; ++l) four[l] = static_cast<IE>(4 * l);
+  const I_ zero{}, width = zero + static_cast<IE>(W);
+  SixMask<VV> r;
+  for (int e = 0; e < 6; ++e) {
+    const I_ c = four + static_cast<IE>(col0 + e);
+    r.m[e] = (c >= zero) & (c < width);
+  }
+  r.inside = col0 >= 0 && col0 + 4 * VV::L + 2 <= W;
+  return r;
+}
+
+// d[e][l] = row[col0 + 4l + e] for e < 6 (e = 4, 5 are the next tile's 0, 1), zero where the
+// column is outside [0, W) (mask = six_mask(col0, W)) or row is null; [lo, hi) may be read.
+template <class T, class VV>
+GK_ALWAYS_INLINE void load_sixes(const T* row, index_t col0, index_t W, const SixMask<VV>& mask, const T* lo,
+                                 const T* hi, typename VV::V (&d)[6]) {
+  using V_ = typename VV::V;
+  using I_ = typename VV::I;
+  using IE = typename VV::IE;
+  constexpr index_t L = VV::L;
+  if (row == nullptr) {
+    for (int e = 0; e < 6; ++e) d[e] = V_{};
+    return;
+  }
+  const T* p = row + col0;
+  if (p >= lo && p + 4 * L + 2 <= hi) {
+    I_ ev, od, next;
+    for (index_t j = 0; j < L; ++j) {
+      ev[j] = static_cast<IE>(2 * j);
+      od[j] = static_cast<IE>(2 * j + 1);
+      next[j] = static_cast<IE>(j + 1);
+    }
+    const V_ a = VV::load(p), b = VV::load(p + L), c = VV::load(p + 2 * L), e = VV::load(p + 3 * L);
+    const V_ e01 = __builtin_shuffle(a, b, ev), o01 = __builtin_shuffle(a, b, od);  // p[2i], p[2i + 1]
+    const V_ e23 = __builtin_shuffle(c, e, ev), o23 = __builtin_shuffle(c, e, od);
+    d[0] = __builtin_shuffle(e01, e23, ev);
+    d[1] = __builtin_shuffle(o01, o23, ev);
+    d[2] = __builtin_shuffle(e01, e23, od);
+    d[3] = __builtin_shuffle(o01, o23, od);
+    d[4] = __builtin_shuffle(d[0], p[4 * L] - V_{}, next);  // lanes moved down, the next value in
+    d[5] = __builtin_shuffle(d[1], p[4 * L + 1] - V_{}, next);
+    if (!mask.inside) {
+      for (int k = 0; k < 6; ++k) d[k] = mask.m[k] ? d[k] : V_{};
+    }
+    return;
+  }
+  for (index_t l = 0; l < L; ++l) {  // at the ends of the tensor: element by element
+    for (int e = 0; e < 6; ++e) {
+      const index_t c = col0 + 4 * l + e;
+      d[e][l] = c >= 0 && c < W ? row[c] : T(0);
+    }
+  }
+}
+
+// k = d B of one row of six vectors (B^T of F(4x4, 3x3), Lavin & Gray).
+template <class T, class V_>
+GK_ALWAYS_INLINE void bt6(const V_ (&d)[6], V_ (&k)[6]) {
+  const V_ t1 = d[4] - T(4) * d[2], t2 = d[3] - T(4) * d[1];
+  const V_ t3 = d[4] - d[2], t4 = T(2) * (d[3] - d[1]);
+  k[0] = (T(4) * d[0] - T(5) * d[2]) + d[4];
+  k[1] = t1 + t2;
+  k[2] = t1 - t2;
+  k[3] = t3 + t4;
+  k[4] = t3 - t4;
+  k[5] = (T(4) * d[1] - T(5) * d[3]) + d[5];
+}
+
+// s = m A of one row of six vectors (A^T of F(4x4, 3x3)).
+template <class T, class V_>
+GK_ALWAYS_INLINE void at6(const V_ (&m)[6], V_ (&s)[4]) {
+  const V_ u = m[1] + m[2], v = m[1] - m[2], p = m[3] + m[4], q = m[3] - m[4];
+  s[0] = (m[0] + u) + p;
+  s[1] = v + T(2) * q;
+  s[2] = u + T(4) * p;
+  s[3] = (v + T(8) * q) + m[5];
+}
+
+template <class T, int B>
+void input4(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH, index_t TW,
+            index_t r0, index_t nr, index_t ld, index_t ps) {
+  using VV = VT<T, B>;
+  using V_ = typename VV::V;
+  constexpr index_t L = VV::L;
+  for (index_t c = 0; c < C; ++c) {
+    for (index_t r = r0; r < r0 + nr; ++r) {
+      const T* rows[6];
+      const T* end = tile_rows(rows, x, c, C, H, W, r, TH, 4, ph);
+      T* out = V + c * ld + (r - r0) * TW;
+      for (index_t j = 0; j < TW; j += L) {
+        const SixMask<VV> ms = six_mask<VV>(4 * j - pw, W);
+        V_ q[6][6];  // d B, row by row
+        for (int i = 0; i < 6; ++i) {
+          V_ d[6];
+          load_sixes<T, VV>(rows[i], 4 * j - pw, W, ms, x, end, d);
+          bt6<T>(d, q[i]);
+        }
+        const index_t n_st = std::min(L, nr * TW - (r - r0) * TW - j);  // no spill past the block's tiles
+        for (int k = 0; k < 6; ++k) {
+          const V_ col[6] = {q[0][k], q[1][k], q[2][k], q[3][k], q[4][k], q[5][k]};
+          V_ o[6];
+          bt6<T>(col, o);
+          for (int a = 0; a < 6; ++a) VV::store_n(out + (6 * a + k) * ps + j, o[a], n_st);
+        }
+      }
+    }
+  }
+}
+
+template <class T, int B>
+void output4(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0, index_t nr,
+             index_t ld, index_t ps, const T* bias, bool relu) {
+  using VV = VT<T, B>;
+  using V_ = typename VV::V;
+  constexpr index_t L = VV::L;
+  for (index_t c = 0; c < C; ++c) {  // M read in order, each plane row once
+    const V_ b = (bias != nullptr ? bias[c] : T(0)) - V_{};
+    for (index_t r = r0; r < r0 + nr; ++r) {
+      const index_t n = r / TH, th = r % TH;
+      const index_t rows = std::min<index_t>(4, OH - 4 * th);
+      const T* m = M + c * ld + (r - r0) * TW;
+      T* y0 = y + (n * C + c) * OH * OW + 4 * th * OW;
+      if (c + 1 < C) prefetch_run<true>(y0 + OH * OW, rows * OW);
+      for (index_t j = 0; j < TW; j += L) {
+        V_ s[6][4];  // (row a of m) A
+        for (int a = 0; a < 6; ++a) {
+          V_ mm[6];
+          for (int k = 0; k < 6; ++k) mm[k] = VV::load(m + (6 * a + k) * ps + j);
+          at6<T>(mm, s[a]);
+        }
+        V_ v[4][4];
+        for (int k = 0; k < 4; ++k) {
+          const V_ col[6] = {s[0][k], s[1][k], s[2][k], s[3][k], s[4][k], s[5][k]};
+          V_ o[4];
+          at6<T>(col, o);
+          for (int i = 0; i < 4; ++i) {
+            v[i][k] = o[i] + b;
+            if (relu) v[i][k] = v[i][k] > V_{} ? v[i][k] : V_{};
+          }
+        }
+        const index_t w = std::min(4 * L, OW - 4 * j);
+        for (index_t i = 0; i < rows; ++i) VV::interleave4_n(y0 + i * OW + 4 * j, v[i][0], v[i][1], v[i][2], v[i][3], w);
+      }
+    }
+  }
+}
+
+// k = g A^T of one row of four vectors (A of F(4x4, 3x3): the output gradient's transform).
+template <class T, class V_>
+GK_ALWAYS_INLINE void a6(const V_ (&g)[4], V_ (&k)[6]) {
+  const V_ e = g[0] + g[2], o = g[1] + g[3];
+  const V_ e4 = g[0] + T(4) * g[2], o8 = T(2) * g[1] + T(8) * g[3];
+  k[0] = g[0];
+  k[1] = e + o;
+  k[2] = e - o;
+  k[3] = e4 + o8;
+  k[4] = e4 - o8;
+  k[5] = g[3];
+}
+
+template <class T, int B>
+void grad_output4(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
+                  index_t nr, index_t ld, index_t ps) {
+  using VV = VT<T, B>;
+  using V_ = typename VV::V;
+  constexpr index_t L = VV::L;
+  for (index_t c = 0; c < C; ++c) {
+    for (index_t r = r0; r < r0 + nr; ++r) {
+      const T* rows[4];
+      const T* end = tile_rows(rows, dy, c, C, OH, OW, r, TH, 4, 0);
+      T* out = dM + c * ld + (r - r0) * TW;
+      for (index_t j = 0; j < TW; j += L) {
+        const SixMask<VV> ms = six_mask<VV>(4 * j, OW);
+        V_ q[4][6];  // (row i of dy) A^T
+        for (int i = 0; i < 4; ++i) {
+          V_ d[6];
+          load_sixes<T, VV>(rows[i], 4 * j, OW, ms, dy, end, d);
+          const V_ g[4] = {d[0], d[1], d[2], d[3]};
+          a6<T>(g, q[i]);
+        }
+        const index_t n_st = std::min(L, nr * TW - (r - r0) * TW - j);  // no spill past the block's tiles
+        for (int k = 0; k < 6; ++k) {
+          const V_ col[4] = {q[0][k], q[1][k], q[2][k], q[3][k]};
+          V_ o[6];
+          a6<T>(col, o);
+          for (int a = 0; a < 6; ++a) VV::store_n(out + (6 * a + k) * ps + j, o[a], n_st);
+        }
+      }
+    }
+  }
+}
+
+// f(std::integral_constant<int, B>) for F(4x4, 3x3): the native width halved (down to 16
+// bytes) while a tile row fills at most half a vector.
+template <class T, class F>
+GK_ALWAYS_INLINE void with_width4(index_t TW, F&& f) {
+  constexpr int B = simd::kVecBytes;
+  constexpr index_t L = simd::kLanes<T>;
+  if constexpr (B >= 64) {
+    if (TW <= L / 4) return f(std::integral_constant<int, B / 4>{});
+  }
+  if constexpr (B >= 32) {
+    if (TW <= L / 2) return f(std::integral_constant<int, B / 2>{});
+  }
+  f(std::integral_constant<int, B>{});
 }
 
 // Swaps the off-diagonal b x b blocks of every 2b x 2b block of the L x L matrix in rows
@@ -346,6 +589,30 @@ template <class T>
 void wino_grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
                       index_t nr, index_t ld, index_t ps) {
   winok::with_width<T>(TW, [&](auto b) { winok::grad_output<T, b.value>(dM, dy, C, OH, OW, TH, TW, r0, nr, ld, ps); });
+}
+
+// V (36 planes of (C, nr*TW)) = B^T d B of the 6x6 input tiles (stride 4) of x, zero-padded by (ph, pw).
+template <class T>
+void wino4_input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH, index_t TW,
+                 index_t r0, index_t nr, index_t ld, index_t ps) {
+  winok::with_width4<T>(TW,
+                        [&](auto b) { winok::input4<T, b.value>(V, x, C, H, W, ph, pw, TH, TW, r0, nr, ld, ps); });
+}
+
+// y (N, C, OH, OW) 4x4 tiles of the block = act(A^T m A + bias) from M (36 planes of (C, nr*TW)).
+template <class T>
+void wino4_output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
+                  index_t nr, index_t ld, index_t ps, const T* bias, bool relu) {
+  winok::with_width4<T>(
+      TW, [&](auto b) { winok::output4<T, b.value>(y, M, C, OH, OW, TH, TW, r0, nr, ld, ps, bias, relu); });
+}
+
+// dM (36 planes of (C, nr*TW)) = A dy A^T of the 4x4 output-gradient tiles of dy (zeros past the edge).
+template <class T>
+void wino4_grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
+                       index_t nr, index_t ld, index_t ps) {
+  winok::with_width4<T>(
+      TW, [&](auto b) { winok::grad_output4<T, b.value>(dM, dy, C, OH, OW, TH, TW, r0, nr, ld, ps); });
 }
 
 // dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: L x L blocks transposed in registers.

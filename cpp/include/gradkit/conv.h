@@ -94,6 +94,13 @@ struct ConvKernels {
   // dM = A dy A^T of dy (N,C,OH,OW).
   void (*wino_grad_output)(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
                            index_t nr, index_t ld, index_t ps);
+  // F(4x4,3x3): the same over 6x6 input tiles at a stride of 4, 36 planes.
+  void (*wino4_input)(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH,
+                      index_t TW, index_t r0, index_t nr, index_t ld, index_t ps);
+  void (*wino4_output)(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, index_t TW, index_t r0,
+                       index_t nr, index_t ld, index_t ps, const T* bias, bool relu);
+  void (*wino4_grad_output)(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t TH, index_t TW,
+                            index_t r0, index_t nr, index_t ld, index_t ps);
   // dst (cols, ldd)[:, :rows] = transpose of src (rows, lds)[:, :cols].
   void (*transpose)(T* dst, index_t ldd, const T* src, index_t lds, index_t rows, index_t cols);
 };
