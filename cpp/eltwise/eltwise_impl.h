@@ -132,15 +132,9 @@ struct ActOp<Act::gelu> {
   // the normal tail with x - q for x >= 0 elsewhere).
   template <class V>
   static V fwd(V x, elem_t<V>) { return simd::gelu(x); }
-  // dx = dy (Phi(x) + x phi(x)).
+  // dx = dy (Phi(x) + x phi(x)) (simd::gelu_grad).
   template <class V>
-  static V bwd(V dy, V x, elem_t<V>) {
-    using T = elem_t<V>;
-    const V xc = clamp(x, -kNormalClamp<T>, kNormalClamp<T>);
-    const V h = normal_tail(xc, set1(T(1)));
-    const V cdf = x >= T(0) ? T(1) - h : h;
-    return dy * (cdf + normal_pdf(xc, xc));
-  }
+  static V bwd(V dy, V x, elem_t<V>) { return dy * simd::gelu_grad(x); }
 };
 
 template <class T, Act A>

@@ -657,22 +657,69 @@ alignas(64) inline constexpr float kPhiPiece[7][32] = {
 }  // namespace detail
 #endif
 
-// GELU(x) = x Phi(x). AVX-512 float: for |x| < 3.875, x times a degree-6
-// piecewise polynomial whose coefficients come from two-register permutes
-// (vpermt2ps) indexed by the piece (about 19 operations); a vector with any
-// lane outside (or NaN) also runs the tail formula below (about 28 more) and
-// takes those lanes from it, so every lane's result depends only on its own x.
-// Elsewhere: gelu_general.
-GK_ALWAYS_INLINE Vec<float> gelu(Vec<float> x) {
 #if defined(__AVX512F__)
+namespace detail {
+// GELU'(x) = Phi(x) + x phi(x) on the same 32 pieces as kPhiPiece: degree-6 least-squares
+// fits in float64 (coefficients rounded to float one at a time, the rest refitted);
+// within 0.5 * 2^-23 (|GELU'| + 1) in float.
+alignas(64) inline constexpr float kGeluGradPiece[7][32] = {
+    {  // w^0
+     -0.00050364964f, -0.0012338165f, -0.0028217603f, -0.0060173813f, -0.011945647f, -0.022027534f, -0.037611086f, -0.059189744f,
+     -0.0852318f, -0.11092615f, -0.1274692f, -0.12266158f, -0.08331547f, 0.00077427825f, 0.13250488f, 0.30462664f,
+     0.5f, 0.69537336f, 0.8674951f, 0.99922574f, 1.0833155f, 1.1226616f, 1.1274692f, 1.1109262f,
+     1.0852318f, 1.0591898f, 1.0376111f, 1.0220275f, 1.0119456f, 1.0060173f, 1.0028218f, 1.0012338f,
+    },
+    {  // w^1
+     -0.00046840578f, -0.0010632963f, -0.0022362494f, -0.004343431f, -0.0077557345f, -0.012645735f, -0.01862382f, -0.02430067f,
+     -0.026995484f, -0.022917412f, -0.00809485f, 0.019977244f, 0.060492683f, 0.10822126f, 0.15402858f, 0.18729237f,
+     0.19947115f, 0.18729237f, 0.15402858f, 0.10822126f, 0.060492683f, 0.019977244f, -0.00809485f, -0.022917412f,
+     -0.026995484f, -0.02430067f, -0.01862382f, -0.012645735f, -0.0077557345f, -0.004343431f, -0.0022362494f, -0.0010632963f,
+    },
+    {  // w^2
+     -0.00020074596f, -0.00041578154f, -0.00078746345f, -0.0013523619f, -0.0020774296f, -0.0027840207f, -0.0030811462f, -0.0023711638f,
+     8.203064e-08f, 0.0044234046f, 0.010624659f, 0.017390907f, 0.02268471f, 0.02426156f, 0.020628644f, 0.011894628f,
+     -7.816913e-17f, -0.011894628f, -0.020628644f, -0.024262061f, -0.022685515f, -0.017391175f, -0.010624123f, -0.0044234046f,
+     7.2223077e-07f, 0.0023692872f, 0.0030796716f, 0.002785495f, 0.0020789376f, 0.0013543055f, 0.00078592193f, 0.00041579411f,
+    },
+    {  // w^3
+     -5.15807e-05f, -9.486762e-05f, -0.00015524872f, -0.00021996752f, -0.0002539119f, -0.00019546066f, 3.1388994e-05f, 0.00048010595f,
+     0.001124824f, 0.0018106023f, 0.002255596f, 0.0021385525f, 0.0012602224f, -0.0002971218f, -0.0021201705f, -0.003591148f,
+     -0.0041557145f, -0.003591148f, -0.0021201705f, -0.0002971218f, 0.0012602224f, 0.0021385525f, 0.002255596f, 0.0018106023f,
+     0.001124824f, 0.00048010595f, 3.1388994e-05f, -0.00019546066f, -0.0002539119f, -0.00021996752f, -0.00015524872f, -9.486762e-05f,
+    },
+    {  // w^4
+     -8.533254e-06f, -1.3133303e-05f, -1.6528455e-05f, -1.44178375e-05f, 5.54196e-09f, 3.2592638e-05f, 8.335555e-05f, 0.00014006265f,
+     0.0001750301f, 0.00015496914f, 5.1870986e-05f, -0.0001209421f, -0.00031466773f, -0.00044584987f, -0.00043710202f, -0.0002729101f,
+     1.2488885e-15f, 0.0002729101f, 0.00043710202f, 0.00045025873f, 0.00032174675f, 0.00012330177f, -5.6590325e-05f, -0.00015496914f,
+     -0.00018210408f, -0.00012355666f, -7.0386144e-05f, -4.5559125e-05f, -1.3269913e-05f, -2.6780738e-06f, 3.0087054e-05f, 1.3022694e-05f,
+    },
+    {  // w^5
+     -8.6691296e-07f, -9.009919e-07f, -3.024078e-07f, 1.4322358e-06f, 4.5624593e-06f, 8.490425e-06f, 1.13807055e-05f, 1.0339438e-05f,
+     2.5538295e-06f, -1.1824681e-05f, -2.8568671e-05f, -3.9180442e-05f, -3.5201152e-05f, -1.4216051e-05f, 1.779713e-05f, 4.657435e-05f,
+     5.8495367e-05f, 4.657435e-05f, 1.779713e-05f, -1.4216051e-05f, -3.5201152e-05f, -3.9180442e-05f, -2.8568671e-05f, -1.1824681e-05f,
+     2.5538295e-06f, 1.0339438e-05f, 1.13807055e-05f, 8.490425e-06f, 4.5624593e-06f, 1.4322358e-06f, -3.024078e-07f, -9.009919e-07f,
+    },
+    {  // w^6
+     -4.647555e-08f, 1.1581038e-08f, 1.0094615e-07f, 5.497171e-07f, 6.073874e-07f, 5.255305e-07f, 2.491735e-07f, -4.368902e-07f,
+     -1.15992435e-07f, -2.6375048e-06f, 1.1409031e-06f, -6.822343e-07f, 1.1468301e-06f, 4.721194e-06f, 1.5042417e-06f, 4.832426e-06f,
+     -4.237782e-15f, -4.832426e-06f, -1.5042417e-06f, -1.5635358e-05f, -1.8669147e-05f, -5.158515e-06f, 1.054063e-05f, 2.6375048e-06f,
+     1.7623785e-05f, -4.0414714e-05f, -3.2348064e-05f, 3.156493e-05f, 3.2221615e-05f, 4.1762094e-05f, -3.3657936e-05f, 2.62203e-07f,
+    },
+};
+
+// A piecewise degree-6 polynomial on the 32 pieces of width 1/4 covering [-4.125, 3.875)
+// (coefficients tab[k][j], as kPhiPiece), for |x| < 3.875 (mask `in`; other lanes hold
+// garbage): coefficients from two-register permutes (vpermt2ps) indexed by the piece,
+// about 19 operations.
+GK_ALWAYS_INLINE Vec<float> pieces(Vec<float> x, const float (&tab)[7][32], __mmask16& in) {
   using V = Vec<float>;
   const V magic = set1(12582912.0f + 16.0f);  // 1.5 * 2^23 + 16: rounds 4x + 16 to an integer j
   const V nf = x * 4.0f + magic;
   const V jm = nf - magic;  // j - 16
   const V w = x * 4.0f - jm;  // exact, |w| <= 1/2
   const __m512i idx = (__m512i)nf;  // j in the low 5 bits
-  const auto coef = [idx](int k) {
-    return (V)_mm512_permutex2var_ps(_mm512_load_ps(detail::kPhiPiece[k]), idx, _mm512_load_ps(detail::kPhiPiece[k] + 16));
+  const auto coef = [idx, &tab](int k) {
+    return (V)_mm512_permutex2var_ps(_mm512_load_ps(tab[k]), idx, _mm512_load_ps(tab[k] + 16));
   };
   V p = coef(6);
   p = p * w + coef(5);
@@ -681,8 +728,21 @@ GK_ALWAYS_INLINE Vec<float> gelu(Vec<float> x) {
   p = p * w + coef(2);
   p = p * w + coef(1);
   p = p * w + coef(0);
-  const V fast = x * p;
-  const __mmask16 in = _mm512_cmp_ps_mask((__m512)abs(x), _mm512_set1_ps(3.875f), _CMP_LT_OQ);
+  in = _mm512_cmp_ps_mask((__m512)abs(x), _mm512_set1_ps(3.875f), _CMP_LT_OQ);
+  return p;
+}
+}  // namespace detail
+#endif
+
+// GELU(x) = x Phi(x). AVX-512 float: for |x| < 3.875, Phi from detail::pieces; a
+// vector with any lane outside (or NaN) also runs the tail formula below (about 28
+// more operations) and takes those lanes from it, so every lane's result depends only
+// on its own x. Elsewhere: gelu_general.
+GK_ALWAYS_INLINE Vec<float> gelu(Vec<float> x) {
+#if defined(__AVX512F__)
+  using V = Vec<float>;
+  __mmask16 in;
+  const V fast = x * detail::pieces(x, detail::kPhiPiece, in);
   if (in == 0xFFFF) return fast;
   // |x| >= 3.875 (and NaN, +-inf): T = a Phi(-a), a = min(|x|, 14.5), is
   // phi(a) g(1 / a^2) with g(v) = a Phi(-a) / phi(a) (Mills' ratio times a,
@@ -706,6 +766,34 @@ GK_ALWAYS_INLINE Vec<float> gelu(Vec<float> x) {
 #else
   return gelu_general(x);
 #endif
+}
+
+// GELU'(x) = Phi(x) + x phi(x), any x (x clamped inside, where phi underflows): Phi as
+// the normal tail, 1 - tail for x >= 0.
+template <class V>
+GK_ALWAYS_INLINE V gelu_grad_general(V x) {
+  using T = elem_t<V>;
+  const V xc = clamp(x, -kNormalClamp<T>, kNormalClamp<T>);
+  const V h = normal_tail(xc, set1(T(1)));
+  return (x >= T(0) ? T(1) - h : h) + normal_pdf(xc, xc);
+}
+
+// GELU'(x). AVX-512 float: detail::kGeluGradPiece for |x| < 3.875; a vector with any
+// lane outside (or NaN) also runs gelu_grad_general and takes those lanes from it.
+GK_ALWAYS_INLINE Vec<float> gelu_grad(Vec<float> x) {
+#if defined(__AVX512F__)
+  using V = Vec<float>;
+  __mmask16 in;
+  const V fast = detail::pieces(x, detail::kGeluGradPiece, in);
+  if (in == 0xFFFF) return fast;
+  return (V)_mm512_mask_blend_ps(in, (__m512)gelu_grad_general(x), (__m512)fast);
+#else
+  return gelu_grad_general(x);
+#endif
+}
+
+GK_ALWAYS_INLINE Vec<double> gelu_grad(Vec<double> x) {
+  return gelu_grad_general(x);
 }
 
 GK_ALWAYS_INLINE Vec<double> gelu(Vec<double> x) {
