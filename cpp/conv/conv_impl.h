@@ -386,13 +386,16 @@ GK_ALWAYS_INLINE void direct_dweight_block(int kb, T* acc, index_t K, const T* d
   }
 }
 
-// Channels per dW tile: 2 x 12 accumulators fit 32 registers, 12 fit 16.
-constexpr int kDirectDwMB = simd::kVecBytes == 64 ? 2 : 1;
+// Channels per dW tile: 3 x 9 accumulators fit 32 registers, 12 fit 16.
+constexpr int kDirectDwMB = simd::kVecBytes == 64 ? 3 : 1;
+// Taps per dW tile of MB channels: MB * KB accumulators, MB for db and MB + 1 loads in
+// the registers (3 x 9 or 2 x 12 with 32).
+constexpr index_t dw_max_kb(int MB) { return MB >= 3 ? 9 : kMaxKB; }
 
 }  // namespace convk
 
 // acc (M, K+1) vectors += lane-wise dy (M, OH*OW) times each tap of xp; column K += dy
-// when with_db. Each channel block reads its dy rows once per block of up to 12 taps.
+// when with_db. Each channel block reads its dy rows once per block of up to 9 or 12 taps.
 template <class T>
 void direct_dweight(T* acc, const T* dy, const T* xp, const ConvShape& s, index_t M, bool with_db) {
   constexpr int MB = convk::kDirectDwMB;
@@ -400,9 +403,9 @@ void direct_dweight(T* acc, const T* dy, const T* xp, const ConvShape& s, index_
   const DirectPad d = direct_pad_layout(s, sizeof(T));
   index_t off[kConvSmallK];
   const index_t K = convk::tap_offsets(off, s, d), P = s.OH * s.OW, xrow = s.SH * d.ldp;
-  const index_t nblocks = ceil_div(K, convk::kMaxKB);
   const auto channels = [&](auto mb, index_t m) {
     constexpr int MBc = decltype(mb)::value;
+    const index_t nblocks = ceil_div(K, convk::dw_max_kb(MBc));
     for (index_t blk = 0, k = 0; blk < nblocks; ++blk) {
       const index_t kb = ceil_div(K - k, nblocks - blk);  // even blocks; db rides on the first
       convk::direct_dweight_block<T, MBc>(static_cast<int>(kb), acc + (m * (K + 1) + k) * L, K, dy + m * P, xp,
@@ -412,6 +415,9 @@ void direct_dweight(T* acc, const T* dy, const T* xp, const ConvShape& s, index_
   };
   index_t m = 0;
   for (; m + MB <= M; m += MB) channels(std::integral_constant<int, MB>{}, m);
+  if constexpr (MB > 2) {
+    for (; m + 2 <= M; m += 2) channels(std::integral_constant<int, 2>{}, m);
+  }
   for (; m < M; ++m) channels(std::integral_constant<int, 1>{}, m);
 }
 
