@@ -202,39 +202,49 @@ GK_ALWAYS_INLINE const T* tile_rows(const T* (&rows)[NR], const T* x, index_t c,
   return x + (n + 1) * C * H * W;
 }
 
+// The loops shared by the transforms that read tiles of a tensor (input (N, C, H, W) ->
+// planes): for channel c, tile row r of the block and vector j of its tiles,
+// f(rows, end, out + j, j, n_st) with the NR rows the tile row reads (tile_rows, rows
+// st * th - ph + i), the output row of the block's planes at out, and n_st the tiles that
+// may be stored from j (no spill past the block's last tile).
+template <int NR, index_t L, class T, class F>
+GK_ALWAYS_INLINE void for_tile_vectors(T* planes, const T* x, index_t C, index_t H, index_t W, index_t TH,
+                                       index_t TW, index_t r0, index_t nr, index_t ld, index_t st, index_t ph, F&& f) {
+  for (index_t c = 0; c < C; ++c) {
+    for (index_t r = r0; r < r0 + nr; ++r) {
+      const T* rows[NR];
+      const T* end = tile_rows(rows, x, c, C, H, W, r, TH, st, ph);
+      T* out = planes + c * ld + (r - r0) * TW;
+      for (index_t j = 0; j < TW; j += L) f(rows, end, out + j, j, std::min(L, nr * TW - (r - r0) * TW - j));
+    }
+  }
+}
+
 template <class T, int B>
 void input(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index_t pw, index_t TH, index_t TW,
            index_t r0, index_t nr, index_t ld, index_t ps) {
   using VV = VT<T, B>;
   using V_ = typename VV::V;
-  constexpr index_t L = VV::L;
-  for (index_t c = 0; c < C; ++c) {
-    for (index_t r = r0; r < r0 + nr; ++r) {
-      const T* rows[4];
-      const T* end = tile_rows(rows, x, c, C, H, W, r, TH, 2, ph);
-      T* out = V + c * ld + (r - r0) * TW;
-      for (index_t j = 0; j < TW; j += L) {
-        const PairMask<VV> ma = pair_mask<VV>(2 * j - pw, W), mb = pair_mask<VV>(2 * j + 2 - pw, W);
-        V_ q[4][4];  // d B, row by row
-        for (int i = 0; i < 4; ++i) {
-          V_ d0, d1, d2, d3;
-          load_pairs<T, VV>(rows[i], 2 * j - pw, W, ma, x, end, d0, d1);
-          load_pairs<T, VV>(rows[i], 2 * j + 2 - pw, W, mb, x, end, d2, d3);
-          q[i][0] = d0 - d2;
-          q[i][1] = d1 + d2;
-          q[i][2] = d2 - d1;
-          q[i][3] = d1 - d3;
-        }
-        const index_t n_st = std::min(L, nr * TW - (r - r0) * TW - j);  // no spill past the block's tiles
-        for (int k = 0; k < 4; ++k) {
-          VV::store_n(out + (0 * 4 + k) * ps + j, q[0][k] - q[2][k], n_st);
-          VV::store_n(out + (1 * 4 + k) * ps + j, q[1][k] + q[2][k], n_st);
-          VV::store_n(out + (2 * 4 + k) * ps + j, q[2][k] - q[1][k], n_st);
-          VV::store_n(out + (3 * 4 + k) * ps + j, q[1][k] - q[3][k], n_st);
-        }
-      }
+  for_tile_vectors<4, VV::L>(V, x, C, H, W, TH, TW, r0, nr, ld, 2, ph,
+                             [&](const T* const* rows, const T* end, T* out, index_t j, index_t n_st) {
+    const PairMask<VV> ma = pair_mask<VV>(2 * j - pw, W), mb = pair_mask<VV>(2 * j + 2 - pw, W);
+    V_ q[4][4];  // d B, row by row
+    for (int i = 0; i < 4; ++i) {
+      V_ d0, d1, d2, d3;
+      load_pairs<T, VV>(rows[i], 2 * j - pw, W, ma, x, end, d0, d1);
+      load_pairs<T, VV>(rows[i], 2 * j + 2 - pw, W, mb, x, end, d2, d3);
+      q[i][0] = d0 - d2;
+      q[i][1] = d1 + d2;
+      q[i][2] = d2 - d1;
+      q[i][3] = d1 - d3;
     }
-  }
+    for (int k = 0; k < 4; ++k) {
+      VV::store_n(out + (0 * 4 + k) * ps, q[0][k] - q[2][k], n_st);
+      VV::store_n(out + (1 * 4 + k) * ps, q[1][k] + q[2][k], n_st);
+      VV::store_n(out + (2 * 4 + k) * ps, q[2][k] - q[1][k], n_st);
+      VV::store_n(out + (3 * 4 + k) * ps, q[1][k] - q[3][k], n_st);
+    }
+  });
 }
 
 template <class T, int B>
@@ -282,33 +292,25 @@ void grad_output(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t 
                  index_t nr, index_t ld, index_t ps) {
   using VV = VT<T, B>;
   using V_ = typename VV::V;
-  constexpr index_t L = VV::L;
-  for (index_t c = 0; c < C; ++c) {
-    for (index_t r = r0; r < r0 + nr; ++r) {
-      const T* rows[2];
-      const T* end = tile_rows(rows, dy, c, C, OH, OW, r, TH, 2, 0);
-      T* out = dM + c * ld + (r - r0) * TW;
-      for (index_t j = 0; j < TW; j += L) {
-        const PairMask<VV> mg = pair_mask<VV>(2 * j, OW);
-        V_ q[2][4];  // (row i of dy) A^T
-        for (int i = 0; i < 2; ++i) {
-          V_ g0, g1;
-          load_pairs<T, VV>(rows[i], 2 * j, OW, mg, dy, end, g0, g1);
-          q[i][0] = g0;
-          q[i][1] = g0 + g1;
-          q[i][2] = g0 - g1;
-          q[i][3] = -g1;
-        }
-        const index_t n_st = std::min(L, nr * TW - (r - r0) * TW - j);  // no spill past the block's tiles
-        for (int k = 0; k < 4; ++k) {
-          VV::store_n(out + (0 * 4 + k) * ps + j, q[0][k], n_st);
-          VV::store_n(out + (1 * 4 + k) * ps + j, q[0][k] + q[1][k], n_st);
-          VV::store_n(out + (2 * 4 + k) * ps + j, q[0][k] - q[1][k], n_st);
-          VV::store_n(out + (3 * 4 + k) * ps + j, -q[1][k], n_st);
-        }
-      }
+  for_tile_vectors<2, VV::L>(dM, dy, C, OH, OW, TH, TW, r0, nr, ld, 2, 0,
+                             [&](const T* const* rows, const T* end, T* out, index_t j, index_t n_st) {
+    const PairMask<VV> mg = pair_mask<VV>(2 * j, OW);
+    V_ q[2][4];  // (row i of dy) A^T
+    for (int i = 0; i < 2; ++i) {
+      V_ g0, g1;
+      load_pairs<T, VV>(rows[i], 2 * j, OW, mg, dy, end, g0, g1);
+      q[i][0] = g0;
+      q[i][1] = g0 + g1;
+      q[i][2] = g0 - g1;
+      q[i][3] = -g1;
     }
-  }
+    for (int k = 0; k < 4; ++k) {
+      VV::store_n(out + (0 * 4 + k) * ps, q[0][k], n_st);
+      VV::store_n(out + (1 * 4 + k) * ps, q[0][k] + q[1][k], n_st);
+      VV::store_n(out + (2 * 4 + k) * ps, q[0][k] - q[1][k], n_st);
+      VV::store_n(out + (3 * 4 + k) * ps, -q[1][k], n_st);
+    }
+  });
 }
 
 // ---- F(4x4, 3x3): 6x6 input tiles at a stride of 4, 36 planes (xi = 6a + k) ------------
@@ -408,30 +410,22 @@ void input4(T* V, const T* x, index_t C, index_t H, index_t W, index_t ph, index
             index_t r0, index_t nr, index_t ld, index_t ps) {
   using VV = VT<T, B>;
   using V_ = typename VV::V;
-  constexpr index_t L = VV::L;
-  for (index_t c = 0; c < C; ++c) {
-    for (index_t r = r0; r < r0 + nr; ++r) {
-      const T* rows[6];
-      const T* end = tile_rows(rows, x, c, C, H, W, r, TH, 4, ph);
-      T* out = V + c * ld + (r - r0) * TW;
-      for (index_t j = 0; j < TW; j += L) {
-        const SixMask<VV> ms = six_mask<VV>(4 * j - pw, W);
-        V_ q[6][6];  // d B, row by row
-        for (int i = 0; i < 6; ++i) {
-          V_ d[6];
-          load_sixes<T, VV>(rows[i], 4 * j - pw, W, ms, x, end, d);
-          bt6<T>(d, q[i]);
-        }
-        const index_t n_st = std::min(L, nr * TW - (r - r0) * TW - j);  // no spill past the block's tiles
-        for (int k = 0; k < 6; ++k) {
-          const V_ col[6] = {q[0][k], q[1][k], q[2][k], q[3][k], q[4][k], q[5][k]};
-          V_ o[6];
-          bt6<T>(col, o);
-          for (int a = 0; a < 6; ++a) VV::store_n(out + (6 * a + k) * ps + j, o[a], n_st);
-        }
-      }
+  for_tile_vectors<6, VV::L>(V, x, C, H, W, TH, TW, r0, nr, ld, 4, ph,
+                             [&](const T* const* rows, const T* end, T* out, index_t j, index_t n_st) {
+    const SixMask<VV> ms = six_mask<VV>(4 * j - pw, W);
+    V_ q[6][6];  // d B, row by row
+    for (int i = 0; i < 6; ++i) {
+      V_ d[6];
+      load_sixes<T, VV>(rows[i], 4 * j - pw, W, ms, x, end, d);
+      bt6<T>(d, q[i]);
     }
-  }
+    for (int k = 0; k < 6; ++k) {
+      const V_ col[6] = {q[0][k], q[1][k], q[2][k], q[3][k], q[4][k], q[5][k]};
+      V_ o[6];
+      bt6<T>(col, o);
+      for (int a = 0; a < 6; ++a) VV::store_n(out + (6 * a + k) * ps, o[a], n_st);
+    }
+  });
 }
 
 template <class T, int B>
@@ -490,31 +484,23 @@ void grad_output4(T* dM, const T* dy, index_t C, index_t OH, index_t OW, index_t
                   index_t nr, index_t ld, index_t ps) {
   using VV = VT<T, B>;
   using V_ = typename VV::V;
-  constexpr index_t L = VV::L;
-  for (index_t c = 0; c < C; ++c) {
-    for (index_t r = r0; r < r0 + nr; ++r) {
-      const T* rows[4];
-      const T* end = tile_rows(rows, dy, c, C, OH, OW, r, TH, 4, 0);
-      T* out = dM + c * ld + (r - r0) * TW;
-      for (index_t j = 0; j < TW; j += L) {
-        const SixMask<VV> ms = six_mask<VV>(4 * j, OW);
-        V_ q[4][6];  // (row i of dy) A^T
-        for (int i = 0; i < 4; ++i) {
-          V_ d[6];
-          load_sixes<T, VV>(rows[i], 4 * j, OW, ms, dy, end, d);
-          const V_ g[4] = {d[0], d[1], d[2], d[3]};
-          a6<T>(g, q[i]);
-        }
-        const index_t n_st = std::min(L, nr * TW - (r - r0) * TW - j);  // no spill past the block's tiles
-        for (int k = 0; k < 6; ++k) {
-          const V_ col[4] = {q[0][k], q[1][k], q[2][k], q[3][k]};
-          V_ o[6];
-          a6<T>(col, o);
-          for (int a = 0; a < 6; ++a) VV::store_n(out + (6 * a + k) * ps + j, o[a], n_st);
-        }
-      }
+  for_tile_vectors<4, VV::L>(dM, dy, C, OH, OW, TH, TW, r0, nr, ld, 4, 0,
+                             [&](const T* const* rows, const T* end, T* out, index_t j, index_t n_st) {
+    const SixMask<VV> ms = six_mask<VV>(4 * j, OW);
+    V_ q[4][6];  // (row i of dy) A^T
+    for (int i = 0; i < 4; ++i) {
+      V_ d[6];
+      load_sixes<T, VV>(rows[i], 4 * j, OW, ms, dy, end, d);
+      const V_ g[4] = {d[0], d[1], d[2], d[3]};
+      a6<T>(g, q[i]);
     }
-  }
+    for (int k = 0; k < 6; ++k) {
+      const V_ col[4] = {q[0][k], q[1][k], q[2][k], q[3][k]};
+      V_ o[6];
+      a6<T>(col, o);
+      for (int a = 0; a < 6; ++a) VV::store_n(out + (6 * a + k) * ps, o[a], n_st);
+    }
+  });
 }
 
 // f(std::integral_constant<int, B>) for F(4x4, 3x3): the native width halved (down to 16
