@@ -177,70 +177,90 @@ struct WinoG<4> {
                                      {0, 0, 1}};
 };
 
-// U ((MT+2)^2, rows, cols) = G g G^T of each 3x3 kernel of w (OC, C, 3, 3), in double: rows = OC,
-// cols = C; with flip, g is w[o][c] rotated by 180 degrees and stored at [c][o] (the kernel of
-// the input gradient).
+// Kernels are transformed kWinoWeightBlock at a time, each value a short vector over the
+// block (the innermost loops vectorise); the planes lie a whole plane apart (often a
+// multiple of 4 KiB), so each plane gets a contiguous run per block (one value per plane
+// per kernel would land in the same few cache sets).
+constexpr int kWinoWeightBlock = 16;
+
+// U ((MT+2)^2, rows, cols) = G g G^T of each 3x3 kernel of w (OC, C, 3, 3): rows = OC, cols = C;
+// with flip, g is w[o][c] rotated by 180 degrees and stored at [c][o] (the kernel of the input
+// gradient).
 template <int MT, class T>
 void wino_weights(T* U, const T* w, index_t OC, index_t C, bool flip, int nthreads) {
-  constexpr int A = MT + 2;
+  constexpr int A = MT + 2, B = kWinoWeightBlock;
   const auto& G = WinoG<MT>::g;
-  const index_t plane = OC * C;
-  parallel_for(OC, 20 * A * A * plane, [&](index_t o0, index_t o1) {
-    for (index_t o = o0; o < o1; ++o) {
-      for (index_t c = 0; c < C; ++c) {
-        const T* g = w + (o * C + c) * 9;
-        double t[A][3];  // G g
-        for (int a = 0; a < A; ++a) {
-          for (int j = 0; j < 3; ++j) {
-            double sum = 0;
-            for (int i = 0; i < 3; ++i) {
-              if (G[a][i] != 0) sum += G[a][i] * static_cast<double>(flip ? g[8 - 3 * i - j] : g[3 * i + j]);
-            }
-            t[a][j] = sum;
-          }
+  const index_t plane = OC * C, nrow = flip ? C : OC, ncol = flip ? OC : C;  // U plane: (nrow, ncol)
+  parallel_for(nrow, 20 * A * A * plane, [&](index_t r0, index_t r1) {
+    for (index_t r = r0; r < r1; ++r) {
+      for (index_t q0 = 0; q0 < ncol; q0 += B) {
+        const index_t nq = std::min<index_t>(B, ncol - q0);
+        T g[9][B] = {};  // tap-major
+        for (index_t q = 0; q < nq; ++q) {
+          const T* k = flip ? w + ((q0 + q) * C + r) * 9 : w + (r * C + q0 + q) * 9;
+          for (int tap = 0; tap < 9; ++tap) g[tap][q] = flip ? k[8 - tap] : k[tap];
         }
-        T* u = U + (flip ? c * OC + o : o * C + c);
-        for (int a = 0; a < A; ++a) {
+        T t[A][3][B];  // G g
+        for (int a = 0; a < A; ++a)
+          for (int j = 0; j < 3; ++j)
+            for (int q = 0; q < B; ++q) {
+              T sum = 0;
+              for (int i = 0; i < 3; ++i) {
+                if (G[a][i] != 0) sum += T(G[a][i]) * g[3 * i + j][q];
+              }
+              t[a][j][q] = sum;
+            }
+        for (int a = 0; a < A; ++a)
           for (int k = 0; k < A; ++k) {
-            double sum = 0;
-            for (int j = 0; j < 3; ++j) {
-              if (G[k][j] != 0) sum += t[a][j] * G[k][j];
+            T u[B];
+            for (int q = 0; q < B; ++q) {
+              T sum = 0;
+              for (int j = 0; j < 3; ++j) {
+                if (G[k][j] != 0) sum += t[a][j][q] * T(G[k][j]);
+              }
+              u[q] = sum;
             }
-            u[(A * a + k) * plane] = static_cast<T>(sum);
+            std::copy(u, u + nq, U + (A * a + k) * plane + r * ncol + q0);
           }
-        }
       }
     }
   }, nthreads);
 }
 
-// dw (OC, C, 3, 3) += G^T du G of each (o, c) of dU ((MT+2)^2, OC, C), in double.
+// dw (OC, C, 3, 3) += G^T du G of each (o, c) of dU ((MT+2)^2, OC, C), a block of kernels at a
+// time (as wino_weights).
 template <int MT, class T>
 void wino_weight_grad(T* dw, const T* dU, index_t OC, index_t C, int nthreads) {
-  constexpr int A = MT + 2;
+  constexpr int A = MT + 2, B = kWinoWeightBlock;
   const auto& G = WinoG<MT>::g;
   const index_t plane = OC * C;
-  parallel_for(plane, 20 * A * A * plane, [&](index_t i0, index_t i1) {
-    for (index_t i = i0; i < i1; ++i) {
-      double t[A][3];  // du G
-      for (int a = 0; a < A; ++a) {
-        for (int j = 0; j < 3; ++j) {
-          double sum = 0;
-          for (int k = 0; k < A; ++k) {
-            if (G[k][j] != 0) sum += static_cast<double>(dU[(A * a + k) * plane + i]) * G[k][j];
+  parallel_for(ceil_div(plane, B), 20 * A * A * plane, [&](index_t b0, index_t b1) {
+    for (index_t i0 = b0 * B; i0 < std::min(plane, b1 * B); i0 += B) {
+      const index_t ni = std::min<index_t>(B, plane - i0);
+      T du[A * A][B] = {};
+      for (int xi = 0; xi < A * A; ++xi) std::copy(dU + xi * plane + i0, dU + xi * plane + i0 + ni, du[xi]);
+      T t[A][3][B];  // du G
+      for (int a = 0; a < A; ++a)
+        for (int j = 0; j < 3; ++j)
+          for (int i = 0; i < B; ++i) {
+            T sum = 0;
+            for (int k = 0; k < A; ++k) {
+              if (G[k][j] != 0) sum += du[A * a + k][i] * T(G[k][j]);
+            }
+            t[a][j][i] = sum;
           }
-          t[a][j] = sum;
-        }
-      }
-      T* g = dw + i * 9;
-      for (int r = 0; r < 3; ++r) {
-        for (int j = 0; j < 3; ++j) {
-          double sum = 0;
-          for (int a = 0; a < A; ++a) {
-            if (G[a][r] != 0) sum += G[a][r] * t[a][j];
+      T g[9][B];  // G^T du G, tap-major
+      for (int r = 0; r < 3; ++r)
+        for (int j = 0; j < 3; ++j)
+          for (int i = 0; i < B; ++i) {
+            T sum = 0;
+            for (int a = 0; a < A; ++a) {
+              if (G[a][r] != 0) sum += T(G[a][r]) * t[a][j][i];
+            }
+            g[3 * r + j][i] = sum;
           }
-          g[3 * r + j] += static_cast<T>(sum);
-        }
+      for (index_t i = 0; i < ni; ++i) {
+        for (int tap = 0; tap < 9; ++tap) dw[(i0 + i) * 9 + tap] += g[tap][i];
       }
     }
   }, nthreads);
