@@ -132,10 +132,10 @@ index_t gemm_nr() {
   }
 }
 
-// Transformed operands of one block (16 planes of (Cin + Cout) x tiles) stay below this
+// Transformed operands of one block ((MT+2)^2 planes of (Cin + Cout) x tiles) stay below this
 // (in L2): forward and input gradient; weight gradient (a longer GEMM depth pays off there).
 constexpr index_t kWinoBlockBytes = 768 * 1024;
-constexpr index_t kWinoGradBlockBytes = 640 * 1024;
+constexpr index_t kWinoGradBlockBytes = 1024 * 1024;
 // The weight gradient sums dU and db over images in this many fixed chunks (any thread count).
 constexpr index_t kWinoChunks = 4;
 
