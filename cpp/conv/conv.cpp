@@ -86,28 +86,19 @@ const T* tile_columns(const ConvKernels<T>& k, const Plan& pl, const ConvShape& 
   return col;
 }
 
-// Splits [0, n) statically over `nt` threads and runs body(begin, end, thread_index,
-// inner_threads) once per thread with inner_threads = 1; when nt == 1 the whole range
-// runs on the caller with the GEMM threaded inside (inner_threads = nthreads).
-template <class F>
-void run_ranges(index_t n, int nt, int nthreads, F&& body) {
-  if (nt > 1) {
-#pragma omp parallel num_threads(nt)
-    {
-      const index_t t = omp_get_thread_num(), nth = omp_get_num_threads();
-      if (n * t / nth < n * (t + 1) / nth) body(n * t / nth, n * (t + 1) / nth, t, 1);
-    }
-  } else if (n > 0) {
-    body(index_t{0}, n, index_t{0}, nthreads);
-  }
-}
-
-// body(item, thread_index, inner_threads) for every item of [0, n), split as run_ranges.
+// body(item, thread_index, inner_threads) for every item of [0, n): with nt > 1 threads the
+// items are handed out one at a time as threads come free (inner_threads = 1; on a shared
+// machine a stalled core then costs an item, not half the work); with nt == 1 they run on
+// the caller with the GEMM threaded inside (inner_threads = nthreads). Items write disjoint
+// outputs or their own partials, so results do not depend on which thread runs which.
 template <class F>
 void run_items(index_t n, int nt, int nthreads, F&& body) {
-  run_ranges(n, nt, nthreads, [&](index_t i0, index_t i1, index_t t, int inner) {
-    for (index_t i = i0; i < i1; ++i) body(i, t, inner);
-  });
+  if (nt > 1) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (index_t i = 0; i < n; ++i) body(i, static_cast<index_t>(omp_get_thread_num()), 1);
+  } else {
+    for (index_t i = 0; i < n; ++i) body(i, index_t{0}, nthreads);
+  }
 }
 
 // Sums the chunk partials part[c * psize + i] into part[i] in chunk order (c = 0, 1, ...).
@@ -277,7 +268,7 @@ int wino_tile(index_t OH, index_t OW) {
 
 // y (N, Cout, OH, OW) = act(conv3x3(x (N, Cin, H, W), padding (ph, pw)) + bias) from U ((MT+2)^2,
 // Cout, Cin): per block of tile rows, input transform, one GEMM per plane, output transform.
-// Parallel over images.
+// The blocks go to threads as they come free (run_items).
 template <int MT, class T>
 void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N, index_t Cin, index_t H, index_t W,
                index_t Cout, index_t OH, index_t OW, index_t ph, index_t pw, int nthreads) {
@@ -289,23 +280,22 @@ void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N
   const index_t R = wino_rows(NP, Cin, Cout, TW, N * TH, sizeof(T), nr_gemm);
   const index_t wmax = round_up(R * TW, nr_gemm);
   const index_t vsize = NP * (Cin * wmax + kWinoPlanePad), msize = NP * (Cout * wmax + kWinoPlanePad);
-  const int nt = static_cast<int>(std::min<index_t>(threads_for(N * Cout * OH * OW * Cin, nthreads), N));
+  const index_t nblocks = ceil_div(N * TH, R);  // blocks of R tile rows over the whole batch
+  const int nt = static_cast<int>(std::min<index_t>(threads_for(N * Cout * OH * OW * Cin, nthreads), nblocks));
   T* const tiles = scratch<T>(kSlotTiles, nt * (vsize + msize));
-  run_ranges(N, nt, nthreads, [&](index_t n0, index_t n1, index_t t, int inner) {
+  run_items(nblocks, nt, nthreads, [&](index_t blk, index_t t, int inner) {
     T* V = tiles + t * (vsize + msize);
     T* M = V + vsize;
-    for (index_t r0 = n0 * TH; r0 < n1 * TH; r0 += R) {
-      // Plane rows of ld >= nr * TW (whole GEMM slivers: B is read in place, never packed);
-      // planes apart by a little more than their size (no cache-set aliasing between them).
-      const index_t nr = std::min(R, n1 * TH - r0), ld = round_up(nr * TW, nr_gemm);
-      const index_t vplane = Cin * ld + kWinoPlanePad, mplane = Cout * ld + kWinoPlanePad;
-      input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr, ld, vplane);
-      for (index_t xi = 0; xi < NP; ++xi) {
-        gemm<T>(Cout, ld, Cin, T(1), U + xi * Cout * Cin, Cin, 1, V + xi * vplane, ld, 1, T(0), M + xi * mplane, ld,
-                {}, inner);
-      }
-      output(y, M, Cout, OH, OW, TH, TW, r0, nr, ld, mplane, bias, relu);
+    // Plane rows of ld >= nr * TW (whole GEMM slivers: B is read in place, never packed);
+    // planes apart by a little more than their size (no cache-set aliasing between them).
+    const index_t r0 = blk * R, nr = std::min(R, N * TH - r0), ld = round_up(nr * TW, nr_gemm);
+    const index_t vplane = Cin * ld + kWinoPlanePad, mplane = Cout * ld + kWinoPlanePad;
+    input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr, ld, vplane);
+    for (index_t xi = 0; xi < NP; ++xi) {
+      gemm<T>(Cout, ld, Cin, T(1), U + xi * Cout * Cin, Cin, 1, V + xi * vplane, ld, 1, T(0), M + xi * mplane, ld, {},
+              inner);
     }
+    output(y, M, Cout, OH, OW, TH, TW, r0, nr, ld, mplane, bias, relu);
   });
 }
 
