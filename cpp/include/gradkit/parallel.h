@@ -1,6 +1,6 @@
 // Threading: one process-wide thread count, OpenMP parallel regions that are
-// skipped for small work, and a static split so results never depend on
-// scheduling.
+// skipped for small work, and work handed out in parts as threads come free
+// (results never depend on the parts).
 #pragma once
 #include <omp.h>
 
@@ -24,9 +24,14 @@ inline int threads_for(index_t work, int nthreads = 0) {
   return nthreads;
 }
 
-// Calls f(begin, end) on contiguous, nearly equal parts of [0, n), one per
-// thread (static split: thread t always gets the same part). `work` is the
-// total cost used to decide whether to go parallel at all.
+// Calls f(begin, end) once for each of kPiecesPerThread * threads contiguous, nearly equal
+// parts of [0, n), handed out to the threads as they come free: on a shared machine a
+// stalled core then holds up one part, not half the work. Callers keep results independent
+// of the parts (f writes each index's own outputs, and reductions go through fixed chunks),
+// so the bits never depend on the split. `work` is the total cost used to decide whether
+// to go parallel at all.
+constexpr index_t kPiecesPerThread = 4;
+
 template <class F>
 void parallel_for(index_t n, index_t work, F&& f, int nthreads = 0) {
   if (n <= 0) return;
@@ -35,14 +40,9 @@ void parallel_for(index_t n, index_t work, F&& f, int nthreads = 0) {
     f(index_t{0}, n);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  {
-    const index_t t = omp_get_thread_num();
-    const index_t nth = omp_get_num_threads();
-    const index_t begin = n * t / nth;
-    const index_t end = n * (t + 1) / nth;
-    if (begin < end) f(begin, end);
-  }
+  const index_t pieces = std::min<index_t>(n, nt * kPiecesPerThread);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (index_t p = 0; p < pieces; ++p) f(n * p / pieces, n * (p + 1) / pieces);
 }
 
 }  // namespace gk
