@@ -193,25 +193,29 @@ void gemm_serial(const GemmKernels<T>& kk, const Problem<T>& pb, bool direct) {
 // The 6th loop: the threads take contiguous runs of MR-row panels (split M) or
 // of NR-column slivers (split N). Splitting M, each run packs all of B;
 // splitting N, all of A: the split with the smaller slowest thread wins.
-// Small (direct) problems give each thread one run. Packed ones are cut into
+// Each thread gets one run, except that large packed products are cut into
 // kRunsPerThread runs per thread, handed out as threads come free: on a shared
-// machine a stalled core then costs a run, not half the product. Each run is a
-// block of C computed whole by one thread, so the bits never depend on which.
+// machine a stalled core then costs a run, not half the product. Each extra run
+// packs the other operand again, kPackCost / extent of the product (the extent
+// along the split), so the nt extra runs are taken only while that stays below
+// 1 / kMaxRepackShare of it (at least 320 rows or columns with 2 threads). Each run
+// is a block of C computed whole by one thread, so the bits never depend on which.
 constexpr index_t kRunsPerThread = 2;
+constexpr index_t kMaxRepackShare = 20;
 
 template <class T>
 void gemm_threads(const GemmKernels<T>& kk, const Problem<T>& pb, bool direct, int nt) {
   const index_t MR = kk.mr, NR = kk.nr, M = pb.M, N = pb.N, K = pb.K;
   const index_t pm = ceil_div(M, MR), pn = ceil_div(N, NR);
-  const index_t runs = direct ? nt : nt * kRunsPerThread;
-  const index_t rows_t = ceil_div(pm, runs) * MR, cols_t = ceil_div(pn, runs) * NR;
+  const index_t rows_t = ceil_div(pm, nt) * MR, cols_t = ceil_div(pn, nt) * NR;
   const index_t pack_a = direct ? 0 : kPackCost;                     // per element of A
   const index_t pack_b = direct && pb.csb == 1 ? 0 : kPackCost;      // per element of B
   const index_t cost_m = rows_t * pn * NR * K + pack_b * K * pn * NR + pack_a * rows_t * K;
   const index_t cost_n = pm * MR * cols_t * K + pack_a * M * K + pack_b * cols_t * K;
   bool by_rows = cost_m <= cost_n;
   const index_t parts = by_rows ? pm : pn;
-  const index_t nruns = std::min<index_t>(runs, parts);
+  const bool more_runs = !direct && (by_rows ? M : N) >= kMaxRepackShare * kPackCost * nt;
+  const index_t nruns = std::min<index_t>(more_runs ? nt * kRunsPerThread : nt, parts);
   nt = static_cast<int>(std::min<index_t>(nt, nruns));
   if (nt <= 1) {
     gemm_serial(kk, pb, direct);
