@@ -145,9 +145,10 @@ def test_conv2d_empty_batch(dtype):
     assert dx.shape == x.shape and np.all(dw == 2.0) and np.all(db == 0.0)
 
 
-def test_conv2d_relu_epilogue(isa, rng):
-    for C in (1, 8):  # small-K and GEMM paths
-        x = rng.standard_normal((2, C, 9, 8)).astype(np.float32)
+@pytest.mark.parametrize("H,W", [(9, 8), (16, 15)])  # Winograd F(2x2) and F(4x4) outputs for C = 8
+def test_conv2d_relu_epilogue(isa, rng, H, W):
+    for C in (1, 8):  # small-K and Winograd paths
+        x = rng.standard_normal((2, C, H, W)).astype(np.float32)
         w = rng.standard_normal((8, C, 3, 3)).astype(np.float32)
         b = rng.standard_normal(8).astype(np.float32)
         y_ref, _ = ref_conv(x, w, b, 1, 1, 1, 1)
