@@ -114,7 +114,8 @@ def test_alpha_zero_and_k_zero_read_no_operand(isa, threads, rng, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("per_row", [False, True])
-@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (7, 17, 65), (65, 63, 17), (129, 1000, 129), (300, 33, 600)])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (7, 17, 65), (65, 63, 17), (129, 1000, 129), (300, 33, 600),
+                                   (9, 33, 8193)])  # the last: K cut into fixed chunks
 def test_bias_and_relu_epilogue(isa, threads, rng, m, n, k, per_row, dtype):
     a, b = operands(rng, m, n, k, False, True, dtype)
     bias = rng.uniform(-1, 1, m if per_row else n).astype(dtype)
@@ -130,17 +131,19 @@ def test_bias_and_relu_epilogue(isa, threads, rng, m, n, k, per_row, dtype):
     check(out, a, b, False, True, alpha=0.5, beta=-1.0, c0=c0, bias=bias, bias_per_row=per_row, relu=True)
 
 
-def test_relu_propagates_nan(isa):
-    a = np.ones((9, 3), np.float32)
+@pytest.mark.parametrize("k", [3, 9000])  # 9000: K cut into fixed chunks
+def test_relu_propagates_nan(isa, k):
+    a = np.ones((9, k), np.float32)
     a[4, 1] = np.nan
-    c = gk.ops.matmul(a, np.ones((3, 40), np.float32), activation="relu")
+    c = gk.ops.matmul(a, np.ones((k, 40), np.float32), activation="relu")
     assert np.isnan(c[4]).all() and not np.isnan(np.delete(c, 4, axis=0)).any()
 
 
 # Shapes that take every path: in-place (small), packed split by rows, packed
-# split by columns, K longer than one KC block, several NC blocks.
+# split by columns, K longer than one KC block, several NC blocks, K cut into fixed
+# chunks (small C, K >= 8192; the last chunk partial).
 THREAD_SHAPES = [(64, 64, 64), (100, 90, 130), (129, 1000, 65), (1000, 129, 300), (64, 64, 5000), (40, 9000, 70),
-                 (300, 257, 300)]
+                 (300, 257, 300), (33, 65, 10000)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -232,10 +232,62 @@ void gemm_threads(const GemmKernels<T>& kk, const Problem<T>& pb, bool direct, i
   }
 }
 
+// Direct: A in place; B in place if row-major, else packed whole (at most KC x NC, the
+// blocked path's B buffer).
+template <class T>
+bool direct_path(const GemmKernels<T>& kk, const Problem<T>& pb) {
+  return pb.K == 0 || ((pb.csa == 1 || pb.rsa == 1) && (pb.csb == 1 || pb.N <= kk.nc) &&
+                       pb.M * pb.N * pb.K <= kMaxDirectFlops);
+}
+
+// Long, thin products (a small C and a long K: weight gradients summed over many pixels)
+// split along M or N would have every thread pack a whole operand. They are cut along K
+// into fixed chunks of kKChunk instead, each multiplied into its own partial C; the
+// partials are then summed in chunk order and the epilogue applied, so the bits depend on
+// the shape only, never on the thread count.
+constexpr index_t kKChunk = 4096;
+constexpr index_t kKSplitMaxC = 128 * 128;  // elements of C
+
+template <class T>
+void gemm_ksplit(const GemmKernels<T>& kk, const Problem<T>& pb, int nt) {
+  const index_t M = pb.M, N = pb.N, nch = ceil_div(pb.K, kKChunk), csize = M * N;
+  AlignedBuffer<T> part(nch * csize);
+  nt = static_cast<int>(std::min<index_t>(nt, nch));
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+  for (index_t c = 0; c < nch; ++c) {
+    Problem<T> s = pb;
+    const index_t k0 = c * kKChunk;
+    s.K = std::min(kKChunk, pb.K - k0);
+    s.A = pb.A + k0 * pb.csa;
+    s.B = pb.B + k0 * pb.rsb;
+    s.alpha = T(1);
+    s.beta = T(0);
+    s.C = part.data() + c * csize;
+    s.ldc = N;
+    s.ep = {};
+    gemm_serial(kk, s, direct_path(kk, s));
+  }
+  // C = act(alpha * (sum of the partials, in chunk order) + beta * C + bias), as the micro-kernel's epilogue.
+  const T* p = part.data();
+  for (index_t i = 0; i < M; ++i) {
+    for (index_t j = 0; j < N; ++j) {
+      T sum = p[i * N + j];
+      for (index_t c = 1; c < nch; ++c) sum += p[c * csize + i * N + j];
+      T v = pb.alpha * sum;
+      T* cij = pb.C + i * pb.ldc + j;
+      if (pb.beta != T(0)) v += pb.beta * *cij;
+      if (pb.ep.bias != nullptr) v += pb.ep.bias[pb.ep.bias_per_row ? i : j];
+      if (pb.ep.act == Activation::relu) v = T(0) > v ? T(0) : v;  // NaN propagates, as the micro-kernel's
+      *cij = v;
+    }
+  }
+}
+
 }  // namespace
 
 // A (M,K) at A[i*rsa + p*csa], B (K,N) at B[p*rsb + j*csb], C (M,N) row stride ldc;
-// parallel over M (row panels) or N (column slivers), never K.
+// parallel over M (row panels) or N (column slivers), or over fixed K chunks for long,
+// thin products (gemm_ksplit).
 template <class T>
 void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, index_t csa, const T* B, index_t rsb,
           index_t csb, T beta, T* C, index_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
@@ -252,11 +304,13 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
   }
   const Problem<T> pb{M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, ep};
   const index_t flops = M * N * std::max<index_t>(K, 1);
-  // Direct: A in place; B in place if row-major, else packed whole (at most
-  // KC x NC, the blocked path's B buffer).
-  const bool direct = K == 0 || ((csa == 1 || rsa == 1) && (csb == 1 || N <= kk.nc) && flops <= kMaxDirectFlops);
+  const bool direct = direct_path(kk, pb);
   int nt = nthreads <= 0 ? get_num_threads() : nthreads;
   if (omp_in_parallel() || flops < kMinParallelFlops) nt = 1;
+  if (K >= 2 * kKChunk && M * N <= kKSplitMaxC) {
+    gemm_ksplit(kk, pb, nt);
+    return;
+  }
   gemm_threads(kk, pb, direct, nt);
 }
 

@@ -6,7 +6,8 @@
 // absorbs them, so NN, NT, TN and non-contiguous views are one code path.
 // C is row-major with row stride ldc (column stride 1).
 // When beta == 0, C is never read (it may hold NaN).
-// Threads split M and N only, never K: results do not depend on the thread count.
+// Threads split M and N; long, thin products (small C, K >= 8192) are cut along K into
+// fixed chunks summed in a fixed order. Either way results do not depend on the thread count.
 #pragma once
 #include "gradkit/common.h"
 
