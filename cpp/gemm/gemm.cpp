@@ -251,7 +251,7 @@ constexpr index_t kKSplitMaxC = 128 * 128;  // elements of C
 template <class T>
 void gemm_ksplit(const GemmKernels<T>& kk, const Problem<T>& pb, int nt) {
   const index_t M = pb.M, N = pb.N, nch = ceil_div(pb.K, kKChunk), csize = M * N;
-  AlignedBuffer<T> part(nch * csize);
+  T* const part = scratch<T, 2>(nch * csize);  // the caller's; chunk threads write their own parts
   nt = static_cast<int>(std::min<index_t>(nt, nch));
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
   for (index_t c = 0; c < nch; ++c) {
@@ -262,13 +262,13 @@ void gemm_ksplit(const GemmKernels<T>& kk, const Problem<T>& pb, int nt) {
     s.B = pb.B + k0 * pb.rsb;
     s.alpha = T(1);
     s.beta = T(0);
-    s.C = part.data() + c * csize;
+    s.C = part + c * csize;
     s.ldc = N;
     s.ep = {};
     gemm_serial(kk, s, direct_path(kk, s));
   }
   // C = act(alpha * (sum of the partials, in chunk order) + beta * C + bias), as the micro-kernel's epilogue.
-  const T* p = part.data();
+  const T* p = part;
   for (index_t i = 0; i < M; ++i) {
     for (index_t j = 0; j < N; ++j) {
       T sum = p[i * N + j];

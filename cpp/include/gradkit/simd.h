@@ -142,38 +142,6 @@ GK_ALWAYS_INLINE void stream_fence() {
 #endif
 }
 
-// The first n lanes from p (0 <= n <= kLanes), the others 0. Reads nothing beyond p + n.
-template <class T>
-GK_ALWAYS_INLINE Vec<T> load_partial(const T* p, index_t n) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
-  else return (Vec<T>)_mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1u), p);
-#elif defined(__AVX2__)
-  const Mask<T> m = iota<T>() < static_cast<elem_t<Mask<T>>>(n);
-  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm256_maskload_ps(p, (__m256i)m);
-  else return (Vec<T>)_mm256_maskload_pd(p, (__m256i)m);
-#else
-  Vec<T> v{};
-  std::memcpy(&v, p, static_cast<size_t>(n) * sizeof(T));
-  return v;
-#endif
-}
-
-// Stores the first n lanes of v to p (0 <= n <= kLanes). Writes nothing beyond p + n.
-template <class T>
-GK_ALWAYS_INLINE void store_partial(T* p, Vec<T> v, index_t n) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
-  else _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1u), (__m512d)v);
-#elif defined(__AVX2__)
-  const Mask<T> m = iota<T>() < static_cast<elem_t<Mask<T>>>(n);
-  if constexpr (std::is_same_v<T, float>) _mm256_maskstore_ps(p, (__m256i)m, (__m256)v);
-  else _mm256_maskstore_pd(p, (__m256i)m, (__m256d)v);
-#else
-  std::memcpy(p, &v, static_cast<size_t>(n) * sizeof(T));
-#endif
-}
-
 // Lanes [a, b) from p + a, ..., p + b - 1 (0 <= a, b <= kLanes), the others 0 (all 0 when
 // b <= a). Reads nothing outside [p + a, p + b).
 template <class T>
@@ -209,6 +177,18 @@ GK_ALWAYS_INLINE void store_lanes(T* p, Vec<T> v, index_t a, index_t b) {
 #else
   for (index_t i = a; i < b; ++i) p[i] = v[i];
 #endif
+}
+
+// The first n lanes from p (0 <= n <= kLanes), the others 0. Reads nothing beyond p + n.
+template <class T>
+GK_ALWAYS_INLINE Vec<T> load_partial(const T* p, index_t n) {
+  return load_lanes(p, 0, n);
+}
+
+// Stores the first n lanes of v to p (0 <= n <= kLanes). Writes nothing beyond p + n.
+template <class T>
+GK_ALWAYS_INLINE void store_partial(T* p, Vec<T> v, index_t n) {
+  store_lanes(p, v, 0, n);
 }
 
 // True in lanes [0, n).
