@@ -44,9 +44,11 @@ class DispatchTable {
   DispatchTable(InitFn generic, InitFn avx2, InitFn avx512) {
     generic(tables_[0]);
     tables_[1] = tables_[0];
-    if (avx2 != nullptr) avx2(tables_[1]);
+    // An ISA's init runs only where the CPU has that ISA: it is compiled with
+    // that ISA's flags, so even copying the table may use its instructions.
+    if (avx2 != nullptr && isa_supported(Isa::avx2)) avx2(tables_[1]);
     tables_[2] = tables_[1];
-    if (avx512 != nullptr) avx512(tables_[2]);
+    if (avx512 != nullptr && isa_supported(Isa::avx512)) avx512(tables_[2]);
   }
   const Table& get() const { return tables_[static_cast<int>(current_isa())]; }
   const Table& get(Isa isa) const { return tables_[static_cast<int>(isa)]; }
