@@ -1,5 +1,6 @@
 """Package basics: version, config, ISA selection, threads, seeding, no_grad."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -30,6 +31,75 @@ def test_gradkit_isa_env_selects(isa):
     env = dict(os.environ, GRADKIT_ISA=isa)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == isa
+
+
+@pytest.mark.parametrize("isa", _core.supported_isas())
+def test_every_kernel_area_follows_the_isa(isa):
+    previous = _core.get_isa()
+    try:
+        _core.set_isa(isa)
+        areas = _core.kernel_isas()
+        assert list(areas) == ["gemm", "conv", "pool", "eltwise", "norm", "optim"]
+        assert set(areas.values()) == {isa}, areas
+        assert f"kernels: gemm {isa}, conv {isa}, pool {isa}" in gk.show_config()
+    finally:
+        _core.set_isa(previous)
+
+
+# Under an emulated CPU (qemu-user): the ISA chosen, the error for an ISA the CPU
+# lacks, and a few kernels (no SIGILL, and the same numbers as native code of that ISA).
+QEMU = shutil.which("qemu-x86_64")
+SMOKE = """
+import sys
+import numpy as np
+import gradkit as gk
+from gradkit import _core, nn
+rng = np.random.default_rng(0)
+x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
+a = rng.standard_normal((13, 37)).astype(np.float32)
+b = rng.standard_normal((37, 19)).astype(np.float32)
+w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+lin = nn.Linear(37, 7)
+lin.weight.data[...] = rng.standard_normal((7, 37)).astype(np.float32)
+opt = gk.optim.Adam(lin.parameters(), lr=0.1, weight_decay=0.01)
+lin.backward(np.ones((13, 7), np.float32) - lin(a))
+opt.step()
+np.savez(sys.argv[1], isa=_core.get_isa(), areas=sorted(set(_core.kernel_isas().values())),
+         relu=gk.ops.relu(x), matmul=gk.ops.matmul(a, b), conv=gk.ops.conv2d_forward(x, w, padding=1),
+         weight=lin.weight.data)
+"""
+
+
+def run_python(args, env_isa=None, cpu=None):
+    env = dict(os.environ)
+    env.pop("GRADKIT_ISA", None)
+    if env_isa is not None:
+        env["GRADKIT_ISA"] = env_isa
+    cmd = [sys.executable, *args] if cpu is None else [QEMU, "-cpu", cpu, sys.executable, *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-x86_64 (qemu-user) is not installed")
+@pytest.mark.skipif("avx2" not in _core.supported_isas(), reason="compares with native avx2 kernels")
+@pytest.mark.parametrize("cpu, isa", [("Haswell", "avx2"), ("Nehalem", "generic")])
+def test_emulated_cpu_runs_its_isa(tmp_path, cpu, isa):
+    script = tmp_path / "smoke.py"
+    script.write_text(SMOKE)
+    emulated = run_python([str(script), str(tmp_path / "emulated.npz")], cpu=cpu)
+    assert emulated.returncode == 0, emulated.stderr[-2000:]
+    native = run_python([str(script), str(tmp_path / "native.npz")], env_isa=isa)
+    assert native.returncode == 0, native.stderr[-2000:]
+    got, want = np.load(tmp_path / "emulated.npz"), np.load(tmp_path / "native.npz")
+    assert str(got["isa"]) == isa and list(got["areas"]) == [isa]
+    for key in ("relu", "matmul", "conv", "weight"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-x86_64 (qemu-user) is not installed")
+def test_emulated_haswell_rejects_gradkit_isa_avx512():
+    out = run_python(["-c", "import gradkit"], env_isa="avx512", cpu="Haswell")
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "GRADKIT_ISA=avx512 but this CPU or build does not support it (best: avx2)" in out.stderr
 
 
 def test_gradkit_isa_env_rejects_unknown():

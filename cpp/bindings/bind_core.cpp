@@ -2,7 +2,13 @@
 #include <cstdint>
 
 #include "common.h"
+#include "gradkit/conv.h"
+#include "gradkit/eltwise.h"
+#include "gradkit/gemm.h"
 #include "gradkit/isa.h"
+#include "gradkit/norm.h"
+#include "gradkit/optim.h"
+#include "gradkit/pool.h"
 #include "gradkit/parallel.h"
 #include "gradkit/rng.h"
 
@@ -48,6 +54,19 @@ void bind_core(py::module_& m) {
         return out;
       },
       "The ISAs this CPU and build can run, from generic up.");
+  m.def(
+      "kernel_isas",
+      [] {
+        py::dict out;
+        out["gemm"] = isa_name(gemm_table_isa());
+        out["conv"] = isa_name(conv_table_isa());
+        out["pool"] = isa_name(pool_table_isa());
+        out["eltwise"] = isa_name(eltwise_table_isa());
+        out["norm"] = isa_name(norm_table_isa());
+        out["optim"] = isa_name(optim_table_isa());
+        return out;
+      },
+      "The ISA of the dispatch table each kernel area uses now.");
 
   m.def("get_num_threads", &get_num_threads);
   m.def(

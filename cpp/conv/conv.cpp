@@ -9,11 +9,7 @@
 
 namespace gk {
 
-const ConvTable& conv_table() {
-  static const DispatchTable<ConvTable> t(init_conv_generic, GK_X86_INIT(init_conv_avx2),
-                                          GK_X86_INIT(init_conv_avx512));
-  return t.get();
-}
+GK_DEFINE_DISPATCH(conv, ConvTable)
 
 namespace {
 

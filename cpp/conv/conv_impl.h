@@ -2,7 +2,6 @@
 // Loops are over one image and one tile of whole output rows; the driver
 // (conv.cpp) owns threading and scratch memory.
 #pragma once
-#include <algorithm>
 #include <type_traits>
 
 #include "gradkit/conv.h"
@@ -17,8 +16,8 @@ namespace convk {
 GK_ALWAYS_INLINE void valid_cols(index_t off, index_t SW, index_t W, index_t OW, index_t& lo, index_t& hi) {
   lo = off >= 0 ? 0 : ceil_div(-off, SW);
   hi = W - off <= 0 ? 0 : ceil_div(W - off, SW);
-  lo = std::min(lo, OW);
-  hi = std::max(lo, std::min(hi, OW));
+  lo = min(lo, OW);
+  hi = max(lo, min(hi, OW));
 }
 
 // Visits every (col row, output row) pair of a tile: f(dst_row, src_row or null, lo, hi)
@@ -52,8 +51,8 @@ namespace convk {
 
 // The lanes of vector j0 (output columns j0 .. j0 + L - 1) inside [lo, hi): [a, b), empty when b <= a.
 GK_ALWAYS_INLINE void lanes_in(index_t j0, index_t L, index_t lo, index_t hi, index_t& a, index_t& b) {
-  a = std::clamp<index_t>(lo - j0, 0, L);
-  b = std::clamp<index_t>(hi - j0, 0, L);
+  a = clamp<index_t>(lo - j0, 0, L);
+  b = clamp<index_t>(hi - j0, 0, L);
 }
 
 }  // namespace convk
@@ -66,7 +65,7 @@ void im2col(T* col, const T* x_img, const ConvShape& s, index_t c0, index_t Cg, 
   const index_t OW = s.OW, SW = s.SW;
   convk::for_each_tile_row(col, x_img, s, c0, Cg, oh0, nrows, [&](T* dst, const T* src, index_t lo, index_t hi) {
     if (src == nullptr) {
-      std::fill(dst, dst + OW, T(0));
+      fill(dst, dst + OW, T(0));
     } else if (SW == 1) {
       for (index_t j = 0; j < OW; j += L) {
         index_t a, b;
@@ -79,9 +78,9 @@ void im2col(T* col, const T* x_img, const ConvShape& s, index_t c0, index_t Cg, 
         }
       }
     } else {
-      std::fill(dst, dst + lo, T(0));
+      fill(dst, dst + lo, T(0));
       for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * SW];
-      std::fill(dst + hi, dst + OW, T(0));
+      fill(dst + hi, dst + OW, T(0));
     }
   });
 }
@@ -229,8 +228,8 @@ void smallk_dweight(T* dw, T* db, const T* dy, index_t ldy, const T* col, index_
 template <class T>
 void direct_pad(T* xp, const T* x_img, const ConvShape& s, index_t c0, index_t Cg) {
   constexpr index_t L = cv::kLanes<T>;
-  const DirectPad d = direct_pad_layout(s, sizeof(T));
-  std::fill(xp, xp + Cg * d.plane, T(0));
+  const DirectPad d = direct_pad_layout<IsaTag>(s, sizeof(T));
+  fill(xp, xp + Cg * d.plane, T(0));
   for (index_t c = 0; c < Cg; ++c) {
     for (index_t ih = 0; ih < s.H; ++ih) {
       const T* src = x_img + ((c0 + c) * s.H + ih) * s.W;
@@ -322,7 +321,7 @@ constexpr int kDirectMB = simd::kVecBytes == 64 ? 4 : 2;
 template <class T>
 void direct_forward(T* y, const T* xp, const T* w, const T* b, const ConvShape& s, index_t M, bool relu) {
   constexpr int MB = convk::kDirectMB;
-  const DirectPad d = direct_pad_layout(s, sizeof(T));
+  const DirectPad d = direct_pad_layout<IsaTag>(s, sizeof(T));
   index_t off[kConvSmallK];
   const index_t K = convk::tap_offsets(off, s, d), P = s.OH * s.OW, xrow = s.SH * d.ldp;
   index_t m = 0;
@@ -400,7 +399,7 @@ template <class T>
 void direct_dweight(T* acc, const T* dy, const T* xp, const ConvShape& s, index_t M, bool with_db) {
   constexpr int MB = convk::kDirectDwMB;
   constexpr index_t L = cv::kLanes<T>;
-  const DirectPad d = direct_pad_layout(s, sizeof(T));
+  const DirectPad d = direct_pad_layout<IsaTag>(s, sizeof(T));
   index_t off[kConvSmallK];
   const index_t K = convk::tap_offsets(off, s, d), P = s.OH * s.OW, xrow = s.SH * d.ldp;
   const auto channels = [&](auto mb, index_t m) {
@@ -438,7 +437,7 @@ void row_sum(T* db, const T* dy, index_t ldy, index_t M, index_t n) {
 }
 
 template <class T>
-ConvKernels<T> conv_kernels() {
+constexpr ConvKernels<T> conv_kernels() {
   return {&im2col<T>,         &col2im<T>,      &smallk_forward<T>,  &smallk_dweight<T>,
           &direct_pad<T>,     &direct_forward<T>, &direct_dweight<T>, &direct_finish<T>,
           &row_sum<T>,        &wino_input<T>, &wino_output<T>,    &wino_grad_output<T>, &wino4_input<T>,

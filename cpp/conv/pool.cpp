@@ -9,11 +9,7 @@
 
 namespace gk {
 
-const PoolTable& pool_table() {
-  static const DispatchTable<PoolTable> t(init_pool_generic, GK_X86_INIT(init_pool_avx2),
-                                          GK_X86_INIT(init_pool_avx512));
-  return t.get();
-}
+GK_DEFINE_DISPATCH(pool, PoolTable)
 
 namespace {
 

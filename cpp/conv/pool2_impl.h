@@ -7,7 +7,6 @@
 #ifndef GK_ISA_NS
 #error "define GK_ISA_NS (generic, avx2 or avx512) before including a kernel template header"
 #endif
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -87,7 +86,7 @@ GK_ALWAYS_INLINE void window_max(V<T> e0, V<T> o0, V<T> e1, V<T> o1, V<T>& m, M<
 template <class T>
 GK_ALWAYS_INLINE M<T> load_bytes(const std::uint8_t* p, index_t n, std::uint8_t fill) {
   typename Bytes<T>::type u;
-  n = std::min(n, kL<T>);
+  n = min(n, kL<T>);
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
   // one masked load (a variable-length memcpy is a library call per row)
   const __m128i v = _mm_mask_loadu_epi8(_mm_set1_epi8(static_cast<char>(fill)),
@@ -104,7 +103,7 @@ GK_ALWAYS_INLINE M<T> load_bytes(const std::uint8_t* p, index_t n, std::uint8_t 
 template <class T>
 GK_ALWAYS_INLINE void store_bytes(std::uint8_t* p, M<T> c, index_t n) {
   const auto u = __builtin_convertvector(c, typename Bytes<T>::type);
-  n = std::min(n, kL<T>);
+  n = min(n, kL<T>);
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
   __m128i v = _mm_setzero_si128();
   std::memcpy(&v, &u, sizeof(u));
@@ -118,7 +117,7 @@ GK_ALWAYS_INLINE void store_bytes(std::uint8_t* p, M<T> c, index_t n) {
 template <class T>
 GK_ALWAYS_INLINE void store_int32(std::int32_t* p, M<T> c, index_t n) {
   const auto u = __builtin_convertvector(c, typename Int32s<T>::type);
-  std::memcpy(p, &u, static_cast<size_t>(std::min(n, kL<T>)) * sizeof(std::int32_t));
+  std::memcpy(p, &u, static_cast<size_t>(min(n, kL<T>)) * sizeof(std::int32_t));
 }
 
 }  // namespace gk::GK_ISA_NS::pool2

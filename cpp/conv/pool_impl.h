@@ -1,7 +1,6 @@
 // Pooling kernel templates, compiled once per ISA (the includer defines GK_ISA_NS).
 // Each function handles `np` consecutive planes; the driver (pool.cpp) splits planes over threads.
 #pragma once
-#include <algorithm>
 #include <limits>
 
 #include "gradkit/pool.h"
@@ -18,7 +17,7 @@ struct Window {
 };
 GK_ALWAYS_INLINE Window window(const PoolShape& s, index_t oh, index_t ow) {
   const index_t hs = oh * s.SH - s.PH, ws = ow * s.SW - s.PW;
-  return {std::max<index_t>(hs, 0), std::min(hs + s.KH, s.H), std::max<index_t>(ws, 0), std::min(ws + s.KW, s.W)};
+  return {max<index_t>(hs, 0), min(hs + s.KH, s.H), max<index_t>(ws, 0), min(ws + s.KW, s.W)};
 }
 
 // Replace (m, i) by (v, j) when v is larger or NaN (PyTorch's rule).
@@ -87,7 +86,7 @@ index_t max_pool_backward(T* dx, const T* dy, const std::int32_t* idx, const Poo
   index_t bad = 0;
   for (index_t p = 0; p < np; ++p) {
     T* dxp = dx + p * in_plane;
-    std::fill(dxp, dxp + in_plane, T(0));
+    fill(dxp, dxp + in_plane, T(0));
     const T* dyp = dy + p * out_plane;
     const std::int32_t* ip = idx + p * out_plane;
     for (index_t o = 0; o < out_plane; ++o) {
@@ -130,7 +129,7 @@ void avg_pool_backward(T* dx, const T* dy, const PoolShape& s, index_t np) {
   const T scale = T(1) / static_cast<T>(s.KH * s.KW);
   for (index_t p = 0; p < np; ++p) {
     T* dxp = dx + p * in_plane;
-    std::fill(dxp, dxp + in_plane, T(0));
+    fill(dxp, dxp + in_plane, T(0));
     const T* dyp = dy + p * out_plane;
     for (index_t oh = 0; oh < s.OH; ++oh) {
       for (index_t ow = 0; ow < s.OW; ++ow) {
@@ -162,11 +161,11 @@ void global_forward(T* y, const T* x, index_t np, index_t HW) {
 // dx (np, HW) = dy[p] / HW.
 template <class T>
 void global_backward(T* dx, const T* dy, index_t np, index_t HW) {
-  for (index_t p = 0; p < np; ++p) std::fill(dx + p * HW, dx + (p + 1) * HW, dy[p] / static_cast<T>(HW));
+  for (index_t p = 0; p < np; ++p) fill(dx + p * HW, dx + (p + 1) * HW, dy[p] / static_cast<T>(HW));
 }
 
 template <class T>
-PoolKernels<T> pool_kernels() {
+constexpr PoolKernels<T> pool_kernels() {
   return {&max_pool_forward<T>, &max_pool_backward<T>, &avg_pool_forward<T>,
           &avg_pool_backward<T>, &global_forward<T>,   &global_backward<T>};
 }

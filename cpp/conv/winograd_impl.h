@@ -13,7 +13,6 @@
 // block's last tile (masked stores). Loads past a row only feed lanes that
 // are dropped. Outputs to y are stored with masked tails (nothing past a row).
 #pragma once
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -215,7 +214,7 @@ GK_ALWAYS_INLINE void for_tile_vectors(T* planes, const T* x, index_t C, index_t
       const T* rows[NR];
       const T* end = tile_rows(rows, x, c, C, H, W, r, TH, st, ph);
       T* out = planes + c * ld + (r - r0) * TW;
-      for (index_t j = 0; j < TW; j += L) f(rows, end, out + j, j, std::min(L, nr * TW - (r - r0) * TW - j));
+      for (index_t j = 0; j < TW; j += L) f(rows, end, out + j, j, min(L, nr * TW - (r - r0) * TW - j));
     }
   }
 }
@@ -279,7 +278,7 @@ void output(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, ind
             v[1][k] = v[1][k] > V_{} ? v[1][k] : V_{};
           }
         }
-        const index_t w = std::min(2 * L, OW - 2 * j);
+        const index_t w = min(2 * L, OW - 2 * j);
         VV::interleave_n(y0 + 2 * j, v[0][0], v[0][1], w);
         if (two) VV::interleave_n(y0 + OW + 2 * j, v[1][0], v[1][1], w);
       }
@@ -438,7 +437,7 @@ void output4(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, in
     const V_ b = (bias != nullptr ? bias[c] : T(0)) - V_{};
     for (index_t r = r0; r < r0 + nr; ++r) {
       const index_t n = r / TH, th = r % TH;
-      const index_t rows = std::min<index_t>(4, OH - 4 * th);
+      const index_t rows = min<index_t>(4, OH - 4 * th);
       const T* m = M + c * ld + (r - r0) * TW;
       T* y0 = y + (n * C + c) * OH * OW + 4 * th * OW;
       if (c + 1 < C) prefetch_run<true>(y0 + OH * OW, rows * OW);
@@ -459,7 +458,7 @@ void output4(T* y, const T* M, index_t C, index_t OH, index_t OW, index_t TH, in
             if (relu) v[i][k] = v[i][k] > V_{} ? v[i][k] : V_{};
           }
         }
-        const index_t w = std::min(4 * L, OW - 4 * j);
+        const index_t w = min(4 * L, OW - 4 * j);
         for (index_t i = 0; i < rows; ++i) VV::interleave4_n(y0 + i * OW + 4 * j, v[i][0], v[i][1], v[i][2], v[i][3], w);
       }
     }

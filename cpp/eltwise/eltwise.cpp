@@ -39,11 +39,7 @@ const char* act_name(Act act) {
   return names[static_cast<int>(act)];
 }
 
-const EltwiseTable& eltwise_table() {
-  static const DispatchTable<EltwiseTable> t(init_eltwise_generic, GK_X86_INIT(init_eltwise_avx2),
-                                             GK_X86_INIT(init_eltwise_avx512));
-  return t.get();
-}
+GK_DEFINE_DISPATCH(eltwise, EltwiseTable)
 
 // x (n,) -> y (n,); parallel over kBlock-aligned parts.
 template <class T>

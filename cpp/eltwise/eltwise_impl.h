@@ -3,7 +3,6 @@
 // x86/avx2/eltwise_avx2.cpp and x86/avx512/eltwise_avx512.cpp (each defines
 // GK_ISA_NS first, so every instantiation lives in its own namespace).
 #pragma once
-#include <algorithm>
 #include <cstdint>
 
 #include "gradkit/eltwise.h"
@@ -37,7 +36,7 @@ GK_ALWAYS_INLINE void map1(T* y, const T* x, index_t n, bool stream, F f) {
   index_t i = 0;
   const auto addr = reinterpret_cast<std::uintptr_t>(y);
   if (stream && addr % sizeof(T) == 0) {
-    const index_t head = std::min<index_t>(n, static_cast<index_t>((kVecBytes - addr % kVecBytes) % kVecBytes / sizeof(T)));
+    const index_t head = GK_ISA_NS::min<index_t>(n, static_cast<index_t>((kVecBytes - addr % kVecBytes) % kVecBytes / sizeof(T)));
     if (head > 0) store_partial(y, f(load_partial(x, head)), head);
     for (i = head; i + L <= n; i += L) {
       prefetch_ahead(x + i);
@@ -60,7 +59,7 @@ GK_ALWAYS_INLINE void map2(T* z, const T* a, const T* b, index_t n, bool stream,
   index_t i = 0;
   const auto addr = reinterpret_cast<std::uintptr_t>(z);
   if (stream && addr % sizeof(T) == 0) {
-    const index_t head = std::min<index_t>(n, static_cast<index_t>((kVecBytes - addr % kVecBytes) % kVecBytes / sizeof(T)));
+    const index_t head = GK_ISA_NS::min<index_t>(n, static_cast<index_t>((kVecBytes - addr % kVecBytes) % kVecBytes / sizeof(T)));
     if (head > 0) store_partial(z, f(load_partial(a, head), load_partial(b, head)), head);
     for (i = head; i + L <= n; i += L) {
       prefetch_ahead(a + i);
@@ -326,7 +325,7 @@ double squared_error_kernel(T* d, const T* x, const T* t, index_t n, T grad_scal
 // ---- the table ------------------------------------------------------------------------------------
 
 template <class T>
-void fill_kernels(EltwiseKernels<T>& k) {
+constexpr void fill_kernels(EltwiseKernels<T>& k) {
   k.forward[static_cast<int>(Act::sigmoid)] = act_forward_kernel<T, Act::sigmoid>;
   k.forward[static_cast<int>(Act::tanh)] = act_forward_kernel<T, Act::tanh>;
   k.forward[static_cast<int>(Act::relu)] = act_forward_kernel<T, Act::relu>;
@@ -344,7 +343,7 @@ void fill_kernels(EltwiseKernels<T>& k) {
   k.squared_error = squared_error_kernel<T>;
 }
 
-inline void fill_table(EltwiseTable& t) {
+constexpr void fill_table(EltwiseTable& t) {
   t.dropout_mask = dropout_mask_kernel;
   fill_kernels(t.f32);
   fill_kernels(t.f64);

@@ -16,11 +16,7 @@
 
 namespace gk {
 
-const GemmTable& gemm_table() {
-  static const DispatchTable<GemmTable> t(init_gemm_generic, GK_X86_INIT(init_gemm_avx2),
-                                          GK_X86_INIT(init_gemm_avx512));
-  return t.get();
-}
+GK_DEFINE_DISPATCH(gemm, GemmTable)
 
 namespace {
 

@@ -15,11 +15,7 @@
 
 namespace gk {
 
-const NormTable& norm_table() {
-  static const DispatchTable<NormTable> t(init_norm_generic, GK_X86_INIT(init_norm_avx2),
-                                          GK_X86_INIT(init_norm_avx512));
-  return t.get();
-}
+GK_DEFINE_DISPATCH(norm, NormTable)
 
 namespace {
 

@@ -11,7 +11,6 @@
 #ifndef GK_ISA_NS
 #error "define GK_ISA_NS (generic, avx2, avx512) before including norm_impl.h"
 #endif
-#include <algorithm>
 
 #include "../conv/pool2_impl.h"
 #include "gradkit/norm.h"
@@ -48,7 +47,7 @@ GK_ALWAYS_INLINE void reduce2(index_t nrows, index_t n, F&& f, double* r1, doubl
   };
   for (index_t r = 0; r < nrows; ++r) {
     for (index_t b0 = 0; b0 < n; b0 += kNormBlock) {
-      const index_t b1 = std::min(n, b0 + kNormBlock);
+      const index_t b1 = min(n, b0 + kNormBlock);
       if (held + (b1 - b0) > kNormBlock) fold();
       held += b1 - b0;
       index_t i = b0;
@@ -342,7 +341,7 @@ index_t bnrp_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const std::uin
 }
 
 template <class T>
-void fill(NormKernels<T>& t) {
+constexpr void fill(NormKernels<T>& t) {
   t.rows_stats = rows_stats<T>;
   t.rows_affine = rows_affine<T>;
   t.rows_dot = rows_dot<T>;
@@ -360,7 +359,7 @@ void fill(NormKernels<T>& t) {
 
 }  // namespace norm_detail
 
-inline void fill_norm_table(NormTable& t) {
+constexpr void fill_norm_table(NormTable& t) {
   norm_detail::fill(t.f32);
   norm_detail::fill(t.f64);
 }

@@ -9,11 +9,7 @@
 
 namespace gk {
 
-const OptimTable& optim_table() {
-  static const DispatchTable<OptimTable> t(init_optim_generic, GK_X86_INIT(init_optim_avx2),
-                                           GK_X86_INIT(init_optim_avx512));
-  return t.get();
-}
+GK_DEFINE_DISPATCH(optim, OptimTable)
 
 namespace {
 

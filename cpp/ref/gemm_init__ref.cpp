@@ -5,8 +5,9 @@
 GK_DECLARE_GEMM_UKERNEL(f32_gemm_ukernel_4x8__ref, float)
 GK_DECLARE_GEMM_UKERNEL(f64_gemm_ukernel_4x8__ref, double)
 
-void gk::init_gemm_generic(GemmTable& t) {
-  generic::gemm_set_kernels<float, 4, 8>(t.f32, &generic::f32_gemm_ukernel_4x8__ref, 64, 256, 256);
-  generic::gemm_set_kernels<double, 4, 8>(t.f64, &generic::f64_gemm_ukernel_4x8__ref, 64, 256, 256);
-  t.name = "generic: f32 4x8, f64 4x8";
-}
+namespace gk {
+constexpr GemmTable gemm_table_generic = {
+    GK_ISA_NS::gemm_kernels<float, 4, 8>(&GK_ISA_NS::f32_gemm_ukernel_4x8__ref, 64, 256, 256),
+    GK_ISA_NS::gemm_kernels<double, 4, 8>(&GK_ISA_NS::f64_gemm_ukernel_4x8__ref, 64, 256, 256),
+    "generic: f32 4x8, f64 4x8"};
+}  // namespace gk

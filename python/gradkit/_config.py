@@ -42,11 +42,12 @@ def manual_seed(seed: int) -> None:
 
 
 def show_config() -> str:
-    """Return (and print) the version, chosen SIMD level, threads, compiler and flags."""
+    """Return (and print) the version, chosen SIMD level (and each kernel area's), threads, compiler and flags."""
     info = _core.build_info
     lines = [
         f"gradkit {_core.__version__}",
         f"  isa: {_core.get_isa()} (supported: {', '.join(_core.supported_isas())})",
+        "  kernels: " + ", ".join(f"{area} {isa}" for area, isa in _core.kernel_isas().items()),
         f"  threads: {_core.get_num_threads()}",
         f"  compiler: {info['compiler']}",
         f"  flags: {info['flags']}",

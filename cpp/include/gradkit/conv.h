@@ -12,6 +12,7 @@
 // Per-ISA kernels come from a dispatch table (docs/design.md).
 #pragma once
 #include "gradkit/common.h"
+#include "gradkit/isa.h"
 #include "gradkit/gemm.h"
 
 namespace gk {
@@ -36,10 +37,13 @@ constexpr index_t kMaxVecBytes = 64;
 struct DirectPad {
   index_t Hp, ldp, plane;
 };
-inline DirectPad direct_pad_layout(const ConvShape& s, index_t elem_bytes) {
+// Per-ISA kernels call direct_pad_layout<IsaTag>: their own copy (isa_common.h).
+template <class Tag = void>
+DirectPad direct_pad_layout(const ConvShape& s, index_t elem_bytes) {
   DirectPad d;
   d.Hp = s.H + 2 * s.PH;
-  const index_t reach = round_up(s.OW, kMaxVecBytes / elem_bytes) + (s.KW - 1) * s.DW;
+  const index_t lanes = kMaxVecBytes / elem_bytes;  // (no common.h helpers: this runs per ISA too)
+  const index_t reach = (s.OW + lanes - 1) / lanes * lanes + (s.KW - 1) * s.DW;
   d.ldp = s.W + 2 * s.PW > reach ? s.W + 2 * s.PW : reach;
   d.plane = d.Hp * d.ldp;
   return d;
@@ -110,9 +114,10 @@ struct ConvTable {
   ConvKernels<double> f64;
 };
 
-void init_conv_generic(ConvTable& t);
-void init_conv_avx2(ConvTable& t);
-void init_conv_avx512(ConvTable& t);
+// Each ISA's kernels: constant data defined by that ISA's code (cpp/conv/conv_isa.cpp.in).
+extern const ConvTable conv_table_generic, conv_table_avx2, conv_table_avx512;
+// The current ISA's table, and the ISA it belongs to.
 const ConvTable& conv_table();
+Isa conv_table_isa();
 
 }  // namespace gk

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "gradkit/common.h"
+#include "gradkit/isa.h"
 
 namespace gk {
 
@@ -70,10 +71,11 @@ struct EltwiseTable {
   }
 };
 
-void init_eltwise_generic(EltwiseTable& t);
-void init_eltwise_avx2(EltwiseTable& t);
-void init_eltwise_avx512(EltwiseTable& t);
+// Each ISA's kernels: constant data defined by that ISA's code (cpp/eltwise/eltwise_isa.cpp.in).
+extern const EltwiseTable eltwise_table_generic, eltwise_table_avx2, eltwise_table_avx512;
+// The current ISA's table, and the ISA it belongs to.
 const EltwiseTable& eltwise_table();
+Isa eltwise_table_isa();
 
 // x (n,) -> y (n,); y may be x (in place). Parallel over contiguous blocks.
 // nthreads: 0 = the global setting.

@@ -10,6 +10,7 @@
 // fixed chunks summed in a fixed order. Either way results do not depend on the thread count.
 #pragma once
 #include "gradkit/common.h"
+#include "gradkit/isa.h"
 
 namespace gk {
 
@@ -85,9 +86,10 @@ struct GemmTable {
   const char* name = "";  // e.g. "f32 12x32 avx512" for diagnostics
 };
 
-void init_gemm_generic(GemmTable& t);
-void init_gemm_avx2(GemmTable& t);
-void init_gemm_avx512(GemmTable& t);
+// Each ISA's kernels: constant data defined by that ISA's code (cpp/gemm/gemm_init__<isa>.cpp).
+extern const GemmTable gemm_table_generic, gemm_table_avx2, gemm_table_avx512;
+// The current ISA's table, and the ISA it belongs to.
 const GemmTable& gemm_table();
+Isa gemm_table_isa();
 
 }  // namespace gk

@@ -11,12 +11,17 @@
 #endif
 
 #if defined(__AVX512F__) || defined(__AVX2__)
+// GCC 12 takes _mm512_undefined_ps() inside _mm512_max_ps, and the bias vectors
+// set and used only with a column bias, for uninitialized (false positives).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
 
-#include <algorithm>
 
 #include "gradkit/gemm.h"
+#include "gradkit/isa_common.h"
 
 namespace gk {
 namespace GK_ISA_NS {
@@ -208,7 +213,7 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
   const T* bias = prm.bias;
   const bool row_bias = bias != nullptr && prm.bias_per_row;
   const bool col_bias = bias != nullptr && !prm.bias_per_row;
-  const int nn = static_cast<int>(std::min<index_t>(n, NR));
+  const int nn = static_cast<int>(min<index_t>(n, NR));
   if (m == MR && nn == NR && !use_beta && bias == nullptr && !use_relu) {
     // The common full tile, c = alpha * acc: one branch, not one per vector.
 #pragma GCC unroll 32
@@ -222,7 +227,7 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
   if (col_bias) {
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
-      vbias[v] = nn == NR ? S::load(bias + v * W) : S::load_n(bias + v * W, std::clamp(nn - v * W, 0, W));
+      vbias[v] = nn == NR ? S::load(bias + v * W) : S::load_n(bias + v * W, clamp(nn - v * W, 0, W));
     }
   }
 #pragma GCC unroll 32
@@ -233,7 +238,7 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       V r = use_alpha ? S::mul(valpha, acc[i][v]) : acc[i][v];
-      const int lanes = std::clamp(nn - v * W, 0, W);  // valid lanes of this vector
+      const int lanes = clamp(nn - v * W, 0, W);  // valid lanes of this vector
       if (use_beta) r = S::fmadd(vbeta, nn == NR ? S::load(ci + v * W) : S::load_n(ci + v * W, lanes), r);
       if (row_bias) r = S::add(r, vrow);
       if (col_bias) r = S::add(r, vbias[v]);
@@ -313,7 +318,7 @@ void gemm_pack_panels(index_t rows, index_t k, const T* GK_RESTRICT src, index_t
     constexpr index_t PB = 8;
     start = rows / R * R;
     for (index_t p0 = 0; p0 < k; p0 += PB) {
-      const index_t p1 = std::min(k, p0 + PB);
+      const index_t p1 = min(k, p0 + PB);
       for (index_t r0 = 0; r0 < start; r0 += R) {
         const T* sp = src + r0;
         T* dp = dst + r0 * k;
@@ -326,7 +331,7 @@ void gemm_pack_panels(index_t rows, index_t k, const T* GK_RESTRICT src, index_t
     dst += start * k;
   }
   for (index_t r0 = start; r0 < rows; r0 += R, dst += R * k) {
-    const index_t nr = std::min<index_t>(R, rows - r0);
+    const index_t nr = min<index_t>(R, rows - r0);
     const T* sp = src + r0 * rs;
     if (nr == R && ks == 1) {
       // Each row is contiguous along p: transpose, L x L blocks at a time.
@@ -384,19 +389,12 @@ void gemm_pack_b(index_t k, index_t n, const T* b, index_t rs, index_t cs, T* ds
 namespace gk {
 namespace GK_ISA_NS {
 
-// Fills one dtype's entry of an ISA's table: the micro-kernel, this ISA's
-// packing routines for its MR x NR, and the cache block sizes.
+// One dtype's entry of an ISA's table: the micro-kernel, this ISA's packing
+// routines for its MR x NR, and the cache block sizes.
 template <class T, int MR, int NR>
-void gemm_set_kernels(GemmKernels<T>& k, GemmUkernelFn<T> ukernel, index_t mc, index_t kc, index_t nc) {
+constexpr GemmKernels<T> gemm_kernels(GemmUkernelFn<T> ukernel, index_t mc, index_t kc, index_t nc) {
   static_assert(MR > 0 && NR > 0, "empty micro-tile");
-  k.ukernel = ukernel;
-  k.pack_a = &gemm_pack_a<T, MR>;
-  k.pack_b = &gemm_pack_b<T, NR>;
-  k.mr = MR;
-  k.nr = NR;
-  k.mc = mc;
-  k.kc = kc;
-  k.nc = nc;
+  return {ukernel, &gemm_pack_a<T, MR>, &gemm_pack_b<T, NR>, MR, NR, mc, kc, nc};
 }
 
 }  // namespace GK_ISA_NS

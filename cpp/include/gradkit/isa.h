@@ -1,12 +1,12 @@
 // Runtime CPU dispatch.
 //
 // At import the best ISA the CPU supports is chosen from cpuid; GRADKIT_ISA
-// (generic|avx2|avx512) overrides it. Each kernel area keeps one table of
-// function pointers (and block sizes) per ISA, filled once by per-ISA init
-// functions, BLIS-style: the generic init fills every entry with the reference
-// kernels, the avx2 init starts from a copy of that and overrides what it has,
-// the avx512 init starts from the avx2 table. Generic code asks the area's
-// table for a kernel and never names an ISA.
+// (generic|avx2|avx512) overrides it. Each kernel area has one table of
+// function pointers (and block sizes) per ISA: constant data that the ISA's
+// translation unit exports (XNNPACK's configs, ATen's DispatchStub). No code
+// compiled with an ISA's flags runs to build it; generic code picks the table
+// of the current ISA, and a kernel of an ISA is only ever reached through its
+// table, which only becomes current after the CPU check (docs/design.md).
 #pragma once
 #include <string>
 #include <vector>
@@ -29,32 +29,43 @@ void set_isa(Isa isa);
 // Applies GRADKIT_ISA if set (throws std::runtime_error naming it if the CPU lacks it).
 void init_isa_from_env();
 
-// Per-ISA init function declarations exist on every platform; on non-x86
-// builds the x86 ones are never referenced (GK_X86_INIT gives nullptr).
+// Each area declares its tables on every platform; on non-x86 builds the x86
+// ones are never defined or referenced (GK_X86_TABLE gives nullptr).
 #if defined(GK_X86)
-#define GK_X86_INIT(fn) (&(fn))
+#define GK_X86_TABLE(table) (&(table))
 #else
-#define GK_X86_INIT(fn) nullptr
+#define GK_X86_TABLE(table) nullptr
 #endif
 
+// An area's tables, one per ISA (null where this build has none: the next
+// lower one is used). Constant: `static constexpr DispatchTable<T> t(...)`
+// in the driver needs no initialization at run time.
 template <class Table>
 class DispatchTable {
  public:
-  using InitFn = void (*)(Table&);
-  DispatchTable(InitFn generic, InitFn avx2, InitFn avx512) {
-    generic(tables_[0]);
-    tables_[1] = tables_[0];
-    // An ISA's init runs only where the CPU has that ISA: it is compiled with
-    // that ISA's flags, so even copying the table may use its instructions.
-    if (avx2 != nullptr && isa_supported(Isa::avx2)) avx2(tables_[1]);
-    tables_[2] = tables_[1];
-    if (avx512 != nullptr && isa_supported(Isa::avx512)) avx512(tables_[2]);
-  }
-  const Table& get() const { return tables_[static_cast<int>(current_isa())]; }
-  const Table& get(Isa isa) const { return tables_[static_cast<int>(isa)]; }
+  constexpr DispatchTable(const Table& generic, const Table* avx2, const Table* avx512)
+      : tables_{&generic, avx2 != nullptr ? avx2 : &generic,
+                avx512 != nullptr ? avx512 : avx2 != nullptr ? avx2 : &generic},
+        isas_{Isa::generic, avx2 != nullptr ? Isa::avx2 : Isa::generic,
+              avx512 != nullptr ? Isa::avx512 : avx2 != nullptr ? Isa::avx2 : Isa::generic} {}
+  // The current ISA's table (set_isa only accepts an ISA the CPU has).
+  const Table& get() const { return *tables_[static_cast<int>(current_isa())]; }
+  // The ISA whose kernels get() returns now (for show_config).
+  Isa isa() const { return isas_[static_cast<int>(current_isa())]; }
 
  private:
-  Table tables_[kNumIsa]{};
+  const Table* tables_[kNumIsa];
+  Isa isas_[kNumIsa];
 };
+
+// Defines `area`_table() and `area`_table_isa() of an area's header from its
+// tables area_table_generic, area_table_avx2 and area_table_avx512 (in a driver, inside namespace gk).
+#define GK_DEFINE_DISPATCH(area, Table)                                                                  \
+  namespace {                                                                                           \
+  constexpr DispatchTable<Table> area##_tables(area##_table_generic, GK_X86_TABLE(area##_table_avx2),   \
+                                               GK_X86_TABLE(area##_table_avx512));                      \
+  }                                                                                                     \
+  const Table& area##_table() { return area##_tables.get(); }                                           \
+  Isa area##_table_isa() { return area##_tables.isa(); }
 
 }  // namespace gk

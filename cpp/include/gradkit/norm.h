@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "gradkit/common.h"
+#include "gradkit/isa.h"
 
 namespace gk {
 
@@ -77,10 +78,11 @@ struct NormTable {
   }
 };
 
-void init_norm_generic(NormTable& t);
-void init_norm_avx2(NormTable& t);
-void init_norm_avx512(NormTable& t);
+// Each ISA's kernels: constant data defined by that ISA's code (cpp/norm/norm_isa.cpp.in).
+extern const NormTable norm_table_generic, norm_table_avx2, norm_table_avx512;
+// The current ISA's table, and the ISA it belongs to.
 const NormTable& norm_table();
+Isa norm_table_isa();
 
 // Batch norm. x, y (N, C, S) contiguous (S = H*W, or 1 for (N, C) input);
 // weight, bias (C,) or null; running_mean, running_var (C,) or null.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gradkit/common.h"
+#include "gradkit/isa.h"
 
 namespace gk {
 
@@ -68,10 +69,11 @@ struct OptimTable {
   OptimKernels<double> f64;
 };
 
-void init_optim_generic(OptimTable& t);
-void init_optim_avx2(OptimTable& t);
-void init_optim_avx512(OptimTable& t);
+// Each ISA's kernels: constant data defined by that ISA's code (cpp/optim/optim_isa.cpp.in).
+extern const OptimTable optim_table_generic, optim_table_avx2, optim_table_avx512;
+// The current ISA's table, and the ISA it belongs to.
 const OptimTable& optim_table();
+Isa optim_table_isa();
 
 // The tensors of one call, all of dtype T; entry i is one parameter of n[i]
 // elements, updated with the hyperparameters *hyper[i] (its param group's).

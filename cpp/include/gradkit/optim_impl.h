@@ -206,7 +206,7 @@ void scale_kernel(T* GK_RESTRICT x, T c, index_t n) {
 }
 
 template <class T>
-void fill_kernels(OptimKernels<T>& k) {
+constexpr void fill_kernels(OptimKernels<T>& k) {
   k.step[static_cast<int>(OptimKind::sgd)] = &sgd_kernel<T>;
   k.step[static_cast<int>(OptimKind::adagrad)] = &adagrad_kernel<T>;
   k.step[static_cast<int>(OptimKind::rmsprop)] = &rmsprop_kernel<T>;
@@ -219,7 +219,7 @@ void fill_kernels(OptimKernels<T>& k) {
 }  // namespace optim_detail
 
 // Fills every entry of the table with this ISA's instantiation.
-inline void fill_optim_table(OptimTable& t) {
+constexpr void fill_optim_table(OptimTable& t) {
   optim_detail::fill_kernels(t.f32);
   optim_detail::fill_kernels(t.f64);
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "gradkit/common.h"
+#include "gradkit/isa.h"
 
 namespace gk {
 
@@ -52,9 +53,10 @@ struct PoolTable {
   PoolKernels<double> f64;
 };
 
-void init_pool_generic(PoolTable& t);
-void init_pool_avx2(PoolTable& t);
-void init_pool_avx512(PoolTable& t);
+// Each ISA's kernels: constant data defined by that ISA's code (cpp/pool/pool_isa.cpp.in).
+extern const PoolTable pool_table_generic, pool_table_avx2, pool_table_avx512;
+// The current ISA's table, and the ISA it belongs to.
 const PoolTable& pool_table();
+Isa pool_table_isa();
 
 }  // namespace gk

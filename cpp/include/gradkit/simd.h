@@ -31,6 +31,7 @@
 #include <type_traits>
 
 #include "gradkit/common.h"
+#include "gradkit/isa_common.h"
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>

@@ -6,8 +6,9 @@
 GK_DECLARE_GEMM_UKERNEL(f32_gemm_ukernel_6x16__avx2, float)
 GK_DECLARE_GEMM_UKERNEL(f64_gemm_ukernel_6x8__avx2, double)
 
-void gk::init_gemm_avx2(GemmTable& t) {
-  avx2::gemm_set_kernels<float, 6, 16>(t.f32, &avx2::f32_gemm_ukernel_6x16__avx2, 240, 256, 512);
-  avx2::gemm_set_kernels<double, 6, 8>(t.f64, &avx2::f64_gemm_ukernel_6x8__avx2, 120, 256, 256);
-  t.name = "avx2: f32 6x16, f64 6x8";
-}
+namespace gk {
+constexpr GemmTable gemm_table_avx2 = {
+    GK_ISA_NS::gemm_kernels<float, 6, 16>(&GK_ISA_NS::f32_gemm_ukernel_6x16__avx2, 240, 256, 512),
+    GK_ISA_NS::gemm_kernels<double, 6, 8>(&GK_ISA_NS::f64_gemm_ukernel_6x8__avx2, 120, 256, 256),
+    "avx2: f32 6x16, f64 6x8"};
+}  // namespace gk

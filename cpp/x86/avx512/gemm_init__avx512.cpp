@@ -6,8 +6,9 @@
 GK_DECLARE_GEMM_UKERNEL(f32_gemm_ukernel_8x32__avx512, float)
 GK_DECLARE_GEMM_UKERNEL(f64_gemm_ukernel_8x16__avx512, double)
 
-void gk::init_gemm_avx512(GemmTable& t) {
-  avx512::gemm_set_kernels<float, 8, 32>(t.f32, &avx512::f32_gemm_ukernel_8x32__avx512, 512, 256, 1024);
-  avx512::gemm_set_kernels<double, 8, 16>(t.f64, &avx512::f64_gemm_ukernel_8x16__avx512, 256, 256, 512);
-  t.name = "avx512: f32 8x32, f64 8x16";
-}
+namespace gk {
+constexpr GemmTable gemm_table_avx512 = {
+    GK_ISA_NS::gemm_kernels<float, 8, 32>(&GK_ISA_NS::f32_gemm_ukernel_8x32__avx512, 512, 256, 1024),
+    GK_ISA_NS::gemm_kernels<double, 8, 16>(&GK_ISA_NS::f64_gemm_ukernel_8x16__avx512, 256, 256, 512),
+    "avx512: f32 8x32, f64 8x16"};
+}  // namespace gk
