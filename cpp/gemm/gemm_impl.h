@@ -7,7 +7,7 @@
 // C++ for the reference kernels.
 #pragma once
 #ifndef GK_ISA_NS
-#error "define GK_ISA_NS before including gradkit/gemm_impl.h"
+#error "define GK_ISA_NS before including gemm/gemm_impl.h"
 #endif
 
 #if defined(__AVX512F__) || defined(__AVX2__)

@@ -12,7 +12,7 @@
 #error "define GK_ISA_NS (generic, avx2, avx512) before including norm_impl.h"
 #endif
 
-#include "../conv/pool2_impl.h"
+#include "../pool/pool2_impl.h"
 #include "gradkit/norm.h"
 #include "gradkit/simd.h"
 
@@ -216,7 +216,7 @@ void ln_row_backward(T* dx, T* dw, T* db, const T* dy, const T* x, index_t n, T 
 }
 
 // Batch norm + ReLU + MaxPool2d(2): planes of (H, W), outputs (H/2, W/2); see NormKernels::bnrp_*.
-// Output row oh reads the input row pair 2*oh, 2*oh + 1 a vector of outputs at a time (conv/pool2_impl.h).
+// Output row oh reads the input row pair 2*oh, 2*oh + 1 a vector of outputs at a time (pool/pool2_impl.h).
 
 template <class T>
 void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_RESTRICT x, index_t nrows, index_t H,

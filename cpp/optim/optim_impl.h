@@ -7,7 +7,7 @@
 // (torch/optim/{sgd,adagrad,rmsprop,adam}.py) so trajectories agree to rounding.
 #pragma once
 #ifndef GK_ISA_NS
-#error "define GK_ISA_NS (generic, avx2 or avx512) before including gradkit/optim_impl.h"
+#error "define GK_ISA_NS (generic, avx2 or avx512) before including optim/optim_impl.h"
 #endif
 #include <cmath>
 #include <type_traits>

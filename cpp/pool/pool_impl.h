@@ -5,7 +5,7 @@
 
 #include "gradkit/pool.h"
 #include "pool2_impl.h"
-#include "simd_vec_impl.h"
+#include "../conv/simd_vec_impl.h"
 
 namespace gk::GK_ISA_NS {
 

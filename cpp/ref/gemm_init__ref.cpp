@@ -1,6 +1,6 @@
 // The generic GEMM table entries: plain C++ micro-tiles for any CPU (docs/kernels.md).
 #define GK_ISA_NS generic
-#include "gradkit/gemm_impl.h"
+#include "gemm/gemm_impl.h"
 
 GK_DECLARE_GEMM_UKERNEL(f32_gemm_ukernel_4x8__ref, float)
 GK_DECLARE_GEMM_UKERNEL(f64_gemm_ukernel_4x8__ref, double)

@@ -1,7 +1,7 @@
 // The AVX2 GEMM table entries. Block sizes keep the kc x nc block of B
 // (512 KiB) within a typical AVX2 core's L2 (docs/kernels.md).
 #define GK_ISA_NS avx2
-#include "gradkit/gemm_impl.h"
+#include "gemm/gemm_impl.h"
 
 GK_DECLARE_GEMM_UKERNEL(f32_gemm_ukernel_6x16__avx2, float)
 GK_DECLARE_GEMM_UKERNEL(f64_gemm_ukernel_6x8__avx2, double)

@@ -1,7 +1,7 @@
 // The AVX-512 GEMM table entries. Block sizes for a 48 KiB L1d / 2 MiB L2 core:
 // the kc x nc block of B (1 MiB f32, 1 MiB f64) stays in L2 (docs/kernels.md).
 #define GK_ISA_NS avx512
-#include "gradkit/gemm_impl.h"
+#include "gemm/gemm_impl.h"
 
 GK_DECLARE_GEMM_UKERNEL(f32_gemm_ukernel_8x32__avx512, float)
 GK_DECLARE_GEMM_UKERNEL(f64_gemm_ukernel_8x16__avx512, double)
