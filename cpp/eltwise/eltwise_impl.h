@@ -249,7 +249,8 @@ void cross_entropy_kernel(T* dlogits, double* row_loss, T* scratch, const T* log
                           index_t rows, index_t C, T eps, T grad_scale, bool stream) {
   constexpr index_t L = kLanes<T>;
   const index_t full = C / L * L, rem = C - full;
-  const Vec<T> neg_inf = set1(-std::numeric_limits<T>::infinity());
+  constexpr T kInf = std::numeric_limits<T>::infinity();  // constant: no call out of the ISA namespace
+  const Vec<T> neg_inf = set1(-kInf);
   const Mask<T> tail = first_lanes<T>(rem);
   for (index_t r = 0; r < rows; ++r) {
     const T* x = logits + r * C;

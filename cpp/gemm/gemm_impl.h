@@ -11,12 +11,7 @@
 #endif
 
 #if defined(__AVX512F__) || defined(__AVX2__)
-// GCC 12 takes _mm512_undefined_ps() inside _mm512_max_ps, and the bias vectors
-// set and used only with a column bias, for uninitialized (false positives).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
-#pragma GCC diagnostic pop
 #endif
 
 

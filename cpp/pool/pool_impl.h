@@ -64,7 +64,8 @@ void max_pool_forward(T* y, std::int32_t* idx, const T* x, const PoolShape& s, i
     for (index_t oh = 0; oh < s.OH; ++oh) {
       for (index_t ow = 0; ow < s.OW; ++ow) {
         const poolk::Window win = poolk::window(s, oh, ow);
-        T m = -std::numeric_limits<T>::infinity();
+        constexpr T kInf = std::numeric_limits<T>::infinity();  // constant: no call out of the ISA namespace
+        T m = -kInf;
         auto i = static_cast<std::int32_t>(win.h0 * s.W + win.w0);
         for (index_t ih = win.h0; ih < win.h1; ++ih) {
           for (index_t iw = win.w0; iw < win.w1; ++iw) {

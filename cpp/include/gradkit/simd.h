@@ -287,7 +287,8 @@ template <class V>
 GK_ALWAYS_INLINE auto sign_mask() {
   using T = elem_t<V>;
   using I = elem_t<Mask<T>>;
-  return mask_set1<T>(std::numeric_limits<I>::min());
+  constexpr I kMin = std::numeric_limits<I>::min();  // constant: no call out of the ISA namespace
+  return mask_set1<T>(kMin);
 }
 
 template <class V>
