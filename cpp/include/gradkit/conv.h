@@ -12,8 +12,8 @@
 // Per-ISA kernels come from a dispatch table (docs/design.md).
 #pragma once
 #include "gradkit/common.h"
-#include "gradkit/isa.h"
 #include "gradkit/gemm.h"
+#include "gradkit/isa.h"
 
 namespace gk {
 

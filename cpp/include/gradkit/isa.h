@@ -38,8 +38,8 @@ void init_isa_from_env();
 #endif
 
 // An area's tables, one per ISA (null where this build has none: the next
-// lower one is used). Constant: `static constexpr DispatchTable<T> t(...)`
-// in the driver needs no initialization at run time.
+// lower one is used). Built at compile time (GK_DEFINE_DISPATCH): nothing runs
+// at load.
 template <class Table>
 class DispatchTable {
  public:
