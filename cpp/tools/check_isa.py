@@ -129,7 +129,9 @@ def main(argv=None):
     groups = {isa: getattr(args, isa) for isa in ISAS}
     problems = check_objects(groups, nm, objdump)
     nfunc = 0
-    if args.module:
+    if args.module and not subprocess.run([nm, args.module], capture_output=True, text=True).stdout:
+        print(f"check_isa: {args.module} is stripped: its functions cannot be told apart; checking the objects only")
+    elif args.module:
         module_problems, nfunc = check_module(args.module, objdump)
         problems += module_problems
     if problems:
