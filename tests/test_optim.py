@@ -380,8 +380,9 @@ def test_bad_gradients_raise_without_crashing():
 
 
 def _group(kind, params, grads, s0=None, s1=None, s2=None, steps=(1.0,), lr=0.1, momentum=0.0, amsgrad=False):
-    return (kind, params, grads, s0, s1, s2, list(steps), lr, 0.0, 0.0, 1e-8, momentum, 0.0, False, 0.99, False,
-            0.0, 0.9, 0.999, amsgrad, False)
+    hyper = _core.OptimHyper(kind=kind, lr=lr, eps=1e-8, momentum=momentum, alpha=0.99, beta1=0.9, beta2=0.999,
+                             amsgrad=amsgrad)
+    return (hyper, params, grads, s0, s1, s2, list(steps))
 
 
 def test_core_call_validates_lists():
@@ -395,7 +396,9 @@ def test_core_call_validates_lists():
     with pytest.raises(ValueError, match="steps"):
         _core.optim_step([_group("adam", [p], [p.copy()], [p.copy()], [p.copy()], steps=[0.0])])
     with pytest.raises(ValueError, match="groups"):
-        _core.optim_step([("sgd", [p])])
+        _core.optim_step([(_group("sgd", [p], [p])[0], [p])])
+    with pytest.raises(TypeError, match=r"groups\[0\]\[0\]: expected a gradkit._core.OptimHyper"):
+        _core.optim_step([("sgd", *_group("sgd", [p], [p.copy()])[1:])])
     ro = np.zeros(3, np.float32)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match=r"param_groups\[1\]\.params\[0\]"):

@@ -70,6 +70,7 @@ class Optimizer(metaclass=abc.ABCMeta):
         self.state: dict = {}
         self.param_groups: list = []
         self._plans: dict = {}  # id(group) -> _Plan
+        self._hypers: dict = {}  # id(group) -> (values, _core.OptimHyper)
         if isinstance(params, (Parameter, np.ndarray, dict)):
             raise TypeError(f"{type(self).__name__}: params: expected an iterable of Parameters or dicts, "
                             f"got {type(params).__name__}")
@@ -96,9 +97,18 @@ class Optimizer(metaclass=abc.ABCMeta):
         """Three entries, the C++ state slots: (state key, initial fill or None for empty) or None."""
 
     @abc.abstractmethod
-    def _hyper(self, group: dict) -> tuple:
-        """The C++ hyperparameters in order: lr, weight_decay, l1, eps, momentum, dampening,
-        nesterov, alpha, centered, lr_decay, beta1, beta2, amsgrad, decoupled."""
+    def _rule_hyper(self, group: dict) -> dict:
+        """The update rule's own fields of ``_core.OptimHyper`` by name (besides lr, weight_decay, l1)."""
+
+    def _hyper(self, group: dict) -> "_core.OptimHyper":
+        """The C++ hyperparameters of ``group``, by name; rebuilt only when one of them changed
+        (building one costs more than comparing them)."""
+        values = dict(kind=self._kind, lr=group["lr"], weight_decay=group["weight_decay"], l1=group["l1"],
+                      **self._rule_hyper(group))
+        cached = self._hypers.get(id(group))
+        if cached is None or cached[0] != values:
+            cached = self._hypers[id(group)] = (values, _core.OptimHyper(**values))
+        return cached[1]
 
     # -- groups ------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
@@ -155,7 +165,7 @@ class Optimizer(metaclass=abc.ABCMeta):
             steps = [st["step"] + 1.0 for st in c.entries] if counts else c.steps
             plans.append(c)
             all_steps.append(steps)
-            calls.append((self._kind, *c.args, steps, *self._hyper(group)))
+            calls.append((self._hyper(group), *c.args, steps))
         if not calls:
             return loss
         _core.optim_step(calls)
@@ -288,6 +298,7 @@ class Optimizer(metaclass=abc.ABCMeta):
             group["params"] = params
         self.state = new_state
         self._plans.clear()
+        self._hypers.clear()
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
