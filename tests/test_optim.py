@@ -639,3 +639,123 @@ def test_changed_hyperparameters_take_effect_at_the_next_step(rng):
     mid = ref_sgd(init[0], [g[0] for g in grads[:2]], [0.1] * 2)
     expected = ref_sgd(mid, [g[0] for g in grads[2:]], [0.1] * 2, weight_decay=0.2, l1=0.05)
     assert_close(p.data, expected, 1e-12, 1e-14, "after changing weight_decay and l1")
+
+
+# ---------------------------------------------------------------- validated load_state_dict
+
+def _trained(name, kw, init, grads):
+    params = [Parameter(a.copy()) for a in init]
+    opt = getattr(gk.optim, name)(params, **kw)
+    for gs in grads:
+        for p, g in zip(params, gs):
+            p.grad[...] = g
+        opt.step()
+    return params, opt
+
+
+def _set(path, value):
+    """A mutation of a state dict: sd[path[0]][path[1]]... = value."""
+    def mutate(sd):
+        d = sd
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+        return sd
+    return mutate
+
+
+def _del(path):
+    def mutate(sd):
+        d = sd
+        for k in path[:-1]:
+            d = d[k]
+        del d[path[-1]]
+        return sd
+    return mutate
+
+
+def _sgd_state(sd):
+    p, q = Parameter(np.zeros(3)), Parameter(np.zeros((2, 2)))
+    sgd = gk.optim.SGD([p, q], lr=0.1, momentum=0.9)
+    p.grad[...], q.grad[...] = 1.0, 1.0
+    sgd.step()
+    return sgd.state_dict()
+
+
+BAD_STATE = [  # (mutation of a valid Adam state dict, error type, text the message must contain)
+    (lambda sd: [sd], TypeError, "expected a dict"),
+    (lambda sd: None, TypeError, "expected a dict"),
+    (_del(["state"]), ValueError, "keys"),
+    (_set(["extra"], 1), ValueError, "extra"),
+    (_sgd_state, ValueError, "SGD"),
+    (_set(["param_groups"], "groups"), TypeError, "param_groups"),
+    (lambda sd: {**sd, "param_groups": sd["param_groups"] * 2}, ValueError, "parameter groups"),
+    (_set(["param_groups", 0], 7), TypeError, r"\['param_groups'\]\[0\]"),
+    (_del(["param_groups", 0, "params"]), ValueError, "'params'"),
+    (_set(["param_groups", 0, "params"], [0]), ValueError, "parameters"),
+    (_set(["param_groups", 0, "params"], [0, 0]), ValueError, "twice"),
+    (_set(["param_groups", 0, "params"], [0, "1"]), TypeError, "index"),
+    (_set(["param_groups", 0, "lr"], -5), ValueError, "lr"),
+    (_set(["param_groups", 0, "lr"], "fast"), TypeError, "lr"),
+    (_set(["param_groups", 0, "betas"], (2, 7)), ValueError, "betas"),
+    (_set(["param_groups", 0, "eps"], -1.0), ValueError, "eps"),
+    (_set(["param_groups", 0, "weight_decay"], float("nan")), ValueError, "weight_decay"),
+    (_del(["param_groups", 0, "amsgrad"]), ValueError, "amsgrad"),
+    (_set(["state"], [1, 2]), TypeError, r"\['state'\]"),
+    (_set(["state", 5], {"step": 1.0}), ValueError, "indices"),
+    (_set(["state", -1], {"step": 1.0}), ValueError, "indices"),
+    (_set(["state", 1.5], {"step": 1.0}), TypeError, "int parameter indices"),
+    (_set(["state", 0], "state"), TypeError, r"\['state'\]\[0\]"),
+    (_set(["state", 0, "step"], "two"), TypeError, "step"),
+    (_set(["state", 0, "step"], -1.0), ValueError, "step"),
+    (_set(["state", 0, "step"], float("nan")), ValueError, "step"),
+    (_set(["state", 0, "step"], 1.5), ValueError, "step"),
+    (_del(["state", 0, "step"]), ValueError, "'step'"),
+    (_del(["state", 0, "exp_avg"]), ValueError, "exp_avg"),
+    (_set(["state", 0, "exp_avg"], np.zeros(4)), ValueError, "shape"),
+    (_set(["state", 1, "exp_avg_sq"], np.zeros((2, 2), np.int64)), TypeError, "exp_avg_sq"),
+    (_set(["state", 1, "exp_avg_sq"], [[0.0, 0.0], [0.0, 0.0]]), TypeError, "exp_avg_sq"),
+    (_set(["state", 1, "junk"], "text"), TypeError, "junk"),
+]
+
+
+@pytest.mark.parametrize("mutate,error,text", BAD_STATE)
+def test_bad_state_dict_raises_and_changes_nothing(mutate, error, text, rng):
+    init, grads = make_problem(rng, np.float64, shapes=[(3,), (2, 2)], steps=6)
+    params, opt = _trained("Adam", dict(lr=0.01), init, grads[:2])
+    ref_params, ref = _trained("Adam", dict(lr=0.01), init, grads[:2])
+    opt.param_groups[0]["lr"] = ref.param_groups[0]["lr"] = 0.02  # not what the saved dict holds
+    bad = mutate(copy.deepcopy(opt.state_dict()))
+    with pytest.raises(error, match=text) as info:
+        opt.load_state_dict(bad)
+    assert "Adam" in str(info.value)
+    # Nothing changed: both continue bit for bit.
+    for gs in grads[2:]:
+        for p, q, g in zip(params, ref_params, gs):
+            p.grad[...] = g
+            q.grad[...] = g
+        opt.step()
+        ref.step()
+    for p, q in zip(params, ref_params):
+        assert np.array_equal(p.data, q.data), f"the failed load changed the trajectory by {np.abs(p.data - q.data).max()}"
+    assert opt.param_groups[0]["lr"] == 0.02
+
+
+def test_state_dict_loads_after_changing_settings_and_through_a_file(rng, tmp_path):
+    init, grads = make_problem(rng, np.float32, shapes=[(5,), (3, 2)], steps=4)
+    params, opt = _trained("Adam", dict(lr=0.01, amsgrad=True), init, grads[:2])
+    opt.param_groups[0]["amsgrad"] = False  # max_exp_avg_sq stays in the state
+    gk.save({"optimizer": opt.state_dict()}, tmp_path / "o.npz")
+    params2 = [Parameter(p.data.copy()) for p in params]
+    opt2 = gk.optim.Adam(params2, lr=0.5)
+    opt2.load_state_dict(gk.load(tmp_path / "o.npz")["optimizer"])
+    for gs in grads[2:]:
+        for p, q, g in zip(params, params2, gs):
+            p.grad[...] = g
+            q.grad[...] = g
+        opt.step()
+        opt2.step()
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(params, params2))
+    # A fresh optimizer's state (no step yet) loads too.
+    gk.optim.SGD([Parameter(np.zeros(2))], momentum=0.9).load_state_dict(
+        gk.optim.SGD([Parameter(np.zeros(2))], momentum=0.5).state_dict())
