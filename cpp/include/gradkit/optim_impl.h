@@ -112,7 +112,7 @@ template <class T>
 struct Lerp {
   bool small_w;
   Vec<T> c;
-  explicit Lerp(double w) : small_w(w < 0.5), c(set1(T(small_w ? w : -(1 - w)))) {}
+  explicit Lerp(double w) : small_w(w < 0.5), c(set1(small_w ? T(w) : -(T(1) - T(w)))) {}  // 1 - w in T, as torch
   GK_ALWAYS_INLINE Vec<T> operator()(Vec<T> a, Vec<T> b) const { return (small_w ? a : b) + (b - a) * c; }
 };
 
