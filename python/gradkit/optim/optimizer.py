@@ -1,7 +1,8 @@
 """``Optimizer``: the base of every gradkit optimizer (PyTorch's interface).
 
-A subclass names its C++ update (``_kind``), its state slots and its
-hyperparameter checks; the base keeps ``param_groups`` and ``state``, creates
+A subclass names its C++ update (``_kind``), its state slots, its
+hyperparameter checks and its rule's hyperparameters (``_rule_hyper``, passed
+to C++ by name as a ``_core.OptimHyper``); the base keeps ``param_groups`` and ``state``, creates
 state lazily on the first step (with the parameter's dtype) and sends every
 parameter of every group to ONE C++ call (multi-tensor apply: all tensors in
 one parallel region, no per-element work in Python). The argument lists are
