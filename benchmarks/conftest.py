@@ -43,8 +43,10 @@ def pytest_terminal_summary(terminalreporter):
     session = getattr(terminalreporter.config, "_benchmarksession", None)
     if session is None or not session.benchmarks:
         return
-    groups, gbps = {}, {}
+    groups, gbps, stream = {}, {}, None
     for bench in session.benchmarks:
+        if bench.extra_info.get("bandwidth") and "GB/s" in bench.extra_info:
+            stream = bench.extra_info["GB/s"]  # a streaming reference measured in this run
         impl = bench.extra_info.get("impl")
         if impl and bench.stats is not None:
             groups.setdefault(bench.group, {})[impl] = (bench.stats.median, bench.stats.min)
@@ -57,13 +59,15 @@ def pytest_terminal_summary(terminalreporter):
         gk_t, gk_min = times["gradkit"]
         cols = [f"{group}", f"gradkit {gk_t * 1e3:9.3f} ms"]
         if group in gbps:
-            cols[-1] += f" ({gbps[group]} GB/s)"
+            cols[-1] += f" ({gbps[group]} GB/s" + (f", {gbps[group] / stream:.2f}x stream)" if stream else ")")
         for impl in ("numpy", "torch"):
             if impl in times:
                 t, t_min = times[impl]
                 cols.append(f"{impl} {t * 1e3:9.3f} ms ({t / gk_t:5.2f}x, min {t_min / gk_min:5.2f}x)")
         rows.append(" | ".join(cols))
     if rows:
+        if stream:
+            terminalreporter.write_line(f"streaming bandwidth (relu out=, this run): {stream} GB/s")
         terminalreporter.write_sep(
             "=", "speed vs baselines (baseline median / gradkit median, and of minima; >1 means gradkit is faster)")
         for row in rows:

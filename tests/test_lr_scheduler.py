@@ -241,3 +241,93 @@ def test_scheduler_validation():
         sched.OneCycleLR(opt, max_lr=1.0, total_steps=5, pct_start=1.5)
     with pytest.raises(KeyError, match="initial_lr"):
         sched.StepLR(make_opt(), step_size=2, last_epoch=3)
+
+
+# ---- validated load_state_dict: checked first, then all or nothing -------------------------
+
+SCHEDULERS = {
+    "StepLR": lambda o: sched.StepLR(o, step_size=2, gamma=0.5),
+    "MultiStepLR": lambda o: sched.MultiStepLR(o, milestones=[2, 4], gamma=0.5),
+    "ExponentialLR": lambda o: sched.ExponentialLR(o, gamma=0.9),
+    "CosineAnnealingLR": lambda o: sched.CosineAnnealingLR(o, T_max=5, eta_min=0.001),
+    "LinearLR": lambda o: sched.LinearLR(o, start_factor=0.2, total_iters=6),
+    "OneCycleLR": lambda o: sched.OneCycleLR(o, max_lr=1.0, total_steps=20),
+    "ReduceLROnPlateau": lambda o: sched.ReduceLROnPlateau(o, patience=1),
+}
+
+BAD_SCHEDULER_STATE = [  # (scheduler, key, value or a function of the saved dict, error, text)
+    ("StepLR", None, lambda sd: [sd], TypeError, "expected a dict"),
+    ("StepLR", "gamma", KeyError, ValueError, "missing \\['gamma'\\]"),
+    ("StepLR", "unknown", 1, ValueError, "unexpected \\['unknown'\\]"),
+    ("StepLR", "last_epoch", "3", TypeError, "last_epoch"),
+    ("StepLR", "last_epoch", 2.5, TypeError, "last_epoch"),
+    ("StepLR", "last_epoch", -2, ValueError, "last_epoch"),
+    ("StepLR", "_step_count", -1, ValueError, "_step_count"),
+    ("StepLR", "step_size", 0, ValueError, "step_size"),
+    ("StepLR", "gamma", None, TypeError, "gamma"),
+    ("StepLR", "base_lrs", [0.1], ValueError, "base_lrs"),
+    ("StepLR", "base_lrs", [0.1, "x"], TypeError, r"base_lrs'\]\[1\]"),
+    ("StepLR", "_is_initial", 0, TypeError, "_is_initial"),
+    ("MultiStepLR", "milestones", {-1: 1}, ValueError, "milestone"),
+    ("MultiStepLR", "milestones", [2, 4], TypeError, "milestones"),
+    ("CosineAnnealingLR", "T_max", 0, ValueError, "T_max"),
+    ("LinearLR", "start_factor", 2.0, ValueError, "start_factor"),
+    ("LinearLR", "end_factor", -0.5, ValueError, "end_factor"),
+    ("OneCycleLR", "anneal_strategy", "exp", ValueError, "anneal_strategy"),
+    ("OneCycleLR", "total_steps", 0, ValueError, "total_steps"),
+    ("OneCycleLR", "_phases", [], ValueError, "_phases"),
+    ("ReduceLROnPlateau", "mode", "sideways", ValueError, "mode"),
+    ("ReduceLROnPlateau", "factor", 1.5, ValueError, "factor"),
+    ("ReduceLROnPlateau", "patience", -1, ValueError, "patience"),
+    ("ReduceLROnPlateau", "best", "low", TypeError, "best"),
+    ("ReduceLROnPlateau", "min_lrs", [0.0], ValueError, "min_lrs"),
+]
+
+
+def _advance(s, n):
+    for i in range(n):
+        s.step(1.0) if isinstance(s, sched.ReduceLROnPlateau) else s.step()
+
+
+@pytest.mark.parametrize("kind,key,value,error,text", BAD_SCHEDULER_STATE)
+def test_scheduler_bad_state_dict_raises_and_changes_nothing(kind, key, value, error, text):
+    opt, ref_opt = make_opt(momentum=0.9), make_opt(momentum=0.9)
+    s, ref = SCHEDULERS[kind](opt), SCHEDULERS[kind](ref_opt)
+    saved = s.state_dict()
+    _advance(s, 3)
+    _advance(ref, 3)
+    bad = dict(saved)
+    if key is None:
+        bad = value(bad)
+    elif value is KeyError:
+        del bad[key]
+    else:
+        bad[key] = value
+    with pytest.raises(error, match=text) as info:
+        s.load_state_dict(bad)
+    assert kind in str(info.value)
+    seq, ref_seq = [], []
+    for _ in range(5):
+        _advance(s, 1)
+        _advance(ref, 1)
+        seq.append(s.get_last_lr())
+        ref_seq.append(ref.get_last_lr())
+    assert seq == ref_seq and s.last_epoch == ref.last_epoch
+
+
+@pytest.mark.parametrize("kind", list(SCHEDULERS))
+def test_scheduler_state_dict_loads_through_a_file(kind, tmp_path):
+    opt, opt2 = make_opt(momentum=0.9), make_opt(momentum=0.9)
+    s, s2 = SCHEDULERS[kind](opt), SCHEDULERS[kind](opt2)
+    _advance(s, 3)
+    gk.save({"s": s.state_dict(), "o": opt.state_dict()}, tmp_path / "s.npz")
+    loaded = gk.load(tmp_path / "s.npz")
+    opt2.load_state_dict(loaded["o"])
+    s2.load_state_dict(loaded["s"])
+    seq, seq2 = [], []
+    for _ in range(5):
+        _advance(s, 1)
+        _advance(s2, 1)
+        seq.append(s.get_last_lr())
+        seq2.append(s2.get_last_lr())
+    assert seq == seq2

@@ -380,8 +380,9 @@ def test_bad_gradients_raise_without_crashing():
 
 
 def _group(kind, params, grads, s0=None, s1=None, s2=None, steps=(1.0,), lr=0.1, momentum=0.0, amsgrad=False):
-    return (kind, params, grads, s0, s1, s2, list(steps), lr, 0.0, 0.0, 1e-8, momentum, 0.0, False, 0.99, False,
-            0.0, 0.9, 0.999, amsgrad, False)
+    hyper = _core.OptimHyper(kind=kind, lr=lr, eps=1e-8, momentum=momentum, alpha=0.99, beta1=0.9, beta2=0.999,
+                             amsgrad=amsgrad)
+    return (hyper, params, grads, s0, s1, s2, list(steps))
 
 
 def test_core_call_validates_lists():
@@ -395,7 +396,9 @@ def test_core_call_validates_lists():
     with pytest.raises(ValueError, match="steps"):
         _core.optim_step([_group("adam", [p], [p.copy()], [p.copy()], [p.copy()], steps=[0.0])])
     with pytest.raises(ValueError, match="groups"):
-        _core.optim_step([("sgd", [p])])
+        _core.optim_step([(_group("sgd", [p], [p])[0], [p])])
+    with pytest.raises(TypeError, match=r"groups\[0\]\[0\]: expected a gradkit._core.OptimHyper"):
+        _core.optim_step([("sgd", *_group("sgd", [p], [p.copy()])[1:])])
     ro = np.zeros(3, np.float32)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match=r"param_groups\[1\]\.params\[0\]"):
@@ -517,3 +520,242 @@ def test_failed_step_changes_nothing(name, kw, rng):
     for i, (p, a) in enumerate(zip(params, init)):
         expected = REFS[name](a, [g[i] for g in grads], [0.1] * 2, **{k: v for k, v in kw.items() if k != "lr"})
         assert_close(p.data, expected, 1e-12, 1e-14, f"tensor {i} after the rejected step")
+
+
+# ---------------------------------------------------------------- penalties on the vector path
+# Every rule with no penalty, weight_decay, l1 and both, against the float64 references of
+# PyTorch's rules, on sizes that put elements in full vectors and in the partial last one
+# of every ISA (4, 8 or 16 lanes), and a tensor split between threads (chunks of 64K).
+
+RULES = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3)),
+    ("SGD", dict(lr=0.05, momentum=0.8, nesterov=True)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.05, initial_accumulator_value=0.5)),
+    ("RMSprop", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True, alpha=0.9)),
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, betas=(0.3, 0.9), amsgrad=True)),
+    ("AdamW", dict(lr=0.01)),
+]
+PENALTY_KW = {"none": dict(weight_decay=0.0), "weight_decay": dict(weight_decay=0.05),
+              "l1": dict(weight_decay=0.0, l1=0.02), "both": dict(weight_decay=0.05, l1=0.02)}
+TAIL_SHAPES = [(0,), (1,), (15,), (17,), (33,), (66001,)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("penalty", list(PENALTY_KW))
+@pytest.mark.parametrize("name,kw", RULES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in RULES])
+def test_penalised_and_plain_updates_match_reference(name, kw, penalty, dtype, isa, threads, rng):
+    kw = {**kw, **PENALTY_KW[penalty]}
+    init, grads = make_problem(rng, dtype, shapes=TAIL_SHAPES, steps=3)
+    params, _ = run(name, kw, init, grads)
+    ref_kw = {k: v for k, v in kw.items() if k != "lr"}
+    rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-4, 2e-5)
+    for i, (p, a) in enumerate(zip(params, init)):
+        expected = REFS[name](a.astype(np.float64), [g[i].astype(np.float64) for g in grads], [kw["lr"]] * 3, **ref_kw)
+        assert_close(p.data, expected, rtol, atol, f"{name} {kw} {np.dtype(dtype).name} size {a.size}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,kw", RULES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in RULES])
+def test_every_lane_computes_the_same_bits(name, kw, dtype, isa):
+    # The same (p, g) in every element: the vector body, the partial last vector and
+    # both threads' chunks must all give identical bits.
+    kw = {**kw, **PENALTY_KW["both"]}
+    gk.set_num_threads(2)
+    for value in (0.7, -1.3):
+        init = [np.full(n, value, dtype) for n in (33, 66001)]
+        grads = [[np.full(n, g, dtype) for n in (33, 66001)] for g in (0.25, -0.5, 2.0)]
+        params, _ = run(name, kw, init, grads)
+        first = params[0].data[0]
+        for p in params:
+            assert np.array_equal(p.data, np.full(p.data.shape, first, dtype)), (
+                f"{name}: lanes differ: {np.unique(p.data)}")
+
+
+@pytest.mark.parametrize("name,kw", RULES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in RULES])
+def test_l1_sign_of_zero_and_nan_is_zero(name, kw, isa):
+    # sign(0) = sign(-0) = sign(NaN) = 0, as torch.sign: a zero parameter with a zero gradient
+    # stays exactly 0 under l1 alone; a NaN parameter stays NaN and touches no other lane.
+    # Zeros sit in the vector body and in the partial last vector of every ISA.
+    kw = {**kw, **PENALTY_KW["l1"]}
+    for dtype in (np.float32, np.float64):
+        n = 37
+        init = np.zeros(n, dtype)
+        init[1::4] = -0.0
+        init[2::4] = 0.5
+        init[3::4] = -0.5
+        init[10] = np.nan
+        grads = [[np.zeros(n, dtype)] for _ in range(3)]
+        params, opt = run(name, kw, [init], grads)
+        p = params[0].data
+        zero = np.arange(n) % 4 < 2
+        zero[10] = False
+        assert np.all(p[zero] == 0), f"{name} {np.dtype(dtype).name}: zero parameters moved to {p[zero]}"
+        assert np.isnan(p[10]) and not np.isnan(np.delete(p, 10)).any(), f"{name}: NaN handling {p}"
+        lrs = [kw["lr"]] * 3
+        ref_kw = {k: v for k, v in kw.items() if k != "lr"}
+        moving = ~zero
+        moving[10] = False
+        expected = REFS[name](init[moving].astype(np.float64), [np.zeros(moving.sum())] * 3, lrs, **ref_kw)
+        rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-4, 2e-5)
+        assert_close(p[moving], expected, rtol, atol, f"{name} l1 on +-0.5")
+
+
+def test_hyperparameters_are_passed_by_name():
+    h = _core.OptimHyper(kind="adam", lr=0.01, beta1=0.8, beta2=0.99, amsgrad=True)
+    assert (h.kind, h.lr, h.beta1, h.beta2, h.amsgrad, h.weight_decay, h.decoupled) == (
+        "adam", 0.01, 0.8, 0.99, True, 0.0, False)
+    assert "beta1=0.8" in repr(h) and "kind='adam'" in repr(h)
+    h.kind = "rmsprop"
+    h.momentum = 0.5
+    assert h.kind == "rmsprop" and h.momentum == 0.5
+    with pytest.raises(TypeError):
+        _core.OptimHyper("adam", 0.01)  # keyword-only: no field is read by position
+    with pytest.raises(ValueError, match="kind"):
+        _core.OptimHyper(kind="lion", lr=0.01)
+    with pytest.raises(TypeError):
+        _core.OptimHyper(kind="adam", lr="fast")
+    p = Parameter(np.zeros(3))
+    opt = gk.optim.RMSprop([p], lr=0.02, alpha=0.9, momentum=0.3, centered=True, weight_decay=0.1, l1=0.01)
+    got = opt._hyper(opt.param_groups[0])
+    assert (got.kind, got.lr, got.alpha, got.momentum, got.centered, got.weight_decay, got.l1) == (
+        "rmsprop", 0.02, 0.9, 0.3, True, 0.1, 0.01)
+
+
+def test_changed_hyperparameters_take_effect_at_the_next_step(rng):
+    # The named hyperparameters are cached per group: a value written into the group
+    # (as a scheduler does) must be used by the next step.
+    init, grads = make_problem(rng, np.float64, shapes=[(19,)], steps=4)
+    p = Parameter(init[0])
+    opt = gk.optim.SGD([p], lr=0.1)
+    for t, gs in enumerate(grads):
+        if t == 2:
+            opt.param_groups[0].update(weight_decay=0.2, l1=0.05)
+        p.grad[...] = gs[0]
+        opt.step()
+    mid = ref_sgd(init[0], [g[0] for g in grads[:2]], [0.1] * 2)
+    expected = ref_sgd(mid, [g[0] for g in grads[2:]], [0.1] * 2, weight_decay=0.2, l1=0.05)
+    assert_close(p.data, expected, 1e-12, 1e-14, "after changing weight_decay and l1")
+
+
+# ---------------------------------------------------------------- validated load_state_dict
+
+def _trained(name, kw, init, grads):
+    params = [Parameter(a.copy()) for a in init]
+    opt = getattr(gk.optim, name)(params, **kw)
+    for gs in grads:
+        for p, g in zip(params, gs):
+            p.grad[...] = g
+        opt.step()
+    return params, opt
+
+
+def _set(path, value):
+    """A mutation of a state dict: sd[path[0]][path[1]]... = value."""
+    def mutate(sd):
+        d = sd
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+        return sd
+    return mutate
+
+
+def _del(path):
+    def mutate(sd):
+        d = sd
+        for k in path[:-1]:
+            d = d[k]
+        del d[path[-1]]
+        return sd
+    return mutate
+
+
+def _sgd_state(sd):
+    p, q = Parameter(np.zeros(3)), Parameter(np.zeros((2, 2)))
+    sgd = gk.optim.SGD([p, q], lr=0.1, momentum=0.9)
+    p.grad[...], q.grad[...] = 1.0, 1.0
+    sgd.step()
+    return sgd.state_dict()
+
+
+BAD_STATE = [  # (mutation of a valid Adam state dict, error type, text the message must contain)
+    (lambda sd: [sd], TypeError, "expected a dict"),
+    (lambda sd: None, TypeError, "expected a dict"),
+    (_del(["state"]), ValueError, "keys"),
+    (_set(["extra"], 1), ValueError, "extra"),
+    (_sgd_state, ValueError, "SGD"),
+    (_set(["param_groups"], "groups"), TypeError, "param_groups"),
+    (lambda sd: {**sd, "param_groups": sd["param_groups"] * 2}, ValueError, "parameter groups"),
+    (_set(["param_groups", 0], 7), TypeError, r"\['param_groups'\]\[0\]"),
+    (_del(["param_groups", 0, "params"]), ValueError, "'params'"),
+    (_set(["param_groups", 0, "params"], [0]), ValueError, "parameters"),
+    (_set(["param_groups", 0, "params"], [0, 0]), ValueError, "twice"),
+    (_set(["param_groups", 0, "params"], [0, "1"]), TypeError, "index"),
+    (_set(["param_groups", 0, "lr"], -5), ValueError, "lr"),
+    (_set(["param_groups", 0, "lr"], "fast"), TypeError, "lr"),
+    (_set(["param_groups", 0, "betas"], (2, 7)), ValueError, "betas"),
+    (_set(["param_groups", 0, "eps"], -1.0), ValueError, "eps"),
+    (_set(["param_groups", 0, "weight_decay"], float("nan")), ValueError, "weight_decay"),
+    (_del(["param_groups", 0, "amsgrad"]), ValueError, "amsgrad"),
+    (_set(["state"], [1, 2]), TypeError, r"\['state'\]"),
+    (_set(["state", 5], {"step": 1.0}), ValueError, "indices"),
+    (_set(["state", -1], {"step": 1.0}), ValueError, "indices"),
+    (_set(["state", 1.5], {"step": 1.0}), TypeError, "int parameter indices"),
+    (_set(["state", 0], "state"), TypeError, r"\['state'\]\[0\]"),
+    (_set(["state", 0, "step"], "two"), TypeError, "step"),
+    (_set(["state", 0, "step"], -1.0), ValueError, "step"),
+    (_set(["state", 0, "step"], float("nan")), ValueError, "step"),
+    (_set(["state", 0, "step"], 1.5), ValueError, "step"),
+    (_del(["state", 0, "step"]), ValueError, "'step'"),
+    (_del(["state", 0, "exp_avg"]), ValueError, "exp_avg"),
+    (_set(["state", 0, "exp_avg"], np.zeros(4)), ValueError, "shape"),
+    (_set(["state", 1, "exp_avg_sq"], np.zeros((2, 2), np.int64)), TypeError, "exp_avg_sq"),
+    (_set(["state", 1, "exp_avg_sq"], [[0.0, 0.0], [0.0, 0.0]]), TypeError, "exp_avg_sq"),
+    (_set(["state", 1, "junk"], "text"), TypeError, "junk"),
+]
+
+
+@pytest.mark.parametrize("mutate,error,text", BAD_STATE)
+def test_bad_state_dict_raises_and_changes_nothing(mutate, error, text, rng):
+    init, grads = make_problem(rng, np.float64, shapes=[(3,), (2, 2)], steps=6)
+    params, opt = _trained("Adam", dict(lr=0.01), init, grads[:2])
+    ref_params, ref = _trained("Adam", dict(lr=0.01), init, grads[:2])
+    opt.param_groups[0]["lr"] = ref.param_groups[0]["lr"] = 0.02  # not what the saved dict holds
+    bad = mutate(copy.deepcopy(opt.state_dict()))
+    with pytest.raises(error, match=text) as info:
+        opt.load_state_dict(bad)
+    assert "Adam" in str(info.value)
+    # Nothing changed: both continue bit for bit.
+    for gs in grads[2:]:
+        for p, q, g in zip(params, ref_params, gs):
+            p.grad[...] = g
+            q.grad[...] = g
+        opt.step()
+        ref.step()
+    for p, q in zip(params, ref_params):
+        assert np.array_equal(p.data, q.data), f"the failed load changed the trajectory by {np.abs(p.data - q.data).max()}"
+    assert opt.param_groups[0]["lr"] == 0.02
+
+
+def test_state_dict_loads_after_changing_settings_and_through_a_file(rng, tmp_path):
+    init, grads = make_problem(rng, np.float32, shapes=[(5,), (3, 2)], steps=4)
+    params, opt = _trained("Adam", dict(lr=0.01, amsgrad=True), init, grads[:2])
+    opt.param_groups[0]["amsgrad"] = False  # max_exp_avg_sq stays in the state
+    gk.save({"optimizer": opt.state_dict()}, tmp_path / "o.npz")
+    params2 = [Parameter(p.data.copy()) for p in params]
+    opt2 = gk.optim.Adam(params2, lr=0.5)
+    opt2.load_state_dict(gk.load(tmp_path / "o.npz")["optimizer"])
+    for gs in grads[2:]:
+        for p, q, g in zip(params, params2, gs):
+            p.grad[...] = g
+            q.grad[...] = g
+        opt.step()
+        opt2.step()
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(params, params2))
+    # A fresh optimizer's state (no step yet) loads too.
+    gk.optim.SGD([Parameter(np.zeros(2))], momentum=0.9).load_state_dict(
+        gk.optim.SGD([Parameter(np.zeros(2))], momentum=0.5).state_dict())

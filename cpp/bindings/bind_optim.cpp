@@ -159,32 +159,13 @@ void add_group(const OptimHyper& h, const py::list& params, const py::list& grad
   }
 }
 
-// One entry of the `groups` list: (kind, params, grads, state0, state1, state2, steps,
-// lr, weight_decay, l1, eps, momentum, dampening, nesterov, alpha, centered, lr_decay,
-// beta1, beta2, amsgrad, decoupled).
-constexpr size_t kGroupFields = 21;
-
-OptimHyper parse_hyper(const py::tuple& t) {
-  OptimHyper h;
-  h.kind = parse_kind(t[0].cast<std::string>());
-  auto num = [&](size_t i) { return t[i].cast<double>(); };
-  auto flag = [&](size_t i) { return t[i].cast<bool>(); };
-  h.lr = num(7);
-  h.weight_decay = num(8);
-  h.l1 = num(9);
-  h.eps = num(10);
-  h.momentum = num(11);
-  h.dampening = num(12);
-  h.nesterov = flag(13);
-  h.alpha = num(14);
-  h.centered = flag(15);
-  h.lr_decay = num(16);
-  h.beta1 = num(17);
-  h.beta2 = num(18);
-  h.amsgrad = flag(19);
-  h.decoupled = flag(20);
-  return h;
+const char* kind_name(OptimKind k) {
+  constexpr const char* names[kNumOptimKinds] = {"sgd", "adagrad", "rmsprop", "adam"};
+  return names[static_cast<int>(k)];
 }
+
+// One entry of the `groups` list: (hyper, params, grads, state0, state1, state2, steps).
+constexpr size_t kGroupFields = 7;
 
 // Every group of an optimizer in one call: all tensors are validated first
 // (nothing is updated on an error), then updated in one parallel region per dtype.
@@ -193,13 +174,17 @@ void step_impl(const py::list& groups) {
   Lists l;
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     const std::string prefix = "param_groups[" + std::to_string(gi) + "].";
+    const std::string name = "groups[" + std::to_string(gi) + "]";
     const py::handle obj = groups[gi];
     if (!py::isinstance<py::tuple>(obj) || py::len(obj) != kGroupFields) {
-      value_error("groups[" + std::to_string(gi) + "]", "a tuple of " + std::to_string(kGroupFields) + " fields",
+      value_error(name, "a tuple (hyper, params, grads, state0, state1, state2, steps)",
                   py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
     }
     const auto t = py::reinterpret_borrow<py::tuple>(obj);
-    hypers[gi] = parse_hyper(t);
+    if (!py::isinstance<OptimHyper>(t[0])) {
+      type_error(name + "[0]", "a gradkit._core.OptimHyper", py::str(py::type::handle_of(t[0]).attr("__name__")));
+    }
+    hypers[gi] = t[0].cast<const OptimHyper&>();
     if (!py::isinstance<py::list>(t[1]) || !py::isinstance<py::list>(t[2])) {
       value_error(prefix + "params", "lists of params and grads", "another type");
     }
@@ -251,13 +236,68 @@ double clip_impl(const py::list& grads, double max_norm, double norm_type) {
 }  // namespace
 
 void bind_optim(py::module_& m) {
+  py::class_<OptimHyper>(m, "OptimHyper",
+                         "The hyperparameters of one param group's update, by name (PyTorch's meanings; "
+                         "gradkit/optim.h). weight_decay is the coupled L2 term except with decoupled (AdamW); "
+                         "l1 adds l1 * sign(p) to the gradient.")
+      .def(py::init([](const std::string& kind, double lr, double weight_decay, double l1, double eps, double momentum,
+                       double dampening, bool nesterov, double alpha, bool centered, double lr_decay, double beta1,
+                       double beta2, bool amsgrad, bool decoupled) {
+             OptimHyper h;
+             h.kind = parse_kind(kind);
+             h.lr = lr;
+             h.weight_decay = weight_decay;
+             h.l1 = l1;
+             h.eps = eps;
+             h.momentum = momentum;
+             h.dampening = dampening;
+             h.nesterov = nesterov;
+             h.alpha = alpha;
+             h.centered = centered;
+             h.lr_decay = lr_decay;
+             h.beta1 = beta1;
+             h.beta2 = beta2;
+             h.amsgrad = amsgrad;
+             h.decoupled = decoupled;
+             return h;
+           }),
+           py::kw_only(), py::arg("kind"), py::arg("lr"), py::arg("weight_decay") = 0.0, py::arg("l1") = 0.0,
+           py::arg("eps") = 0.0, py::arg("momentum") = 0.0, py::arg("dampening") = 0.0, py::arg("nesterov") = false,
+           py::arg("alpha") = 0.0, py::arg("centered") = false, py::arg("lr_decay") = 0.0, py::arg("beta1") = 0.0,
+           py::arg("beta2") = 0.0, py::arg("amsgrad") = false, py::arg("decoupled") = false)
+      .def_property(
+          "kind", [](const OptimHyper& h) { return std::string(kind_name(h.kind)); },
+          [](OptimHyper& h, const std::string& kind) { h.kind = parse_kind(kind); },
+          "'sgd', 'adagrad', 'rmsprop' or 'adam' (Adam and AdamW)")
+      .def_readwrite("lr", &OptimHyper::lr)
+      .def_readwrite("weight_decay", &OptimHyper::weight_decay)
+      .def_readwrite("l1", &OptimHyper::l1)
+      .def_readwrite("eps", &OptimHyper::eps)
+      .def_readwrite("momentum", &OptimHyper::momentum, "SGD and RMSprop")
+      .def_readwrite("dampening", &OptimHyper::dampening, "SGD")
+      .def_readwrite("nesterov", &OptimHyper::nesterov, "SGD")
+      .def_readwrite("alpha", &OptimHyper::alpha, "RMSprop")
+      .def_readwrite("centered", &OptimHyper::centered, "RMSprop")
+      .def_readwrite("lr_decay", &OptimHyper::lr_decay, "Adagrad")
+      .def_readwrite("beta1", &OptimHyper::beta1, "Adam")
+      .def_readwrite("beta2", &OptimHyper::beta2, "Adam")
+      .def_readwrite("amsgrad", &OptimHyper::amsgrad, "Adam")
+      .def_readwrite("decoupled", &OptimHyper::decoupled, "Adam: AdamW's decoupled weight decay")
+      .def("__repr__", [](const OptimHyper& h) {
+        auto f = [](double v) { return py::repr(py::float_(v)).cast<std::string>(); };
+        auto b = [](bool v) { return std::string(v ? "True" : "False"); };
+        return "OptimHyper(kind='" + std::string(kind_name(h.kind)) + "', lr=" + f(h.lr) + ", weight_decay=" +
+               f(h.weight_decay) + ", l1=" + f(h.l1) + ", eps=" + f(h.eps) + ", momentum=" + f(h.momentum) +
+               ", dampening=" + f(h.dampening) + ", nesterov=" + b(h.nesterov) + ", alpha=" + f(h.alpha) +
+               ", centered=" + b(h.centered) + ", lr_decay=" + f(h.lr_decay) + ", beta1=" + f(h.beta1) +
+               ", beta2=" + f(h.beta2) + ", amsgrad=" + b(h.amsgrad) + ", decoupled=" + b(h.decoupled) + ")";
+      });
   m.def("optim_step", &step_impl, py::arg("groups"),
-        "One optimizer update of every param group in place: groups is a list of tuples (kind, params, grads, "
-        "state0, state1, state2, steps, lr, weight_decay, l1, eps, momentum, dampening, nesterov, alpha, centered, "
-        "lr_decay, beta1, beta2, amsgrad, decoupled). state0..2 are lists of arrays (or None) in the slots of "
-        "gradkit/optim.h; steps[i] is tensor i's step count after this update (SGD: 1 when its momentum buffer is "
-        "new). All arrays are validated before any is updated; float32 and float64 may be mixed; all tensors of "
-        "all groups are updated in one parallel region per dtype.");
+        "One optimizer update of every param group in place: groups is a list of tuples (hyper, params, grads, "
+        "state0, state1, state2, steps) with hyper an OptimHyper. state0..2 are lists of arrays (or None) in the "
+        "slots of gradkit/optim.h; steps[i] is tensor i's step count after this update (SGD: 1 when its momentum "
+        "buffer is new). All arrays are validated before any is updated; float32 and float64 may be mixed; all "
+        "tensors of all groups are updated in one parallel region per dtype.");
   m.def("clip_grad_norm", &clip_impl, py::arg("grads"), py::arg("max_norm"), py::arg("norm_type") = 2.0,
         "Total norm (2 or inf) of all arrays, accumulated in double; scales them in place by "
         "max_norm / (total + 1e-6) when that is below 1. Returns the total before clipping.");

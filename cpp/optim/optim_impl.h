@@ -1,6 +1,7 @@
 // Optimizer kernels, one template compiled once per ISA (define GK_ISA_NS first:
-// generic, avx2 or avx512). Plain loops under `#pragma omp simd`: the update is
-// memory-bound, and the compiler vectorises sqrt, division and the selects.
+// generic, avx2 or avx512), written on the vectors of gradkit/simd.h: full
+// vectors, then one partial vector for the last n % kLanes elements, so every
+// update (penalties included) is one vectorised pass on every ISA.
 //
 // Each kernel reads p, g and the state once and writes p and the state once.
 // The order of operations follows PyTorch's single-tensor path
@@ -13,9 +14,13 @@
 #include <type_traits>
 
 #include "gradkit/optim.h"
+#include "gradkit/simd.h"
 
-// No FMA contraction here: PyTorch rounds each product and sum separately, and a
-// contracted vector body next to an uncontracted scalar tail would round differently.
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+// No FMA contraction here: PyTorch rounds each product and sum separately.
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
@@ -28,6 +33,7 @@ namespace optim_detail {
 
 using std::false_type;
 using std::true_type;
+using namespace gk::GK_ISA_NS::simd;
 
 // Calls f(bool_constant) with b as a compile-time constant.
 template <class F>
@@ -36,56 +42,106 @@ GK_ALWAYS_INLINE void with_flag(bool b, F&& f) {
   else f(false_type{});
 }
 
+// Loads and stores of kLanes<T> elements (Full) or of the last n < kLanes (Part).
 template <class T>
-GK_ALWAYS_INLINE T sign_of(T x) {
-  return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+struct Full {
+  GK_ALWAYS_INLINE Vec<T> ld(const T* p) const { return load(p); }
+  GK_ALWAYS_INLINE void st(T* p, Vec<T> v) const { store(p, v); }
+};
+template <class T>
+struct Part {
+  index_t n;
+  GK_ALWAYS_INLINE Vec<T> ld(const T* p) const { return load_partial(p, n); }
+  GK_ALWAYS_INLINE void st(T* p, Vec<T> v) const { store_partial(p, v, n); }
+};
+
+// Calls body(i, io) for i = 0, kLanes, 2 kLanes, ... < n; io loads and stores the
+// lanes at offset i (the padding lanes of the last vector compute on zeros and are
+// never stored). A lane's result does not depend on which vector it is in.
+template <class T, class Body>
+GK_ALWAYS_INLINE void for_vectors(index_t n, Body&& body) {
+  constexpr index_t L = kLanes<T>;
+  index_t i = 0;
+  for (; i + L <= n; i += L) body(i, Full<T>{});
+  if (i < n) body(i, Part<T>{n - i});
 }
 
-// g + wd * p + l1 * sign(p): the coupled L2 and the L1 penalty (kPen false: g).
-template <bool kPen, class T>
-GK_ALWAYS_INLINE T penalised(T g, T p, T wd, T l1) {
-  if constexpr (kPen) return g + wd * p + l1 * sign_of(p);
-  else return g;
+// sqrt of every lane, correctly rounded (one instruction per vector).
+template <class T>
+GK_ALWAYS_INLINE Vec<T> vsqrt(Vec<T> x) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm512_sqrt_ps((__m512)x);
+  else return (Vec<T>)_mm512_sqrt_pd((__m512d)x);
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm256_sqrt_ps((__m256)x);
+  else return (Vec<T>)_mm256_sqrt_pd((__m256d)x);
+#elif defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm_sqrt_ps((__m128)x);
+  else return (Vec<T>)_mm_sqrt_pd((__m128d)x);
+#else
+  return map_lanes(x, [](T v) { return std::sqrt(v); });
+#endif
 }
 
-// torch.lerp(a, b, w): a + w (b - a) for w < 0.5, else b - (b - a)(1 - w).
-template <class T>
-GK_ALWAYS_INLINE T lerp(T a, T b, T w, bool small_w) {
-  return small_w ? a + w * (b - a) : b - (b - a) * (T(1) - w);
+// The penalties added to the gradient: g + weight_decay * p + l1 * sign(p), each
+// term only when its coefficient is nonzero (as PyTorch skips weight_decay == 0);
+// sign(0) = sign(NaN) = 0, as torch.sign. Branch-free: two compares and masks.
+template <class T, bool kWd, bool kL1>
+struct Penalty {
+  Vec<T> wd, l1, neg_l1;
+  Penalty(const OptimHyper& h, double weight_decay)
+      : wd(set1(T(weight_decay))), l1(set1(T(h.l1))), neg_l1(set1(T(-h.l1))) {}
+  GK_ALWAYS_INLINE Vec<T> operator()(Vec<T> g, Vec<T> p) const {
+    if constexpr (kWd) g = g + wd * p;
+    if constexpr (kL1) g = g + from_bits<T>((bits(l1) & (p > T(0))) | (bits(neg_l1) & (p < T(0))));
+    return g;
+  }
+};
+
+// Calls f(Penalty) with the terms of `weight_decay` (the coupled L2 coefficient) and h.l1.
+template <class T, class F>
+GK_ALWAYS_INLINE void with_penalty(const OptimHyper& h, double weight_decay, F&& f) {
+  with_flag(weight_decay != 0, [&](auto kWd) {
+    with_flag(h.l1 != 0, [&](auto kL1) { f(Penalty<T, kWd(), kL1()>(h, weight_decay)); });
+  });
 }
+
+// torch.lerp(a, b, w): a + w (b - a) for w < 0.5, else b - (b - a)(1 - w), written
+// base + (b - a) c with (base, c) = (a, w) or (b, -(1 - w)): the same roundings.
+template <class T>
+struct Lerp {
+  bool small_w;
+  Vec<T> c;
+  explicit Lerp(double w) : small_w(w < 0.5), c(set1(small_w ? T(w) : -(T(1) - T(w)))) {}  // 1 - w in T, as torch
+  GK_ALWAYS_INLINE Vec<T> operator()(Vec<T> a, Vec<T> b) const { return (small_w ? a : b) + (b - a) * c; }
+};
 
 // p (n), g (n), buf (n) momentum buffer or nullptr; elementwise.
 template <class T>
 void sgd_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRICT p, const T* GK_RESTRICT g,
                 T* GK_RESTRICT buf, T*, T*, index_t n) {
-  const T lr = T(h.lr), wd = T(h.weight_decay), l1 = T(h.l1), mom = T(h.momentum), damp1 = T(1 - h.dampening);
-  const bool pen = h.weight_decay != 0 || h.l1 != 0;
-  with_flag(pen, [&](auto kPen) {
+  const Vec<T> neg_lr = set1(T(-h.lr)), mom = set1(T(h.momentum)), damp1 = set1(T(1 - h.dampening));
+  with_penalty<T>(h, h.weight_decay, [&](auto pen) {
     if (h.momentum == 0) {
-#pragma omp simd
-      for (index_t i = 0; i < n; ++i) p[i] = p[i] + -lr * penalised<kPen()>(g[i], p[i], wd, l1);
-    } else if (s.first) {  // buf = g on the first step (no dampening)
-      with_flag(h.nesterov, [&](auto kNest) {
-#pragma omp simd
-        for (index_t i = 0; i < n; ++i) {
-          const T gi = penalised<kPen()>(g[i], p[i], wd, l1);
-          buf[i] = gi;
-          const T d = kNest() ? gi + mom * gi : gi;
-          p[i] = p[i] + -lr * d;
-        }
+      for_vectors<T>(n, [&](index_t i, auto io) {
+        const Vec<T> pi = io.ld(p + i);
+        io.st(p + i, pi + neg_lr * pen(io.ld(g + i), pi));
       });
-    } else {
-      with_flag(h.nesterov, [&](auto kNest) {
-#pragma omp simd
-        for (index_t i = 0; i < n; ++i) {
-          const T gi = penalised<kPen()>(g[i], p[i], wd, l1);
-          const T b = buf[i] * mom + damp1 * gi;
-          buf[i] = b;
-          const T d = kNest() ? gi + mom * b : b;
-          p[i] = p[i] + -lr * d;
-        }
-      });
+      return;
     }
+    with_flag(h.nesterov, [&](auto kNest) {
+      with_flag(s.first, [&](auto kFirst) {  // buf = g on the first step (no dampening)
+        for_vectors<T>(n, [&](index_t i, auto io) {
+          const Vec<T> pi = io.ld(p + i);
+          const Vec<T> gi = pen(io.ld(g + i), pi);
+          Vec<T> b = gi;
+          if constexpr (!kFirst()) b = io.ld(buf + i) * mom + damp1 * gi;
+          io.st(buf + i, b);
+          const Vec<T> d = kNest() ? gi + mom * b : b;
+          io.st(p + i, pi + neg_lr * d);
+        });
+      });
+    });
   });
 }
 
@@ -93,15 +149,15 @@ void sgd_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRICT p
 template <class T>
 void adagrad_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRICT p, const T* GK_RESTRICT g,
                     T* GK_RESTRICT sum, T*, T*, index_t n) {
-  const T clr = T(s.lr), wd = T(h.weight_decay), l1 = T(h.l1), eps = T(h.eps);
-  with_flag(h.weight_decay != 0 || h.l1 != 0, [&](auto kPen) {
-#pragma omp simd
-    for (index_t i = 0; i < n; ++i) {
-      const T gi = penalised<kPen()>(g[i], p[i], wd, l1);
-      const T acc = sum[i] + gi * gi;
-      sum[i] = acc;
-      p[i] = p[i] + -clr * (gi / (std::sqrt(acc) + eps));
-    }
+  const Vec<T> neg_clr = set1(T(-s.lr)), eps = set1(T(h.eps));
+  with_penalty<T>(h, h.weight_decay, [&](auto pen) {
+    for_vectors<T>(n, [&](index_t i, auto io) {
+      const Vec<T> pi = io.ld(p + i);
+      const Vec<T> gi = pen(io.ld(g + i), pi);
+      const Vec<T> acc = io.ld(sum + i) + gi * gi;
+      io.st(sum + i, acc);
+      io.st(p + i, pi + neg_clr * (gi / (vsqrt<T>(acc) + eps)));
+    });
   });
 }
 
@@ -109,33 +165,33 @@ void adagrad_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRI
 template <class T>
 void rmsprop_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRICT p, const T* GK_RESTRICT g,
                     T* GK_RESTRICT sq, T* GK_RESTRICT buf, T* GK_RESTRICT ga, index_t n) {
-  const T lr = T(h.lr), wd = T(h.weight_decay), l1 = T(h.l1), eps = T(h.eps), mom = T(h.momentum);
-  const T alpha = T(h.alpha), w = T(1 - h.alpha);
-  const bool small_w = (1 - h.alpha) < 0.5;
-  with_flag(h.weight_decay != 0 || h.l1 != 0, [&](auto kPen) {
+  const Vec<T> neg_lr = set1(T(-h.lr)), eps = set1(T(h.eps)), mom = set1(T(h.momentum));
+  const Vec<T> alpha = set1(T(h.alpha)), w = set1(T(1 - h.alpha));
+  const Lerp<T> lerp(1 - h.alpha);
+  with_penalty<T>(h, h.weight_decay, [&](auto pen) {
     with_flag(h.centered, [&](auto kCentered) {
       with_flag(h.momentum > 0, [&](auto kMom) {
-#pragma omp simd
-        for (index_t i = 0; i < n; ++i) {
-          const T gi = penalised<kPen()>(g[i], p[i], wd, l1);
-          const T v = sq[i] * alpha + w * gi * gi;  // addcmul: value * t1 * t2
-          sq[i] = v;
-          T avg;
+        for_vectors<T>(n, [&](index_t i, auto io) {
+          const Vec<T> pi = io.ld(p + i);
+          const Vec<T> gi = pen(io.ld(g + i), pi);
+          const Vec<T> v = io.ld(sq + i) * alpha + w * gi * gi;  // addcmul: value * t1 * t2
+          io.st(sq + i, v);
+          Vec<T> avg;
           if constexpr (kCentered()) {
-            const T m = lerp(ga[i], gi, w, small_w);
-            ga[i] = m;
-            avg = std::sqrt(v + -(m * m)) + eps;
+            const Vec<T> m = lerp(io.ld(ga + i), gi);
+            io.st(ga + i, m);
+            avg = vsqrt<T>(v + -(m * m)) + eps;
           } else {
-            avg = std::sqrt(v) + eps;
+            avg = vsqrt<T>(v) + eps;
           }
           if constexpr (kMom()) {
-            const T b = buf[i] * mom + gi / avg;
-            buf[i] = b;
-            p[i] = p[i] + -lr * b;
+            const Vec<T> b = io.ld(buf + i) * mom + gi / avg;
+            io.st(buf + i, b);
+            io.st(p + i, pi + neg_lr * b);
           } else {
-            p[i] = p[i] + -lr * (gi / avg);
+            io.st(p + i, pi + neg_lr * (gi / avg));
           }
-        }
+        });
       });
     });
   });
@@ -148,31 +204,29 @@ void adam_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRICT 
                  T* GK_RESTRICT m, T* GK_RESTRICT v, T* GK_RESTRICT vmax, index_t n) {
   // sqrt(v) / sqrt(1 - beta2^t) as a product with the reciprocal (computed in double):
   // one division per element instead of two; within rounding of PyTorch's form.
-  const T step_size = T(s.lr), inv_bc2 = T(1.0 / s.bc2_sqrt), eps = T(h.eps), l1 = T(h.l1);
-  const T wd = h.decoupled ? T(0) : T(h.weight_decay);
-  const T w1 = T(1 - h.beta1), beta2 = T(h.beta2), w2 = T(1 - h.beta2);
-  const bool small_w1 = (1 - h.beta1) < 0.5;
-  const bool decay = h.decoupled && h.weight_decay != 0;
-  const T keep = T(1 - h.lr * h.weight_decay);  // AdamW: p *= 1 - lr * weight_decay
-  with_flag(wd != T(0) || h.l1 != 0, [&](auto kPen) {
-    with_flag(decay, [&](auto kDecay) {
+  const Vec<T> neg_step = set1(T(-s.lr)), inv_bc2 = set1(T(1.0 / s.bc2_sqrt)), eps = set1(T(h.eps));
+  const Vec<T> beta2 = set1(T(h.beta2)), w2 = set1(T(1 - h.beta2));
+  const Vec<T> keep = set1(T(1 - h.lr * h.weight_decay));  // AdamW: p *= 1 - lr * weight_decay
+  const Lerp<T> lerp(1 - h.beta1);
+  with_penalty<T>(h, h.decoupled ? 0.0 : h.weight_decay, [&](auto pen) {
+    with_flag(h.decoupled && h.weight_decay != 0, [&](auto kDecay) {
       with_flag(h.amsgrad, [&](auto kAms) {
-#pragma omp simd
-        for (index_t i = 0; i < n; ++i) {
-          T pi = p[i];
-          const T gi = penalised<kPen()>(g[i], pi, wd, l1);
+        for_vectors<T>(n, [&](index_t i, auto io) {
+          Vec<T> pi = io.ld(p + i);
+          const Vec<T> gi = pen(io.ld(g + i), pi);
           if constexpr (kDecay()) pi = pi * keep;
-          const T mi = lerp(m[i], gi, w1, small_w1);
-          m[i] = mi;
-          T vi = v[i] * beta2 + w2 * gi * gi;
-          v[i] = vi;
+          const Vec<T> mi = lerp(io.ld(m + i), gi);
+          io.st(m + i, mi);
+          Vec<T> vi = io.ld(v + i) * beta2 + w2 * gi * gi;
+          io.st(v + i, vi);
           if constexpr (kAms()) {
-            vi = vmax[i] > vi ? vmax[i] : vi;
-            vmax[i] = vi;
+            const Vec<T> vm = io.ld(vmax + i);
+            vi = vm > vi ? vm : vi;
+            io.st(vmax + i, vi);
           }
-          const T denom = std::sqrt(vi) * inv_bc2 + eps;
-          p[i] = pi + -step_size * (mi / denom);
-        }
+          const Vec<T> denom = vsqrt<T>(vi) * inv_bc2 + eps;
+          io.st(p + i, pi + neg_step * (mi / denom));
+        });
       });
     });
   });

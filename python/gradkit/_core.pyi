@@ -8,7 +8,127 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_relu_pool2_backward', 'batch_norm_relu_pool2_forward', 'build_info', 'clip_grad_norm', 'conv2d_backward', 'conv2d_forward', 'cross_entropy', 'dropout_backward', 'dropout_forward', 'elu_backward', 'elu_forward', 'gelu_backward', 'gelu_forward', 'gemm', 'get_isa', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'group_norm_backward', 'group_norm_forward', 'kernel_isas', 'layer_norm_backward', 'layer_norm_forward', 'leaky_relu_backward', 'leaky_relu_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'optim_step', 'relu_backward', 'relu_forward', 'rng_bits', 'rng_normal', 'rng_state', 'rng_uniform', 'set_isa', 'set_num_threads', 'set_rng_state', 'sigmoid_backward', 'sigmoid_forward', 'supported_isas', 'tanh_backward', 'tanh_forward']
+__all__: list[str] = ['OptimHyper', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_relu_pool2_backward', 'batch_norm_relu_pool2_forward', 'build_info', 'clip_grad_norm', 'conv2d_backward', 'conv2d_forward', 'cross_entropy', 'dropout_backward', 'dropout_forward', 'elu_backward', 'elu_forward', 'gelu_backward', 'gelu_forward', 'gemm', 'get_isa', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'group_norm_backward', 'group_norm_forward', 'layer_norm_backward', 'layer_norm_forward', 'leaky_relu_backward', 'leaky_relu_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'optim_step', 'relu_backward', 'relu_forward', 'rng_bits', 'rng_normal', 'rng_state', 'rng_uniform', 'set_isa', 'set_num_threads', 'set_rng_state', 'sigmoid_backward', 'sigmoid_forward', 'supported_isas', 'tanh_backward', 'tanh_forward']
+class OptimHyper:
+    """
+    The hyperparameters of one param group's update, by name (PyTorch's meanings; gradkit/optim.h). weight_decay is the coupled L2 term except with decoupled (AdamW); l1 adds l1 * sign(p) to the gradient.
+    """
+    def __init__(self, *, kind: str, lr: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, eps: typing.SupportsFloat | typing.SupportsIndex = 0.0, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0, centered: bool = False, lr_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, beta1: typing.SupportsFloat | typing.SupportsIndex = 0.0, beta2: typing.SupportsFloat | typing.SupportsIndex = 0.0, amsgrad: bool = False, decoupled: bool = False) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def kind(self) -> str:
+        """
+        'sgd', 'adagrad', 'rmsprop' or 'adam' (Adam and AdamW)
+        """
+    @kind.setter
+    def kind(self, arg0: str) -> None:
+        ...
+    @property
+    def lr(self) -> float:
+        ...
+    @lr.setter
+    def lr(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def weight_decay(self) -> float:
+        ...
+    @weight_decay.setter
+    def weight_decay(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def l1(self) -> float:
+        ...
+    @l1.setter
+    def l1(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def eps(self) -> float:
+        ...
+    @eps.setter
+    def eps(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def momentum(self) -> float:
+        """
+        SGD and RMSprop
+        """
+    @momentum.setter
+    def momentum(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def dampening(self) -> float:
+        """
+        SGD
+        """
+    @dampening.setter
+    def dampening(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def nesterov(self) -> bool:
+        """
+        SGD
+        """
+    @nesterov.setter
+    def nesterov(self, arg0: bool) -> None:
+        ...
+    @property
+    def alpha(self) -> float:
+        """
+        RMSprop
+        """
+    @alpha.setter
+    def alpha(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def centered(self) -> bool:
+        """
+        RMSprop
+        """
+    @centered.setter
+    def centered(self, arg0: bool) -> None:
+        ...
+    @property
+    def lr_decay(self) -> float:
+        """
+        Adagrad
+        """
+    @lr_decay.setter
+    def lr_decay(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def beta1(self) -> float:
+        """
+        Adam
+        """
+    @beta1.setter
+    def beta1(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def beta2(self) -> float:
+        """
+        Adam
+        """
+    @beta2.setter
+    def beta2(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def amsgrad(self) -> bool:
+        """
+        Adam
+        """
+    @amsgrad.setter
+    def amsgrad(self, arg0: bool) -> None:
+        ...
+    @property
+    def decoupled(self) -> bool:
+        """
+        Adam: AdamW's decoupled weight decay
+        """
+    @decoupled.setter
+    def decoupled(self, arg0: bool) -> None:
+        ...
 def avg_pool2d_backward(dy: typing.Any, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], kernel_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], padding: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> numpy.ndarray:
     ...
 def avg_pool2d_forward(x: typing.Any, kernel_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], padding: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> numpy.ndarray:
@@ -91,10 +211,6 @@ def group_norm_forward(input: typing.Any, num_groups: typing.SupportsInt | typin
     """
     Group norm of (N, C, ...) input -> (y, mean (N, G), rstd (N, G)).
     """
-def kernel_isas() -> dict:
-    """
-    The ISA of the dispatch table each kernel area uses now.
-    """
 def layer_norm_backward(dy: typing.Any, input: typing.Any, mean: typing.Any, rstd: typing.Any, normalized_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], weight: typing.Any, dweight: typing.Any, dbias: typing.Any) -> numpy.ndarray:
     """
     Layer norm backward -> dx; adds into dweight and dbias.
@@ -125,7 +241,7 @@ def mse(input: typing.Any, target: typing.Any, grad: bool = True) -> tuple:
     """
 def optim_step(groups: list) -> None:
     """
-    One optimizer update of every param group in place: groups is a list of tuples (kind, params, grads, state0, state1, state2, steps, lr, weight_decay, l1, eps, momentum, dampening, nesterov, alpha, centered, lr_decay, beta1, beta2, amsgrad, decoupled). state0..2 are lists of arrays (or None) in the slots of gradkit/optim.h; steps[i] is tensor i's step count after this update (SGD: 1 when its momentum buffer is new). All arrays are validated before any is updated; float32 and float64 may be mixed; all tensors of all groups are updated in one parallel region per dtype.
+    One optimizer update of every param group in place: groups is a list of tuples (hyper, params, grads, state0, state1, state2, steps) with hyper an OptimHyper. state0..2 are lists of arrays (or None) in the slots of gradkit/optim.h; steps[i] is tensor i's step count after this update (SGD: 1 when its momentum buffer is new). All arrays are validated before any is updated; float32 and float64 may be mixed; all tensors of all groups are updated in one parallel region per dtype.
     """
 def relu_backward(dy: typing.Any, y: typing.Any, out: typing.Any = None, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> numpy.ndarray:
     """

@@ -41,6 +41,5 @@ class Adagrad(Optimizer):
     def _slots(self, group):
         return (("sum", float(group["initial_accumulator_value"])), None, None)
 
-    def _hyper(self, group):
-        return (group["lr"], group["weight_decay"], group["l1"], group["eps"], 0.0, 0.0, False, 0.0, False,
-                group["lr_decay"], 0.0, 0.0, False, False)
+    def _rule_hyper(self, group):
+        return dict(eps=group["eps"], lr_decay=group["lr_decay"])

@@ -55,10 +55,9 @@ class Adam(Optimizer):
     def _slots(self, group):
         return (("exp_avg", 0.0), ("exp_avg_sq", 0.0), ("max_exp_avg_sq", 0.0) if group["amsgrad"] else None)
 
-    def _hyper(self, group):
+    def _rule_hyper(self, group):
         beta1, beta2 = group["betas"]
-        return (group["lr"], group["weight_decay"], group["l1"], group["eps"], 0.0, 0.0, False, 0.0, False, 0.0,
-                beta1, beta2, group["amsgrad"], self._decoupled)
+        return dict(eps=group["eps"], beta1=beta1, beta2=beta2, amsgrad=group["amsgrad"], decoupled=self._decoupled)
 
 
 class AdamW(Adam):

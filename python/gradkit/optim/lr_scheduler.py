@@ -37,6 +37,73 @@ def _check_real(owner: str, name: str, value) -> float:
     return float(value)
 
 
+def _checked_like(where: str, value, like):
+    """``value`` if it has the kind of ``like`` (the attribute's current value): the same
+    scalar type (ints for ints, any real for reals), a list of as many reals, a dict with
+    the same keys; TypeError/ValueError naming ``where`` otherwise. Copies containers."""
+    def fail(expected, error=TypeError):
+        got = type(value).__name__ if error is TypeError else repr(value)
+        raise error(f"{where}: expected {expected}, got {got}")
+
+    if isinstance(like, bool):
+        if not isinstance(value, bool):
+            fail("a bool")
+        return value
+    if isinstance(like, Counter):  # MultiStepLR's milestones (gk.load gives a plain dict)
+        if not isinstance(value, dict):
+            fail("a dict milestone -> count")
+        for k, v in value.items():
+            _check_int(where, f"milestone {k!r}", k, 0)
+            _check_int(where, f"count of milestone {k!r}", v, 1)
+        return Counter({int(k): int(v) for k, v in value.items()})
+    if isinstance(like, numbers.Integral):
+        return _check_int(where, "value", value, -(2 ** 63))
+    if isinstance(like, numbers.Real) or like is None:  # None: ReduceLROnPlateau's per-group min_lr
+        if value is None and like is None:
+            return None
+        return _check_real(where, "value", value)
+    if isinstance(like, str):
+        if not isinstance(value, str):
+            fail("a str")
+        return value
+    if isinstance(like, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            fail(f"a list of {len(like)} values")
+        if len(value) != len(like):
+            fail(f"{len(like)} values (one per param group or phase)", ValueError)
+        items = [_checked_like(f"{where}[{i}]", v, l) for i, (v, l) in enumerate(zip(value, like))]
+        return type(like)(items)
+    if isinstance(like, dict):
+        if not isinstance(value, dict):
+            fail("a dict")
+        if set(value) != set(like):
+            fail(f"the keys {sorted(like)}", ValueError)
+        return {k: _checked_like(f"{where}[{k!r}]", value[k], like[k]) for k in like}
+    if not isinstance(value, type(like)):
+        fail(f"a {type(like).__name__}")
+    return value
+
+
+def _rule_int(minimum: int):
+    return lambda owner, name, value: _check_int(owner, name, value, minimum)
+
+
+def _rule_range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False):
+    def check(owner, name, value):
+        ok = (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
+        if not ok:
+            interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+            raise ValueError(f"{owner}: {name}: expected a value in {interval}, got {value}")
+    return check
+
+
+def _rule_choice(*choices):
+    def check(owner, name, value):
+        if value not in choices:
+            raise ValueError(f"{owner}: {name}: expected one of {list(choices)}, got {value!r}")
+    return check
+
+
 class LRScheduler:
     """Base class: ``step()``, ``get_last_lr()``, ``last_epoch``, ``base_lrs``, state dicts.
 
@@ -88,8 +155,29 @@ class LRScheduler:
         """Every attribute except the optimizer."""
         return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
 
+    # The constructor's rules for the attributes a state dict sets (besides their types).
+    _state_rules = {"last_epoch": _rule_int(-1), "_step_count": _rule_int(0)}
+
     def load_state_dict(self, state_dict: dict) -> None:
-        self.__dict__.update(state_dict)
+        """Restore a state saved by ``state_dict()``. Checked first: its type, its keys
+        (exactly this scheduler's), every value against the kind of the current one (ints,
+        reals, one value per param group...) and the constructor's rules; on an error
+        (TypeError/ValueError naming the key) the scheduler is left unchanged."""
+        owner = type(self).__name__
+        where = f"{owner}: load_state_dict: state_dict"
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"{where}: expected a dict (from {owner}.state_dict()), got {type(state_dict).__name__}")
+        current = self.state_dict()
+        missing, unknown = sorted(set(current) - set(state_dict)), sorted(map(str, set(state_dict) - set(current)))
+        if missing or unknown:
+            raise ValueError(f"{where}: expected the keys of a {owner} state dict; missing {missing}, "
+                             f"unexpected {unknown}")
+        new = {key: _checked_like(f"{where}[{key!r}]", state_dict[key], like) for key, like in current.items()}
+        for cls in type(self).__mro__:
+            for key, rule in vars(cls).get("_state_rules", {}).items():
+                if key in new:
+                    rule(where, key, new[key])
+        self.__dict__.update(new)
 
     def _group_lrs(self) -> list:
         return [group["lr"] for group in self.optimizer.param_groups]
@@ -97,6 +185,8 @@ class LRScheduler:
 
 class StepLR(LRScheduler):
     """Multiply the lr by ``gamma`` every ``step_size`` epochs: ``lr = base_lr * gamma ** (epoch // step_size)``."""
+
+    _state_rules = {"step_size": _rule_int(1)}
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
         self.step_size = _check_int("StepLR", "step_size", step_size, 1)
@@ -147,6 +237,8 @@ class CosineAnnealingLR(LRScheduler):
     are computed with PyTorch's recursive form (also past ``T_max``, where the cosine rises again).
     """
 
+    _state_rules = {"T_max": _rule_int(1)}
+
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
         self.T_max = _check_int("CosineAnnealingLR", "T_max", T_max, 1)
         self.eta_min = _check_real("CosineAnnealingLR", "eta_min", eta_min)
@@ -168,6 +260,9 @@ class CosineAnnealingLR(LRScheduler):
 
 class LinearLR(LRScheduler):
     """Scale the lr linearly from ``start_factor`` to ``end_factor`` times the base lr over ``total_iters`` epochs."""
+
+    _state_rules = {"start_factor": _rule_range(0, 1, lo_open=True), "end_factor": _rule_range(0, 1),
+                    "total_iters": _rule_int(0)}
 
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5,
                  last_epoch: int = -1):
@@ -210,6 +305,8 @@ class OneCycleLR(LRScheduler):
     RMSprop) or beta1 (Adam) moves inversely between ``max_momentum`` and
     ``base_momentum``. Stepping past ``total_steps`` raises ValueError.
     """
+
+    _state_rules = {"total_steps": _rule_int(1), "anneal_strategy": _rule_choice("cos", "linear")}
 
     def __init__(self, optimizer, max_lr, total_steps: int | None = None, epochs: int | None = None,
                  steps_per_epoch: int | None = None, pct_start: float = 0.3, anneal_strategy: str = "cos",
@@ -313,6 +410,10 @@ class ReduceLROnPlateau(LRScheduler):
     epochs are ignored; lrs never go below ``min_lr`` and changes smaller than
     ``eps`` are skipped.
     """
+
+    _state_rules = {"factor": _rule_range(-math.inf, 1.0, hi_open=True), "mode": _rule_choice("min", "max"),
+                    "threshold_mode": _rule_choice("rel", "abs"), "patience": _rule_int(0), "cooldown": _rule_int(0),
+                    "cooldown_counter": _rule_int(0), "num_bad_epochs": _rule_int(0), "last_epoch": _rule_int(0)}
 
     def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr=0, eps: float = 1e-8):

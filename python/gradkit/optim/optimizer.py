@@ -1,7 +1,8 @@
 """``Optimizer``: the base of every gradkit optimizer (PyTorch's interface).
 
-A subclass names its C++ update (``_kind``), its state slots and its
-hyperparameter checks; the base keeps ``param_groups`` and ``state``, creates
+A subclass names its C++ update (``_kind``), its state slots, its
+hyperparameter checks and its rule's hyperparameters (``_rule_hyper``, passed
+to C++ by name as a ``_core.OptimHyper``); the base keeps ``param_groups`` and ``state``, creates
 state lazily on the first step (with the parameter's dtype) and sends every
 parameter of every group to ONE C++ call (multi-tensor apply: all tensors in
 one parallel region, no per-element work in Python). The argument lists are
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import abc
 import copy
+import inspect
+import math
 import numbers
 from operator import is_
 
@@ -70,6 +73,7 @@ class Optimizer(metaclass=abc.ABCMeta):
         self.state: dict = {}
         self.param_groups: list = []
         self._plans: dict = {}  # id(group) -> _Plan
+        self._hypers: dict = {}  # id(group) -> (values, _core.OptimHyper)
         if isinstance(params, (Parameter, np.ndarray, dict)):
             raise TypeError(f"{type(self).__name__}: params: expected an iterable of Parameters or dicts, "
                             f"got {type(params).__name__}")
@@ -96,9 +100,18 @@ class Optimizer(metaclass=abc.ABCMeta):
         """Three entries, the C++ state slots: (state key, initial fill or None for empty) or None."""
 
     @abc.abstractmethod
-    def _hyper(self, group: dict) -> tuple:
-        """The C++ hyperparameters in order: lr, weight_decay, l1, eps, momentum, dampening,
-        nesterov, alpha, centered, lr_decay, beta1, beta2, amsgrad, decoupled."""
+    def _rule_hyper(self, group: dict) -> dict:
+        """The update rule's own fields of ``_core.OptimHyper`` by name (besides lr, weight_decay, l1)."""
+
+    def _hyper(self, group: dict) -> "_core.OptimHyper":
+        """The C++ hyperparameters of ``group``, by name; rebuilt only when one of them changed
+        (building one costs more than comparing them)."""
+        values = dict(kind=self._kind, lr=group["lr"], weight_decay=group["weight_decay"], l1=group["l1"],
+                      **self._rule_hyper(group))
+        cached = self._hypers.get(id(group))
+        if cached is None or cached[0] != values:
+            cached = self._hypers[id(group)] = (values, _core.OptimHyper(**values))
+        return cached[1]
 
     # -- groups ------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
@@ -155,7 +168,7 @@ class Optimizer(metaclass=abc.ABCMeta):
             steps = [st["step"] + 1.0 for st in c.entries] if counts else c.steps
             plans.append(c)
             all_steps.append(steps)
-            calls.append((self._kind, *c.args, steps, *self._hyper(group)))
+            calls.append((self._hyper(group), *c.args, steps))
         if not calls:
             return loss
         _core.optim_step(calls)
@@ -249,45 +262,126 @@ class Optimizer(metaclass=abc.ABCMeta):
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore hyperparameters and state saved by ``state_dict()`` (arrays are copied and
-        cast to each parameter's dtype), so that a resumed run continues bit-identically."""
+        cast to each parameter's dtype), so that a resumed run continues bit-identically.
+
+        Everything is checked first (the dict's type and keys, that it comes from this
+        optimizer's class, the number of groups and of parameters per group, every
+        hyperparameter by the constructor's rules, the state's indices, steps, keys,
+        shapes and dtypes); on any error (TypeError/ValueError naming the entry) the
+        optimizer is left unchanged.
+        """
         name = type(self).__name__
-        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
-            raise ValueError(f"{name}: state_dict: expected a dict with 'state' and 'param_groups', "
-                             f"got {type(state_dict).__name__}")
-        saved = list(state_dict["param_groups"])
+        where = f"{name}: load_state_dict: state_dict"
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"{where}: expected a dict (from Optimizer.state_dict()), got {type(state_dict).__name__}")
+        keys = set(state_dict)
+        if keys != {"state", "param_groups"}:
+            raise ValueError(f"{where}: expected the keys ['param_groups', 'state'], got {sorted(map(str, keys))}")
+        saved, state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved, (list, tuple)):
+            raise TypeError(f"{where}['param_groups']: expected a list of dicts, got {type(saved).__name__}")
+        if not isinstance(state, dict):
+            raise TypeError(f"{where}['state']: expected a dict, got {type(state).__name__}")
         if len(saved) != len(self.param_groups):
-            raise ValueError(f"{name}: state_dict: expected {len(self.param_groups)} parameter groups, got {len(saved)}")
-        by_index = {}
+            raise ValueError(f"{where}: expected {len(self.param_groups)} parameter groups, got {len(saved)}")
+        by_index, new_groups = {}, []
         for i, (group, sg) in enumerate(zip(self.param_groups, saved)):
-            if len(sg["params"]) != len(group["params"]):
-                raise ValueError(f"{name}: state_dict: param_groups[{i}]: expected {len(group['params'])} parameters, "
-                                 f"got {len(sg['params'])}")
-            for idx, p in zip(sg["params"], group["params"]):
-                by_index[int(idx)] = p
+            new_groups.append(self._loaded_group(f"{where}['param_groups'][{i}]", group, sg, by_index))
         new_state = {}
-        for idx, st in state_dict["state"].items():
-            p = by_index.get(int(idx))
-            if p is None:
-                continue
-            entry = {}
-            for key, value in st.items():
-                if key == "step":
-                    entry[key] = float(value)
-                elif isinstance(value, np.ndarray):
-                    if value.shape != p.data.shape:
-                        raise ValueError(f"{name}: state_dict: state[{idx}]['{key}']: expected shape {p.data.shape}, "
-                                         f"got {value.shape}")
-                    entry[key] = np.array(value, dtype=p.data.dtype, order="C", copy=True)
-                else:
-                    entry[key] = copy.deepcopy(value)
-            new_state[p] = entry
-        for group, sg in zip(self.param_groups, saved):
-            params = group["params"]
+        for idx, st in state.items():
+            key = self._state_index(f"{where}['state']", idx, len(by_index))
+            p, group = by_index[key]
+            new_state[p] = self._loaded_state(f"{where}['state'][{idx!r}]", st, p, group)
+        # Everything is valid: change all at once.
+        for group, new in zip(self.param_groups, new_groups):
             group.clear()
-            group.update({k: copy.deepcopy(v) for k, v in sg.items() if k != "params"})
-            group["params"] = params
+            group.update(new)
         self.state = new_state
         self._plans.clear()
+        self._hypers.clear()
+
+    def _loaded_group(self, where: str, group: dict, sg, by_index: dict) -> dict:
+        """The group ``sg`` will become (validated), with this optimizer's parameters; fills
+        ``by_index`` (saved index -> (parameter, new group))."""
+        if not isinstance(sg, dict):
+            raise TypeError(f"{where}: expected a dict, got {type(sg).__name__}")
+        if "params" not in sg:
+            raise ValueError(f"{where}: expected a 'params' entry (the parameters' indices), got keys "
+                             f"{sorted(map(str, sg))}")
+        missing = sorted(set(self.defaults) - set(sg))
+        if missing:
+            raise ValueError(f"{where}: expected {type(self).__name__}'s hyperparameters {sorted(self.defaults)}, "
+                             f"got {self._source_of(sg)} (no {missing})")
+        indices = sg["params"]
+        if not isinstance(indices, (list, tuple)):
+            raise TypeError(f"{where}['params']: expected a list of indices, got {type(indices).__name__}")
+        if len(indices) != len(group["params"]):
+            raise ValueError(f"{where}: expected {len(group['params'])} parameters, got {len(indices)}")
+        new = {k: copy.deepcopy(v) for k, v in sg.items() if k != "params"}
+        new["params"] = group["params"]
+        try:
+            self._validate(new)  # the constructor's rules
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{where}: {str(e).removeprefix(type(self).__name__ + ': ')}") from None
+        for j, (idx, p) in enumerate(zip(indices, group["params"])):
+            if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
+                raise TypeError(f"{where}['params'][{j}]: expected an int index, got {type(idx).__name__}")
+            if int(idx) in by_index:
+                raise ValueError(f"{where}['params'][{j}]: expected each index once, got {int(idx)} twice")
+            by_index[int(idx)] = (p, new)
+        return new
+
+    @staticmethod
+    def _source_of(sg: dict) -> str:
+        """Which optimizer class's hyperparameters ``sg`` holds, for error messages."""
+        def subclasses(cls):
+            for sub in cls.__subclasses__():
+                yield sub
+                yield from subclasses(sub)
+        for cls in subclasses(Optimizer):
+            names = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "params")]
+            if names and set(names) <= set(sg):
+                return f"the state of {cls.__name__} (keys {sorted(map(str, sg))})"
+        return f"keys {sorted(map(str, sg))}"
+
+    @staticmethod
+    def _state_index(where: str, idx, count: int) -> int:
+        """``idx`` as an int index of a parameter (str digits as gk.load may give), or an error."""
+        if isinstance(idx, str) and idx.lstrip("-").isdigit():
+            idx = int(idx)
+        if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
+            raise TypeError(f"{where}: expected int parameter indices as keys, got {idx!r}")
+        if not 0 <= int(idx) < count:
+            raise ValueError(f"{where}: expected indices of the {count} parameters (0 to {count - 1}), got {idx}")
+        return int(idx)
+
+    def _loaded_state(self, where: str, st, p: Parameter, group: dict) -> dict:
+        """A copy of one parameter's saved state, checked against ``p`` and the rule of ``group``."""
+        if not isinstance(st, dict):
+            raise TypeError(f"{where}: expected a dict, got {type(st).__name__}")
+        slots = {slot[0] for slot in self._slots(group) if slot is not None}
+        entry = {}
+        for key, value in st.items():
+            if key == "step" and self._counts_steps:
+                if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+                    raise TypeError(f"{where}['step']: expected a number, got {type(value).__name__}")
+                if not (math.isfinite(value) and value >= 0 and float(value) == int(value)):
+                    raise ValueError(f"{where}['step']: expected a whole number >= 0, got {value}")
+                entry[key] = float(value)
+                continue
+            # A state array: this rule's slots, or one kept from other settings (amsgrad turned off).
+            if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+                got = f"dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+                raise TypeError(f"{where}[{key!r}]: expected a floating-point numpy array, got {got}")
+            if value.shape != p.data.shape:
+                raise ValueError(f"{where}[{key!r}]: expected shape {p.data.shape} (the parameter's), got {value.shape}")
+            entry[key] = np.array(value, dtype=p.data.dtype, order="C", copy=True)
+        if self._counts_steps and "step" not in entry:
+            raise ValueError(f"{where}: expected a 'step' entry, got keys {sorted(map(str, entry))}")
+        if entry.get("step", 0.0) > 0 and not slots <= set(entry):
+            raise ValueError(f"{where}: expected the state arrays {sorted(slots)} after step {entry['step']:g}, "
+                             f"got {sorted(k for k in entry if k != 'step')}")
+        return entry
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]

@@ -46,6 +46,5 @@ class RMSprop(Optimizer):
         return (("square_avg", 0.0), ("momentum_buffer", 0.0) if group["momentum"] > 0 else None,
                 ("grad_avg", 0.0) if group["centered"] else None)
 
-    def _hyper(self, group):
-        return (group["lr"], group["weight_decay"], group["l1"], group["eps"], group["momentum"], 0.0, False,
-                group["alpha"], group["centered"], 0.0, 0.0, 0.0, False, False)
+    def _rule_hyper(self, group):
+        return dict(eps=group["eps"], momentum=group["momentum"], alpha=group["alpha"], centered=group["centered"])

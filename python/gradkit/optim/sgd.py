@@ -45,6 +45,5 @@ class SGD(Optimizer):
     def _slots(self, group):
         return (("momentum_buffer", None) if group["momentum"] != 0 else None, None, None)
 
-    def _hyper(self, group):
-        return (group["lr"], group["weight_decay"], group["l1"], 0.0, group["momentum"], group["dampening"],
-                group["nesterov"], 0.0, False, 0.0, 0.0, 0.0, False, False)
+    def _rule_hyper(self, group):
+        return dict(momentum=group["momentum"], dampening=group["dampening"], nesterov=group["nesterov"])
