@@ -175,7 +175,9 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, label_smoothing: float 
 
     ``loss = mean_i [logsumexp(x_i) - sum_j q_ij x_ij]`` with the target distribution
     ``q = (1 - label_smoothing) * onehot(target) + label_smoothing / C`` (PyTorch's
-    formula). Stable for any finite logits (the row maximum is subtracted).
+    formula). Stable for any finite logits (the row maximum is subtracted). Masked (-inf)
+    logits give PyTorch's values: a finite loss when only non-targets are masked (inf with
+    label smoothing), inf when the target is; the gradient stays finite (softmax 0 there).
 
     Args:
         input: (N, C) float32 or float64 logits.
