@@ -99,6 +99,38 @@ inline void check_shape(const py::array& a, const std::vector<py::ssize_t>& shap
   if (!ok) value_error(name, "shape " + shape_str(shape), "shape " + shape_str(a));
 }
 
+// Sizes computed from user arguments (padding, dilation, input_shape, ...) are checked, never
+// wrapped: a + b and a * b of non-negative sizes, ValueError naming `name` past 2**63 - 1.
+inline index_t add_size(index_t a, index_t b, const char* name, const std::string& what) {
+  index_t r;
+  if (__builtin_add_overflow(a, b, &r)) {
+    value_error(name, what + " below 2**63", std::to_string(a) + " + " + std::to_string(b));
+  }
+  return r;
+}
+
+inline index_t mul_size(index_t a, index_t b, const char* name, const std::string& what) {
+  index_t r;
+  if (__builtin_mul_overflow(a, b, &r)) {
+    value_error(name, what + " below 2**63", std::to_string(a) + " * " + std::to_string(b));
+  }
+  return r;
+}
+
+// A shape to allocate, from user sizes: its byte count must fit NumPy's limit (2**63 - 1),
+// else ValueError naming `name` (rather than NumPy's "array is too big" naming nothing).
+inline void check_alloc(const std::vector<py::ssize_t>& shape, index_t itemsize, const char* name) {
+  index_t bytes = itemsize;
+  bool zero = false;
+  bool over = false;
+  for (py::ssize_t d : shape) {
+    zero = zero || d == 0;
+    over = over || (d != 0 && __builtin_mul_overflow(bytes, d, &bytes));
+  }
+  if (over && !zero) value_error(name, "an array shape of fewer than 2**63 bytes", "shape " + shape_str(shape));
+  if (over) value_error(name, "sizes whose product is below 2**63", "shape " + shape_str(shape));
+}
+
 // Calls f(T{}) with T = float or double from the dtype of `obj`; TypeError otherwise.
 template <class F>
 decltype(auto) dispatch_float(const py::handle& obj, const char* name, F&& f) {
