@@ -242,8 +242,7 @@ py::array max_backward_impl(const py::handle& dy_obj, const py::handle& idx_obj,
   const PoolShape s = pool_shape(sh[0], sh[1], sh[2], sh[3], kernel, stride, padding);
   auto dy = in<T>(dy_obj, "dy");
   check_shape(dy, {sh[0], sh[1], s.OH, s.OW}, "dy");
-  if (!py::isinstance<py::array>(idx_obj) ||
-      !py::reinterpret_borrow<py::array>(idx_obj).dtype().is(py::dtype::of<std::int32_t>())) {
+  if (!is_array_of<std::int32_t>(idx_obj)) {
     type_error("indices", "a numpy.ndarray of int32 (from max_pool2d_forward)", dtype_str(idx_obj));
   }
   auto idx = carray<std::int32_t>::ensure(idx_obj);

@@ -63,13 +63,26 @@ inline std::string shape_str(const std::vector<py::ssize_t>& s) {
   throw py::type_error(name + ": expected " + expected + ", got " + got);
 }
 
+// True when `dt` is T's dtype: NumPy's builtin descriptor or one equal to it (an array
+// unpickled, e.g. from a worker process, carries its own copy of the descriptor).
+template <class T>
+bool is_dtype(const py::dtype& dt) {
+  const py::dtype want = py::dtype::of<T>();
+  return dt.is(want) || dt.equal(want);
+}
+
+template <class T>
+bool is_array_of(const py::handle& obj) {
+  return py::isinstance<py::array>(obj) && is_dtype<T>(py::reinterpret_borrow<py::array>(obj).dtype());
+}
+
 // An input array of dtype T, C-contiguous and aligned (copied once if not).
 // Anything that is not an ndarray of exactly dtype T raises TypeError.
 template <class T>
 carray<T> in(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::array>(obj)) type_error(name, std::string("a numpy.ndarray of ") + dtype_name<T>(), dtype_str(obj));
   auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<T>())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
+  if (!is_dtype<T>(a.dtype())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
   return carray<T>::ensure(a);  // no copy when already C-contiguous and aligned
 }
 
@@ -79,7 +92,7 @@ template <class T>
 carray<T> out(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::array>(obj)) type_error(name, std::string("a numpy.ndarray of ") + dtype_name<T>(), dtype_str(obj));
   auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<T>())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
+  if (!is_dtype<T>(a.dtype())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
   const int flags = py::detail::array_proxy(a.ptr())->flags;
   if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_)) value_error(name, "a C-contiguous array", "a non-contiguous one");
   if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) value_error(name, "an aligned array", "a misaligned one");
@@ -136,8 +149,8 @@ template <class F>
 decltype(auto) dispatch_float(const py::handle& obj, const char* name, F&& f) {
   if (py::isinstance<py::array>(obj)) {
     auto dt = py::reinterpret_borrow<py::array>(obj).dtype();
-    if (dt.is(py::dtype::of<float>())) return f(float{});
-    if (dt.is(py::dtype::of<double>())) return f(double{});
+    if (is_dtype<float>(dt)) return f(float{});
+    if (is_dtype<double>(dt)) return f(double{});
   }
   type_error(name, "a numpy.ndarray of float32 or float64", dtype_str(obj));
 }
