@@ -27,11 +27,12 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export PYTHONPATH="$build/python"
 export GK_FUZZ_SCALE=0.2   # a fifth of the fuzz cases: each runs ~5x slower under ASan
 
+# Every op and layer through the fuzz tests (a fifth of their cases), plus the kernel tests
+# that are quick under ASan and the reliability tests.
 python -m pytest -q -p no:cacheprovider \
-  tests/test_gemm.py tests/test_conv.py tests/test_pool.py tests/test_activation.py tests/test_loss.py \
-  tests/test_dropout.py tests/test_norm.py tests/test_optim.py tests/test_fusion.py tests/test_nn_all.py \
+  tests/test_fuzz_ops.py tests/test_fuzz_layers.py tests/test_loss.py tests/test_pool.py tests/test_dropout.py \
   tests/test_serialization.py tests/test_fork.py tests/test_core.py tests/test_size_overflow.py \
-  tests/test_fuzz_ops.py tests/test_fuzz_layers.py \
+  tests/test_module_threads.py \
   "$@"
 
 echo "sanitize: done in $(( $(date +%s) - start )) s"
