@@ -24,7 +24,7 @@ Strided strided_2d(const py::handle& obj, const char* name, bool trans) {
   check_ndim(a, 2, name);
   const auto item = static_cast<py::ssize_t>(sizeof(T));
   const bool aligned = (reinterpret_cast<std::uintptr_t>(a.data()) % sizeof(T)) == 0;
-  if (!aligned || a.strides(0) % item != 0 || a.strides(1) % item != 0) a = carray<T>::ensure(a);
+  if (!aligned || a.strides(0) % item != 0 || a.strides(1) % item != 0) a = in<T>(a, name);  // an aligned copy
   Strided s{a, a.shape(0), a.shape(1), a.strides(0) / item, a.strides(1) / item};
   if (trans) {
     std::swap(s.rows, s.cols);

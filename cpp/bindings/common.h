@@ -83,6 +83,11 @@ carray<T> in(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::array>(obj)) type_error(name, std::string("a numpy.ndarray of ") + dtype_name<T>(), dtype_str(obj));
   auto a = py::reinterpret_borrow<py::array>(obj);
   if (!is_dtype<T>(a.dtype())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
+  // ensure() copies a non-contiguous array but keeps a misaligned contiguous one as it is:
+  // reading that as T is undefined behaviour (UBSan reports it), so it is copied here.
+  if (!(py::detail::array_proxy(a.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+    a = a.attr("copy")();
+  }
   return carray<T>::ensure(a);  // no copy when already C-contiguous and aligned
 }
 
