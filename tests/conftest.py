@@ -37,3 +37,11 @@ def _restore_global_state():
     yield
     gk.set_num_threads(threads)
     _core.set_isa(isa)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many generated cases the fuzz tests (tests/test_fuzz_*.py) ran."""
+    from fuzz_helpers import CASES
+    if CASES["count"]:
+        terminalreporter.write_line(f"fuzz: {CASES['count']} generated cases "
+                                    f"({CASES.get('layer_gradients', 0)} layer gradient checks)")

@@ -197,3 +197,34 @@ def test_ops_all_lists_every_public_function():
     assert len(set(ops.__all__)) == len(ops.__all__), "duplicates in gk.ops.__all__"
     assert public == set(ops.__all__), (f"missing from gk.ops.__all__: {sorted(public - set(ops.__all__))}; "
                                         f"not functions of gk.ops: {sorted(set(ops.__all__) - public)}")
+
+
+def test_unpickled_arrays_are_accepted_everywhere():
+    """An array that went through pickle (multiprocessing workers) has its own, equal dtype
+    descriptor: every kernel accepts it (it was a TypeError "expected float32, got float32")."""
+    import pickle
+
+    def thaw(a):
+        b = pickle.loads(pickle.dumps(a))
+        assert b.dtype is not a.dtype and b.dtype == a.dtype  # what this test is about
+        return b
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 7)).astype(np.float32)
+    b = rng.standard_normal((7, 3))
+    np.testing.assert_array_equal(gk.ops.matmul(thaw(a), a.T), gk.ops.matmul(a, a.T))
+    np.testing.assert_array_equal(gk.ops.matmul(thaw(b).T, b), gk.ops.matmul(b.T, b))
+    np.testing.assert_array_equal(gk.ops.relu(thaw(a)), gk.ops.relu(a))
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(gk.ops.conv2d_forward(thaw(x), thaw(w)), gk.ops.conv2d_forward(x, w))
+    y, idx = gk.ops.max_pool2d_forward(x, 2)
+    np.testing.assert_array_equal(gk.ops.max_pool2d_backward(thaw(y), thaw(idx), x.shape, 2),
+                                  gk.ops.max_pool2d_backward(y, idx, x.shape, 2))
+    labels = np.array([0, 6, 3, 2, 1])
+    assert gk.ops.cross_entropy(thaw(a), thaw(labels))[0] == gk.ops.cross_entropy(a, labels)[0]
+    np.testing.assert_array_equal(gk.ops.batch_norm_forward(thaw(x))[0], gk.ops.batch_norm_forward(x)[0])
+    p = gk.nn.Parameter(thaw(a))
+    p.grad = thaw(a)
+    gk.optim.SGD([p], lr=0.5).step()
+    np.testing.assert_array_equal(p.data, a - 0.5 * a)

@@ -85,6 +85,7 @@ def test_read_idx_sizes_zero_and_one(tmp_path):
     ("short_header", "truncated header"),
     ("bad_gzip", "corrupt gzip"),
     ("truncated_gzip", "corrupt gzip"),
+    ("huge_dims", "expected 18446744073709551632 bytes"),  # 2**64 + 16: must not wrap to 16
 ])
 def test_read_idx_corrupt_files(tmp_path, kind, message):
     payload = idx_bytes(np.zeros((5, 28, 28), np.uint8))
@@ -96,6 +97,7 @@ def test_read_idx_corrupt_files(tmp_path, kind, message):
         "short_header": payload[:9],
         "bad_gzip": b"\x1f\x8b" + b"garbage" * 10,
         "truncated_gzip": gzip.compress(payload)[:-20],
+        "huge_dims": bytes.fromhex("00000803 80000000 80000000 00000004"),  # header only: 2**31*2**31*4 bytes
     }[kind]
     path = tmp_path / "corrupt.gz"
     path.write_bytes(data)

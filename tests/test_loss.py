@@ -65,6 +65,50 @@ def test_cross_entropy_stable_for_large_logits(dtype, isa):
         assert np.abs(d - ref_d).max() <= 8 * np.finfo(dtype).eps / 16
 
 
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [3, 17, 40])
+def test_cross_entropy_masked_logits(c, dtype, eps, isa, threads):
+    """-inf (masked) logits: PyTorch's values. A masked non-target gives a finite loss without
+    smoothing (inf with it: the smoothed target puts weight there); a masked target gives inf;
+    the gradient is finite in both cases (softmax 0 at masked logits)."""
+    x = logits(6, c, dtype)
+    x[0, 1] = -np.inf          # one masked non-target
+    x[1, 2:] = -np.inf         # all but two masked, target kept
+    x[2, 0] = -np.inf          # the masked target
+    x[3, c - 1] = -np.inf      # masked in the SIMD tail
+    y = np.array([0, 1, 0, 2, 1, 0])
+    # values PyTorch 2.13 gives for these rows, from the float64 formula with 0 * inf terms dropped
+    x64 = x.astype(np.float64)
+    m = x64.max(axis=1, keepdims=True)
+    e = np.exp(x64 - m)
+    lse = m[:, 0] + np.log(e.sum(axis=1))
+    nll = lse - x64[np.arange(6), y]
+    with np.errstate(invalid="ignore"):
+        smooth = (lse[:, None] - x64).mean(axis=1)
+    ref_rows = (1 - eps) * nll + (eps * smooth if eps else 0.0)
+    q = np.full(x.shape, eps / c)
+    q[np.arange(6), y] += 1 - eps
+    ref_d = (e / e.sum(axis=1, keepdims=True) - q) / 6
+    for rows in (slice(0, 2), slice(3, 6), slice(0, 6)):
+        loss, d = ops.cross_entropy(x[rows], y[rows], eps)
+        ref = ref_rows[rows].mean()
+        assert np.isfinite(d).all(), f"non-finite gradient for rows {rows} ({isa})"
+        if np.isfinite(ref):
+            assert abs(loss - ref) <= 1e-5 * abs(ref), f"loss {loss} vs {ref} for rows {rows} ({isa})"
+        else:
+            assert loss == ref, f"loss {loss} vs {ref} for rows {rows} ({isa})"
+        n = rows.stop - rows.start
+        err = np.abs(d - ref_d[rows] * 6 / n).max()
+        assert err <= 8 * np.finfo(dtype).eps, f"dlogits max difference {err:.3g} ({isa})"
+    # without smoothing a masked non-target leaves the loss finite; a masked target makes it inf
+    if eps == 0.0:
+        assert np.isfinite(ops.cross_entropy(x[:2], y[:2])[0])
+        assert ops.cross_entropy(x[2:3], y[2:3])[0] == np.inf
+    else:
+        assert ops.cross_entropy(x[:1], y[:1], eps)[0] == np.inf
+
+
 def test_cross_entropy_threads_bit_identical(isa):
     x = logits(4096, 1000, np.float32)
     y = labels_of(4096, 1000)

@@ -1,5 +1,8 @@
 """gk.save / gk.load: exact round trips, plain-NumPy readability, atomic writes, no pickle."""
+import json
 import os
+import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -252,3 +255,95 @@ def test_resume_a_model_and_its_optimizer(tmp_path, rng):
         train_step(model2, opt2, x, dy)
     for (k, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items()):
         np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def _not_checkpoints(tmp_path):
+    """(file, pattern its ValueError must match) for files that are not gradkit checkpoints."""
+    good = tmp_path / "good.npz"
+    gk.save({"w": np.arange(1000.0), "step": 3}, good)
+    data = good.read_bytes()
+    files = {}
+
+    def put(name, content, pattern):
+        (tmp_path / name).write_bytes(content)
+        files[name] = pattern
+
+    np.save(tmp_path / "single.npy", np.ones(3))
+    files["single.npy"] = "single .npy array"
+    put("notes.txt", b"epoch 1: loss 0.5\n", "text file starting with 'epoch 1")
+    put("empty.npz", b"", "the file is empty")
+    put("truncated.npz", data[: len(data) // 2], "truncated or corrupt archive")
+    put("cut_header.npz", data[:10], "truncated or corrupt archive")
+    put("model.pkl", pickle.dumps({"w": np.ones(2)}), "pickle")
+    put("noise.bin", bytes(range(7, 255)), "unknown content")
+    with zipfile.ZipFile(tmp_path / "raw_member.npz", "w") as zf:
+        zf.writestr("w.npy", b"not an array at all")
+    files["raw_member.npz"] = r"member 'w.npy' lacks the .npy header"
+    with zipfile.ZipFile(tmp_path / "other_member.npz", "w") as zf:
+        zf.writestr("readme.txt", b"hello")
+    files["other_member.npz"] = r"member 'readme.txt' is not a .npy array"
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
+    files["objects.npz"] = "member 'x.npy': .*allow_pickle"
+    npy = tmp_path / "w.npy"
+    np.save(npy, np.arange(100.0))
+    with zipfile.ZipFile(tmp_path / "short_member.npz", "w") as zf:
+        zf.writestr("w.npy", npy.read_bytes()[:-8])  # a valid header, one element short
+    files["short_member.npz"] = r"member 'w.npy': .*expected 800 bytes"
+    put("bad_offsets.npz", data[:30] + data[60:], "truncated or corrupt archive")
+    return files
+
+
+def test_load_rejects_what_is_not_a_checkpoint(tmp_path):
+    """Each file raises ValueError naming the path and what is wrong; nothing is unpickled."""
+    for name, pattern in _not_checkpoints(tmp_path).items():
+        path = tmp_path / name
+        with pytest.raises(ValueError) as info:
+            gk.load(path)
+        message = str(info.value)
+        assert repr(str(path)) in message, f"{name}: {message}"
+        assert re.search(pattern, message), f"{name}: {message}"
+        with open(path, "rb") as f:  # a file object too
+            with pytest.raises(ValueError, match="gk.load"):
+                gk.load(f)
+    with pytest.raises(FileNotFoundError):
+        gk.load(tmp_path / "missing.npz")
+
+
+def test_save_rejects_cycles_and_deep_nesting(tmp_path):
+    loop = [1, 2]
+    loop.append(loop)
+    with pytest.raises(ValueError, match=r"obj\['a'\]\[2\]: the object contains itself"):
+        gk.save({"a": loop}, tmp_path / "x.npz")
+    d = {}
+    d["self"] = d
+    with pytest.raises(ValueError, match="contains itself"):
+        gk.save(d, tmp_path / "x.npz")
+    deep = leaf = []
+    for _ in range(150):
+        leaf.append([])
+        leaf = leaf[0]
+    with pytest.raises(ValueError, match="at most 100 levels of nesting"):
+        gk.save(deep, tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()
+    # the same list twice side by side is not a cycle; 99 levels save and load
+    shared = [np.ones(2)]
+    ok = leaf = []
+    for _ in range(98):
+        leaf.append([])
+        leaf = leaf[0]
+    gk.save({"a": shared, "b": shared, "deep": ok}, tmp_path / "ok.npz")
+    back = gk.load(tmp_path / "ok.npz")
+    assert_same(back, {"a": shared, "b": shared, "deep": ok})
+
+
+def test_load_rejects_a_too_deep_tree(tmp_path):
+    """A crafted tree nested beyond the limit (or beyond the JSON parser's) is a ValueError."""
+    for depth in (101, 5000):
+        # built as text: json.dumps itself cannot write 5000 levels
+        meta = '{"format": "gradkit-npz-1", "tree": ' + '{"list": [' * depth + '{"array": "x"}' + "]}" * depth + "}"
+        with zipfile.ZipFile(tmp_path / "deep.npz", "w") as zf:
+            for key, value in (("x", np.ones(1)), ("%tree", np.asarray(meta))):
+                with zf.open(key + ".npy", "w") as f:
+                    np.lib.format.write_array(f, value)
+        with pytest.raises(ValueError, match=r"deep.npz.*nested deeper than 100 levels"):
+            gk.load(tmp_path / "deep.npz")

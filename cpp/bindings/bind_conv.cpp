@@ -25,15 +25,20 @@ void check_nonnegative(const Pair& p, const char* name) {
 }
 
 // Output size of one dimension; ValueError when the (dilated) kernel exceeds the padded input.
+// Sizes are checked for overflow (padding and dilation up to 2**63 - 1 reach here).
 index_t out_size(index_t in, index_t k, index_t stride, index_t pad, index_t dil, const char* dim) {
-  const index_t eff = dil * (k - 1) + 1;
-  if (in + 2 * pad < eff) {
-    value_error("kernel_size", std::string("an effective kernel ") + dim + " (dilation*(k-1)+1) no larger than the padded input " +
-                                   dim + " " + std::to_string(in) + " + 2*" + std::to_string(pad) + " = " +
-                                   std::to_string(in + 2 * pad),
+  const std::string d(dim);
+  const index_t padded = add_size(in, mul_size(2, pad, "padding", "2*padding"), "padding",
+                                  "a padded input " + d + " (" + d + " + 2*padding)");
+  const index_t eff = add_size(mul_size(dil, k - 1, "dilation", "dilation*(k-1)"), 1, "dilation",
+                               "an effective kernel " + d + " dilation*(k-1)+1");
+  if (padded < eff) {
+    value_error("kernel_size", "an effective kernel " + d + " (dilation*(k-1)+1) no larger than the padded input " +
+                                   d + " " + std::to_string(in) + " + 2*" + std::to_string(pad) + " = " +
+                                   std::to_string(padded),
                 std::to_string(eff));
   }
-  return (in + 2 * pad - eff) / stride + 1;
+  return (padded - eff) / stride + 1;
 }
 
 std::string shape4(index_t a, index_t b, index_t c, index_t d) {
@@ -82,6 +87,7 @@ ConvShape conv_shape(const py::array& x, const py::array& w, const Pair& stride,
   s.G = groups;
   s.OH = out_size(s.H, s.KH, s.SH, s.PH, s.DH, "height");
   s.OW = out_size(s.W, s.KW, s.SW, s.PW, s.DW, "width");
+  check_alloc({s.N, s.OC, s.OH, s.OW}, sizeof(double), "padding");  // the output, as large as padding makes it
   return s;
 }
 
@@ -172,7 +178,7 @@ PoolShape pool_shape(index_t N, index_t C, index_t H, index_t W, const Pair& ker
   check_positive(kernel, "kernel_size");
   check_positive(stride, "stride");
   check_nonnegative(padding, "padding");
-  if (2 * padding[0] > kernel[0] || 2 * padding[1] > kernel[1]) {
+  if (padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2) {  // 2*padding > kernel, without overflow
     value_error("padding", "at most half the kernel size " + pair_str(kernel), pair_str(padding));
   }
   PoolShape s{};
@@ -187,9 +193,15 @@ PoolShape pool_shape(index_t N, index_t C, index_t H, index_t W, const Pair& ker
   s.PW = padding[1];
   s.OH = out_size(H, s.KH, s.SH, s.PH, 1, "height");
   s.OW = out_size(W, s.KW, s.SW, s.PW, 1, "width");
-  if (H * W > std::numeric_limits<std::int32_t>::max()) {
-    value_error("x", "planes of fewer than 2**31 elements", std::to_string(H * W));
+  if (H != 0 && W > std::numeric_limits<std::int32_t>::max() / H) {
+    value_error("x", "planes of fewer than 2**31 elements", std::to_string(H) + " * " + std::to_string(W));
   }
+  check_alloc({N, C, s.OH, s.OW}, sizeof(double), "padding");
+  // The kernels divide by KH*KW and weigh their work as N*C*(H*W + OH*OW*KH*KW): both must fit.
+  const std::string cost = "a pooling cost N*C*(H*W + OH*OW*KH*KW)";
+  const index_t window = mul_size(s.KH, s.KW, "kernel_size", "a window size kernel_size[0]*kernel_size[1]");
+  const index_t out_work = mul_size(mul_size(s.OH, s.OW, "kernel_size", cost), window, "kernel_size", cost);
+  mul_size(s.NC, add_size(H * W, out_work, "kernel_size", cost), "kernel_size", cost);
   return s;
 }
 
@@ -202,6 +214,7 @@ std::array<index_t, 4> input_shape(const std::vector<index_t>& shape) {
   for (index_t v : shape) {
     if (v < 0) value_error("input_shape", "non-negative sizes", std::to_string(v));
   }
+  check_alloc({shape[0], shape[1], shape[2], shape[3]}, sizeof(double), "input_shape");  // dx has this shape
   return {shape[0], shape[1], shape[2], shape[3]};
 }
 
@@ -229,8 +242,7 @@ py::array max_backward_impl(const py::handle& dy_obj, const py::handle& idx_obj,
   const PoolShape s = pool_shape(sh[0], sh[1], sh[2], sh[3], kernel, stride, padding);
   auto dy = in<T>(dy_obj, "dy");
   check_shape(dy, {sh[0], sh[1], s.OH, s.OW}, "dy");
-  if (!py::isinstance<py::array>(idx_obj) ||
-      !py::reinterpret_borrow<py::array>(idx_obj).dtype().is(py::dtype::of<std::int32_t>())) {
+  if (!is_array_of<std::int32_t>(idx_obj)) {
     type_error("indices", "a numpy.ndarray of int32 (from max_pool2d_forward)", dtype_str(idx_obj));
   }
   auto idx = carray<std::int32_t>::ensure(idx_obj);
@@ -301,7 +313,7 @@ py::array global_forward_impl(const py::handle& x_obj) {
 
 template <class T>
 py::array global_backward_impl(const py::handle& dy_obj, const std::vector<index_t>& shape) {
-  const auto sh = input_shape(shape);
+  const auto sh = input_shape(shape);  // checked: the product fits
   const index_t HW = sh[2] * sh[3];
   if (HW == 0) value_error("input_shape", "a non-empty spatial size", shape4(sh[0], sh[1], sh[2], sh[3]));
   auto dy = in<T>(dy_obj, "dy");

@@ -94,8 +94,7 @@ template <class T>
 py::array dropout_backward_impl(const py::handle& dy_obj, const py::handle& mask_obj, double p) {
   check_p(p);
   carray<T> dy = in<T>(dy_obj, "dy");
-  if (!py::isinstance<py::array>(mask_obj) ||
-      !py::reinterpret_borrow<py::array>(mask_obj).dtype().is(py::dtype::of<std::uint8_t>())) {
+  if (!is_array_of<std::uint8_t>(mask_obj)) {
     type_error("mask", "a numpy.ndarray of uint8 (from dropout_forward)", dtype_str(mask_obj));
   }
   auto mask = carray<std::uint8_t>::ensure(py::reinterpret_borrow<py::array>(mask_obj));
@@ -119,8 +118,7 @@ py::tuple cross_entropy_impl(const py::handle& logits_obj, const py::handle& lab
   carray<T> logits = in<T>(logits_obj, "input");
   check_ndim(logits, 2, "input");
   const index_t N = logits.shape(0), C = logits.shape(1);
-  if (!py::isinstance<py::array>(labels_obj) ||
-      !py::reinterpret_borrow<py::array>(labels_obj).dtype().is(py::dtype::of<std::int64_t>())) {
+  if (!is_array_of<std::int64_t>(labels_obj)) {
     type_error("target", "a numpy.ndarray of int64 class indices", dtype_str(labels_obj));
   }
   auto labels = carray<std::int64_t>::ensure(py::reinterpret_borrow<py::array>(labels_obj));

@@ -20,11 +20,11 @@ template <class T>
 Strided strided_2d(const py::handle& obj, const char* name, bool trans) {
   if (!py::isinstance<py::array>(obj)) type_error(name, std::string("a numpy.ndarray of ") + dtype_name<T>(), dtype_str(obj));
   auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<T>())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
+  if (!is_dtype<T>(a.dtype())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
   check_ndim(a, 2, name);
   const auto item = static_cast<py::ssize_t>(sizeof(T));
   const bool aligned = (reinterpret_cast<std::uintptr_t>(a.data()) % sizeof(T)) == 0;
-  if (!aligned || a.strides(0) % item != 0 || a.strides(1) % item != 0) a = carray<T>::ensure(a);
+  if (!aligned || a.strides(0) % item != 0 || a.strides(1) % item != 0) a = in<T>(a, name);  // an aligned copy
   Strided s{a, a.shape(0), a.shape(1), a.strides(0) / item, a.strides(1) / item};
   if (trans) {
     std::swap(s.rows, s.cols);
@@ -71,7 +71,7 @@ py::array gemm_impl(const py::handle& a_obj, const py::handle& b_obj, bool trans
                     const py::handle& out_obj, double alpha, double beta, const py::handle& bias_obj,
                     bool bias_per_row, const std::string& activation) {
   Strided A = strided_2d<T>(a_obj, "a", trans_a);
-  if (py::isinstance<py::array>(b_obj) && !py::reinterpret_borrow<py::array>(b_obj).dtype().is(py::dtype::of<T>())) {
+  if (py::isinstance<py::array>(b_obj) && !is_array_of<T>(b_obj)) {
     type_error("b", std::string("dtype ") + dtype_name<T>() + " (the dtype of a)", dtype_str(b_obj));
   }
   Strided B = strided_2d<T>(b_obj, "b", trans_b);

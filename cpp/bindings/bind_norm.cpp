@@ -219,8 +219,7 @@ py::array bn_relu_pool2_backward_impl(const py::handle& dy_obj, const py::handle
   const std::vector<py::ssize_t> pooled{d.N, d.C, d.H / 2, d.W / 2};
   auto dy = in<T>(dy_obj, "dy");
   check_shape(dy, pooled, "dy");
-  if (!py::isinstance<py::array>(code_obj) ||
-      !py::reinterpret_borrow<py::array>(code_obj).dtype().is(py::dtype::of<std::uint8_t>())) {
+  if (!is_array_of<std::uint8_t>(code_obj)) {
     type_error("code", "a numpy.ndarray of uint8 (from batch_norm_relu_pool2_forward)", dtype_str(code_obj));
   }
   auto code = carray<std::uint8_t>::ensure(code_obj);

@@ -63,13 +63,31 @@ inline std::string shape_str(const std::vector<py::ssize_t>& s) {
   throw py::type_error(name + ": expected " + expected + ", got " + got);
 }
 
+// True when `dt` is T's dtype: NumPy's builtin descriptor or one equal to it (an array
+// unpickled, e.g. from a worker process, carries its own copy of the descriptor).
+template <class T>
+bool is_dtype(const py::dtype& dt) {
+  const py::dtype want = py::dtype::of<T>();
+  return dt.is(want) || dt.equal(want);
+}
+
+template <class T>
+bool is_array_of(const py::handle& obj) {
+  return py::isinstance<py::array>(obj) && is_dtype<T>(py::reinterpret_borrow<py::array>(obj).dtype());
+}
+
 // An input array of dtype T, C-contiguous and aligned (copied once if not).
 // Anything that is not an ndarray of exactly dtype T raises TypeError.
 template <class T>
 carray<T> in(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::array>(obj)) type_error(name, std::string("a numpy.ndarray of ") + dtype_name<T>(), dtype_str(obj));
   auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<T>())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
+  if (!is_dtype<T>(a.dtype())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
+  // ensure() copies a non-contiguous array but keeps a misaligned contiguous one as it is:
+  // reading that as T is undefined behaviour (UBSan reports it), so it is copied here.
+  if (!(py::detail::array_proxy(a.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+    a = a.attr("copy")();
+  }
   return carray<T>::ensure(a);  // no copy when already C-contiguous and aligned
 }
 
@@ -79,7 +97,7 @@ template <class T>
 carray<T> out(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::array>(obj)) type_error(name, std::string("a numpy.ndarray of ") + dtype_name<T>(), dtype_str(obj));
   auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<T>())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
+  if (!is_dtype<T>(a.dtype())) type_error(name, std::string("dtype ") + dtype_name<T>(), dtype_str(obj));
   const int flags = py::detail::array_proxy(a.ptr())->flags;
   if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_)) value_error(name, "a C-contiguous array", "a non-contiguous one");
   if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) value_error(name, "an aligned array", "a misaligned one");
@@ -99,13 +117,45 @@ inline void check_shape(const py::array& a, const std::vector<py::ssize_t>& shap
   if (!ok) value_error(name, "shape " + shape_str(shape), "shape " + shape_str(a));
 }
 
+// Sizes computed from user arguments (padding, dilation, input_shape, ...) are checked, never
+// wrapped: a + b and a * b of non-negative sizes, ValueError naming `name` past 2**63 - 1.
+inline index_t add_size(index_t a, index_t b, const char* name, const std::string& what) {
+  index_t r;
+  if (__builtin_add_overflow(a, b, &r)) {
+    value_error(name, what + " below 2**63", std::to_string(a) + " + " + std::to_string(b));
+  }
+  return r;
+}
+
+inline index_t mul_size(index_t a, index_t b, const char* name, const std::string& what) {
+  index_t r;
+  if (__builtin_mul_overflow(a, b, &r)) {
+    value_error(name, what + " below 2**63", std::to_string(a) + " * " + std::to_string(b));
+  }
+  return r;
+}
+
+// A shape to allocate, from user sizes: its byte count must fit NumPy's limit (2**63 - 1),
+// else ValueError naming `name` (rather than NumPy's "array is too big" naming nothing).
+inline void check_alloc(const std::vector<py::ssize_t>& shape, index_t itemsize, const char* name) {
+  index_t bytes = itemsize;
+  bool zero = false;
+  bool over = false;
+  for (py::ssize_t d : shape) {
+    zero = zero || d == 0;
+    over = over || (d != 0 && __builtin_mul_overflow(bytes, d, &bytes));
+  }
+  if (over && !zero) value_error(name, "an array shape of fewer than 2**63 bytes", "shape " + shape_str(shape));
+  if (over) value_error(name, "sizes whose product is below 2**63", "shape " + shape_str(shape));
+}
+
 // Calls f(T{}) with T = float or double from the dtype of `obj`; TypeError otherwise.
 template <class F>
 decltype(auto) dispatch_float(const py::handle& obj, const char* name, F&& f) {
   if (py::isinstance<py::array>(obj)) {
     auto dt = py::reinterpret_borrow<py::array>(obj).dtype();
-    if (dt.is(py::dtype::of<float>())) return f(float{});
-    if (dt.is(py::dtype::of<double>())) return f(double{});
+    if (is_dtype<float>(dt)) return f(float{});
+    if (is_dtype<double>(dt)) return f(double{});
   }
   type_error(name, "a numpy.ndarray of float32 or float64", dtype_str(obj));
 }

@@ -281,9 +281,13 @@ void cross_entropy_kernel(T* dlogits, double* row_loss, T* scratch, const T* log
     const double dev_sum = static_cast<double>(hsum(vdev));
     const index_t label = labels[r];
     // lse - x_label = log(s) + (m - x_label) >= 0: no cancellation, stable for large logits.
+    // A term whose weight is 0 is left out, not multiplied: a masked (-inf) logit makes its
+    // deviation +inf, and 0 * inf would turn PyTorch's finite loss into NaN.
     const double ls = static_cast<double>(eps);
-    row_loss[r] = std::log(s) + (1.0 - ls) * (static_cast<double>(m) - static_cast<double>(x[label])) +
-                  ls / static_cast<double>(C) * dev_sum;
+    double loss = std::log(s);
+    if (ls != 1.0) loss += (1.0 - ls) * (static_cast<double>(m) - static_cast<double>(x[label]));
+    if (ls != 0.0) loss += ls / static_cast<double>(C) * dev_sum;
+    row_loss[r] = loss;
     if (d) {
       // 3rd pass: d = grad_scale * (e / s - eps / C), minus (1 - eps) at the label.
       const T inv = static_cast<T>(static_cast<double>(grad_scale) / s);

@@ -11,7 +11,12 @@ __all__ = ["set_num_threads", "get_num_threads", "manual_seed", "show_config", "
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of OpenMP threads every kernel uses (n >= 1)."""
+    """Set the number of OpenMP threads every kernel uses (n >= 1).
+
+    A child process created by ``fork`` (multiprocessing's default on Linux) runs kernels on
+    one thread: OpenMP's thread pool does not survive fork. There ``n > 1`` raises
+    ``RuntimeError``; use the "spawn" or "forkserver" start method for multi-threaded workers.
+    """
     try:
         n = operator.index(n)
     except TypeError:

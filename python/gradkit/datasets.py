@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 import zlib
@@ -76,7 +77,7 @@ def read_idx(path) -> np.ndarray:
     if len(raw) < header:
         raise ValueError(f"read_idx: {path}: truncated header (expected {header} bytes, got {len(raw)})")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: huge dimensions cannot wrap
     if len(raw) != expected:
         raise ValueError(f"read_idx: {path}: expected {expected} bytes for shape {shape} of {dtype.name}, "
                          f"got {len(raw)} (truncated or corrupt file)")

@@ -175,7 +175,9 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, label_smoothing: float 
 
     ``loss = mean_i [logsumexp(x_i) - sum_j q_ij x_ij]`` with the target distribution
     ``q = (1 - label_smoothing) * onehot(target) + label_smoothing / C`` (PyTorch's
-    formula). Stable for any finite logits (the row maximum is subtracted).
+    formula). Stable for any finite logits (the row maximum is subtracted). Masked (-inf)
+    logits give PyTorch's values: a finite loss when only non-targets are masked (inf with
+    label smoothing), inf when the target is; the gradient stays finite (softmax 0 there).
 
     Args:
         input: (N, C) float32 or float64 logits.
@@ -396,18 +398,28 @@ def _pair(value, name: str, fn: str) -> tuple:
     try:
         if any(isinstance(v, bool) for v in items):
             raise TypeError
-        return tuple(operator.index(v) for v in items)
+        pair = tuple(operator.index(v) for v in items)
     except TypeError:
         raise TypeError(f"{fn}: {name}: expected an int or a pair of ints, got {value!r}") from None
+    for v in pair:
+        _check_int64(v, name, fn)
+    return pair
+
+
+def _check_int64(value: int, name: str, fn: str) -> int:
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{fn}: {name}: expected a value below 2**63 in magnitude, got {value}")
+    return value
 
 
 def _int(value, name: str, fn: str) -> int:
     try:
         if isinstance(value, bool):
             raise TypeError
-        return operator.index(value)
+        value = operator.index(value)
     except TypeError:
         raise TypeError(f"{fn}: {name}: expected an int, got {value!r}") from None
+    return _check_int64(value, name, fn)
 
 
 def _conv_args(fn, stride, padding, dilation, groups):

@@ -10,14 +10,17 @@ with ``%tree`` or with another path.
 
 The write is atomic: the file is written to a temporary name in the same directory,
 flushed, fsync'ed and renamed over ``path`` (``os.replace``), so a crash or an error
-mid-write leaves the previous file intact. Loading never unpickles (``allow_pickle=False``).
+mid-write leaves the previous file intact. Loading never unpickles (``allow_pickle=False``),
+and any file that is not such an archive raises ``ValueError`` naming the file and the problem.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
 import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -28,6 +31,11 @@ __all__ = ["save", "load"]
 
 _TREE_KEY = "%tree"
 _FORMAT = "gradkit-npz-1"
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member, or an empty archive
+# Deepest nesting saved or loaded: far beyond any state dict, and its JSON tree (4 levels
+# per container) stays clear of Python's recursion limit.
+_MAX_DEPTH = 100
 
 
 def _escape(component: str) -> str:
@@ -41,6 +49,7 @@ def _where(path) -> str:
 class _Writer:
     def __init__(self):
         self.arrays = {}
+        self.open_containers = set()  # ids of the dicts and lists being encoded (a cycle check)
 
     def _key(self, path) -> str:
         key = "/".join(_escape(str(p)) for p in path) if path else "%root"
@@ -80,6 +89,21 @@ class _Writer:
             return self._leaf(path, np.asarray(obj, dtype=np.float64), "float")
         if isinstance(obj, str):
             return self._leaf(path, np.asarray(obj), "str")
+        if isinstance(obj, (dict, list, tuple)):
+            if id(obj) in self.open_containers:
+                raise ValueError(f"gk.save: {_where(path)}: the object contains itself (a reference cycle)")
+            if len(path) >= _MAX_DEPTH:
+                raise ValueError(f"gk.save: obj: expected at most {_MAX_DEPTH} levels of nesting, got more "
+                                 f"(below {_where(path[:3])}...)")
+            self.open_containers.add(id(obj))
+            try:
+                return self._container(obj, path)
+            finally:
+                self.open_containers.discard(id(obj))
+        raise TypeError(f"gk.save: {_where(path)}: expected a dict, list, tuple, array, number, str, bool or None, "
+                        f"got {type(obj).__name__}")
+
+    def _container(self, obj, path):
         if isinstance(obj, dict):
             items = []
             for k, v in obj.items():
@@ -88,14 +112,13 @@ class _Writer:
                                     f"got {type(k).__name__} {k!r}")
                 items.append(["i" if isinstance(k, int) else "s", k, self.encode(v, path + (k,))])
             return {"odict" if isinstance(obj, OrderedDict) else "dict": items}
-        if isinstance(obj, (list, tuple)):
-            kind = "tuple" if isinstance(obj, tuple) else "list"
-            return {kind: [self.encode(v, path + (i,)) for i, v in enumerate(obj)]}
-        raise TypeError(f"gk.save: {_where(path)}: expected a dict, list, tuple, array, number, str, bool or None, "
-                        f"got {type(obj).__name__}")
+        kind = "tuple" if isinstance(obj, tuple) else "list"
+        return {kind: [self.encode(v, path + (i,)) for i, v in enumerate(obj)]}
 
 
-def _decode(node, arrays):
+def _decode(node, arrays, depth=0):
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
     (kind, value), = node.items()
     if kind == "none":
         return None
@@ -116,12 +139,12 @@ def _decode(node, arrays):
     if kind in ("dict", "odict"):
         out = OrderedDict() if kind == "odict" else {}
         for key_type, key, child in value:
-            out[int(key) if key_type == "i" else key] = _decode(child, arrays)
+            out[int(key) if key_type == "i" else key] = _decode(child, arrays, depth + 1)
         return out
     if kind == "list":
-        return [_decode(child, arrays) for child in value]
+        return [_decode(child, arrays, depth + 1) for child in value]
     if kind == "tuple":
-        return tuple(_decode(child, arrays) for child in value)
+        return tuple(_decode(child, arrays, depth + 1) for child in value)
     raise ValueError(f"gk.load: unknown node kind {kind!r} in the file's {_TREE_KEY} entry")
 
 
@@ -192,16 +215,63 @@ def save(obj, path, *, compress: bool = False) -> None:
     _fsync_dir(directory)
 
 
+def _content(head: bytes) -> str:
+    """What a file that is not a zip archive seems to hold, from its first bytes."""
+    if not head:
+        return "the file is empty"
+    if head.startswith(_NPY_MAGIC):
+        return "it holds a single .npy array (read it with numpy.load)"
+    if head[:1] == b"\x80":
+        return "it looks like a pickle (never unpickled)"
+    text = head.decode("utf-8", errors="replace")
+    if all(c.isprintable() or c in "\t\r\n" for c in text):
+        return f"it looks like a text file starting with {text!r}"
+    return f"unknown content starting with {head[:8]!r}"
+
+
+def _read_arrays(f, name: str) -> dict:
+    """The arrays of an .npz archive by key; ValueError naming the file for anything else."""
+    head = f.read(16)
+    f.seek(0)
+    if head[:4] not in _ZIP_MAGICS:
+        raise ValueError(f"gk.load: {name}: expected a gradkit checkpoint (.npz archive), but {_content(head)}")
+    arrays = {}
+    try:
+        with zipfile.ZipFile(f) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"member {info.filename!r} is not a .npy array")
+                with zf.open(info) as member:
+                    if member.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+                        raise ValueError(f"member {info.filename!r} lacks the .npy header")
+                with zf.open(info) as member:
+                    try:
+                        arrays[info.filename[:-4]] = np.lib.format.read_array(member, allow_pickle=False)
+                    except ValueError as e:  # object arrays (pickles), bad headers, short data
+                        raise ValueError(f"member {info.filename!r}: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"gk.load: {name}: not a gradkit checkpoint: {e}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError, OSError) as e:
+        if isinstance(e, OSError) and e.errno != errno.EINVAL:  # a real I/O error; EINVAL: a seek to a bad offset
+            raise
+        raise ValueError(f"gk.load: {name}: truncated or corrupt archive ({type(e).__name__}: {e})") from None
+    return arrays
+
+
 def load(path):
     """Load what ``gk.save`` wrote: the same nesting, key types, arrays and Python scalar types.
 
     A plain ``.npz`` written by NumPy (no gradkit tree) loads as a dict of its arrays.
-    Nothing is unpickled (``allow_pickle=False``).
+    Nothing is unpickled. Any other file (a ``.npy``, a pickle, text, an empty or truncated
+    file, an archive member that is not an array) raises ``ValueError`` naming the file.
     """
-    with np.load(path, allow_pickle=False) as npz:
-        if not hasattr(npz, "files"):
-            raise ValueError(f"gk.load: {path!r} holds a single .npy array, not an .npz archive")
-        arrays = {k: npz[k] for k in npz.files}
+    if hasattr(path, "read") and not isinstance(path, (str, bytes, os.PathLike)):
+        name = repr(getattr(path, "name", path))
+        arrays = _read_arrays(path, name)
+    else:
+        name = repr(os.fsdecode(path))
+        with open(path, "rb") as f:
+            arrays = _read_arrays(f, name)
     if _TREE_KEY not in arrays:
         return arrays
     try:
@@ -209,6 +279,8 @@ def load(path):
         if meta.get("format") != _FORMAT:
             raise ValueError(f"unsupported format {meta.get('format')!r}")
         return _decode(meta["tree"], arrays)
+    except RecursionError:
+        raise ValueError(f"gk.load: {name}: corrupt {_TREE_KEY} entry (nested deeper than {_MAX_DEPTH} levels)") \
+            from None
     except (KeyError, ValueError, TypeError, AttributeError) as e:
-        raise ValueError(f"gk.load: {path!r}: corrupt {_TREE_KEY} entry ({e})") from None
-
+        raise ValueError(f"gk.load: {name}: corrupt {_TREE_KEY} entry ({e})") from None

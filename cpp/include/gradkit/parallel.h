@@ -14,7 +14,7 @@ namespace gk {
 constexpr index_t kMinParallelWork = 32768;
 
 int get_num_threads();
-void set_num_threads(int n);  // n >= 1
+void set_num_threads(int n);  // n >= 1; in a child created by fork() only 1 (see parallel.cpp)
 
 // Number of threads to use for `work` units when the caller asks for `nthreads`
 // (0 = the global setting): 1 inside another parallel region or for small work.

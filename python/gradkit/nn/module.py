@@ -7,6 +7,8 @@ the input gradient and ADDS parameter gradients into ``Parameter.grad``.
 """
 from __future__ import annotations
 
+import functools
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -15,8 +17,53 @@ from .._config import is_grad_enabled
 from .parameter import Parameter, _FLOAT_DTYPES
 
 
+class _CallGuard:
+    """A re-entrant lock marking a module as mid-forward/backward on one thread. Copies and
+    pickles of a module get a fresh, free guard."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self):
+        self.lock = threading.RLock()
+
+    def __reduce__(self):
+        return (_CallGuard, ())
+
+
+def _one_thread_at_a_time(method, name: str):
+    """Wrap ``forward`` / ``backward``: a call entering a module that another thread is running
+    raises RuntimeError (its cache would mix the two threads' batches). One non-blocking
+    acquire of a re-entrant lock per call: nested and recursive calls on one thread pass."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        guard = self.__dict__.get("_call_guard")
+        if guard is None:  # Module.__init__ not run yet
+            return method(self, *args, **kwargs)
+        if not guard.lock.acquire(blocking=False):
+            raise RuntimeError(
+                f"{type(self).__name__}.{name}: the module is running forward or backward on another thread; "
+                "a module keeps one call's cache, so use one model per thread (e.g. copy.deepcopy(model))")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            guard.lock.release()
+    guarded._one_thread_at_a_time = True
+    return guarded
+
+
 class Module:
-    """Base class of layers, containers and losses."""
+    """Base class of layers, containers and losses.
+
+    A module runs one forward or backward at a time: a call from a second thread while
+    another thread is inside it raises RuntimeError (see ``_one_thread_at_a_time``).
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("forward", "backward"):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_one_thread_at_a_time", False):
+                setattr(cls, name, _one_thread_at_a_time(method, name))
 
     #: True when ``backward(dy, input_grad=False)`` is accepted: the module then only adds its
     #: parameter gradients and returns None, skipping the input-gradient work (as PyTorch does
@@ -29,6 +76,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_cache", None)
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_call_guard", _CallGuard())
 
     # -- registration ------------------------------------------------------
     def __setattr__(self, name, value):
