@@ -410,10 +410,10 @@ class Trainer:
         return logs
 
     # -- inference ---------------------------------------------------------------------
-    def _inference_batches(self, x, y, batch_size, who):
-        """(x, y) batches of arrays x, y (y may be None), or of a DataLoader x (its targets when y is True)."""
+    def _inference_batches(self, x, y, batch_size, who, targets):
+        """(x, y) batches of arrays x, y, or of a DataLoader x (y None); y batches are None without targets."""
         if isinstance(x, DataLoader):
-            if y is True:
+            if targets:
                 yield from self._loader_batches(x, who)
                 return
             for i, batch in enumerate(x):
@@ -423,7 +423,7 @@ class Trainer:
             return
         batch_size = _check_int(who, "batch_size", batch_size, 1)
         for lo in range(0, len(x), batch_size):
-            yield x[lo:lo + batch_size], (None if y is None else y[lo:lo + batch_size])
+            yield x[lo:lo + batch_size], (y[lo:lo + batch_size] if targets else None)
 
     def evaluate(self, x, y=None, batch_size=256):
         """Loss and metrics over (x, y), or over a DataLoader's (x, y) batches, in eval mode without caches.
@@ -443,8 +443,7 @@ class Trainer:
         loss_sum, metric_sums, n = 0.0, [0.0] * len(self._metrics), 0
         try:
             with no_grad():
-                targets = True if y is None else y  # True: the loader's
-                for xb, yb in self._inference_batches(x, targets, batch_size, who):
+                for xb, yb in self._inference_batches(x, y, batch_size, who, targets=True):
                     out = self.model(xb)
                     loss_sum += float(self.loss.forward(out, yb)) * len(xb)
                     for i, metric in enumerate(self._metrics):
@@ -476,7 +475,7 @@ class Trainer:
             with no_grad():
                 if total == 0 and not isinstance(x, DataLoader):
                     return np.asarray(self.model(x))
-                for xb, _ in self._inference_batches(x, None, batch_size, who):
+                for xb, _ in self._inference_batches(x, None, batch_size, who, targets=False):
                     out = self.model(xb)
                     if result is None:
                         result = np.empty((total,) + out.shape[1:], dtype=out.dtype)
