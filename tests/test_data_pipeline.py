@@ -30,6 +30,14 @@ def test_gather_rows_matches_take(isa, threads, rng, dtype, rows, feature):
     assert np.array_equal(out, np.take(src, idx, axis=0))
 
 
+def test_gather_rows_parallel_path(isa, threads, rng):
+    src = rng.standard_normal((3000, 1031)).astype(np.float32)  # above the 4 MB serial limit
+    idx = rng.integers(0, 3000, size=2500).astype(np.int64)
+    out = np.empty((2500, 1031), np.float32)
+    _core.gather_rows(out, src, idx)
+    assert np.array_equal(out, src[idx])
+
+
 def test_gather_rows_from_memmap(tmp_path, rng, threads):
     data = rng.integers(0, 255, size=(513, 3, 5, 5), dtype=np.uint8)
     mm = np.memmap(tmp_path / "x.u8", dtype=np.uint8, mode="w+", shape=data.shape)
@@ -67,7 +75,7 @@ def crop_ref(x, offsets, size, pad):
     return out
 
 
-SHAPES = [(0, 3, 7, 9), (1, 1, 1, 1), (5, 3, 7, 9), (64, 3, 32, 33)]
+SHAPES = [(0, 3, 7, 9), (1, 1, 1, 1), (5, 3, 7, 9), (300, 3, 41, 43)]  # the last above the 4 MB serial limit
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -137,7 +145,7 @@ def test_compose_equals_steps_with_their_slots(rng):
 
 
 def test_transform_results_do_not_depend_on_threads(isa, rng):
-    x = images(rng, 64, 3, 32, 32)
+    x = images(rng, 300, 3, 32, 32)
     t = Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), Normalize([0.1, 0.2, 0.3], [1.0, 2.0, 3.0])])
     results = []
     for n in (1, 2):
@@ -484,3 +492,15 @@ def test_trainer_loader_errors(rng):
         t.evaluate(DataLoader(ArrayDataset(x)))
     with pytest.raises(ValueError, match="empty DataLoader"):
         t.fit(DataLoader(ArrayDataset(x, y), batch_size=32, drop_last=True), verbose=0)
+
+
+def test_array_fit_from_a_memmap_equals_in_memory(tmp_path, rng):
+    x, y = blobs(rng, n=90)
+    np.save(tmp_path / "x.npy", x)
+    t1 = trainer()  # seeds the generator: both runs draw the same permutations
+    h1 = t1.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    t2 = trainer()
+    h2 = t2.fit(np.load(tmp_path / "x.npy", mmap_mode="r"), y, epochs=2, batch_size=16, verbose=0)
+    assert h1.history == h2.history
+    for a, b in zip(t1.model.parameters(), t2.model.parameters()):
+        assert np.array_equal(a.data, b.data)

@@ -11,6 +11,16 @@
 
 namespace gk {
 
+namespace {
+
+// Below this many bytes moved, one thread: a batch of a few hundred KB copies in tens of
+// microseconds, less than waking a team costs (far less on a loaded machine).
+constexpr index_t kSerialBytes = index_t{4} << 20;
+
+int data_threads(index_t bytes, int nthreads) { return bytes < kSerialBytes ? 1 : nthreads; }
+
+}  // namespace
+
 // out (m, row_bytes), src (*, row_bytes), idx (m,); parallel over rows in sorted source order.
 void gather_rows(char* out, const char* src, const std::int64_t* idx, index_t m, index_t row_bytes, int nthreads) {
   if (m <= 0 || row_bytes <= 0) return;
@@ -20,14 +30,14 @@ void gather_rows(char* out, const char* src, const std::int64_t* idx, index_t m,
   for (index_t i = 0; i < m; ++i) order[i] = {idx[i], i};
   std::sort(order.begin(), order.end());
   parallel_for(
-      m, m * row_bytes / 4,
+      m, m * row_bytes,
       [&](index_t i0, index_t i1) {
         for (index_t i = i0; i < i1; ++i) {
           std::memcpy(out + order[i].second * row_bytes, src + order[i].first * row_bytes,
                       static_cast<size_t>(row_bytes));
         }
       },
-      nthreads);
+      data_threads(m * row_bytes, nthreads));
 }
 
 namespace {
@@ -60,8 +70,9 @@ void random_flip_draws(std::uint8_t* flags, index_t n, std::uint64_t key, std::u
 // out (n,c,oh,ow), inp (n,c,h,w), offsets (n,2) into the image padded by `pad`; parallel over n*c planes.
 void crop_forward(float* out, const float* inp, const std::int32_t* offsets, index_t n, index_t c, index_t h,
                   index_t w, index_t oh, index_t ow, index_t pad, int nthreads) {
+  const index_t bytes = n * c * oh * ow * 8;  // read and written
   parallel_for(
-      n * c, n * c * oh * ow,
+      n * c, bytes,
       [&](index_t p0, index_t p1) {
         for (index_t p = p0; p < p1; ++p) {
           const index_t img = p / c;
@@ -83,14 +94,15 @@ void crop_forward(float* out, const float* inp, const std::int32_t* offsets, ind
           }
         }
       },
-      nthreads);
+      data_threads(bytes, nthreads));
 }
 
 // out (n,c,rows,w), inp (n,c,rows,w), flags (n,); parallel over n*c planes.
 void hflip_forward(float* out, const float* inp, const std::uint8_t* flags, index_t n, index_t c, index_t rows,
                    index_t w, int nthreads) {
+  const index_t bytes = n * c * rows * w * 8;  // read and written
   parallel_for(
-      n * c, n * c * rows * w,
+      n * c, bytes,
       [&](index_t p0, index_t p1) {
         for (index_t p = p0; p < p1; ++p) {
           const float* src = inp + p * rows * w;
@@ -106,14 +118,15 @@ void hflip_forward(float* out, const float* inp, const std::uint8_t* flags, inde
           }
         }
       },
-      nthreads);
+      data_threads(bytes, nthreads));
 }
 
 // out (n,c,hw), inp (n,c,hw), scale/shift (c,); parallel over n*c planes.
 void normalize_forward(float* out, const float* inp, const float* scale, const float* shift, index_t n, index_t c,
                        index_t hw, int nthreads) {
+  const index_t bytes = n * c * hw * 8;  // read and written
   parallel_for(
-      n * c, n * c * hw,
+      n * c, bytes,
       [&](index_t p0, index_t p1) {
         for (index_t p = p0; p < p1; ++p) {
           const float a = scale[p % c], b = shift[p % c];
@@ -122,7 +135,7 @@ void normalize_forward(float* out, const float* inp, const float* scale, const f
           for (index_t k = 0; k < hw; ++k) d[k] = s[k] * a + b;
         }
       },
-      nthreads);
+      data_threads(bytes, nthreads));
 }
 
 }  // namespace gk
