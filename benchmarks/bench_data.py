@@ -5,8 +5,10 @@ pytest (part of ``python -m pytest benchmarks --benchmark-only``): each kernel o
 256x3x64x64 float32 batch (12.6 MB) against the NumPy way of doing the same, with
 GB/s = (bytes read + bytes written) / median time.
 
-Script: ``python benchmarks/bench_data.py memmap|augment|array|all`` (2 kernel threads,
+Script: ``python benchmarks/bench_data.py kernels|memmap|augment|array|all`` (2 kernel threads,
 NumPy's BLAS limited to 2 threads):
+- kernels: GB/s of each transform (output allocated, as users call it) and of the gather,
+  on 1 and on 2 threads, interleaved.
 - memmap: trains the quickstart CNN from a float32 memmap (default 512 MB, at least 4x
   the 100 MB budget) through a shuffled DataLoader and prints the growth of the
   process's anonymous memory (/proc/self/smaps_rollup), sampled after every batch.
@@ -175,6 +177,34 @@ def run_memmap(size_mb: int, steps: int) -> None:
               f"({x.nbytes / 2**20 / max(sampler.peak - base, 1e-9):.1f}x smaller than the memmap)", flush=True)
 
 
+def run_kernels(rounds: int) -> None:
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    src = np.random.default_rng(1).standard_normal((60000, 1, 28, 28)).astype(np.float32)
+    idx = np.random.default_rng(2).permutation(60000)[:4096].astype(np.int64)  # 12.8 MB gathered
+    buf = np.empty((4096, 1, 28, 28), np.float32)
+    cases = {
+        "RandomCrop(64, padding=4)": lambda: RandomCrop(64, padding=4)._apply(x, 1, 0, 0, 0),
+        "RandomHorizontalFlip": lambda: RandomHorizontalFlip()._apply(x, 1, 0, 0, 0),
+        "Normalize": lambda: Normalize([0.4, 0.5, 0.6], [0.2, 0.3, 0.4])(x),
+        "gather 4096 rows of 60000x1x28x28": lambda: _core.gather_rows(buf, src, idx),
+    }
+    for name, f in cases.items():
+        best = {}
+        for _ in range(rounds):
+            for threads in (1, 2):
+                gk.set_num_threads(threads)
+                f()
+                times = []
+                for _ in range(10):
+                    start = time.perf_counter()
+                    f()
+                    times.append(time.perf_counter() - start)
+                best.setdefault(threads, []).append(np.median(times))
+        gk.set_num_threads(2)
+        print(f"kernels: {name} on {x.nbytes / 2**20:.1f} MB: " + ", ".join(
+            f"{t} thread(s) {2 * x.nbytes / np.median(v) / 1e9:.1f} GB/s" for t, v in best.items()), flush=True)
+
+
 def _epoch_timer(trainer, loader):
     def run():
         start = time.perf_counter()
@@ -269,7 +299,7 @@ def run_array(samples: int, rounds: int) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("memmap", "augment", "array", "all"))
+    p.add_argument("what", choices=("kernels", "memmap", "augment", "array", "all"))
     p.add_argument("--memmap-mb", type=int, default=512)
     p.add_argument("--steps", type=int, default=150, help="training steps from the memmap")
     p.add_argument("--samples", type=int, default=6400, help="images per timed epoch (augment, array)")
@@ -281,6 +311,8 @@ def main(argv=None) -> None:
     with threadpool_limits(limits=2):
         print(f"gradkit {gk.__version__}, {gk.get_num_threads()} threads, isa {_core.get_isa()}, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        if args.what in ("kernels", "all"):
+            run_kernels(args.rounds)
         if args.what in ("memmap", "all"):
             run_memmap(args.memmap_mb, args.steps)
         if args.what in ("augment", "all"):
