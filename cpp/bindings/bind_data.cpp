@@ -54,8 +54,8 @@ void bind_data(py::module_& m) {
                                   std::to_string(ix[i]) + " at position " + std::to_string(i));
           }
         }
-        const index_t row_bytes = n_rows > 0 ? static_cast<index_t>(src.nbytes()) / n_rows
-                                             : static_cast<index_t>(out.nbytes()) / std::max<index_t>(m_rows, 1);
+        index_t row_bytes = static_cast<index_t>(src.itemsize());
+        for (py::ssize_t d = 1; d < src.ndim(); ++d) row_bytes *= src.shape(d);
         char* po = static_cast<char*>(out.mutable_data());
         const char* ps = static_cast<const char*>(src.data());
         py::gil_scoped_release release;

@@ -30,7 +30,7 @@ void random_flip_draws(std::uint8_t* flags, index_t n, std::uint64_t key, std::u
 void crop_forward(float* out, const float* inp, const std::int32_t* offsets, index_t n, index_t c, index_t h,
                   index_t w, index_t oh, index_t ow, index_t pad, int nthreads = 0);
 // out (n,c,h,w), inp (n,c,h,w), flags (n,): rows of image i reversed where flags[i]. Parallel over n*c planes.
-void hflip_forward(float* out, const float* inp, const std::uint8_t* flags, index_t n, index_t c, index_t hw_rows,
+void hflip_forward(float* out, const float* inp, const std::uint8_t* flags, index_t n, index_t c, index_t rows,
                    index_t w, int nthreads = 0);
 // out (n,c,hw), inp (n,c,hw), scale/shift (c,): out = inp * scale[c] + shift[c]. out may be inp.
 // Parallel over n*c planes.

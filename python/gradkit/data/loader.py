@@ -1,8 +1,9 @@
 """``DataLoader``: batches from a dataset, shuffled by ``gk.manual_seed``, prepared on background threads.
 
 Per epoch (one ``iter(loader)``), in the main thread and in this order: the shuffle
-permutation (if shuffling), then one key for the epoch's augmentation (if there is a
-transform). Batch b takes the samples ``indices[b*bs:(b+1)*bs]`` and augments with
+permutation (if shuffling), then one key for the epoch's augmentation (if the transform
+is a gk.data transform; any other callable runs as is, and should not draw from gk's
+generator if the batches are to be the same for any num_workers). Batch b takes the samples ``indices[b*bs:(b+1)*bs]`` and augments with
 Philox stream (key, b), so the batches are the same for any ``num_workers``. Workers
 never draw from the global generator, and dropout draws in the main thread stay
 deterministic. Kernels release the GIL, so threads overlap preparation with compute.
