@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import gradkit as gk
-from gradkit import data as gkdata
+from gradkit.data import preprocessing as gkdata
 
 
 def _assert_close(actual, expected, atol, rtol=0.0, what="value"):

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -24,13 +25,19 @@ void bind_eltwise(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_data(py::module_& m);
 
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;
 
 template <class T>
 constexpr const char* dtype_name() {
-  return std::is_same_v<T, float> ? "float32" : "float64";
+  if constexpr (std::is_same_v<T, float>) return "float32";
+  if constexpr (std::is_same_v<T, double>) return "float64";
+  if constexpr (std::is_same_v<T, std::int64_t>) return "int64";
+  if constexpr (std::is_same_v<T, std::int32_t>) return "int32";
+  if constexpr (std::is_same_v<T, std::uint8_t>) return "uint8";
+  return "an unnamed dtype";
 }
 
 inline std::string dtype_str(const py::handle& obj) {

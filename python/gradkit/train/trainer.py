@@ -2,9 +2,10 @@
 
 One training step is the PyTorch loop written once:
 ``zero_grad -> out = model(x) -> l = loss(out, y) -> model.backward(loss.backward())
--> (clip) -> optimizer.step()``. Per epoch the training set is gathered once
-into a preallocated buffer in shuffled order (the library's seeded generator),
-so every batch is a contiguous slice and the loop does no per-batch copies.
+-> (clip) -> optimizer.step()``. Arrays are shuffled per epoch by a permutation from
+the library's seeded generator; each batch is gathered (C++ gather) into one reused
+buffer, so an epoch never copies the whole training set. A ``gk.data.DataLoader``
+can stand in for the arrays (its batches, shuffling and augmentation then apply).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import numpy as np
 
 from .. import _random
 from .._config import no_grad
+from ..data.dataset import gather
+from ..data.loader import DataLoader
 from ..nn.module import Module
 from .history import History
 
@@ -153,6 +156,11 @@ class Trainer:
         return x
 
     def _check_xy(self, x, y, who):
+        if isinstance(x, DataLoader):
+            if y is not None:
+                raise ValueError(f"{who}: y: expected None when x is a DataLoader (it yields the targets), "
+                                 f"got {type(y).__name__}")
+            return x, None
         x = self._check_x(x, who)
         if not isinstance(y, np.ndarray):
             raise TypeError(f"{who}: y: expected a numpy.ndarray, got {type(y).__name__}")
@@ -161,16 +169,17 @@ class Trainer:
         return x, y
 
     # -- training ----------------------------------------------------------------
-    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
+    def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
             verbose=1, initial_epoch=0):
         """Train for ``epochs`` epochs of mini-batches; returns a ``History``.
 
         Args:
             x, y: training inputs (N, ...) and targets (N, ...) (integer labels for
-                cross-entropy).
+                cross-entropy); or x a ``gk.data.DataLoader`` of (x, y) batches and y None
+                (then the loader's batch size, shuffling and transform apply).
             epochs (1): index of the last epoch (training runs initial_epoch..epochs-1).
             batch_size (32): samples per step; the last batch may be smaller.
-            validation_data (None): ``(x_val, y_val)`` evaluated after each epoch.
+            validation_data (None): ``(x_val, y_val)`` or a DataLoader, evaluated after each epoch.
             validation_split (0.0): fraction in [0, 1) of the data, taken from the
                 END of x and y before shuffling (as Keras), held out for validation.
                 Ignored when validation_data is given.
@@ -191,7 +200,15 @@ class Trainer:
             raise ValueError(f"{who}: verbose: expected 0, 1 or 2, got {verbose!r}")
         if not (isinstance(validation_split, (int, float, np.number)) and 0.0 <= validation_split < 1.0):
             raise ValueError(f"{who}: validation_split: expected a fraction in [0, 1), got {validation_split!r}")
-        if validation_data is not None:
+        loader = x if isinstance(x, DataLoader) else None  # data pipeline: batches come from the loader
+        if loader is not None:
+            if validation_split > 0:
+                raise ValueError(f"{who}: validation_split: not available with a DataLoader; pass "
+                                 "validation_data=<another DataLoader>")
+            batch_size, shuffle = loader.batch_size, loader.shuffle
+        if isinstance(validation_data, DataLoader):
+            x_val, y_val = validation_data, None
+        elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError(f"{who}: validation_data: expected a pair (x_val, y_val), "
                                  f"got {type(validation_data).__name__}")
@@ -204,13 +221,15 @@ class Trainer:
             x, y, x_val, y_val = x[:split], y[:split], x[split:], y[split:]
         else:
             x_val = y_val = None
-        n = len(x)
+        n = _num_samples(x)
         if n == 0:
-            raise ValueError(f"{who}: x: expected at least one training sample, got shape {x.shape}")
+            raise ValueError(f"{who}: x: expected at least one training sample, got "
+                             f"{'an empty DataLoader' if loader is not None else f'shape {x.shape}'}")
 
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
-                          "steps": -(-n // batch_size), "validation_samples": 0 if x_val is None else len(x_val)}
+                          "steps": -(-n // batch_size),
+                          "validation_samples": 0 if x_val is None else _num_samples(x_val)}
         self.history = history
         self.stop_training = False
         for cb in self.callbacks:
@@ -218,24 +237,29 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_begin({})
 
-        # Shuffled epochs gather into these buffers once per epoch; unshuffled ones slice x directly.
-        if shuffle:
-            xs, ys = np.empty(x.shape, x.dtype), np.empty(y.shape, y.dtype)
-        else:
-            xs, ys = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        # Shuffled array epochs gather each batch into these buffers; unshuffled ones slice x directly.
+        if loader is None and shuffle:
+            bufs = (np.empty((batch_size,) + x.shape[1:], x.dtype), np.empty((batch_size,) + y.shape[1:], y.dtype))
+        elif loader is None:
+            x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        nbatches = len(loader) if loader is not None else -(-n // batch_size)
 
         logs = {}
         for epoch in range(initial_epoch, epochs):
             for cb in self.callbacks:
                 cb.on_epoch_begin(epoch, {})
             start = time.perf_counter()
-            if shuffle:
-                perm = _random.permutation(n)
-                np.take(x, perm, axis=0, out=xs)
-                np.take(y, perm, axis=0, out=ys)
+            # The epoch's random draws come first, in this thread: the permutation (if shuffling),
+            # then (DataLoader) the augmentation key. See gk.data.DataLoader.
+            if loader is not None:
+                batches = self._loader_batches(loader._batches(loader._plan_epoch()), who)
+            elif shuffle:
+                batches = _gathered_batches(x, y, _random.permutation(n), bufs)
+            else:
+                batches = ((x[lo:lo + batch_size], y[lo:lo + batch_size]) for lo in range(0, n, batch_size))
             bar = self._progress_bar(epoch, epochs, n, verbose)
             try:
-                logs = self._train_epoch(epoch, xs, ys, batch_size, bar)
+                logs = self._train_epoch(epoch, batches, nbatches, bar)
                 train_seconds = time.perf_counter() - start
                 lr = float(self.optimizer.param_groups[0]["lr"])
                 if x_val is not None:
@@ -317,10 +341,21 @@ class Trainer:
         # float32 squares of large but finite values can overflow: decide exactly.
         return all(bool(np.isfinite(p.grad).all()) for p in params)
 
-    def _train_epoch(self, epoch, xs, ys, batch_size, bar):
+    def _loader_batches(self, batches, who):
+        """(x, y) of each DataLoader batch; the first x is checked like an array x."""
+        checked = False
+        for batch in batches:
+            if len(batch) < 2:
+                raise ValueError(f"{who}: x: expected a DataLoader of (x, y) batches, got batches of "
+                                 f"{len(batch)} array(s)")
+            if not checked:
+                self._check_x(batch[0], f"{who}: DataLoader batch")
+                checked = True
+            yield batch[0], batch[1]
+
+    def _train_epoch(self, epoch, batches, nbatches, bar, start_batch=0):
+        """One epoch over ``batches`` (an iterable of (x, y), batch ``start_batch`` first) of ``nbatches``."""
         model, loss, opt = self.model, self.loss, self.optimizer
-        n = len(xs)
-        nbatches = -(-n // batch_size)
         params = model.parameters()
         refs = self._buffer_refs()
         per_batch_sched = self.scheduler is not None and _is_per_batch(self.scheduler)
@@ -334,9 +369,7 @@ class Trainer:
         metric_sums = [0.0] * len(metrics)
         start = time.perf_counter()
         model.train()
-        for b in range(nbatches):
-            lo = b * batch_size
-            xb, yb = xs[lo:lo + batch_size], ys[lo:lo + batch_size]
+        for b, (xb, yb) in enumerate(batches, start_batch):
             m = len(xb)
             for cb in begin_cbs:
                 cb.on_batch_begin(b, {"size": m})
@@ -377,61 +410,77 @@ class Trainer:
         return logs
 
     # -- inference ---------------------------------------------------------------------
-    def _batched(self, x, batch_size, who):
+    def _inference_batches(self, x, y, batch_size, who, targets):
+        """(x, y) batches of arrays x, y, or of a DataLoader x (y None); y batches are None without targets."""
+        if isinstance(x, DataLoader):
+            if targets:
+                yield from self._loader_batches(x, who)
+                return
+            for i, batch in enumerate(x):
+                if i == 0:
+                    self._check_x(batch[0], f"{who}: DataLoader batch")
+                yield batch[0], None
+            return
         batch_size = _check_int(who, "batch_size", batch_size, 1)
         for lo in range(0, len(x), batch_size):
-            yield lo, x[lo:lo + batch_size]
+            yield x[lo:lo + batch_size], (y[lo:lo + batch_size] if targets else None)
 
-    def evaluate(self, x, y, batch_size=256):
-        """Loss and metrics over (x, y) in eval mode without caches.
+    def evaluate(self, x, y=None, batch_size=256):
+        """Loss and metrics over (x, y), or over a DataLoader's (x, y) batches, in eval mode without caches.
 
         Returns:
             {"loss": mean loss, <metric>: value, ...}
         """
         who = "Trainer.evaluate"
         x, y = self._check_xy(x, y, who)
-        if len(x) == 0:
-            raise ValueError(f"{who}: x: expected at least one sample, got shape {x.shape}")
-        x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        if _num_samples(x) == 0:
+            raise ValueError(f"{who}: x: expected at least one sample, got "
+                             f"{'an empty DataLoader' if y is None else f'shape {x.shape}'}")
+        if y is not None:
+            x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
         was_training = self.model.training
         self.model.eval()
-        loss_sum, metric_sums = 0.0, [0.0] * len(self._metrics)
+        loss_sum, metric_sums, n = 0.0, [0.0] * len(self._metrics), 0
         try:
             with no_grad():
-                for lo, xb in self._batched(x, batch_size, who):
-                    yb = y[lo:lo + len(xb)]
+                for xb, yb in self._inference_batches(x, y, batch_size, who, targets=True):
                     out = self.model(xb)
                     loss_sum += float(self.loss.forward(out, yb)) * len(xb)
                     for i, metric in enumerate(self._metrics):
                         metric_sums[i] += metric.batch_sum(out, yb)
+                    n += len(xb)
         finally:
             self.model.train(was_training)
-        n = len(x)
         result = {"loss": loss_sum / n}
         for metric, s in zip(self._metrics, metric_sums):
             result[metric.name] = s / n
         return result
 
     def predict(self, x, batch_size=256):
-        """Model outputs for x, in batches, in eval mode without caches.
+        """Model outputs for x (or a DataLoader's first arrays), in batches, in eval mode without caches.
 
         Returns:
             An array (N, ...) of outputs (e.g. logits (N, classes)).
         """
         who = "Trainer.predict"
-        x = np.ascontiguousarray(self._check_x(x, who))
+        if not isinstance(x, DataLoader):
+            x = np.ascontiguousarray(self._check_x(x, who))
+        total = _num_samples(x)
+        if total == 0 and isinstance(x, DataLoader):
+            raise ValueError(f"{who}: x: expected at least one sample, got an empty DataLoader")
         was_training = self.model.training
         self.model.eval()
-        result = None
+        result, lo = None, 0
         try:
             with no_grad():
-                if len(x) == 0:
+                if total == 0 and not isinstance(x, DataLoader):
                     return np.asarray(self.model(x))
-                for lo, xb in self._batched(x, batch_size, who):
+                for xb, _ in self._inference_batches(x, None, batch_size, who, targets=False):
                     out = self.model(xb)
                     if result is None:
-                        result = np.empty((len(x),) + out.shape[1:], dtype=out.dtype)
+                        result = np.empty((total,) + out.shape[1:], dtype=out.dtype)
                     result[lo:lo + len(xb)] = out
+                    lo += len(xb)
         finally:
             self.model.train(was_training)
         return result
@@ -474,6 +523,21 @@ class Trainer:
             seed, offset = (int(v) for v in np.asarray(state["rng"], dtype=np.uint64))
             _core.set_rng_state(seed, offset)
         return int(state["epoch"])
+
+
+def _num_samples(x) -> int:
+    """Samples in an array, or per epoch of a DataLoader."""
+    return x.num_samples if isinstance(x, DataLoader) else len(x)
+
+
+def _gathered_batches(x, y, order, bufs):
+    """(x, y) batches of rows ``order`` gathered (C++) into the reused buffers ``bufs``."""
+    xbuf, ybuf = bufs
+    bs = len(xbuf)
+    for lo in range(0, len(order), bs):
+        idx = order[lo:lo + bs]
+        m = len(idx)
+        yield gather(x, idx, xbuf[:m]), gather(y, idx, ybuf[:m])
 
 
 def _callback_base():
