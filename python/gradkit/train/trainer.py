@@ -16,6 +16,8 @@ import numpy as np
 
 from .. import _random
 from .._config import no_grad
+from ..distributed import _is_writer
+from ..distributed.shard import shard_of
 from ..nn.module import Module
 from .history import History
 
@@ -139,6 +141,7 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         self.stop_training = False
         self.history = None
+        self._shard = None  # this rank's part of the data when the model is distributed
 
     # -- inputs -----------------------------------------------------------------
     def _check_x(self, x, who):
@@ -207,10 +210,15 @@ class Trainer:
         n = len(x)
         if n == 0:
             raise ValueError(f"{who}: x: expected at least one training sample, got shape {x.shape}")
+        # A DistributedDataParallel model: each rank trains on its slice of every epoch (gradkit/distributed).
+        self._shard = shard = shard_of(self.model)
+        local_n = n if shard is None else shard.samples(n)
+        if shard is not None and shard.rank != 0:
+            verbose = 0  # only rank 0 prints
 
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
-                          "steps": -(-n // batch_size), "validation_samples": 0 if x_val is None else len(x_val)}
+                          "steps": -(-local_n // batch_size), "validation_samples": 0 if x_val is None else len(x_val)}
         self.history = history
         self.stop_training = False
         for cb in self.callbacks:
@@ -219,8 +227,8 @@ class Trainer:
             cb.on_train_begin({})
 
         # Shuffled epochs gather into these buffers once per epoch; unshuffled ones slice x directly.
-        if shuffle:
-            xs, ys = np.empty(x.shape, x.dtype), np.empty(y.shape, y.dtype)
+        if shuffle or shard is not None:
+            xs, ys = np.empty((local_n,) + x.shape[1:], x.dtype), np.empty((local_n,) + y.shape[1:], y.dtype)
         else:
             xs, ys = np.ascontiguousarray(x), np.ascontiguousarray(y)
 
@@ -229,11 +237,13 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_epoch_begin(epoch, {})
             start = time.perf_counter()
-            if shuffle:
-                perm = _random.permutation(n)
+            if shuffle or shard is not None:
+                perm = _random.permutation(n) if shuffle else np.arange(n)
+                if shard is not None:
+                    perm = shard.indices(perm)
                 np.take(x, perm, axis=0, out=xs)
                 np.take(y, perm, axis=0, out=ys)
-            bar = self._progress_bar(epoch, epochs, n, verbose)
+            bar = self._progress_bar(epoch, epochs, local_n, verbose)
             try:
                 logs = self._train_epoch(epoch, xs, ys, batch_size, bar)
                 train_seconds = time.perf_counter() - start
@@ -371,6 +381,8 @@ class Trainer:
                     bar.set_postfix_str(f"{rate:.0f} samples/s, {self._format_logs(logs, with_lr=False)}",
                                         refresh=False)
                     bar.update(m)
+        if self._shard is not None:  # sums over every rank: every rank logs (and decides on) the same numbers
+            loss_sum, seen, *metric_sums = self._shard.sum([loss_sum, seen, *metric_sums])
         logs = {"loss": loss_sum / seen}
         for metric, s in zip(metrics, metric_sums):
             logs[metric.name] = s / seen
@@ -392,6 +404,10 @@ class Trainer:
         x, y = self._check_xy(x, y, who)
         if len(x) == 0:
             raise ValueError(f"{who}: x: expected at least one sample, got shape {x.shape}")
+        n = len(x)
+        shard = shard_of(self.model)
+        if shard is not None:  # a DistributedDataParallel model: each rank evaluates its part
+            x, y = x[shard.part(n)], y[shard.part(n)]
         x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
         was_training = self.model.training
         self.model.eval()
@@ -406,7 +422,8 @@ class Trainer:
                         metric_sums[i] += metric.batch_sum(out, yb)
         finally:
             self.model.train(was_training)
-        n = len(x)
+        if shard is not None:
+            loss_sum, *metric_sums = shard.sum([loss_sum, *metric_sums])
         result = {"loss": loss_sum / n}
         for metric, s in zip(self._metrics, metric_sums):
             result[metric.name] = s / n
@@ -442,6 +459,8 @@ class Trainer:
         from .. import _core
         from .. import save
 
+        if not _is_writer():  # distributed: rank 0 writes, the other ranks hold the same state
+            return
         seed, offset = _core.rng_state()
         state = {
             "model": self.model.state_dict(),
