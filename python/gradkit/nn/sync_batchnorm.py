@@ -62,8 +62,8 @@ class SyncBatchNorm(_BatchNorm):
         local[0] = x.size // c if c else 0
         if x.size:
             local[1] = x.mean(axis=axes, dtype=np.float64)
-            centered = x - local[1].reshape(shape)
-            local[2] = np.einsum("i...,i...->i", np.moveaxis(centered, 1, 0), np.moveaxis(centered, 1, 0))
+            centered = np.moveaxis(x - local[1].reshape(shape), 1, 0).reshape(c, -1)
+            local[2] = np.einsum("ij,ij->i", centered, centered)
         comm = distributed._comm("SyncBatchNorm")
         gathered = np.empty((comm.Get_size(), 3, c))
         comm.Allgather(local, gathered)
