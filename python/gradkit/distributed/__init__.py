@@ -23,9 +23,8 @@ __all__ = ["init", "is_initialized", "rank", "world_size", "barrier", "all_reduc
 _INSTALL_HINT = ('gk.distributed needs mpi4py and an MPI library: pip install "gradkit[mpi]" '
                  "(or pip install mpi4py mpich; on a cluster, mpi4py built against the site's MPI)")
 
-# The environment variables mpiexec sets in each process it starts (MPICH/Hydra and Intel MPI,
-# Open MPI, PMIx, Slurm's srun): name of the world size.
-_LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
+# The world size mpiexec announces in each process it starts (MPICH/Hydra and Intel MPI, Open MPI).
+_LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 
 
 class _State:
@@ -46,7 +45,7 @@ def _mpi():
     return MPI
 
 
-def launched_size() -> int:
+def _launched_size() -> int:
     """The world size announced by the launcher's environment (1 when none)."""
     for var in _LAUNCHER_SIZE_VARS:
         value = os.environ.get(var, "")
@@ -96,7 +95,7 @@ def init() -> None:
         return
     MPI = _mpi()
     world = MPI.COMM_WORLD
-    announced = launched_size()
+    announced = _launched_size()
     if world.Get_size() == 1 and announced > 1:
         raise RuntimeError(f"gk.distributed.init: the launcher started {announced} processes but MPI sees only this "
                            f"one: the mpiexec used ({_which_mpiexec()}) belongs to another MPI than mpi4py's "

@@ -342,6 +342,7 @@ class Trainer:
         metrics = self._metrics
         loss_sum, seen = 0.0, 0
         metric_sums = [0.0] * len(metrics)
+        ranks = 1 if self._shard is None else self._shard.world  # the bar shows the rate over all ranks
         start = time.perf_counter()
         model.train()
         for b in range(nbatches):
@@ -377,7 +378,7 @@ class Trainer:
                 for cb in batch_cbs:
                     cb.on_batch_end(b, dict(logs, size=m))
                 if bar is not None:
-                    rate = seen / max(time.perf_counter() - start, 1e-9)
+                    rate = seen * ranks / max(time.perf_counter() - start, 1e-9)
                     bar.set_postfix_str(f"{rate:.0f} samples/s, {self._format_logs(logs, with_lr=False)}",
                                         refresh=False)
                     bar.update(m)
