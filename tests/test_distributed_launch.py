@@ -42,6 +42,8 @@ def test_gradkit_imports_without_mpi4py_and_says_what_to_install():
             gk.distributed.all_reduce(np.zeros(2))
         except RuntimeError as e:
             print("RuntimeError:", e)
+        x = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+        assert np.array_equal(gk.nn.SyncBatchNorm(3)(x), gk.nn.BatchNorm1d(3)(x))  # one process: a batch norm
     """, timeout=60, env=clean_env())
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

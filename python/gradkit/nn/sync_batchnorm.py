@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ops
 from .normalization import _BatchNorm
 
 __all__ = ["SyncBatchNorm"]
@@ -46,9 +47,18 @@ class SyncBatchNorm(_BatchNorm):
         if x.ndim < 2:
             raise ValueError(f"SyncBatchNorm: input: expected an (N, C, ...) array, got {x.ndim}-D of shape {x.shape}")
 
-    @staticmethod
-    def _axes(x):
-        return (0,) + tuple(range(2, x.ndim))
+    def _local_stats(self, x) -> np.ndarray:
+        """This rank's per-channel (count, mean, M2), shape (3, C), float64."""
+        c = x.shape[1]
+        n = x.size // c
+        stats = np.zeros((3, c))
+        stats[0] = n
+        if n >= 2:  # the kernel's statistics; eps=0: var = 1 / rstd**2 (inf rstd: var 0)
+            _, stats[1], rstd = ops.batch_norm_forward(x, training=True, eps=0.0)
+            stats[2] = n / (rstd * rstd)
+        elif n == 1:
+            stats[1] = x.reshape(c)
+        return stats
 
     def _norm_forward(self, x, weight, bias):
         from .. import distributed
@@ -56,51 +66,44 @@ class SyncBatchNorm(_BatchNorm):
         use_batch_stats, update, momentum, _ = self._stats_args()
         if not (use_batch_stats and distributed.is_initialized()):
             return super()._norm_forward(x, weight, bias)
-        axes, c = self._axes(x), x.shape[1]
-        shape = (1, c) + (1,) * (x.ndim - 2)
-        local = np.zeros((3, c))
-        local[0] = x.size // c if c else 0
-        if x.size:
-            local[1] = x.mean(axis=axes, dtype=np.float64)
-            centered = np.moveaxis(x - local[1].reshape(shape), 1, 0).reshape(c, -1)
-            local[2] = np.einsum("ij,ij->i", centered, centered)
         comm = distributed._comm("SyncBatchNorm")
-        gathered = np.empty((comm.Get_size(), 3, c))
-        comm.Allgather(local, gathered)
+        gathered = np.empty((comm.Get_size(), 3, x.shape[1]))
+        comm.Allgather(self._local_stats(x), gathered)
         count, mean, m2 = _combine(gathered)
         if count <= 1:
             raise ValueError(f"SyncBatchNorm: input: expected more than 1 value per channel when training over all "
                              f"ranks, got {int(count)} (local input shape {x.shape})")
-        rstd = 1.0 / np.sqrt(m2 / count + self.eps)
-        scale = rstd if weight is None else rstd * weight
-        shift = -mean * scale if bias is None else bias - mean * scale
-        y = (x * scale.reshape(shape) + shift.reshape(shape)).astype(x.dtype, copy=False)
+        var = m2 / count
+        # Normalise with the combined statistics: the kernel's eval path, given them as "running" ones.
+        y, _, _ = ops.batch_norm_forward(x, weight, bias, mean.astype(x.dtype), var.astype(x.dtype),
+                                         training=False, eps=self.eps)
         if update:
             for running, batch in ((self.running_mean, mean), (self.running_var, m2 / (count - 1))):
                 running[...] = (1.0 - momentum) * running + momentum * batch
             self.num_batches_tracked += 1
-        return y, dict(mean=mean, rstd=rstd, count=count, synced=True)
+        return y, dict(mean=mean, rstd=1.0 / np.sqrt(var + self.eps), count=count, synced=True)
 
     def _norm_backward(self, dy, x, saved, weight, dweight, dbias):
         from .. import distributed
 
         if not saved.get("synced"):
             return super()._norm_backward(dy, x, saved, weight, dweight, dbias)
-        axes = self._axes(x)
-        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-        mean, rstd = saved["mean"].reshape(shape), saved["rstd"].reshape(shape)
-        xhat = (x - mean) * rstd
-        sums = np.empty((2, x.shape[1]))
-        sums[0] = dy.sum(axis=axes, dtype=np.float64)
-        sums[1] = (dy * xhat).sum(axis=axes)
+        mean, rstd = saved["mean"], saved["rstd"]
+        # The kernel's eval-mode backward: dx = dy * weight * rstd, and this rank's sum(dy * x_hat), sum(dy).
+        sums = np.zeros((2, x.shape[1]), dtype=x.dtype)
+        dx = ops.batch_norm_backward(dy, x, mean, rstd, weight, sums[0], sums[1], training=False)
         if dweight is not None:  # this rank's share; DistributedDataParallel averages them
-            dweight += sums[1]
-            dbias += sums[0]
-        distributed.all_reduce(sums)
-        sums /= saved["count"]
-        scale = rstd if weight is None else rstd * weight.reshape(shape)
-        dx = (dy - sums[0].reshape(shape) - xhat * sums[1].reshape(shape)) * scale
-        return dx.astype(x.dtype, copy=False)
+            dweight += sums[0]
+            dbias += sums[1]
+        sums = distributed.all_reduce(sums.astype(np.float64)) / saved["count"]
+        # The batch statistics' part: dx -= weight * rstd * (mean(dy) + x_hat * mean(dy * x_hat)) = a + b * x
+        scale = rstd if weight is None else rstd * weight
+        b = scale * rstd * sums[0]
+        a = scale * sums[1] - b * mean
+        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        dx -= x * b.astype(x.dtype).reshape(shape)
+        dx -= a.astype(x.dtype).reshape(shape)
+        return dx
 
     @classmethod
     def convert_sync_batchnorm(cls, module):
