@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import numbers
+import os
 import time
 
 import numpy as np
@@ -23,6 +24,13 @@ from ..nn.module import Module
 from . import _comm, _state, init, split_counts
 
 __all__ = ["DistributedDataParallel"]
+
+
+def _wait(request) -> None:
+    """Wait for an MPI request, giving the CPU away between polls: MPICH's Wait spins, and
+    on a machine running more threads than cores that takes time from the rank waited for."""
+    while not request.Test():
+        os.sched_yield()
 
 
 class _Bucket:
@@ -163,7 +171,7 @@ class DistributedDataParallel(Module):
         while self._scattering:
             bucket = self._scattering[0]
             if block:
-                bucket.request.Wait()
+                _wait(bucket.request)
             elif not bucket.request.Test():
                 return
             self._scattering.popleft()
@@ -212,7 +220,7 @@ class DistributedDataParallel(Module):
                 self._start(bucket)
         self._progress(block=True)
         for bucket in self._gathering:
-            bucket.request.Wait()
+            _wait(bucket.request)
         self._wait_seconds += time.perf_counter() - start
         return dx
 
