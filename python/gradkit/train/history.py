@@ -52,15 +52,15 @@ class History:
             The path written. Raises ImportError with install instructions
             when matplotlib is missing.
         """
+        from ..distributed import _is_writer
+
+        if not _is_writer():  # distributed: rank 0 writes the file
+            return os.fspath(path)
         try:
             from matplotlib.figure import Figure
             from matplotlib.ticker import MaxNLocator
         except ImportError:
             raise ImportError(_PLOT_HINT) from None
-        from ..distributed import _is_writer
-
-        if not _is_writer():  # distributed: rank 0 writes the file
-            return os.fspath(path)
         if not self.epoch:
             raise ValueError("History.plot: nothing to plot (no epoch was recorded)")
         if metrics is None:
