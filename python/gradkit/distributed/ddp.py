@@ -127,10 +127,9 @@ class DistributedDataParallel(Module):
         # Two communicators of our own: reduce-scatters start in bucket-ready order, allgathers in
         # completion order; each sequence is the same on every rank, the two interleave differently.
         self._scatter_comm, self._gather_comm = comm.Dup(), comm.Dup()
-        self._param_ids = None
-        self._buckets = []
         self._wait_seconds = 0.0  # time spent blocked on gradient communication (benchmarks read it)
-        self._shard = None
+        self._ready, self._scattering, self._gathering = set(), collections.deque(), collections.deque()
+        self._build_buckets(model.parameters())
 
     # -- buckets ----------------------------------------------------------------------------------
     def _build_buckets(self, params) -> None:
@@ -200,7 +199,7 @@ class DistributedDataParallel(Module):
     def backward(self, dy, input_grad: bool = True):
         """The model's backward, then the gradients averaged over ranks (same bits on every rank)."""
         params = self.module.parameters()
-        if not self._buckets_current(params):  # first call, or grads rebound (e.g. by .to(dtype))
+        if not self._buckets_current(params):  # grads rebound (e.g. by .to(dtype)) or parameters changed
             self._build_buckets(params)
         for bucket, early in zip(self._buckets, self._early):
             bucket.remaining, bucket.started = early, False
