@@ -103,7 +103,8 @@ def main():
               f"throughput ratio {2 * t1 / t2:.2f}x (min-based {2 * np.min(single_t) / np.min(ddp_t):.2f}x)")
         print(f"  waiting for gradients after backward: "
               + ", ".join(f"rank {r} {w * 1e3:.2f} ms/step" for r, w in enumerate(waits)))
-        print(f"  allreduce alone of {grads.nbytes / 2**20:.2f} MiB of gradients: {np.median(alone) * 1e3:.2f} ms")
+        print(f"  allreduce alone of {grads.nbytes / 2**20:.2f} MiB of gradients: {np.median(alone) * 1e3:.2f} ms "
+              f"(min {np.min(alone) * 1e3:.2f} ms)")
 
 
 if __name__ == "__main__":
