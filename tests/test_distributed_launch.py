@@ -79,3 +79,30 @@ def test_a_rank_that_raises_ends_the_job_non_zero():
         pytest.fail("mpiexec did not end within 30 s after rank 1 raised")
     assert result.returncode != 0
     assert "ValueError: rank 1 fails" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("omp, set_threads", [(None, None), ("3", None), (None, 5)])
+def test_threads_per_rank_default_to_the_cores_over_the_local_ranks(omp, set_threads):
+    pytest.importorskip("mpi4py")
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec on PATH")
+    env = clean_env()
+    env.pop("OMP_NUM_THREADS", None)
+    if omp is not None:
+        env["OMP_NUM_THREADS"] = omp
+    result = run(f"""
+        import os
+        import gradkit as gk
+        if {set_threads!r} is not None:
+            gk.set_num_threads({set_threads!r})
+        gk.distributed.init()
+        print(gk.get_num_threads(), len(os.sched_getaffinity(0)))
+    """, timeout=60, launcher=(mpiexec, "-n", "2"), env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    for line in lines:
+        threads, cores = map(int, line.split())
+        expected = set_threads or (int(omp) if omp else max(1, cores // 2))
+        assert threads == expected, (line, omp, set_threads)
