@@ -6,8 +6,9 @@ Start N processes with ``mpiexec -n N python script.py``; each calls ``init()`` 
 
 Every float sum over ranks here is a reduce-scatter (element i is added up on exactly one
 rank) followed by an allgather of the results, so every rank gets the same bits. MPI's own
-allreduce does not promise that (MPI-4.1, section 6.9.1 only "strongly recommends" the same
-result for the same arguments in the same order, and says nothing about different ranks).
+allreduce does not promise that: the standard only "strongly recommends" (advice to
+implementors, MPI_Reduce) the same result for the same arguments in the same order, and an
+allreduce algorithm may add the terms in a different order on different ranks.
 """
 from __future__ import annotations
 
