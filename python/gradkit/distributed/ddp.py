@@ -103,7 +103,8 @@ class DistributedDataParallel(Module):
             raise TypeError(f"DistributedDataParallel: bucket_cap_mb: expected a number, "
                             f"got {type(bucket_cap_mb).__name__}")
         if not 0 < bucket_cap_mb < float("inf"):
-            raise ValueError(f"DistributedDataParallel: bucket_cap_mb: expected a finite value > 0, got {bucket_cap_mb}")
+            raise ValueError(f"DistributedDataParallel: bucket_cap_mb: expected a finite value > 0, "
+                             f"got {bucket_cap_mb}")
         init()
         comm = _comm("DistributedDataParallel")
         self.module = model

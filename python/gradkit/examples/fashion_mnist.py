@@ -79,7 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
     p.add_argument("--sync-bn", action="store_true", help="under mpiexec: batch-norm statistics over all ranks")
-    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: gradkit's default)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="kernel threads (default: gradkit's; under mpiexec, the cores / the ranks per machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="directory with the four IDX files (default: search, then download)")
     p.add_argument("--out", default=os.path.join("runs", "fashion_mnist"), help="where to write curves and model")
@@ -120,7 +121,8 @@ def main(argv=None) -> dict:
     if args.schedule == "cosine":
         scheduler = gk.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     elif args.schedule == "onecycle":
-        steps = epochs * -(-(-(-len(x_train) // world)) // args.batch_size)  # steps per rank
+        per_rank = -(-len(x_train) // world)  # samples per rank and epoch (the Trainer pads to a multiple)
+        steps = epochs * -(-per_rank // args.batch_size)
         scheduler = gk.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     loss = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     net = gk.distributed.DistributedDataParallel(model) if distributed else model
