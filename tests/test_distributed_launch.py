@@ -97,7 +97,11 @@ def test_threads_per_rank_default_to_the_cores_over_the_local_ranks(omp, set_thr
         if {set_threads!r} is not None:
             gk.set_num_threads({set_threads!r})
         gk.distributed.init()
-        print(gk.get_num_threads(), len(os.sched_getaffinity(0)))
+        from mpi4py import MPI
+        mine = "%d %d" % (gk.get_num_threads(), len(os.sched_getaffinity(0)))
+        everyone = MPI.COMM_WORLD.gather(mine, root=0)  # one writer: mpiexec may interleave two
+        for line in everyone or ():
+            print(line)
     """, timeout=60, launcher=(mpiexec, "-n", "2"), env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
