@@ -54,6 +54,17 @@ def test_matches_batch_norm_on_the_whole_batch(world, shape, affine, dtype):
     assert_close(sync(x), bn(x), dtype, what="eval y", scale=scale)
 
 
+def test_a_constant_channel_matches_batch_norm(world):
+    rank, size, comm = world
+    x, dy, part = whole_and_part(world, (4, 2, 3), np.float64, seed=9)
+    x[:, 0] = 2.5  # zero variance on every rank
+    bn, sync = nn.BatchNorm1d(2).double(), nn.SyncBatchNorm(2).double()
+    assert_close(sync(np.ascontiguousarray(x[part])), bn(x)[part], np.float64, what="y")
+    assert_close(sync.backward(np.ascontiguousarray(dy[part])), bn.backward(dy)[part], np.float64, what="dx",
+                 scale=100)
+    assert_close(sync.running_var, bn.running_var, np.float64, what="running_var")
+
+
 def test_one_value_per_channel_over_all_ranks_is_refused_on_every_rank(world):
     rank, size, comm = world
     x = np.ones((1 if rank == 0 else 0, 3), dtype=np.float32)  # one sample in all, on rank 0
