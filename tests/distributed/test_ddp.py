@@ -25,6 +25,13 @@ def cnn(batch_norm=False, dtype=np.float64):
                          nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3)).to(dtype)
 
 
+def residual():
+    """Nested Sequentials: the inner one reports its layers, the outer one the whole block."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+                         nn.Residual(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(64, 3))
+
+
 class TwoLinear(nn.Module):
     """A model outside Sequential: its gradients are reduced after the whole backward."""
 
@@ -47,7 +54,7 @@ def fit(model, x, y, batch_size, epochs=2, callbacks=(), **fit_args):
     return trainer, history
 
 
-@pytest.mark.parametrize("build, bucket_cap_mb", [(cnn, 25), (cnn, 1e-3), (TwoLinear, 25)])
+@pytest.mark.parametrize("build, bucket_cap_mb", [(cnn, 25), (cnn, 1e-3), (residual, 1e-4), (TwoLinear, 25)])
 def test_ranks_with_batches_of_b_match_one_process_with_batches_of_world_b(world, build, bucket_cap_mb):
     rank, size, comm = world
     b = 6
