@@ -238,3 +238,20 @@ def test_backward_without_input_grad_reaches_the_first_conv(rng, monkeypatch):
     lin(np.ones((4, 3), dtype=np.float32))
     assert lin.backward(np.ones((4, 2), dtype=np.float32), input_grad=False) is None
     assert lin.weight.grad.any()
+
+
+def test_grads_ready_hook_reports_layers_and_fused_runs_in_backward_order():
+    nn = gk.nn
+    model = Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), Flatten(),
+                       Linear(16, 8), nn.ReLU(), Linear(8, 2))
+    x = np.random.default_rng(0).standard_normal((3, 1, 4, 4)).astype(np.float32)
+    seen = []
+    index = {id(m): i for i, m in enumerate(model)}
+    object.__setattr__(model, "_grads_ready_hook", lambda layers: seen.append([index[id(m)] for m in layers]))
+    # Linear; Linear -> ReLU fused; Flatten; BN -> ReLU -> pool fused; Conv2d
+    expected = [[7], [5, 6], [4], [1, 2, 3], [0]]
+    for input_grad in (False, True):
+        seen.clear()
+        y = model(x)
+        model.backward(np.ones_like(y), input_grad=input_grad)
+        assert seen == expected

@@ -23,7 +23,12 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"set_num_threads: n: expected an int, got {type(n).__name__}") from None
     if n < 1:
         raise ValueError(f"set_num_threads: n: expected an integer >= 1, got {n}")
+    global _threads_set
+    _threads_set = True  # gk.distributed.init() then keeps the user's choice
     _core.set_num_threads(n)
+
+
+_threads_set = False
 
 
 def get_num_threads() -> int:

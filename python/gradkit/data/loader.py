@@ -100,8 +100,12 @@ class DataLoader:
         return batch
 
     def _batches(self, plan, start_batch: int = 0):
-        """Iterator over batches start_batch..len-1 of an epoch planned by ``_plan_epoch``."""
-        nbatches = len(self)
+        """Iterator over batches start_batch.. of an epoch planned by ``_plan_epoch``.
+
+        The batches follow the plan's order, which the Trainer may cut to one rank's share.
+        """
+        m = len(plan[0])
+        nbatches = m // self.batch_size if self.drop_last else -(-m // self.batch_size)
         if self.num_workers == 0:
             for b in range(start_batch, nbatches):
                 yield self._batch(plan, b, 0)

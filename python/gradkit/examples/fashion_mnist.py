@@ -5,6 +5,7 @@ Run:
     python -m gradkit.examples.fashion_mnist --model mlp     # the MLP
     python examples/fashion_mnist.py --epochs 1 --subset 6000
     python -m gradkit.examples.fashion_mnist --augment       # random crops and flips
+    mpiexec -n 2 python examples/fashion_mnist.py             # data parallel on 2 ranks
 
 The CNN is Conv(1,32,3,p1)-BN-ReLU-MaxPool2-Conv(32,64,3,p1)-BN-ReLU-MaxPool2-
 Flatten-Linear(3136,128)-ReLU-Dropout(0.3)-Linear(128,10), trained with Adam
@@ -16,6 +17,10 @@ accuracy are printed; ``--augment`` trains from a ``gk.data.DataLoader`` that
 pads by 2, crops back to 28x28 at a random place and flips half the images,
 prepared on ``--workers`` background threads while the model trains; the learning curves (PNG) and the trained model
 (``gk.save`` of its state_dict) are written to ``--out``.
+
+Started by ``mpiexec -n N``, it trains data-parallel (``gk.distributed``): every rank takes
+``--batch-size`` samples per step (N times that in all), only rank 0 prints and writes, and each
+rank runs cores / N kernel threads unless ``--threads`` says otherwise.
 """
 from __future__ import annotations
 
@@ -49,6 +54,12 @@ def build_mlp() -> nn.Module:
 MODELS = {"cnn": build_cnn, "mlp": build_mlp}
 
 
+def launched_by_mpiexec() -> bool:
+    """mpiexec tells each process the job's size in its environment (MPICH and Intel MPI, Open MPI)."""
+    sizes = (os.environ.get(var, "") for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"))
+    return any(size.isdigit() and int(size) > 1 for size in sizes)
+
+
 def prepare(x_train: np.ndarray, x_test: np.ndarray):
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1], standardized with training statistics."""
     scale = np.float32(1.0 / 255.0)
@@ -73,7 +84,9 @@ def parse_args(argv=None):
                    help="random crop (padding 2) and horizontal flip of each training batch")
     p.add_argument("--workers", type=int, default=1, help="background threads preparing batches (with --augment)")
     p.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
-    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: gradkit's default)")
+    p.add_argument("--sync-bn", action="store_true", help="under mpiexec: batch-norm statistics over all ranks")
+    p.add_argument("--threads", type=int, default=None,
+                   help="kernel threads (default: gradkit's; under mpiexec, the cores / the ranks per machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="directory with the four IDX files (default: search, then download)")
     p.add_argument("--out", default=os.path.join("runs", "fashion_mnist"), help="where to write curves and model")
@@ -89,27 +102,41 @@ def main(argv=None) -> dict:
         args.schedule = "onecycle" if args.model == "cnn" else "cosine"
     if args.threads is not None:
         gk.set_num_threads(args.threads)
+    distributed = launched_by_mpiexec()
+    if distributed:
+        gk.distributed.init()  # threads per rank: the cores / the ranks on this machine, unless --threads
+    rank, world = (gk.distributed.rank(), gk.distributed.world_size()) if distributed else (0, 1)
+    say = print if rank == 0 else (lambda *a, **k: None)
     gk.manual_seed(args.seed)
 
+    if rank != 0:
+        gk.distributed.barrier()  # rank 0 downloads the data, if needed, first
     (x_train, y_train), (x_test, y_test) = gk.datasets.load_fashion_mnist(root=args.data)
+    if distributed and rank == 0:
+        gk.distributed.barrier()
     if args.subset is not None:
         x_train, y_train = x_train[:args.subset], y_train[:args.subset]
     x_train, x_test = prepare(x_train, x_test)
 
     model = MODELS[args.model]()
+    if distributed and args.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     lr = args.lr if args.lr is not None else (3e-3 if args.schedule == "onecycle" else 1e-3)
     optimizer = gk.optim.Adam(model.parameters(), lr=lr)
     scheduler = None
     if args.schedule == "cosine":
         scheduler = gk.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     elif args.schedule == "onecycle":
-        steps = epochs * -(-len(x_train) // args.batch_size)
+        per_rank = -(-len(x_train) // world)  # samples per rank and epoch (the Trainer pads to a multiple)
+        steps = epochs * -(-per_rank // args.batch_size)
         scheduler = gk.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     loss = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    trainer = gk.Trainer(model, loss, optimizer, scheduler=scheduler)
-    print(f"gradkit {gk.__version__}: {args.model} on {len(x_train)} images, {epochs} epochs, "
-          f"batch {args.batch_size}, Adam lr {lr} ({args.schedule}), {gk.get_num_threads()} threads "
-          f"({gk._core.get_isa()})", flush=True)
+    net = gk.distributed.DistributedDataParallel(model) if distributed else model
+    trainer = gk.Trainer(net, loss, optimizer, scheduler=scheduler)
+    ranks = f"{world} ranks x " if distributed else ""
+    say(f"gradkit {gk.__version__}: {args.model} on {len(x_train)} images, {epochs} epochs, "
+        f"batch {args.batch_size}{' per rank' if distributed else ''}, Adam lr {lr} ({args.schedule}), "
+        f"{ranks}{gk.get_num_threads()} threads ({gk._core.get_isa()})", flush=True)
     # The test set is only watched (val_*), never used for a decision.
     if args.augment:
         # Zero padding of standardized images pads with the mean intensity.
@@ -122,18 +149,19 @@ def main(argv=None) -> dict:
                               validation_data=(x_test, y_test), verbose=args.verbose)
     result = trainer.evaluate(x_test, y_test)
     train_seconds = history.train_time
-    print(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}); training time per epoch: "
-          + ", ".join(f"{t:.1f}s" for t in train_seconds), flush=True)
+    say(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}); training time per epoch: "
+        + ", ".join(f"{t:.1f}s" for t in train_seconds), flush=True)
 
-    os.makedirs(args.out, exist_ok=True)
-    model_path = os.path.join(args.out, f"{args.model}.npz")
-    gk.save(model.state_dict(), model_path)
-    print(f"saved the model to {model_path} (load with model.load_state_dict(gk.load(path)))")
-    try:
-        curves = history.plot(os.path.join(args.out, f"{args.model}_curves.png"))
-        print(f"saved the learning curves to {curves}")
-    except ImportError as e:
-        print(f"no curves: {e}", file=sys.stderr)
+    if rank == 0:  # every rank holds the same model
+        os.makedirs(args.out, exist_ok=True)
+        model_path = os.path.join(args.out, f"{args.model}.npz")
+        gk.save(model.state_dict(), model_path)
+        print(f"saved the model to {model_path} (load with model.load_state_dict(gk.load(path)))")
+        try:
+            curves = history.plot(os.path.join(args.out, f"{args.model}_curves.png"))
+            print(f"saved the learning curves to {curves}")
+        except ImportError as e:
+            print(f"no curves: {e}", file=sys.stderr)
     return {"test_accuracy": result["accuracy"], "test_loss": result["loss"], "epoch_seconds": train_seconds,
             "history": history, "model": model}
 

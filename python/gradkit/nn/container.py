@@ -108,6 +108,9 @@ class Sequential(Module):
         return y
 
     _input_grad_optional = True
+    #: Set by gk.distributed.DistributedDataParallel during its backward: called with the layers
+    #: whose backward just finished (their gradients are final), to start reducing them early.
+    _grads_ready_hook = None
 
     def backward(self, dy, input_grad: bool = True):
         """Run the layers' backward in reverse; returns the input gradient.
@@ -124,15 +127,18 @@ class Sequential(Module):
         if not input_grad:
             first = next((i for i, m in enumerate(modules) if m._has_parameters()), len(modules))
         fused = saved["fused"]
+        hook = self._grads_ready_hook
         i = len(modules) - 1
         while i >= first:
             if i in fused:  # a fused run ending at layer i (its first layer has the parameters: start >= first)
                 kind, start, cache = fused[i]
                 dy = kind.backward(modules[start:i + 1], cache, dy, input_grad or start > first)
-                i = start - 1
             else:
+                start = i
                 dy = modules[i]._backward_maybe_input(dy, input_grad or i > first)
-                i -= 1
+            if hook is not None:
+                hook(modules[start:i + 1])
+            i = start - 1
         return dy if input_grad else None
 
 

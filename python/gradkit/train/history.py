@@ -52,6 +52,10 @@ class History:
             The path written. Raises ImportError with install instructions
             when matplotlib is missing.
         """
+        from ..distributed import _is_writer
+
+        if not _is_writer():  # distributed: rank 0 writes the file
+            return os.fspath(path)
         try:
             from matplotlib.figure import Figure
             from matplotlib.ticker import MaxNLocator

@@ -19,6 +19,8 @@ from .. import _random
 from .._config import no_grad
 from ..data.dataset import gather
 from ..data.loader import DataLoader
+from ..distributed import _is_writer
+from ..distributed.shard import shard_of
 from ..nn.module import Module
 from .history import History
 
@@ -142,6 +144,7 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         self.stop_training = False
         self.history = None
+        self._shard = None  # this rank's part of the data when the model is distributed
 
     # -- inputs -----------------------------------------------------------------
     def _check_x(self, x, who):
@@ -225,10 +228,20 @@ class Trainer:
         if n == 0:
             raise ValueError(f"{who}: x: expected at least one training sample, got "
                              f"{'an empty DataLoader' if loader is not None else f'shape {x.shape}'}")
+        # A DistributedDataParallel model: each rank trains on its slice of every epoch (gradkit/distributed).
+        self._shard = shard = shard_of(self.model)
+        if shard is None:
+            local_n = n
+        else:
+            local_n = shard.samples(len(loader.dataset) if loader is not None else n)
+            if loader is not None and loader.drop_last:
+                local_n -= local_n % batch_size
+            if shard.rank != 0:
+                verbose = 0  # only rank 0 prints
 
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
-                          "steps": -(-n // batch_size),
+                          "steps": -(-local_n // batch_size),
                           "validation_samples": 0 if x_val is None else _num_samples(x_val)}
         self.history = history
         self.stop_training = False
@@ -238,11 +251,11 @@ class Trainer:
             cb.on_train_begin({})
 
         # Shuffled array epochs gather each batch into these buffers; unshuffled ones slice x directly.
-        if loader is None and shuffle:
+        if loader is None and (shuffle or shard is not None):
             bufs = (np.empty((batch_size,) + x.shape[1:], x.dtype), np.empty((batch_size,) + y.shape[1:], y.dtype))
         elif loader is None:
             x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
-        nbatches = len(loader) if loader is not None else -(-n // batch_size)
+        nbatches = len(loader) if loader is not None and shard is None else -(-local_n // batch_size)
 
         logs = {}
         for epoch in range(initial_epoch, epochs):
@@ -252,12 +265,18 @@ class Trainer:
             # The epoch's random draws come first, in this thread: the permutation (if shuffling),
             # then (DataLoader) the augmentation key. See gk.data.DataLoader.
             if loader is not None:
-                batches = self._loader_batches(loader._batches(loader._plan_epoch()), who)
-            elif shuffle:
-                batches = _gathered_batches(x, y, _random.permutation(n), bufs)
+                order, key = loader._plan_epoch()
+                if shard is not None:
+                    order = shard.indices(order)
+                batches = self._loader_batches(loader._batches((order, key)), who)
+            elif shuffle or shard is not None:
+                order = _random.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
+                if shard is not None:
+                    order = shard.indices(order)
+                batches = _gathered_batches(x, y, order, bufs)
             else:
                 batches = ((x[lo:lo + batch_size], y[lo:lo + batch_size]) for lo in range(0, n, batch_size))
-            bar = self._progress_bar(epoch, epochs, n, verbose)
+            bar = self._progress_bar(epoch, epochs, local_n, verbose)
             try:
                 logs = self._train_epoch(epoch, batches, nbatches, bar)
                 train_seconds = time.perf_counter() - start
@@ -367,6 +386,7 @@ class Trainer:
         metrics = self._metrics
         loss_sum, seen = 0.0, 0
         metric_sums = [0.0] * len(metrics)
+        ranks = 1 if self._shard is None else self._shard.world  # the bar shows the rate over all ranks
         start = time.perf_counter()
         model.train()
         for b, (xb, yb) in enumerate(batches, start_batch):
@@ -400,10 +420,12 @@ class Trainer:
                 for cb in batch_cbs:
                     cb.on_batch_end(b, dict(logs, size=m))
                 if bar is not None:
-                    rate = seen / max(time.perf_counter() - start, 1e-9)
+                    rate = seen * ranks / max(time.perf_counter() - start, 1e-9)
                     bar.set_postfix_str(f"{rate:.0f} samples/s, {self._format_logs(logs, with_lr=False)}",
                                         refresh=False)
                     bar.update(m)
+        if self._shard is not None:  # sums over every rank: every rank logs (and decides on) the same numbers
+            loss_sum, seen, *metric_sums = self._shard.sum([loss_sum, seen, *metric_sums])
         logs = {"loss": loss_sum / seen}
         for metric, s in zip(metrics, metric_sums):
             logs[metric.name] = s / seen
@@ -436,6 +458,12 @@ class Trainer:
         if _num_samples(x) == 0:
             raise ValueError(f"{who}: x: expected at least one sample, got "
                              f"{'an empty DataLoader' if y is None else f'shape {x.shape}'}")
+        # A DistributedDataParallel model: each rank evaluates its part of arrays (a DataLoader
+        # is evaluated whole on every rank, which gives every rank the same numbers too).
+        shard = shard_of(self.model) if y is not None else None
+        if shard is not None:
+            part = shard.part(len(x))
+            x, y = x[part], y[part]
         if y is not None:
             x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
         was_training = self.model.training
@@ -451,6 +479,8 @@ class Trainer:
                     n += len(xb)
         finally:
             self.model.train(was_training)
+        if shard is not None:
+            loss_sum, n, *metric_sums = shard.sum([loss_sum, n, *metric_sums])
         result = {"loss": loss_sum / n}
         for metric, s in zip(self._metrics, metric_sums):
             result[metric.name] = s / n
@@ -491,6 +521,8 @@ class Trainer:
         from .. import _core
         from .. import save
 
+        if not _is_writer():  # distributed: rank 0 writes, the other ranks hold the same state
+            return
         seed, offset = _core.rng_state()
         state = {
             "model": self.model.state_dict(),
