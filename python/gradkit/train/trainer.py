@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .. import _random
+from .. import _core, _random
 from .._config import no_grad
 from ..nn.module import Module
 from .history import History
@@ -124,6 +124,9 @@ class Trainer:
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"Trainer: callbacks: expected gk.callbacks.Callback instances, got {type(cb).__name__}")
+        # BackupAndRestore runs after the others: it restores their state after their on_train_begin
+        # resets it, and backs up after their on_batch_end / on_epoch_end.
+        callbacks.sort(key=lambda cb: bool(getattr(cb, "_runs_last", False)))
         if clip_grad_norm is not None:
             if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float, np.number)):
                 raise TypeError(f"Trainer: clip_grad_norm: expected a number or None, got {type(clip_grad_norm).__name__}")
@@ -139,6 +142,11 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         self.stop_training = False
         self.history = None
+        # For BackupAndRestore (callbacks.py): where a restored fit continues (set in on_train_begin),
+        # the generator state before this epoch's draws, and the epoch's running sums.
+        self._resume = None
+        self._epoch_rng = None
+        self._running = None
 
     # -- inputs -----------------------------------------------------------------
     def _check_x(self, x, who):
@@ -217,6 +225,10 @@ class Trainer:
             cb.set_trainer(self)
         for cb in self.callbacks:
             cb.on_train_begin({})
+        # BackupAndRestore restored a killed run in on_train_begin: continue from its backup's position.
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            initial_epoch = resume["epoch"]
 
         # Shuffled epochs gather into these buffers once per epoch; unshuffled ones slice x directly.
         if shuffle:
@@ -224,18 +236,31 @@ class Trainer:
         else:
             xs, ys = np.ascontiguousarray(x), np.ascontiguousarray(y)
 
-        logs = {}
+        logs = {k: v[-1] for k, v in history.history.items()}  # the last epoch's, when resumed
+        nbatches = -(-n // batch_size)
         for epoch in range(initial_epoch, epochs):
+            if self.stop_training:  # a restored run that had already stopped
+                break
             for cb in self.callbacks:
                 cb.on_epoch_begin(epoch, {})
             start = time.perf_counter()
+            mid_epoch = resume is not None and epoch == resume["epoch"] and resume["batch"] > 0
+            if mid_epoch:  # redo the epoch's draws from the generator state they started from
+                _core.set_rng_state(*resume["epoch_rng"])
+            self._epoch_rng = _core.rng_state()
             if shuffle:
                 perm = _random.permutation(n)
                 np.take(x, perm, axis=0, out=xs)
                 np.take(y, perm, axis=0, out=ys)
+            start_batch, sums = 0, None
+            if mid_epoch:  # then skip the batches done, with the generator where the backup left it
+                _core.set_rng_state(*resume["rng"])
+                start_batch, sums = resume["batch"], resume["sums"]
+            batches = ((xs[lo:lo + batch_size], ys[lo:lo + batch_size])
+                       for lo in range(start_batch * batch_size, n, batch_size))
             bar = self._progress_bar(epoch, epochs, n, verbose)
             try:
-                logs = self._train_epoch(epoch, xs, ys, batch_size, bar)
+                logs = self._train_epoch(epoch, batches, nbatches, bar, start_batch, sums)
                 train_seconds = time.perf_counter() - start
                 lr = float(self.optimizer.param_groups[0]["lr"])
                 if x_val is not None:
@@ -317,10 +342,13 @@ class Trainer:
         # float32 squares of large but finite values can overflow: decide exactly.
         return all(bool(np.isfinite(p.grad).all()) for p in params)
 
-    def _train_epoch(self, epoch, xs, ys, batch_size, bar):
+    def _train_epoch(self, epoch, batches, nbatches, bar, start_batch=0, sums=None):
+        """Train on ``batches``, an iterable of (x, y) for batches start_batch..nbatches-1 of the epoch.
+
+        ``sums`` is (loss sum, samples, metric sums) over the batches before ``start_batch``
+        (a resumed epoch); ``self._running`` holds the same after each batch.
+        """
         model, loss, opt = self.model, self.loss, self.optimizer
-        n = len(xs)
-        nbatches = -(-n // batch_size)
         params = model.parameters()
         refs = self._buffer_refs()
         per_batch_sched = self.scheduler is not None and _is_per_batch(self.scheduler)
@@ -330,13 +358,15 @@ class Trainer:
         batch_cbs = [cb for cb in self.callbacks if type(cb).on_batch_end is not _callback_base().on_batch_end]
         begin_cbs = [cb for cb in self.callbacks if type(cb).on_batch_begin is not _callback_base().on_batch_begin]
         metrics = self._metrics
-        loss_sum, seen = 0.0, 0
-        metric_sums = [0.0] * len(metrics)
-        start = time.perf_counter()
+        if sums is None:
+            loss_sum, seen, metric_sums = 0.0, 0, [0.0] * len(metrics)
+        else:
+            loss_sum, seen, metric_sums = float(sums[0]), int(sums[1]), [float(s) for s in sums[2]]
+        if bar is not None and seen:
+            bar.update(seen)
+        seen_before, start = seen, time.perf_counter()
         model.train()
-        for b in range(nbatches):
-            lo = b * batch_size
-            xb, yb = xs[lo:lo + batch_size], ys[lo:lo + batch_size]
+        for b, (xb, yb) in enumerate(batches, start_batch):
             m = len(xb)
             for cb in begin_cbs:
                 cb.on_batch_begin(b, {"size": m})
@@ -360,6 +390,7 @@ class Trainer:
             seen += m
             for i, metric in enumerate(metrics):
                 metric_sums[i] += metric.batch_sum(out, yb)
+            self._running = (loss_sum, seen, tuple(metric_sums))
             if batch_cbs or bar is not None:
                 logs = {"loss": loss_sum / seen}
                 for metric, s in zip(metrics, metric_sums):
@@ -367,7 +398,7 @@ class Trainer:
                 for cb in batch_cbs:
                     cb.on_batch_end(b, dict(logs, size=m))
                 if bar is not None:
-                    rate = seen / max(time.perf_counter() - start, 1e-9)
+                    rate = (seen - seen_before) / max(time.perf_counter() - start, 1e-9)
                     bar.set_postfix_str(f"{rate:.0f} samples/s, {self._format_logs(logs, with_lr=False)}",
                                         refresh=False)
                     bar.update(m)
