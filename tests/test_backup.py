@@ -254,6 +254,10 @@ def test_arguments_are_checked(tmp_path):
         with pytest.raises(TypeError, match="backup_dir"):
             gk.callbacks.BackupAndRestore(bad)
     assert gk.callbacks.BackupAndRestore(tmp_path, save_freq=np.int64(7)).save_freq == 7
+    (tmp_path / "bk").write_text("a file")
+    _, _, fit = make_run(tmp_path)
+    with pytest.raises(ValueError, match="backup_dir: expected a directory, got the file"):
+        fit()
 
 
 def test_callback_state_protocol_round_trips(tmp_path):

@@ -294,6 +294,8 @@ class BackupAndRestore(Callback):
     # -- hooks ------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
         self._epoch, self._steps = 0, 0
+        if os.path.exists(self.backup_dir) and not os.path.isdir(self.backup_dir):
+            raise ValueError(f"BackupAndRestore: backup_dir: expected a directory, got the file {self.backup_dir!r}")
         os.makedirs(self.backup_dir, exist_ok=True)
         self._remove_temp_files()
         state = self._read()
