@@ -244,6 +244,9 @@ def test_backup_from_another_setup_is_rejected(tmp_path):
     x = np.zeros((150, 8), np.float32)
     with pytest.raises(ValueError, match=r"callbacks \['Interrupt', 'EarlyStopping', 'ModelCheckpoint'\]"):
         other.fit(x, np.zeros(150, np.int64), epochs=7, batch_size=16, validation_split=0.2, verbose=0)
+    trainer.scheduler = None
+    with pytest.raises(ValueError, match="the backup has a scheduler, this fit has none"):
+        trainer.fit(x, np.zeros(150, np.int64), epochs=7, batch_size=16, validation_split=0.2, verbose=0)
 
 
 def test_arguments_are_checked(tmp_path):
@@ -379,6 +382,10 @@ def random_kills(seed, count, wall):
     return [("delay", float(rng.uniform(0.2, wall))) for _ in range(count)]
 
 
+needs_sigkill = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
+
+
+@needs_sigkill
 @pytest.mark.parametrize("save_freq", ["epoch", 5])
 def test_sigkill_at_known_phases(tmp_path, child_reference, save_freq):
     """Killed mid-epoch after a backup, then while writing a backup: resumes each time, ends bit-identical."""
@@ -394,6 +401,7 @@ def test_sigkill_at_known_phases(tmp_path, child_reference, save_freq):
     assert_bits_equal(state, expected)
 
 
+@needs_sigkill
 @pytest.mark.parametrize("save_freq", ["epoch", 5])
 @pytest.mark.parametrize("trial", [0, 1] + [pytest.param(t, marks=pytest.mark.slow) for t in range(2, TRIALS)])
 def test_sigkill_at_random_moments(tmp_path, child_reference, save_freq, trial):

@@ -265,7 +265,8 @@ class BackupAndRestore(Callback):
         delete_checkpoint (True): delete the backup when training completes.
 
     Raises (in ``fit``) ValueError when the backup cannot be read, or was written by
-    a different setup (other data size, batch size, callbacks or model).
+    a different setup (other data size, batch size, callbacks or scheduler); the
+    model's and the optimizer's ``load_state_dict`` check the rest.
     """
 
     _runs_last = True  # the Trainer calls it after the other callbacks
@@ -338,7 +339,7 @@ class BackupAndRestore(Callback):
         mid_epoch = batch > 0
         return {
             "format": _BACKUP_FORMAT,
-            "fit": {"samples": history.params["samples"], "batch_size": history.params["batch_size"]},
+            "fit": self._fit_settings(),
             "position": {"epoch": int(epoch), "batch": int(batch)},
             "rng": np.array(_core.rng_state(), dtype=np.uint64),
             "epoch_rng": np.array(trainer._epoch_rng if mid_epoch else _core.rng_state(), dtype=np.uint64),
@@ -352,6 +353,11 @@ class BackupAndRestore(Callback):
             "history": {"history": history.history, "epoch": history.epoch, "epoch_time": history.epoch_time,
                         "train_time": history.train_time},
         }
+
+    def _fit_settings(self) -> dict:
+        """What a resumed fit must share with the one backed up (batches are cut the same way)."""
+        params = self.trainer.history.params
+        return {"samples": params["samples"], "batch_size": params["batch_size"]}
 
     def _others(self):
         return [cb for cb in self.trainer.callbacks if cb is not self]
@@ -394,7 +400,7 @@ class BackupAndRestore(Callback):
     def _restore(self, state: dict) -> None:
         trainer, history = self.trainer, self.trainer.history
         who = f"BackupAndRestore: backup in {self.backup_dir!r}"
-        fit = {"samples": history.params["samples"], "batch_size": history.params["batch_size"]}
+        fit = self._fit_settings()
         if state["fit"] != fit:
             raise ValueError(f"{who} was written by a fit with {state['fit']}, this fit has {fit}; "
                              "use another backup_dir or delete this one to train from the start")
@@ -411,8 +417,8 @@ class BackupAndRestore(Callback):
             trainer.scheduler.load_state_dict(state["scheduler"])
         for cb, (_, cb_state) in zip(self._others(), state["callbacks"]):
             cb.load_state_dict(cb_state)
-        for key, value in state["history"].items():
-            setattr(history, key, value)
+        for key in ("history", "epoch", "epoch_time", "train_time"):
+            setattr(history, key, state["history"][key])
         trainer.stop_training = bool(state["stop_training"])
         self._steps = int(state["steps"])
         position = state["position"]
