@@ -1,4 +1,5 @@
-"""Training callbacks with Keras's hooks: ``Callback``, ``EarlyStopping``, ``ModelCheckpoint``.
+"""Training callbacks with Keras's hooks: ``Callback``, ``EarlyStopping``, ``ModelCheckpoint``,
+``BackupAndRestore``.
 
 A callback passed to ``gk.Trainer(callbacks=...)`` is bound to the trainer
 (``self.trainer``, ``self.model``) before training and called at these points:
@@ -6,18 +7,25 @@ A callback passed to ``gk.Trainer(callbacks=...)`` is bound to the trainer
 ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)``. Epochs and batches are
 numbered from 0, as in Keras. ``logs`` at epoch end holds the epoch's "loss",
 metrics, "val_" variants and "lr". Setting ``self.trainer.stop_training = True``
-ends training after the current epoch.
+ends training after the current epoch. A callback with state that training
+depends on returns it from ``state_dict()`` and takes it back in
+``load_state_dict(state)``, so ``BackupAndRestore`` can back it up.
 """
 from __future__ import annotations
 
+import glob
 import math
 import os
+import warnings
+import zipfile
 
 import numpy as np
 
+from . import _core
+from .serialization import load, save
 from .train.history import History
 
-__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "History"]
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "BackupAndRestore", "History"]
 
 
 class Callback:
@@ -53,6 +61,15 @@ class Callback:
 
     def on_batch_end(self, batch, logs=None):
         pass
+
+    def state_dict(self) -> dict:
+        """The state training depends on, as a dict ``gk.save`` can write (default: none)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back what ``state_dict()`` returned (default: nothing to restore)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: state: expected a dict, got {type(state).__name__}")
 
 
 def _resolve_mode(who: str, mode: str, monitor: str):
@@ -144,6 +161,15 @@ class EarlyStopping(Callback, _Monitor):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
 
+    def state_dict(self) -> dict:
+        return {"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch,
+                "best_epoch": self.best_epoch, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.best, self.wait, self.stopped_epoch = float(state["best"]), int(state["wait"]), int(state["stopped_epoch"])
+        self.best_epoch, self.best_weights = state["best_epoch"], state["best_weights"]
+
 
 class ModelCheckpoint(Callback, _Monitor):
     """Save the model and optimizer state at the end of epochs (to resume training).
@@ -192,3 +218,211 @@ class ModelCheckpoint(Callback, _Monitor):
             os.makedirs(directory, exist_ok=True)
         self.trainer.save_checkpoint(path, epoch + 1)
         self.last_saved = path
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "last_saved": self.last_saved}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.best, self.last_saved = float(state["best"]), state["last_saved"]
+
+
+_BACKUP_FORMAT = "gradkit-backup-1"
+_BACKUP_KEYS = ("format", "fit", "position", "rng", "epoch_rng", "sums", "steps", "stop_training", "model",
+                "optimizer", "scheduler", "callbacks", "history")
+
+
+def _rng_pair(value) -> tuple:
+    seed, offset = (int(v) for v in np.asarray(value, dtype=np.uint64).reshape(2))
+    return seed, offset
+
+
+class BackupAndRestore(Callback):
+    """Back up the training state so that a killed ``fit`` resumes where it stopped (Keras's callback).
+
+    Run the same script again (same model, seed, data and ``fit`` call) and ``fit``
+    continues from the last backup and ends bit-identical to a run that was never
+    interrupted. A backup holds the model (parameters and buffers), the optimizer,
+    the scheduler, the generator state and the position in the epoch (a mid-epoch
+    resume redraws the epoch's shuffle, skips the batches done, then continues the
+    generator where it was, so dropout draws the same masks), the other callbacks'
+    ``state_dict()`` (EarlyStopping's best, wait and best weights, ModelCheckpoint's
+    best), the History, the epoch's running loss and metric sums, and
+    ``stop_training``. It runs after the other callbacks, whatever its place in the list.
+
+    Each backup is written atomically by ``gk.save`` (temp file, fsync, rename), so a
+    kill while writing leaves the previous backup whole. When ``fit`` completes
+    (including an EarlyStopping stop) the backup is deleted; when it ends by an
+    exception the backup stays.
+
+    Args:
+        backup_dir: directory for the backup files (created if missing). Use one
+            directory per training run.
+        save_freq ("epoch"): "epoch" backs up at the end of every epoch; an int N
+            every N batches (counted across epochs), and not at epoch ends.
+        double_checkpoint (False): keep the previous backup too; if the latest cannot
+            be read (e.g. a damaged disk), resume from the previous one, with a warning.
+        delete_checkpoint (True): delete the backup when training completes.
+
+    Raises (in ``fit``) ValueError when the backup cannot be read, or was written by
+    a different setup (other data size, batch size, callbacks or scheduler); the
+    model's and the optimizer's ``load_state_dict`` check the rest.
+    """
+
+    _runs_last = True  # the Trainer calls it after the other callbacks
+    _FILES = ("backup.npz", "backup.prev.npz")
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint: bool = False,
+                 delete_checkpoint: bool = True):
+        super().__init__()
+        if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
+            raise TypeError(f"BackupAndRestore: backup_dir: expected a directory path, got {backup_dir!r}")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, (int, np.integer))
+                                     or save_freq < 1):
+            raise ValueError(f"BackupAndRestore: save_freq: expected 'epoch' or a positive number of batches, "
+                             f"got {save_freq!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+        self.double_checkpoint = bool(double_checkpoint)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._epoch = 0
+        self._steps = 0  # batches trained over all epochs, resumed ones included
+
+    @property
+    def _paths(self):
+        return [os.path.join(self.backup_dir, name) for name in self._FILES]
+
+    # -- hooks ------------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self._epoch, self._steps = 0, 0
+        if os.path.exists(self.backup_dir) and not os.path.isdir(self.backup_dir):
+            raise ValueError(f"BackupAndRestore: backup_dir: expected a directory, got the file {self.backup_dir!r}")
+        os.makedirs(self.backup_dir, exist_ok=True)
+        self._remove_temp_files()
+        state = self._read()
+        if state is not None:
+            self._restore(state)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        self._steps += 1
+        if self.save_freq != "epoch" and self._steps % self.save_freq == 0:
+            self._write(self._epoch, batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._write(epoch + 1, 0)
+
+    def on_train_end(self, logs=None):
+        if not self.delete_checkpoint:
+            return
+        for path in self._paths:
+            if os.path.exists(path):
+                os.remove(path)
+        self._remove_temp_files()
+        try:
+            os.rmdir(self.backup_dir)  # only when nothing else is in it
+        except OSError:
+            pass
+
+    # -- writing ----------------------------------------------------------------------
+    def _remove_temp_files(self):
+        """Temp files of saves that a kill interrupted (gk.save names them .<file>.<hex>.tmp)."""
+        for name in self._FILES:
+            for path in glob.glob(os.path.join(glob.escape(self.backup_dir), f".{name}.*.tmp")):
+                os.remove(path)
+
+    def _state(self, epoch: int, batch: int) -> dict:
+        trainer, history = self.trainer, self.trainer.history
+        mid_epoch = batch > 0
+        return {
+            "format": _BACKUP_FORMAT,
+            "fit": self._fit_settings(),
+            "position": {"epoch": int(epoch), "batch": int(batch)},
+            "rng": np.array(_core.rng_state(), dtype=np.uint64),
+            "epoch_rng": np.array(trainer._epoch_rng if mid_epoch else _core.rng_state(), dtype=np.uint64),
+            "sums": list(trainer._running) if mid_epoch else None,
+            "steps": self._steps,
+            "stop_training": bool(trainer.stop_training),
+            "model": trainer.model.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": None if trainer.scheduler is None else trainer.scheduler.state_dict(),
+            "callbacks": [[type(cb).__name__, cb.state_dict()] for cb in self._others()],
+            "history": {"history": history.history, "epoch": history.epoch, "epoch_time": history.epoch_time,
+                        "train_time": history.train_time},
+        }
+
+    def _fit_settings(self) -> dict:
+        """What a resumed fit must share with the one backed up (batches are cut the same way)."""
+        params = self.trainer.history.params
+        return {"samples": params["samples"], "batch_size": params["batch_size"]}
+
+    def _others(self):
+        return [cb for cb in self.trainer.callbacks if cb is not self]
+
+    def _write(self, epoch: int, batch: int) -> None:
+        state = self._state(epoch, batch)
+        latest, previous = self._paths
+        if self.double_checkpoint and os.path.exists(latest):
+            os.replace(latest, previous)
+        save(state, latest)
+
+    # -- reading ----------------------------------------------------------------------
+    def _read(self):
+        """The newest readable backup, or None when there is none; ValueError when none is readable."""
+        candidates = self._paths if self.double_checkpoint else self._paths[:1]
+        errors = []
+        for path in candidates:
+            if not os.path.exists(path):
+                continue
+            try:
+                with open(path, "rb") as f:  # np.load leaves a file it opened unclosed when it is not a zip
+                    state = load(f)
+                if not isinstance(state, dict) or state.get("format") != _BACKUP_FORMAT:
+                    raise ValueError(f"not a {_BACKUP_FORMAT} file")
+                missing = [k for k in _BACKUP_KEYS if k not in state]
+                if missing:
+                    raise ValueError(f"missing entries {missing}")
+            except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+                errors.append(f"{path}: {type(e).__name__}: {e}")
+                continue
+            if errors:
+                warnings.warn(f"BackupAndRestore: resuming from the previous backup {path}; the latest one "
+                              f"cannot be read ({errors[0]})", RuntimeWarning, stacklevel=3)
+            return state
+        if errors:
+            raise ValueError(f"BackupAndRestore: backup_dir: no readable backup in {self.backup_dir!r} ("
+                             f"{'; '.join(errors)}); delete the directory to train from the start")
+        return None
+
+    def _restore(self, state: dict) -> None:
+        trainer, history = self.trainer, self.trainer.history
+        who = f"BackupAndRestore: backup in {self.backup_dir!r}"
+        fit = self._fit_settings()
+        if state["fit"] != fit:
+            raise ValueError(f"{who} was written by a fit with {state['fit']}, this fit has {fit}; "
+                             "use another backup_dir or delete this one to train from the start")
+        saved_types = [name for name, _ in state["callbacks"]]
+        types = [type(cb).__name__ for cb in self._others()]
+        if saved_types != types:
+            raise ValueError(f"{who} was written with callbacks {saved_types}, this fit has {types}")
+        if (state["scheduler"] is None) != (trainer.scheduler is None):
+            raise ValueError(f"{who}: the backup has {'no' if state['scheduler'] is None else 'a'} scheduler, "
+                             f"this fit has {'none' if trainer.scheduler is None else 'one'}")
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        if trainer.scheduler is not None:
+            trainer.scheduler.load_state_dict(state["scheduler"])
+        for cb, (_, cb_state) in zip(self._others(), state["callbacks"]):
+            cb.load_state_dict(cb_state)
+        for key in ("history", "epoch", "epoch_time", "train_time"):
+            setattr(history, key, state["history"][key])
+        trainer.stop_training = bool(state["stop_training"])
+        self._steps = int(state["steps"])
+        position = state["position"]
+        _core.set_rng_state(*_rng_pair(state["rng"]))
+        trainer._resume = {"epoch": int(position["epoch"]), "batch": int(position["batch"]),
+                           "epoch_rng": _rng_pair(state["epoch_rng"]), "rng": _rng_pair(state["rng"]),
+                           "sums": state["sums"]}

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .. import _random
+from .. import _core, _random
 from .._config import no_grad
 from ..data.dataset import gather
 from ..data.loader import DataLoader
@@ -129,6 +129,9 @@ class Trainer:
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"Trainer: callbacks: expected gk.callbacks.Callback instances, got {type(cb).__name__}")
+        # BackupAndRestore runs after the others: it restores their state after their on_train_begin
+        # resets it, and backs up after their on_batch_end / on_epoch_end.
+        callbacks.sort(key=lambda cb: bool(getattr(cb, "_runs_last", False)))
         if clip_grad_norm is not None:
             if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float, np.number)):
                 raise TypeError(f"Trainer: clip_grad_norm: expected a number or None, got {type(clip_grad_norm).__name__}")
@@ -144,6 +147,11 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         self.stop_training = False
         self.history = None
+        # For BackupAndRestore (callbacks.py): where a restored fit continues (set in on_train_begin),
+        # the generator state before this epoch's draws, and the epoch's running sums.
+        self._resume = None
+        self._epoch_rng = None
+        self._running = None
         self._shard = None  # this rank's part of the data when the model is distributed
 
     # -- inputs -----------------------------------------------------------------
@@ -249,6 +257,10 @@ class Trainer:
             cb.set_trainer(self)
         for cb in self.callbacks:
             cb.on_train_begin({})
+        # BackupAndRestore restored a killed run in on_train_begin: continue from its backup's position.
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            initial_epoch = resume["epoch"]
 
         # Shuffled array epochs gather each batch into these buffers; unshuffled ones slice x directly.
         if loader is None and (shuffle or shard is not None):
@@ -257,28 +269,39 @@ class Trainer:
             x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
         nbatches = len(loader) if loader is not None and shard is None else -(-local_n // batch_size)
 
-        logs = {}
+        logs = {k: v[-1] for k, v in history.history.items()}  # the last epoch's, when resumed
         for epoch in range(initial_epoch, epochs):
+            if self.stop_training:  # a restored run that had already stopped
+                break
             for cb in self.callbacks:
                 cb.on_epoch_begin(epoch, {})
             start = time.perf_counter()
+            mid_epoch = resume is not None and epoch == resume["epoch"] and resume["batch"] > 0
+            if mid_epoch:  # redo the epoch's draws from the generator state they started from
+                _core.set_rng_state(*resume["epoch_rng"])
+            self._epoch_rng = _core.rng_state()
             # The epoch's random draws come first, in this thread: the permutation (if shuffling),
             # then (DataLoader) the augmentation key. See gk.data.DataLoader.
             if loader is not None:
                 order, key = loader._plan_epoch()
-                if shard is not None:
-                    order = shard.indices(order)
-                batches = self._loader_batches(loader._batches((order, key)), who)
             elif shuffle or shard is not None:
                 order = _random.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
-                if shard is not None:
-                    order = shard.indices(order)
-                batches = _gathered_batches(x, y, order, bufs)
+            if shard is not None:
+                order = shard.indices(order)
+            start_batch, sums = 0, None
+            if mid_epoch:  # then skip the batches done, with the generator where the backup left it
+                _core.set_rng_state(*resume["rng"])
+                start_batch, sums = resume["batch"], resume["sums"]
+            if loader is not None:
+                batches = self._loader_batches(loader._batches((order, key), start_batch), who)
+            elif shuffle or shard is not None:
+                batches = _gathered_batches(x, y, order[start_batch * batch_size:], bufs)
             else:
-                batches = ((x[lo:lo + batch_size], y[lo:lo + batch_size]) for lo in range(0, n, batch_size))
+                batches = ((x[lo:lo + batch_size], y[lo:lo + batch_size])
+                           for lo in range(start_batch * batch_size, n, batch_size))
             bar = self._progress_bar(epoch, epochs, local_n, verbose)
             try:
-                logs = self._train_epoch(epoch, batches, nbatches, bar)
+                logs = self._train_epoch(epoch, batches, nbatches, bar, start_batch, sums)
                 train_seconds = time.perf_counter() - start
                 lr = float(self.optimizer.param_groups[0]["lr"])
                 if x_val is not None:
@@ -372,8 +395,12 @@ class Trainer:
                 checked = True
             yield batch[0], batch[1]
 
-    def _train_epoch(self, epoch, batches, nbatches, bar, start_batch=0):
-        """One epoch over ``batches`` (an iterable of (x, y), batch ``start_batch`` first) of ``nbatches``."""
+    def _train_epoch(self, epoch, batches, nbatches, bar, start_batch=0, sums=None):
+        """One epoch over ``batches`` (an iterable of (x, y), batch ``start_batch`` first) of ``nbatches``.
+
+        ``sums`` is (loss sum, samples, metric sums) over the batches before ``start_batch``
+        (a resumed epoch); ``self._running`` holds the same after each batch.
+        """
         model, loss, opt = self.model, self.loss, self.optimizer
         params = model.parameters()
         refs = self._buffer_refs()
@@ -384,10 +411,14 @@ class Trainer:
         batch_cbs = [cb for cb in self.callbacks if type(cb).on_batch_end is not _callback_base().on_batch_end]
         begin_cbs = [cb for cb in self.callbacks if type(cb).on_batch_begin is not _callback_base().on_batch_begin]
         metrics = self._metrics
-        loss_sum, seen = 0.0, 0
-        metric_sums = [0.0] * len(metrics)
+        if sums is None:
+            loss_sum, seen, metric_sums = 0.0, 0, [0.0] * len(metrics)
+        else:
+            loss_sum, seen, metric_sums = float(sums[0]), int(sums[1]), [float(s) for s in sums[2]]
+        if bar is not None and seen:
+            bar.update(seen)
         ranks = 1 if self._shard is None else self._shard.world  # the bar shows the rate over all ranks
-        start = time.perf_counter()
+        seen_before, start = seen, time.perf_counter()
         model.train()
         for b, (xb, yb) in enumerate(batches, start_batch):
             m = len(xb)
@@ -413,6 +444,7 @@ class Trainer:
             seen += m
             for i, metric in enumerate(metrics):
                 metric_sums[i] += metric.batch_sum(out, yb)
+            self._running = (loss_sum, seen, tuple(metric_sums))
             if batch_cbs or bar is not None:
                 logs = {"loss": loss_sum / seen}
                 for metric, s in zip(metrics, metric_sums):
@@ -420,7 +452,7 @@ class Trainer:
                 for cb in batch_cbs:
                     cb.on_batch_end(b, dict(logs, size=m))
                 if bar is not None:
-                    rate = seen * ranks / max(time.perf_counter() - start, 1e-9)
+                    rate = (seen - seen_before) * ranks / max(time.perf_counter() - start, 1e-9)
                     bar.set_postfix_str(f"{rate:.0f} samples/s, {self._format_logs(logs, with_lr=False)}",
                                         refresh=False)
                     bar.update(m)
