@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
   gk::bind::bind_norm(m);
   gk::bind::bind_optim(m);
   gk::bind::bind_conv(m);
+  gk::bind::bind_diag(m);
 }
