@@ -192,3 +192,9 @@ class ModelCheckpoint(Callback, _Monitor):
             os.makedirs(directory, exist_ok=True)
         self.trainer.save_checkpoint(path, epoch + 1)
         self.last_saved = path
+
+
+# Diagnostics callbacks (gradkit/diagnostics/callbacks.py), imported last: they subclass Callback.
+from .diagnostics.callbacks import ActivationStats, UpdateRatio  # noqa: E402
+
+__all__ += ["ActivationStats", "UpdateRatio"]
