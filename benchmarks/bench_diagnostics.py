@@ -1,0 +1,100 @@
+"""Cost of gk.callbacks.ActivationStats on the quickstart CNN epoch (target: at most 5%).
+
+Two runners train the quickstart CNN (shared/PERF.md) from the same weights on the same
+batches (no shuffling), one with ``ActivationStats()`` and ``UpdateRatio`` off, one with
+``ActivationStats()`` on; batch 128, Adam, 2 threads.
+
+pytest (part of ``python -m pytest benchmarks --benchmark-only``): one timed pass over
+GRADKIT_BENCH_EPOCH_SAMPLES images (default 6400 = 50 steps) per round, off and on.
+
+Script: ``python benchmarks/bench_diagnostics.py [--samples 60000] [--rounds 3]`` alternates
+off and on epochs in one process (less sensitive to load than one side after the other) and
+prints seconds per epoch and the overhead.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+from gradkit.examples.fashion_mnist import MODELS
+
+BATCH = 128
+SAMPLES = int(os.environ.get("GRADKIT_BENCH_EPOCH_SAMPLES", "6400"))
+
+
+def synthetic(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, size=n).astype(np.int64)
+
+
+def runner(stats_on, x, y):
+    gk.manual_seed(0)
+    model = MODELS["cnn"]()
+    callbacks = [gk.callbacks.ActivationStats()] if stats_on else []
+    trainer = gk.Trainer(model, gk.nn.CrossEntropyLoss(), gk.optim.Adam(model.parameters(), lr=1e-3),
+                         callbacks=callbacks)
+
+    def epoch():
+        trainer.fit(x, y, epochs=1, batch_size=BATCH, shuffle=False, verbose=0)
+
+    return epoch, callbacks
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic(SAMPLES)
+
+
+@pytest.mark.parametrize("stats_on", [False, True], ids=["off", "on"])
+def test_epoch_activation_stats(benchmark, data, stats_on):
+    epoch, callbacks = runner(stats_on, *data)
+    epoch()  # warm-up (allocations, first-touch)
+    benchmark.group = f"quickstart CNN epoch, {SAMPLES} images, ActivationStats off/on"
+    benchmark.extra_info["impl"] = "gradkit" if stats_on else "gradkit (stats off)"
+    benchmark.pedantic(epoch, rounds=3, iterations=1)
+    if stats_on:
+        assert set(callbacks[0].stats[-1]) == {"2", "6", "10"}  # both fused BN-ReLU-pool ReLUs and Linear-ReLU
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="ActivationStats overhead on the quickstart CNN epoch (2 threads).")
+    p.add_argument("--samples", type=int, default=60000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
+    gk.set_num_threads(args.threads)
+    try:
+        (x, y), _ = gk.datasets.load_fashion_mnist(download=False)
+        x, y = (x[:args.samples].astype(np.float32)[:, None] / 255.0 - 0.286) / 0.353, y[:args.samples]
+        source = "Fashion-MNIST"
+    except (OSError, RuntimeError, ValueError):
+        x, y = synthetic(args.samples)
+        source = "synthetic"
+    times = {False: [], True: []}
+    with threadpool_limits(limits=args.threads):
+        runs = {on: runner(on, x, y)[0] for on in (False, True)}
+        for on in (False, True):
+            runs[on]()  # warm-up
+        for r in range(args.rounds):
+            for on in ((False, True) if r % 2 == 0 else (True, False)):
+                start = time.perf_counter()
+                runs[on]()
+                times[on].append(time.perf_counter() - start)
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    print(f"{source}, {len(x)} images, batch {BATCH}, {args.threads} threads, {args.rounds} alternating rounds")
+    print(f"off: {off:.2f} s/epoch ({', '.join(f'{t:.2f}' for t in times[False])})")
+    print(f"on:  {on:.2f} s/epoch ({', '.join(f'{t:.2f}' for t in times[True])})")
+    print(f"overhead of ActivationStats: {100 * (on / off - 1):+.1f}% (median), "
+          f"{100 * (min(times[True]) / min(times[False]) - 1):+.1f}% (minimum)")
+
+
+if __name__ == "__main__":
+    main()
