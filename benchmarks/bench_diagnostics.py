@@ -7,9 +7,11 @@ batches (no shuffling), one with ``ActivationStats()`` and ``UpdateRatio`` off, 
 pytest (part of ``python -m pytest benchmarks --benchmark-only``): one timed pass over
 GRADKIT_BENCH_EPOCH_SAMPLES images (default 6400 = 50 steps) per round, off and on.
 
-Script: ``python benchmarks/bench_diagnostics.py [--samples 60000] [--rounds 3]`` alternates
-off and on epochs in one process (less sensitive to load than one side after the other) and
-prints seconds per epoch and the overhead.
+Script: ``python benchmarks/bench_diagnostics.py [--samples 60000] [--rounds 3] [--steps 200]``
+alternates off and on epochs in one process and prints seconds per epoch and the overhead; then,
+since load on a shared machine shifts within seconds, it also alternates single training steps
+(batch 128: forward, backward, Adam) of two copies of the model, one hooked, and prints the median
+of the per-pair time ratios.
 """
 from __future__ import annotations
 
@@ -62,11 +64,47 @@ def test_epoch_activation_stats(benchmark, data, stats_on):
         assert set(callbacks[0].stats[-1]) == {"2", "6", "10"}  # both fused BN-ReLU-pool ReLUs and Linear-ReLU
 
 
+def paired_steps(x, y, steps):
+    """Median over pairs of (hooked step time / plain step time), the order alternating."""
+    from gradkit.diagnostics import _stats
+
+    gk.manual_seed(0)
+    models = [MODELS["cnn"](), MODELS["cnn"]()]
+    models[1].load_state_dict(models[0].state_dict())
+    layers = _stats.install(models[1])
+    loss = gk.nn.CrossEntropyLoss()
+    opts = [gk.optim.Adam(m.parameters(), lr=1e-3) for m in models]
+    nb = len(x) // BATCH
+
+    def step(k, b):
+        xb, yb = x[b * BATCH:(b + 1) * BATCH], y[b * BATCH:(b + 1) * BATCH]
+        start = time.perf_counter()
+        opts[k].zero_grad()
+        loss.forward(models[k](xb), yb)
+        models[k]._backward_maybe_input(loss.backward(), False)
+        opts[k].step()
+        return time.perf_counter() - start
+
+    ratios = []
+    for i in range(steps + 2):
+        b = i % nb
+        if i % 2 == 0:
+            off, on = step(0, b), step(1, b)
+        else:
+            on, off = step(1, b), step(0, b)
+        if i >= 2:  # the first two pairs warm up
+            ratios.append(on / off)
+    _stats.uninstall(models[1])
+    assert set(layers) == {"2", "6", "10"}
+    return statistics.median(ratios), ratios
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="ActivationStats overhead on the quickstart CNN epoch (2 threads).")
     p.add_argument("--samples", type=int, default=60000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=200, help="pairs of single steps (0: skip)")
     args = p.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -80,6 +118,13 @@ def main(argv=None):
         source = "synthetic"
     times = {False: [], True: []}
     with threadpool_limits(limits=args.threads):
+        if args.steps:
+            median, ratios = paired_steps(x, y, args.steps)
+            q1, q3 = np.percentile(ratios, [25, 75])
+            print(f"paired steps ({args.steps} pairs): hooked / plain step time, median {median:.3f} "
+                  f"(quartiles {q1:.3f}-{q3:.3f}): overhead {100 * (median - 1):+.1f}%", flush=True)
+        if not args.rounds:
+            return
         runs = {on: runner(on, x, y)[0] for on in (False, True)}
         for on in (False, True):
             runs[on]()  # warm-up

@@ -61,7 +61,17 @@ bool measure_block(const T* GK_RESTRICT v, index_t n, const StatsArgs& a, double
       t = t <= top ? t : top;
       idx[i] = static_cast<std::int32_t>(t);
     }
-    for (index_t i = 0; i < n; ++i) ++hist[idx[i]];
+    // Four interleaved copies of the histogram: runs of equal values (the zeros of a ReLU) would
+    // otherwise chain every increment on one counter.
+    const int nb = a.nbins;
+    index_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+      ++hist[idx[i]];
+      ++hist[nb + idx[i + 1]];
+      ++hist[2 * nb + idx[i + 2]];
+      ++hist[3 * nb + idx[i + 3]];
+    }
+    for (; i < n; ++i) ++hist[idx[i]];
   }
   return pos != 0;
 }
@@ -99,12 +109,14 @@ void activation_stats_forward(double* moments, std::int64_t* counts, std::uint8_
 
   std::vector<Partial> part(nchunks);
   // Integer counts and OR-ed flags do not depend on the order: one copy per thread.
-  std::vector<std::int64_t> thread_counts(static_cast<size_t>(nt) * (nbins + 1), 0);
+  // Per thread: four copies of the histogram (see measure_block), then the saturated count.
+  const size_t per_thread = 4 * static_cast<size_t>(nbins) + 1;
+  std::vector<std::int64_t> thread_counts(static_cast<size_t>(nt) * per_thread, 0);
   std::vector<std::uint8_t> thread_pos(positive ? static_cast<size_t>(nt) * C : 0, 0);
 
   auto chunk = [&](index_t k, int tid) {
-    std::int64_t* hist = thread_counts.data() + static_cast<size_t>(tid) * (nbins + 1);
-    std::int64_t& saturated = hist[nbins];
+    std::int64_t* hist = thread_counts.data() + static_cast<size_t>(tid) * per_thread;
+    std::int64_t& saturated = hist[4 * nbins];
     std::uint8_t* pos = positive ? thread_pos.data() + static_cast<size_t>(tid) * C : nullptr;
     alignas(64) T v[kBlock];
     Partial p;
@@ -156,8 +168,11 @@ void activation_stats_forward(double* moments, std::int64_t* counts, std::uint8_
   }
   moments[0] += s;
   moments[1] += s2;
-  for (int t = 0; t < nt; ++t)
-    for (int b = 0; b <= nbins; ++b) counts[b] += thread_counts[static_cast<size_t>(t) * (nbins + 1) + b];
+  for (int t = 0; t < nt; ++t) {
+    const std::int64_t* h = thread_counts.data() + static_cast<size_t>(t) * per_thread;
+    for (int b = 0; b < nbins; ++b) counts[b] += h[b] + h[nbins + b] + h[2 * nbins + b] + h[3 * nbins + b];
+    counts[nbins] += h[4 * nbins];
+  }
   if (positive)
     for (int t = 0; t < nt; ++t)
       for (index_t c = 0; c < C; ++c) positive[c] |= thread_pos[static_cast<size_t>(t) * C + c];
