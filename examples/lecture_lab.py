@@ -167,6 +167,7 @@ def preprocessing(train, val, out, notes):
         except FloatingPointError:
             acc, loss = [np.nan] * epochs, [np.nan] * epochs
             note = "diverged (non-finite loss)"
+            name += ": diverged"
         axes[0][0].plot(range(1, epochs + 1), loss, marker="o", color=c, label=name)
         axes[0][1].plot(range(1, epochs + 1), acc, marker="o", color=c, label=name)
         notes.append(f"- {name}: {note}.")
@@ -221,7 +222,7 @@ def learning_rates(train, val, out, notes):
         f"constant {lr:.2g} (lr_find)": (lr, None),
         "step (x0.3 every 2 epochs)": (lr, lambda o: gk.optim.lr_scheduler.StepLR(o, 2, gamma=0.3)),
         "cosine": (lr, lambda o: gk.optim.lr_scheduler.CosineAnnealingLR(o, T_max=epochs)),
-        "one-cycle": (lr, lambda o: gk.optim.lr_scheduler.OneCycleLR(o, max_lr=3 * lr, total_steps=steps)),
+        "one-cycle": (lr, lambda o: gk.optim.lr_scheduler.OneCycleLR(o, max_lr=lr, total_steps=steps)),
         f"too high ({30 * lr:.2g})": (30 * lr, None),
         f"too low ({lr / 100:.2g})": (lr / 100, None),
     }
@@ -242,15 +243,20 @@ def learning_rates(train, val, out, notes):
         try:
             hist = fit(model, opt, train, val, epochs, bs, scheduler=make(opt) if make else None, callbacks=[losses])
             note = f"validation accuracy {hist['val_accuracy'][-1]:.3f}"
+            curve = smooth(losses.losses)
         except FloatingPointError:
             note = f"diverged after {len(losses.losses)} steps"
-        axes[0][1].plot(np.arange(1, len(losses.losses) + 1) / (steps / epochs), smooth(losses.losses), color=c,
-                        label=name)
+            curve = np.minimum(losses.losses, 9.0)
+            name += ": diverged"
+        t = np.arange(1, len(curve) + 1) / (steps / epochs)
+        axes[0][1].plot(t, curve, color=c, label=name)
+        if "diverged" in note:
+            axes[0][1].plot(t[-1:], curve[-1:], marker="x", markersize=9, color=c)
         if losses.losses and "diverged" not in note:
             axes[0][2].plot(range(1, epochs + 1), hist["lr"], marker="o", color=c, label=name)
         notes.append(f"- {name}: {note}.")
     axes[0][1].set_yscale("log")
-    axes[0][1].set_ylim(0.15, 5)
+    axes[0][1].set_ylim(0.15, 10)
     axes[0][1].set_title("training loss (smoothed over 15 steps)")
     axes[0][1].set_xlabel("epoch")
     axes[0][1].legend(fontsize=7)
@@ -270,8 +276,8 @@ def regularization(train, val, out, notes):
     epochs = 40
     configs = {
         "none": dict(),
-        "L2 (weight_decay 1e-3)": dict(weight_decay=1e-3),
-        "L1 (l1 1e-4)": dict(l1=1e-4),
+        "L2 (weight_decay 5e-3)": dict(weight_decay=5e-3),
+        "L1 (l1 5e-4)": dict(l1=5e-4),
         "dropout 0.5": dict(dropout=0.5),
         "early stopping (patience 4)": dict(early=True),
     }
@@ -280,8 +286,8 @@ def regularization(train, val, out, notes):
     for (name, cfg), c in zip(configs.items(), COLORS):
         gk.manual_seed(0)
         model = mlp([784, 512, 512, 10], dropout=cfg.get("dropout", 0.0))
-        opt = gk.optim.Adam(model.parameters(), lr=1e-3, weight_decay=cfg.get("weight_decay", 0.0),
-                            l1=cfg.get("l1", 0.0))
+        opt = gk.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=cfg.get("weight_decay", 0.0),
+                           l1=cfg.get("l1", 0.0))
         cbs = [gk.callbacks.EarlyStopping(patience=4, restore_best_weights=True)] if cfg.get("early") else []
         hist = fit(model, opt, small, val, epochs, batch_size=64, callbacks=cbs)
         e = range(1, len(hist["loss"]) + 1)
@@ -304,7 +310,7 @@ def regularization(train, val, out, notes):
     ax.set_ylim(0.6, 1.01)
     ax.set_title("final accuracy: the train/validation gap")
     ax.legend()
-    fig.suptitle(f"Regularization: MLP 784-512-512-10 on {n} training images, Adam 1e-3")
+    fig.suptitle(f"Regularization: MLP 784-512-512-10 on {n} training images, SGD + momentum, lr 0.05")
     fig.savefig(os.path.join(out, "regularization.png"), dpi=100)
 
 
@@ -387,8 +393,8 @@ def normalization(train, val, out, notes):
 
 SECTIONS = [
     ("Activation functions", "activations.png",
-     "Sigmoid saturates and passes the smallest gradients to the first layers; ReLU-like units keep "
-     "gradients alive, and some ReLU units die."),
+     "Sigmoid passes the smallest gradients back to the first layers (its derivative is at most 1/4 and "
+     "its outputs are not zero-centered); tanh and the ReLU family keep them alive; some ReLU units die."),
     ("Preprocessing", "preprocessing.png",
      "Raw pixels (0..255) make the first layer's inputs large and all positive; centering and "
      "scaling make the same learning rate work."),

@@ -32,6 +32,8 @@ def activation_stats(cb, path):
     names = list(cb.stats[0])
     ncols = min(len(names), 4)
     nrows = -(-len(names) // ncols)
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure("ActivationStats.plot", (14.0, 2.9 * nrows + 3.0))
     top, bottom = fig.subfigures(2, 1, height_ratios=[2.9 * nrows, 3.0])
     x = np.arange(1, len(cb.stats) + 1)
@@ -47,6 +49,7 @@ def activation_stats(cb, path):
         ax.set_title(f"layer {name} ({cb.types.get(name, 'activation')})", fontsize=9)
         ax.set_xlabel(unit, fontsize=8)
         ax.set_ylabel("output value", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[len(names):]:
         ax.set_visible(False)
     top.colorbar(image, ax=axes[:len(names)].tolist(), label="log10 fraction of outputs", shrink=0.9)
@@ -54,6 +57,7 @@ def activation_stats(cb, path):
     panels = [("std", "output std", True), ("grad_std", "std of the incoming gradient", True),
               ("dead", "dead fraction (never > 0)", False), ("saturated", "saturated fraction", False)]
     for ax, (key, title, logy) in zip(bottom.subplots(1, 4), panels):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         drawn = False
         for name in names:
             values = [s[name].get(key) for s in cb.stats]
