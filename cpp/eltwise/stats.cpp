@@ -27,29 +27,34 @@ struct Partial {
 template <class T>
 bool measure_block(const T* GK_RESTRICT v, index_t n, const StatsArgs& a, double inv_width, Partial& p,
                    std::int64_t* GK_RESTRICT hist, std::int64_t& saturated) {
-  // Eight independent double lanes, so the sums vectorise without reassociation (no -ffast-math).
-  double s[8] = {}, s2[8] = {};
-  int pos = 0, sat = 0;
-  const T sat_lo = static_cast<T>(a.sat_lo), sat_hi = static_cast<T>(a.sat_hi);
+  // Sums in double over four pairs of lanes (GCC/Clang vector types: SSE2 on any x86-64, no ISA
+  // flags); plain loops would not vectorise without -ffast-math's reassociation.
+  typedef double d2 __attribute__((vector_size(16)));
+  d2 s0 = {0, 0}, s1 = s0, s2 = s0, s3 = s0, q0 = s0, q1 = s0, q2 = s0, q3 = s0;
   index_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) {
-      const double d = v[i + j];
-      s[j] += d;
-      s2[j] += d * d;
-    }
+    const d2 x0 = {static_cast<double>(v[i]), static_cast<double>(v[i + 1])};
+    const d2 x1 = {static_cast<double>(v[i + 2]), static_cast<double>(v[i + 3])};
+    const d2 x2 = {static_cast<double>(v[i + 4]), static_cast<double>(v[i + 5])};
+    const d2 x3 = {static_cast<double>(v[i + 6]), static_cast<double>(v[i + 7])};
+    s0 += x0, s1 += x1, s2 += x2, s3 += x3;
+    q0 += x0 * x0, q1 += x1 * x1, q2 += x2 * x2, q3 += x3 * x3;
   }
-  for (int j = 0; i < n; ++i, ++j) {
+  const d2 s = (s0 + s1) + (s2 + s3), q = (q0 + q1) + (q2 + q3);
+  double sum = s[0] + s[1], sumsq = q[0] + q[1];
+  for (; i < n; ++i) {
     const double d = v[i];
-    s[j] += d;
-    s2[j] += d * d;
+    sum += d;
+    sumsq += d * d;
   }
+  int pos = 0, sat = 0;
+  const T sat_lo = static_cast<T>(a.sat_lo), sat_hi = static_cast<T>(a.sat_hi);
   for (i = 0; i < n; ++i) {
     pos |= v[i] > T(0);
     sat += (v[i] <= sat_lo) | (v[i] >= sat_hi);
   }
-  p.sum += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-  p.sumsq += ((s2[0] + s2[1]) + (s2[2] + s2[3])) + ((s2[4] + s2[5]) + (s2[6] + s2[7]));
+  p.sum += sum;
+  p.sumsq += sumsq;
   saturated += sat;
   if (a.nbins > 0) {
     std::int32_t idx[kBlock];
