@@ -177,19 +177,30 @@ def test_fused_runs_give_the_unfused_statistics(rng):
 def test_every_n_batches_and_hooks_removed(rng):
     model = nn.Sequential(nn.Linear(3, 4), nn.Sigmoid(), nn.Linear(4, 2))
     x, y = rng.standard_normal((50, 3)).astype(np.float32), rng.integers(0, 2, 50)
-    stats = gk.callbacks.ActivationStats(every_n_batches=3)
+    stats = gk.callbacks.ActivationStats(every_n_batches=3, sample_every=1)
     _fit(model, x, y, [stats], lr=0.1, epochs=2, batch_size=8)  # 7 batches per epoch, 14 in all
     assert len(stats.stats) == 4 and stats.steps == [3, 6, 9, 12]
     assert all(s["1"]["hist"].sum() == 3 * 8 * 4 for s in stats.stats[:2])  # 3 batches of 8 x 4 units
     assert all("_stats_hook" not in m.__dict__ for m in model.modules())
     with pytest.raises(ValueError, match="every_n_batches"):
         gk.callbacks.ActivationStats(every_n_batches=0)
+    with pytest.raises(ValueError, match="sample_every"):
+        gk.callbacks.ActivationStats(sample_every=0)
+
+
+def test_sample_every_measures_one_batch_in_k(rng):
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x, y = rng.standard_normal((70, 3)).astype(np.float32), rng.integers(0, 2, 70)
+    stats = gk.callbacks.ActivationStats(sample_every=3)
+    _fit(model, x, y, [stats], lr=0.1, epochs=2, batch_size=10)  # batches 0, 3, 6 of 7 in each epoch
+    assert [s["1"]["hist"].sum() for s in stats.stats] == [3 * 10 * 4] * 2
+    assert all(s["1"]["grad_std"] > 0 for s in stats.stats)
 
 
 def test_validation_passes_are_not_counted(rng):
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     x, y = rng.standard_normal((40, 3)).astype(np.float32), rng.integers(0, 2, 40)
-    stats = gk.callbacks.ActivationStats()
+    stats = gk.callbacks.ActivationStats(sample_every=1)
     trainer = gk.Trainer(model, nn.CrossEntropyLoss(), gk.optim.SGD(model.parameters(), lr=0.1), callbacks=[stats])
     trainer.fit(x, y, epochs=1, batch_size=10, validation_split=0.25, verbose=0)
     assert stats.stats[0]["1"]["hist"].sum() == 30 * 4

@@ -107,31 +107,34 @@ class Accumulator:
 
 class Recorder:
     """The ``_stats_hook`` of activation layers: adds training passes (not ``no_grad`` ones) to
-    each layer's Accumulator."""
+    each layer's Accumulator while ``active``."""
 
     def __init__(self, accumulators):
         self.accumulators = accumulators  # id(module) -> Accumulator
+        self.active = True
 
     def forward(self, module, y):
-        if is_grad_enabled():
+        if self.active and is_grad_enabled():
             self.accumulators[id(module)].add(y)
 
     def forward_batch_norm_relu(self, module, x, mean, rstd, weight, bias):
         """The ReLU after a fused BatchNorm2d: measures max(w * (x - mean) * rstd + b, 0)."""
-        if is_grad_enabled():
+        if self.active and is_grad_enabled():
             scale = rstd if weight is None else rstd * weight
             shift = -mean * scale if bias is None else bias - mean * scale
             self.accumulators[id(module)].add(x, scale, shift, relu=True)
 
     def backward(self, module, dy):
-        self.accumulators[id(module)].add_grad(dy)
+        if self.active:
+            self.accumulators[id(module)].add_grad(dy)
 
     def backward_pooled(self, module, dy, count):
-        self.accumulators[id(module)].add_grad(dy, count)
+        if self.active:
+            self.accumulators[id(module)].add_grad(dy, count)
 
 
 def install(model, bins=DEFAULT_BINS):
-    """Hook every activation layer of ``model``; returns {layer name: Accumulator}."""
+    """Hook every activation layer of ``model``; returns ({layer name: Accumulator}, the Recorder)."""
     named, accumulators = {}, {}
     for name, m in model.named_modules():
         kind = layer_kind(m)
@@ -145,7 +148,7 @@ def install(model, bins=DEFAULT_BINS):
     for m in model.modules():
         if id(m) in accumulators:
             object.__setattr__(m, "_stats_hook", recorder)
-    return named
+    return named, recorder
 
 
 def uninstall(model):

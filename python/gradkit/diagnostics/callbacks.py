@@ -16,13 +16,17 @@ __all__ = ["ActivationStats", "UpdateRatio"]
 class ActivationStats(Callback):
     """Statistics of every activation layer's outputs during training, computed in C++.
 
-    Every training batch adds each activation layer's output (ReLUs fused with a preceding
-    BatchNorm2d, Linear or Conv2d included) and the gradient arriving there to running sums;
-    validation passes are not counted. One recording is made per epoch, or every
-    ``every_n_batches`` batches.
+    Every ``sample_every``-th training batch (the first of each period included) adds each
+    activation layer's output (ReLUs fused with a preceding BatchNorm2d, Linear or Conv2d
+    included) and the gradient arriving there to running sums; validation passes are not
+    counted. One recording is made per epoch, or every ``every_n_batches`` batches, from the
+    batches measured in that period.
 
     Args:
         every_n_batches (None): record every this many batches instead of once per epoch.
+        sample_every (8): measure one batch in this many (1: every batch). One measured batch of
+            the quickstart CNN costs about a quarter of a training step (one more pass over each
+            activation and gradient), so the default keeps the epoch within a few percent.
         bins (40): histogram bins, over a fixed range per layer type: sigmoid (0, 1), tanh (-1, 1),
             ReLU (0, 4), other ReLU-like layers (-1, 4); values outside count in the end bins.
 
@@ -30,13 +34,13 @@ class ActivationStats(Callback):
         stats: one dict per recording: layer name (as in ``named_modules``) -> {"mean", "std",
             "hist" (counts per bin), "grad_std" (std of the gradient w.r.t. the output; None if no
             backward ran), "saturated" (sigmoid, tanh: fraction of outputs within 0.01 of a bound),
-            "dead" (ReLU-like: fraction of units, or channels for NCHW, never positive over the
-            period)}.
+            "dead" (ReLU-like: fraction of units, or channels for NCHW, never positive in the
+            batches measured in the period)}.
         edges: layer name -> the histogram's bin edges.
         steps: the number of batches seen at each recording.
     """
 
-    def __init__(self, every_n_batches=None, bins=_stats.DEFAULT_BINS):
+    def __init__(self, every_n_batches=None, bins=_stats.DEFAULT_BINS, sample_every=8):
         super().__init__()
         if every_n_batches is not None and (isinstance(every_n_batches, bool) or
                                             not isinstance(every_n_batches, (int, np.integer)) or
@@ -45,15 +49,18 @@ class ActivationStats(Callback):
                              f"got {every_n_batches!r}")
         if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
             raise ValueError(f"ActivationStats: bins: expected an integer >= 1, got {bins!r}")
+        if isinstance(sample_every, bool) or not isinstance(sample_every, (int, np.integer)) or sample_every < 1:
+            raise ValueError(f"ActivationStats: sample_every: expected an integer >= 1, got {sample_every!r}")
+        self.sample_every = int(sample_every)
         self.every_n_batches = None if every_n_batches is None else int(every_n_batches)
         self.bins = int(bins)
         self.stats, self.steps, self.edges, self.types = [], [], {}, {}
-        self._layers, self._model, self._seen, self._pending = {}, None, 0, 0
+        self._layers, self._model, self._recorder, self._seen, self._pending = {}, None, None, 0, 0
 
     def on_train_begin(self, logs=None):
         self.stats, self.steps, self._seen, self._pending = [], [], 0, 0
         self._model = self.model
-        self._layers = _stats.install(self.model, self.bins)
+        self._layers, self._recorder = _stats.install(self.model, self.bins)
         self.edges = {name: acc.edges for name, acc in self._layers.items()}
         self.types = {name: acc.type_name for name, acc in self._layers.items()}
 
@@ -63,6 +70,13 @@ class ActivationStats(Callback):
         for acc in self._layers.values():
             acc.reset()
         self._pending = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.every_n_batches is None:
+            self._pending = 0
+
+    def on_batch_begin(self, batch, logs=None):
+        self._recorder.active = self._pending % self.sample_every == 0
 
     def on_batch_end(self, batch, logs=None):
         self._seen += 1
