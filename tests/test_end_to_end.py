@@ -55,6 +55,8 @@ def test_example_main_writes_model_and_curves(fashion, tmp_path, capsys):
     out = example.main(["--model", "mlp", "--epochs", "1", "--subset", "2000", "--verbose", "0",
                         "--out", str(tmp_path)])
     assert out["test_accuracy"] > 0.5
+    # validation on the last 200 training images (held out), not on the test set
+    assert len(out["history"].history["val_accuracy"]) == 1 and out["history"].params["samples"] == 1800
     printed = capsys.readouterr().out
     assert "test accuracy" in printed
     model = example.build_mlp()

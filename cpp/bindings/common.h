@@ -26,6 +26,7 @@ void bind_norm(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_data(py::module_& m);
+void bind_diag(py::module_& m);  // diagnostics (bind_diag.cpp)
 
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;

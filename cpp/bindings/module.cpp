@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   gk::bind::bind_optim(m);
   gk::bind::bind_conv(m);
   gk::bind::bind_data(m);
+  gk::bind::bind_diag(m);
 }

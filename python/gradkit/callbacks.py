@@ -426,3 +426,8 @@ class BackupAndRestore(Callback):
         trainer._resume = {"epoch": int(position["epoch"]), "batch": int(position["batch"]),
                            "epoch_rng": _rng_pair(state["epoch_rng"]), "rng": _rng_pair(state["rng"]),
                            "sums": state["sums"]}
+
+# Diagnostics callbacks (gradkit/diagnostics/callbacks.py), imported last: they subclass Callback.
+from .diagnostics.callbacks import ActivationStats, UpdateRatio  # noqa: E402
+
+__all__ += ["ActivationStats", "UpdateRatio"]

@@ -12,10 +12,12 @@ Flatten-Linear(3136,128)-ReLU-Dropout(0.3)-Linear(128,10), trained with Adam
 (batch 128) under a one-cycle learning rate peaking at 3e-3 (0.924 test accuracy
 after 5 epochs here). The MLP uses Adam at 1e-3 with a cosine decay over 10
 epochs (0.897). Images are scaled to [0, 1] and standardized once with
-the training set's mean and standard deviation. Per-epoch progress and test
-accuracy are printed; ``--augment`` trains from a ``gk.data.DataLoader`` that
+the training set's mean and standard deviation. The last ``--val`` (5000)
+training images (a tenth of a smaller ``--subset``) are held out for validation: the per-epoch "val_" numbers come
+from them, and the test set is touched once, at the end. ``--augment`` trains from a ``gk.data.DataLoader`` that
 pads by 2, crops back to 28x28 at a random place and flips half the images,
-prepared on ``--workers`` background threads while the model trains; the learning curves (PNG) and the trained model
+prepared on ``--workers`` background threads while the model trains. Per-epoch progress and
+test accuracy are printed; the learning curves (PNG) and the trained model
 (``gk.save`` of its state_dict) are written to ``--out``.
 
 Started by ``mpiexec -n N``, it trains data-parallel (``gk.distributed``): every rank takes
@@ -60,13 +62,13 @@ def launched_by_mpiexec() -> bool:
     return any(size.isdigit() and int(size) > 1 for size in sizes)
 
 
-def prepare(x_train: np.ndarray, x_test: np.ndarray):
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1], standardized with training statistics."""
+def prepare(x_train: np.ndarray, *others: np.ndarray):
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1], standardized with x_train's statistics
+    (returns x_train and each of ``others`` transformed)."""
     scale = np.float32(1.0 / 255.0)
-    x_train = (x_train.astype(np.float32) * scale)[:, None]
-    x_test = (x_test.astype(np.float32) * scale)[:, None]
-    norm = gk.data.Standardize(per_channel=True).fit(x_train)
-    return norm.transform(x_train), norm.transform(x_test)
+    arrays = [(x.astype(np.float32) * scale)[:, None] for x in (x_train,) + others]
+    norm = gk.data.Standardize(per_channel=True).fit(arrays[0])
+    return tuple(norm.transform(x) for x in arrays)
 
 
 def parse_args(argv=None):
@@ -83,7 +85,10 @@ def parse_args(argv=None):
     p.add_argument("--augment", action="store_true",
                    help="random crop (padding 2) and horizontal flip of each training batch")
     p.add_argument("--workers", type=int, default=1, help="background threads preparing batches (with --augment)")
-    p.add_argument("--subset", type=int, default=None, help="train on the first N training images only")
+    p.add_argument("--subset", type=int, default=None, help="use the first N training images only")
+    p.add_argument("--val", type=int, default=None,
+                   help="hold out the last N training images for validation (default 5000, or a tenth of a "
+                        "smaller --subset; 0: none)")
     p.add_argument("--sync-bn", action="store_true", help="under mpiexec: batch-norm statistics over all ranks")
     p.add_argument("--threads", type=int, default=None,
                    help="kernel threads (default: gradkit's; under mpiexec, the cores / the ranks per machine)")
@@ -116,7 +121,13 @@ def main(argv=None) -> dict:
         gk.distributed.barrier()
     if args.subset is not None:
         x_train, y_train = x_train[:args.subset], y_train[:args.subset]
-    x_train, x_test = prepare(x_train, x_test)
+    val = args.val if args.val is not None else min(5000, len(x_train) // 10)
+    if not 0 <= val < len(x_train):
+        raise SystemExit(f"--val: expected 0 <= N < {len(x_train)} (the training images), got {val}")
+    split = len(x_train) - val
+    x_val, y_val = x_train[split:], y_train[split:]
+    x_train, y_train = x_train[:split], y_train[:split]
+    x_train, x_val, x_test = prepare(x_train, x_val, x_test)
 
     model = MODELS[args.model]()
     if distributed and args.sync_bn:
@@ -134,19 +145,20 @@ def main(argv=None) -> dict:
     net = gk.distributed.DistributedDataParallel(model) if distributed else model
     trainer = gk.Trainer(net, loss, optimizer, scheduler=scheduler)
     ranks = f"{world} ranks x " if distributed else ""
-    say(f"gradkit {gk.__version__}: {args.model} on {len(x_train)} images, {epochs} epochs, "
+    say(f"gradkit {gk.__version__}: {args.model} on {len(x_train)} images ({len(x_val)} held out), {epochs} epochs, "
         f"batch {args.batch_size}{' per rank' if distributed else ''}, Adam lr {lr} ({args.schedule}), "
         f"{ranks}{gk.get_num_threads()} threads ({gk._core.get_isa()})", flush=True)
-    # The test set is only watched (val_*), never used for a decision.
+    # Validation on held-out training images; the test set is used once, after training.
+    validation = (x_val, y_val) if len(x_val) else None
     if args.augment:
         # Zero padding of standardized images pads with the mean intensity.
         augment = gk.data.Compose([gk.data.RandomCrop(28, padding=2), gk.data.RandomHorizontalFlip()])
         train = gk.data.DataLoader(gk.data.ArrayDataset(x_train, y_train), batch_size=args.batch_size,
                                    shuffle=True, transform=augment, num_workers=args.workers)
-        history = trainer.fit(train, epochs=epochs, validation_data=(x_test, y_test), verbose=args.verbose)
+        history = trainer.fit(train, epochs=epochs, validation_data=validation, verbose=args.verbose)
     else:
         history = trainer.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
-                              validation_data=(x_test, y_test), verbose=args.verbose)
+                              validation_data=validation, verbose=args.verbose)
     result = trainer.evaluate(x_test, y_test)
     train_seconds = history.train_time
     say(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}); training time per epoch: "

@@ -22,6 +22,9 @@ class _Activation(Module):
     and _from_output (backward reads y instead of x, so only y is kept)."""
 
     _from_output = False
+    #: Set on an instance by gk.callbacks.ActivationStats (gradkit/diagnostics): it is told of
+    #: every output and incoming gradient. None (the class default) costs one attribute read.
+    _stats_hook = None
 
     def _args(self) -> tuple:
         return ()
@@ -30,11 +33,15 @@ class _Activation(Module):
         x = self._check_input(x)
         y = type(self)._forward(x, *self._args())
         self._save_for_backward(saved=y if self._from_output else x)
+        if self._stats_hook is not None:
+            self._stats_hook.forward(self, y)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         saved = self._saved()["saved"]
         dy = self._check_grad(dy, saved.shape, saved.dtype)
+        if self._stats_hook is not None:
+            self._stats_hook.backward(self, dy)
         return type(self)._backward(dy, saved, *self._args())
 
 

@@ -62,6 +62,8 @@ class _BatchNormReLUPool2:
             bn.num_batches_tracked += 1
         for m in mods:
             m._cache = None
+        if mods[1]._stats_hook is not None:  # diagnostics: the ReLU's output, measured from x
+            mods[1]._stats_hook.forward_batch_norm_relu(mods[1], x, mean, rstd, weight, bn._bias_data())
         return y, dict(x=x, code=code, mean=mean, rstd=rstd, batch_stats=use_batch_stats, y_shape=y.shape)
 
     @staticmethod
@@ -69,6 +71,8 @@ class _BatchNormReLUPool2:
         bn, _, pool = mods
         x = cache["x"]
         dy = pool._check_grad(dy, cache["y_shape"], x.dtype)
+        if mods[1]._stats_hook is not None:  # diagnostics: the ReLU's output gradient is dy scattered
+            mods[1]._stats_hook.backward_pooled(mods[1], dy, x.size)
         weight, dweight, dbias = bn._affine_args()
         dx = ops.batch_norm_relu_pool2_backward(dy, x, cache["code"], cache["mean"], cache["rstd"], weight, dweight,
                                                 dbias, training=cache["batch_stats"])
@@ -94,6 +98,8 @@ class _LayerReLU:
         layer, relu = mods
         y = layer._forward(x, activation="relu")
         relu._cache = None
+        if relu._stats_hook is not None:  # diagnostics (gk.callbacks.ActivationStats)
+            relu._stats_hook.forward(relu, y)
         return y, dict(y=y)
 
     @staticmethod
@@ -101,15 +107,23 @@ class _LayerReLU:
         layer, relu = mods
         y = cache["y"]
         dy = relu._check_grad(dy, y.shape, y.dtype)
+        if relu._stats_hook is not None:
+            relu._stats_hook.backward(relu, dy)
         return layer._backward_maybe_input(ops.relu_backward(dy, y), input_grad)
 
 
 _RUNS = (_BatchNormReLUPool2, _LayerReLU)
 
+#: False while gk.diagnostics.propagation runs: every layer then runs on its own, so each one's
+#: output and gradient can be seen.
+enabled = True
+
 
 def fusable_runs(modules) -> dict:
     """{index of a run's first layer: its kind} for the runs of ``modules`` that can be fused."""
     runs = {}
+    if not enabled:
+        return runs
     i = 0
     while i < len(modules):
         for kind in _RUNS:
