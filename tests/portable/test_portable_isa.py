@@ -8,14 +8,11 @@ so that subprocesses run on the same emulated CPU (a process started from one em
 qemu-user runs natively otherwise).
 """
 import os
-import shlex
-import subprocess
-import sys
 
-import numpy as np
 import pytest
 
 import gradkit as gk
+from emulation import cpu_features, run_here
 from gradkit import _core
 
 ISA_ORDER = ["generic", "avx2", "avx512"]
@@ -23,27 +20,11 @@ ISA_ORDER = ["generic", "avx2", "avx512"]
 NEEDS = {"avx2": ("AVX2", "FMA3"), "avx512": ("AVX512F", "AVX512BW", "AVX512DQ", "AVX512VL", "AVX2", "FMA3")}
 
 
-def cpu_features():
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # NumPy 1.x
-        from numpy.core._multiarray_umath import __cpu_features__
-    return __cpu_features__
-
-
 def isas_from_numpy():
     if not _core.build_info["x86_kernels"]:
         return ["generic"]
     have = cpu_features()
     return ["generic"] + [isa for isa in ISA_ORDER[1:] if all(have.get(f, False) for f in NEEDS[isa])]
-
-
-def run_here(code, **env):
-    """Run ``python -c code`` on this process's CPU (under GRADKIT_TEST_EMULATOR when set)."""
-    prefix = shlex.split(os.environ.get("GRADKIT_TEST_EMULATOR", ""))
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **env}
-    return subprocess.run(prefix + [sys.executable, "-c", code], env=full_env, capture_output=True, text=True,
-                          timeout=300)
 
 
 def test_supported_isas_match_the_cpu():

@@ -2,7 +2,9 @@
 run here and in a native process on the same ISA.
 
 Under qemu-user a child process runs natively, so in CI the second run is on the host CPU
-with the same kernels (``_core.set_isa``): the emulated run must give the same bits.
+with the same kernels (``_core.set_isa``), and the same libm and NumPy code paths
+(``emulation.native_env``): the emulated run must give the same bits, since the instructions
+and the reduction orders are the same. Run natively, the two runs must agree too.
 """
 import os
 import subprocess
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 import portable_runs
+from emulation import native_env
 from gradkit import _core
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -21,10 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def native(tmp_path_factory):
     """portable_runs.results() for every ISA this CPU has, computed by a native process."""
     out = tmp_path_factory.mktemp("native") / "runs.npz"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    env.pop("GRADKIT_ISA", None)
     result = subprocess.run([sys.executable, os.path.join(HERE, "portable_runs.py"), str(out),
-                             *_core.supported_isas()], env=env, capture_output=True, text=True, timeout=900)
+                             *_core.supported_isas()], env=native_env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"native run failed ({result.returncode}): {result.stderr[-3000:]}"
     with np.load(out) as runs:
         return dict(runs)
