@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-wheel=$(ls dist/gradkit-*.whl 2>/dev/null | head -n 1 || true)
+wheel=${GK_CI_WHEEL:-$(ls dist/gradkit-*.whl 2>/dev/null | head -n 1 || true)}
 if [ -n "$wheel" ]; then
   python -m pip install -q "${wheel}[mpi]"
 else

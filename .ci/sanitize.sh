@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 build=build/sanitize
 
+# The build tools, in the active environment (CI's test venv has only gradkit and its test extras).
+python -m pip install -q "pybind11>=2.12" cmake ninja
 launcher=()
 if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 # No LTO: pybind11 adds it by default, and its link step takes minutes with ASan.
