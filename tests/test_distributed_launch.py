@@ -8,7 +8,10 @@ import textwrap
 
 import pytest
 
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+import gradkit
+
+# The gradkit this suite tests (the source tree, or an installed wheel), for the subprocesses.
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(gradkit.__file__)))
 
 
 def run(code, timeout, launcher=(), env=None):

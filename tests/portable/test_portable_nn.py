@@ -62,8 +62,26 @@ LOSSES = {"CrossEntropyLoss", "MSELoss"}  # checked by the loss tests below
 NOT_LAYERS = {"Module", "Parameter", "init"}
 
 
+# SyncBatchNorm in one process (no MPI job) is a batch norm; its distributed path is in tests/distributed.
+SINGLE_PROCESS = {"SyncBatchNorm"}
+
+
+@pytest.mark.parametrize("shape", [(7, 17), (5, 3, 4, 7)])
+def test_sync_batch_norm_in_one_process_is_batch_norm(shape):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    dy = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    sync, plain = nn.SyncBatchNorm(shape[1]), (nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d)(shape[1])
+    y, y_ref = sync(x), plain(x)
+    assert np.array_equal(y, y_ref), f"max |diff| {np.abs(y - y_ref).max()}"
+    dx, dx_ref = sync.backward(dy), plain.backward(dy)
+    assert np.array_equal(dx, dx_ref), f"max |diff| {np.abs(dx - dx_ref).max()}"
+    for p, q in zip(sync.parameters(), plain.parameters()):
+        assert np.array_equal(p.grad, q.grad)
+    assert np.array_equal(sync.running_var, plain.running_var)
+
+
 def test_every_layer_has_a_case():
-    covered = {name for spec in SPECS for name in spec.needs} | LOSSES
+    covered = {name for spec in SPECS for name in spec.needs} | LOSSES | SINGLE_PROCESS
     missing = set(nn.__all__) - NOT_LAYERS - covered
     assert not missing, f"gk.nn layers with no case in tests/portable: {sorted(missing)}"
 
