@@ -8,6 +8,7 @@
 // of the current ISA, and a kernel of an ISA is only ever reached through its
 // table, which only becomes current after the CPU check (docs/design.md).
 #pragma once
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -37,17 +38,18 @@ void init_isa_from_env();
 #define GK_X86_TABLE(table) nullptr
 #endif
 
-// An area's tables, one per ISA (null where this build has none: the next
-// lower one is used). Built at compile time (GK_DEFINE_DISPATCH): nothing runs
-// at load.
+// An area's tables, one per ISA. Built at compile time (GK_DEFINE_DISPATCH):
+// nothing runs at load. A build without x86 tables passes nullptr for them and
+// uses the generic table for every ISA. (Two constructors rather than a test
+// of the pointers: a symbol's address compared with null is not a constant
+// expression under -fsanitize=address.)
 template <class Table>
 class DispatchTable {
  public:
   constexpr DispatchTable(const Table& generic, const Table* avx2, const Table* avx512)
-      : tables_{&generic, avx2 != nullptr ? avx2 : &generic,
-                avx512 != nullptr ? avx512 : avx2 != nullptr ? avx2 : &generic},
-        isas_{Isa::generic, avx2 != nullptr ? Isa::avx2 : Isa::generic,
-              avx512 != nullptr ? Isa::avx512 : avx2 != nullptr ? Isa::avx2 : Isa::generic} {}
+      : tables_{&generic, avx2, avx512}, isas_{Isa::generic, Isa::avx2, Isa::avx512} {}
+  constexpr DispatchTable(const Table& generic, std::nullptr_t, std::nullptr_t)
+      : tables_{&generic, &generic, &generic}, isas_{Isa::generic, Isa::generic, Isa::generic} {}
   // The current ISA's table (set_isa only accepts an ISA the CPU has).
   const Table& get() const { return *tables_[static_cast<int>(current_isa())]; }
   // The ISA whose kernels get() returns now (for show_config).
