@@ -31,6 +31,15 @@ def planned(examples):
     return max(1, int(examples * SCALE))
 
 
+def check_ran(name, before, plan):
+    """Cases test ``name`` generated since the count was ``before``; fails below its planned
+    number in ``plan`` (a dict test name -> examples; tests not in it are not checked)."""
+    ran = CASES["count"] - before
+    if name in plan:
+        assert ran >= planned(plan[name]), f"{name}: {ran} cases ran, {planned(plan[name])} planned"
+    return ran
+
+
 @st.composite
 def layouts(draw, array):
     """The same values as `array` in another layout: contiguous, a strided view, a transposed

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gradkit as gk
-from fuzz_helpers import CASES, SMALL, check_close, check_error, count, fuzz, layouts, planned
+from fuzz_helpers import CASES, SMALL, check_close, check_error, check_ran, count, fuzz, layouts, planned
 from test_fuzz_ops import ACTS, conv_ref, pool_ref
 
 nn = gk.nn
@@ -179,9 +179,7 @@ def _each_test_runs_its_cases(request):
     before = CASES["count"]
     yield
     name = request.node.name
-    if name in PLANNED:
-        ran = CASES["count"] - before
-        assert ran >= planned(PLANNED[name]), f"{name}: {ran} cases ran, {planned(PLANNED[name])} planned"
+    check_ran(name, before, PLANNED)
     if name == "test_layer_forward_and_backward":  # most cases must reach the gradient checks
         checked = CASES.get("layer_gradients", 0)
         assert checked >= 0.5 * planned(PLANNED[name]), f"only {checked} cases checked gradients"
