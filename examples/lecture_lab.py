@@ -95,6 +95,17 @@ def epochs_axis(ax, n):
     ax.set_xticks(range(1, n + 1, max(1, n // 8)))
 
 
+def loss_and_accuracy_axes(row, epochs):
+    """Titles, scales and legends of a (smoothed training loss, validation accuracy) pair of axes."""
+    row[0].set_yscale("log")
+    row[0].set_title("training loss (smoothed over 15 steps)")
+    row[0].set_xlabel("epoch")
+    row[1].set_title("validation accuracy")
+    epochs_axis(row[1], epochs)
+    for ax in row:
+        ax.legend(fontsize=8)
+
+
 # -- 1. activation functions -----------------------------------------------------------------
 def activations(train, val, out, notes):
     """A 5-layer MLP with each nonlinearity, SGD at the same learning rate."""
@@ -337,13 +348,7 @@ def optimizers(train, val, out, notes):
         axes[0][1].plot(range(1, epochs + 1), hist["val_accuracy"], marker="o", color=c, label=name)
         notes.append(f"- {name}: final training loss {hist['loss'][-1]:.3f}, validation accuracy "
                      f"{hist['val_accuracy'][-1]:.3f}.")
-    axes[0][0].set_yscale("log")
-    axes[0][0].set_title("training loss (smoothed over 15 steps)")
-    axes[0][0].set_xlabel("epoch")
-    axes[0][1].set_title("validation accuracy")
-    epochs_axis(axes[0][1], epochs)
-    for ax in axes[0]:
-        ax.legend(fontsize=8)
+    loss_and_accuracy_axes(axes[0], epochs)
     fig.suptitle("Optimizers: the same MLP (784-256-256-10), data and batches")
     fig.savefig(os.path.join(out, "optimizers.png"), dpi=100)
 
@@ -380,13 +385,7 @@ def normalization(train, val, out, notes):
                         label=name)
         axes[0][1].plot(range(1, epochs + 1), hist["val_accuracy"], marker="o", color=c, label=name)
         notes.append(f"- {name}: validation accuracy {hist['val_accuracy'][-1]:.3f}.")
-    axes[0][0].set_yscale("log")
-    axes[0][0].set_title("training loss (smoothed over 15 steps)")
-    axes[0][0].set_xlabel("epoch")
-    axes[0][1].set_title("validation accuracy")
-    epochs_axis(axes[0][1], epochs)
-    for ax in axes[0]:
-        ax.legend(fontsize=8)
+    loss_and_accuracy_axes(axes[0], epochs)
     fig.suptitle(f"Normalization: a 2-conv CNN on {n} images, SGD + momentum, lr 0.05")
     fig.savefig(os.path.join(out, "normalization.png"), dpi=100)
 
