@@ -71,13 +71,20 @@ def test_sync_batch_norm_in_one_process_is_batch_norm(shape):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     dy = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     sync, plain = nn.SyncBatchNorm(shape[1]), (nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d)(shape[1])
-    y, y_ref = sync(x), plain(x)
-    assert np.array_equal(y, y_ref), f"max |diff| {np.abs(y - y_ref).max()}"
-    dx, dx_ref = sync.backward(dy), plain.backward(dy)
-    assert np.array_equal(dx, dx_ref), f"max |diff| {np.abs(dx - dx_ref).max()}"
+    # Without an MPI world it runs BatchNorm's kernels: the same bits. Once gk.distributed.init()
+    # has run (the suite's tests/distributed do, as one rank), it takes the distributed path,
+    # whose statistics are summed differently: BatchNorm's values to float32 rounding.
+    if gk.distributed.is_initialized():
+        def same(a, b):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    else:
+        def same(a, b):
+            assert np.array_equal(a, b), f"max |diff| {np.abs(a - b).max()}"
+    same(sync(x), plain(x))
+    same(sync.backward(dy), plain.backward(dy))
     for p, q in zip(sync.parameters(), plain.parameters()):
-        assert np.array_equal(p.grad, q.grad)
-    assert np.array_equal(sync.running_var, plain.running_var)
+        same(p.grad, q.grad)
+    same(sync.running_var, plain.running_var)
 
 
 def test_every_layer_has_a_case():
