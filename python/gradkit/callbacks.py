@@ -227,7 +227,7 @@ class ModelCheckpoint(Callback, _Monitor):
         self.best, self.last_saved = float(state["best"]), state["last_saved"]
 
 
-_BACKUP_FORMAT = "gradkit-backup-1"
+_BACKUP_FORMAT = "gradkit-backup-2"
 _BACKUP_KEYS = ("format", "fit", "position", "rng", "epoch_rng", "sums", "steps", "stop_training", "model",
                 "optimizer", "scheduler", "callbacks", "history")
 
@@ -264,9 +264,14 @@ class BackupAndRestore(Callback):
             be read (e.g. a damaged disk), resume from the previous one, with a warning.
         delete_checkpoint (True): delete the backup when training completes.
 
+    With a ``DistributedDataParallel`` model, rank 0 alone reads and writes the backup
+    (each rank's running sums of a mid-epoch backup are gathered into it) and sends
+    what it read to every rank, so ``backup_dir`` need only be on rank 0's disk; a
+    resume needs the same number of ranks.
+
     Raises (in ``fit``) ValueError when the backup cannot be read, or was written by
-    a different setup (other data size, batch size, callbacks or scheduler); the
-    model's and the optimizer's ``load_state_dict`` check the rest.
+    a different setup (other data size, batch size, number of ranks, callbacks or
+    scheduler); the model's and the optimizer's ``load_state_dict`` check the rest.
     """
 
     _runs_last = True  # the Trainer calls it after the other callbacks
@@ -295,11 +300,19 @@ class BackupAndRestore(Callback):
     # -- hooks ------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
         self._epoch, self._steps = 0, 0
-        if os.path.exists(self.backup_dir) and not os.path.isdir(self.backup_dir):
-            raise ValueError(f"BackupAndRestore: backup_dir: expected a directory, got the file {self.backup_dir!r}")
-        os.makedirs(self.backup_dir, exist_ok=True)
-        self._remove_temp_files()
-        state = self._read()
+        comm = self._comm()
+        if comm is None:
+            state = self._prepare_and_read()
+        else:  # rank 0 reads; every rank gets its backup, or its error (no rank is left waiting)
+            found = None
+            if comm.Get_rank() == 0:
+                try:
+                    found = (self._prepare_and_read(), None)
+                except (OSError, ValueError) as e:
+                    found = (None, e)
+            state, error = comm.bcast(found, root=0)
+            if error is not None:
+                raise error
         if state is not None:
             self._restore(state)
 
@@ -316,7 +329,7 @@ class BackupAndRestore(Callback):
             self._write(epoch + 1, 0)
 
     def on_train_end(self, logs=None):
-        if not self.delete_checkpoint:
+        if not self.delete_checkpoint or not self._writes():
             return
         for path in self._paths:
             if os.path.exists(path):
@@ -327,6 +340,22 @@ class BackupAndRestore(Callback):
         except OSError:
             pass
 
+    # -- ranks ------------------------------------------------------------------------
+    def _comm(self):
+        """The job's communicator when the model is a DistributedDataParallel (None in one process)."""
+        if self.trainer._shard is None:
+            return None
+        from .distributed import _comm
+
+        return _comm("BackupAndRestore")
+
+    def _rank(self) -> int:
+        return 0 if self.trainer._shard is None else self.trainer._shard.rank
+
+    def _writes(self) -> bool:
+        """True in one process and on rank 0 of a distributed fit: the rank that owns the files."""
+        return self._rank() == 0
+
     # -- writing ----------------------------------------------------------------------
     def _remove_temp_files(self):
         """Temp files of saves that a kill interrupted (gk.save names them .<file>.<hex>.tmp)."""
@@ -334,7 +363,7 @@ class BackupAndRestore(Callback):
             for path in glob.glob(os.path.join(glob.escape(self.backup_dir), f".{name}.*.tmp")):
                 os.remove(path)
 
-    def _state(self, epoch: int, batch: int) -> dict:
+    def _state(self, epoch: int, batch: int, sums) -> dict:
         trainer, history = self.trainer, self.trainer.history
         mid_epoch = batch > 0
         return {
@@ -343,7 +372,7 @@ class BackupAndRestore(Callback):
             "position": {"epoch": int(epoch), "batch": int(batch)},
             "rng": np.array(_core.rng_state(), dtype=np.uint64),
             "epoch_rng": np.array(trainer._epoch_rng if mid_epoch else _core.rng_state(), dtype=np.uint64),
-            "sums": list(trainer._running) if mid_epoch else None,
+            "sums": sums,  # per rank
             "steps": self._steps,
             "stop_training": bool(trainer.stop_training),
             "model": trainer.model.state_dict(),
@@ -356,20 +385,35 @@ class BackupAndRestore(Callback):
 
     def _fit_settings(self) -> dict:
         """What a resumed fit must share with the one backed up (batches are cut the same way)."""
-        params = self.trainer.history.params
-        return {"samples": params["samples"], "batch_size": params["batch_size"]}
+        params, shard = self.trainer.history.params, self.trainer._shard
+        return {"samples": params["samples"], "batch_size": params["batch_size"],
+                "ranks": 1 if shard is None else shard.world}
 
     def _others(self):
         return [cb for cb in self.trainer.callbacks if cb is not self]
 
     def _write(self, epoch: int, batch: int) -> None:
-        state = self._state(epoch, batch)
+        sums = None
+        if batch > 0:  # mid-epoch: the running loss and metric sums of every rank
+            comm, running = self._comm(), list(self.trainer._running)
+            sums = [running] if comm is None else comm.gather(running, root=0)
+        if not self._writes():
+            return
+        state = self._state(epoch, batch, sums)
         latest, previous = self._paths
         if self.double_checkpoint and os.path.exists(latest):
             os.replace(latest, previous)
         save(state, latest)
 
     # -- reading ----------------------------------------------------------------------
+    def _prepare_and_read(self):
+        """Create backup_dir, remove what an interrupted save left, and read the backup (None if none)."""
+        if os.path.exists(self.backup_dir) and not os.path.isdir(self.backup_dir):
+            raise ValueError(f"BackupAndRestore: backup_dir: expected a directory, got the file {self.backup_dir!r}")
+        os.makedirs(self.backup_dir, exist_ok=True)
+        self._remove_temp_files()
+        return self._read()
+
     def _read(self):
         """The newest readable backup, or None when there is none; ValueError when none is readable."""
         candidates = self._paths if self.double_checkpoint else self._paths[:1]
@@ -425,7 +469,7 @@ class BackupAndRestore(Callback):
         _core.set_rng_state(*_rng_pair(state["rng"]))
         trainer._resume = {"epoch": int(position["epoch"]), "batch": int(position["batch"]),
                            "epoch_rng": _rng_pair(state["epoch_rng"]), "rng": _rng_pair(state["rng"]),
-                           "sums": state["sums"]}
+                           "sums": None if state["sums"] is None else state["sums"][self._rank()]}
 
 # Diagnostics callbacks (gradkit/diagnostics/callbacks.py), imported last: they subclass Callback.
 from .diagnostics.callbacks import ActivationStats, UpdateRatio  # noqa: E402
