@@ -3,12 +3,14 @@
 table of time ratios per group, measured side by side in this process.
 
 Run: python -m pytest benchmarks --benchmark-only
+With GRADKIT_ISA=avx2 on an AVX-512 machine, the baselines are held to AVX2 too (baseline_isa.py).
 Each benchmark sets ``benchmark.group`` (the shape) and ``benchmark.extra_info["impl"]``
 ("gradkit", "numpy" or "torch"); the table divides each baseline's median by gradkit's,
 and in brackets each one's minimum by gradkit's: the implementations run one after the
 other, so a burst of load on a shared machine can land on one of them only (the minimum
 is the less sensitive; benchmarks/interleaved_conv.py alternates call by call instead).
 """
+import baseline_isa  # noqa: F401  (first: holds NumPy and PyTorch to GRADKIT_ISA, see that module)
 import pytest
 
 import gradkit as gk
@@ -70,5 +72,6 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"streaming bandwidth (relu out=, this run): {stream} GB/s")
         terminalreporter.write_sep(
             "=", "speed vs baselines (baseline median / gradkit median, and of minima; >1 means gradkit is faster)")
+        terminalreporter.write_line(f"{baseline_isa.describe()}; gradkit kernels: {gk._core.get_isa()}")
         for row in rows:
             terminalreporter.write_line(row)

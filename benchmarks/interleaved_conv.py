@@ -12,6 +12,7 @@ channel) computes no input gradient.
 """
 from __future__ import annotations
 
+import baseline_isa  # noqa: F401  (first: holds NumPy and PyTorch to GRADKIT_ISA)
 import argparse
 import time
 
@@ -38,6 +39,7 @@ def main(argv=None):
     gk.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
+    print(baseline_isa.describe())
     print(f"conv2d fwd+bwd, gradkit vs torch {torch.__version__}, {args.threads} threads, "
           f"{args.rounds} interleaved rounds (ms)")
     print(f"{'shape':<22} {'gradkit':>8} {'torch':>8} {'ratio med':>10} {'ratio min':>10}   "

@@ -12,6 +12,7 @@ Set GRADKIT_ISA=avx2 (or generic) to run another ISA's kernels on the same cores
 """
 from __future__ import annotations
 
+import baseline_isa  # noqa: F401  (first: holds NumPy and PyTorch to GRADKIT_ISA)
 import argparse
 import time
 
@@ -34,6 +35,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
     problem = make_problem()
+    print(baseline_isa.describe())
     print(f"optimizer step, {TOTAL / 1e6:.1f}M float32 params, ISA {gk._core.get_isa()}, gradkit vs torch "
           f"{torch.__version__}, {args.threads} threads, {args.rounds} interleaved rounds")
     print(f"{'case':<46} {'gradkit':>8} {'torch':>8} {'stream':>8} {'gk/torch med':>13} {'min':>6} "

@@ -15,6 +15,7 @@ loaded machine, with ``--threads 1``, it leaves out the time other processes tak
 """
 from __future__ import annotations
 
+import baseline_isa  # noqa: F401  (first: holds NumPy and PyTorch to GRADKIT_ISA)
 import argparse
 import time
 
@@ -168,6 +169,7 @@ def main(argv=None):
         trainer.fit(xs[:BATCH * 2], ys[:BATCH * 2], epochs=1, batch_size=BATCH, verbose=0)
         fg = _best(lambda: trainer.fit(xs, ys, epochs=1, batch_size=BATCH, verbose=0), 3) / 50
 
+    print(baseline_isa.describe())
     print(f"one training step, PERF.md CNN, batch {BATCH}, {args.threads} threads, min of {R} rounds (ms)")
     print(f"{'layer':16s} {'gk fwd':>8s} {'gk bwd':>8s} {'torch fwd':>10s} {'torch bwd':>10s} {'gk/torch':>9s}")
     sums = [0.0] * 4

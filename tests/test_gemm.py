@@ -247,3 +247,47 @@ def test_options_are_keyword_only():
         gk.ops.matmul(a, a, True)
     c = gk.ops.matmul(a=a, b=a, trans_a=True, trans_b=False)
     np.testing.assert_array_equal(c, np.full((2, 2), 2, np.float32))
+
+
+SMALL_L2_SCRIPT = """
+import sys
+import numpy as np
+import gradkit as gk
+from gradkit import _core
+shapes = [(300, 1000, 600), (129, 700, 257), (64, 2100, 300)]
+out = {}
+for isa in _core.supported_isas():
+    _core.set_isa(isa)
+    out[isa + ' nc'] = np.array(_core.gemm_blocking()['nc'])
+    for i, (m, n, k) in enumerate(shapes):
+        rng = np.random.default_rng(i)
+        for trans_b in (False, True):
+            a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+            b = rng.uniform(-1, 1, (n, k) if trans_b else (k, n)).astype(np.float32)
+            out[f'{isa} {i} {trans_b}'] = gk.ops.matmul(a, b, trans_b=trans_b)
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_blocking_fitted_to_a_small_l2_gives_the_same_bits(tmp_path):
+    """On a core whose L2 is smaller than a table's block of B (GRADKIT_L2_CACHE_BYTES stands in for
+    one), nc shrinks to half that L2; results keep their bits (each element's FMA chain depends on KC only)."""
+    import os
+    import subprocess
+    import sys
+
+    files = {}
+    for name, l2 in (("native", None), ("small", 64 * 1024)):
+        env = dict(os.environ)
+        env.pop("GRADKIT_L2_CACHE_BYTES", None)
+        if l2 is not None:
+            env["GRADKIT_L2_CACHE_BYTES"] = str(l2)
+        files[name] = tmp_path / f"{name}.npz"
+        subprocess.run([sys.executable, "-c", SMALL_L2_SCRIPT, str(files[name])], env=env, check=True, timeout=300)
+    native, small = np.load(files["native"]), np.load(files["small"])
+    for isa in gk._core.supported_isas():
+        nr = {"generic": 8, "avx2": 16, "avx512": 32}[isa]
+        assert int(small[isa + " nc"]) == 4 * nr < int(native[isa + " nc"]), isa  # 64 KiB: the 4-sliver floor
+    for key in native.files:
+        if not key.endswith(" nc"):
+            assert native[key].tobytes() == small[key].tobytes(), f"{key}: the small-L2 blocking changed bits"

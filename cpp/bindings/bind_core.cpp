@@ -55,6 +55,20 @@ void bind_core(py::module_& m) {
       },
       "The ISAs this CPU and build can run, from generic up.");
   m.def(
+      "gemm_blocking",
+      [] {
+        const GemmBlocking b = gemm_blocking_f32();
+        py::dict out;
+        out["mr"] = b.mr;
+        out["nr"] = b.nr;
+        out["mc"] = b.mc;
+        out["kc"] = b.kc;
+        out["nc"] = b.nc;
+        out["l2_bytes"] = b.l2_bytes;
+        return out;
+      },
+      "The float32 GEMM blocking of the current ISA, fitted to this core's L2 (GRADKIT_L2_CACHE_BYTES overrides it).");
+  m.def(
       "kernel_isas",
       [] {
         py::dict out;

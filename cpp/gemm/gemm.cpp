@@ -9,7 +9,10 @@
 // of FMAs on 1 or n threads: results are bit-identical.
 #include "gradkit/gemm.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 
 #include "gradkit/isa.h"
 #include "gradkit/parallel.h"
@@ -27,6 +30,35 @@ const GemmKernels<T>& kernels_for(const GemmTable& t) {
   } else {
     return t.f64;
   }
+}
+
+// This core's L2 in bytes, 0 when unknown (glibc reads it from cpuid, on Intel and AMD).
+// GRADKIT_L2_CACHE_BYTES overrides it: tests and benchmarks use it to run the blocking a
+// smaller cache gets.
+index_t l2_cache_bytes() {
+  static const index_t bytes = [] {
+    if (const char* env = std::getenv("GRADKIT_L2_CACHE_BYTES")) return static_cast<index_t>(std::atoll(env));
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    return static_cast<index_t>(std::max<long>(sysconf(_SC_LEVEL2_CACHE_SIZE), 0));
+#else
+    return index_t{0};
+#endif
+  }();
+  return bytes;
+}
+
+// The macro-kernel streams the kc x nc block of packed B from L2 once per MR-row
+// panel of A. The tables' nc fill at most the L2 of the cores they were tuned on
+// (Zen 4 and Xeon: 1-2 MiB; Zen 2/3: 512 KiB); on a core whose L2 is smaller than
+// the block (Haswell to Skylake client cores: 256 KiB) the block is cut to half of
+// that L2, whole slivers, at least 4 of them. The blocking of N never changes a
+// result's bits: each element's chain of FMAs is fixed by KC alone.
+template <class T>
+GemmKernels<T> fitted_to_l2(GemmKernels<T> kk, index_t l2) {
+  if (l2 > 0 && kk.kc * kk.nc * index_t{sizeof(T)} > l2) {
+    kk.nc = std::max(l2 / 2 / (kk.kc * index_t{sizeof(T)}) / kk.nr, index_t{4}) * kk.nr;
+  }
+  return kk;
 }
 
 // Per-thread scratch, kept between calls (packing buffers are reused, never
@@ -289,7 +321,7 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
           index_t csb, T beta, T* C, index_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
   if (M <= 0 || N <= 0) return;
   if (K < 0) K = 0;
-  const GemmKernels<T>& kk = kernels_for<T>(gemm_table());
+  const GemmKernels<T> kk = fitted_to_l2(kernels_for<T>(gemm_table()), l2_cache_bytes());
   // alpha == 0: A and B are not read (BLAS); C = act(beta * C + bias).
   static const T zero_operand[1] = {T(0)};
   if (alpha == T(0)) K = 0;
@@ -308,6 +340,12 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
     return;
   }
   gemm_threads(kk, pb, direct, nt);
+}
+
+GemmBlocking gemm_blocking_f32() {
+  const index_t l2 = l2_cache_bytes();
+  const GemmKernels<float> kk = fitted_to_l2(gemm_table().f32, l2);
+  return {kk.mr, kk.nr, kk.mc, kk.kc, kk.nc, l2};
 }
 
 template void gemm<float>(index_t, index_t, index_t, float, const float*, index_t, index_t, const float*, index_t,

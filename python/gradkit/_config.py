@@ -58,6 +58,7 @@ def show_config() -> str:
         f"gradkit {_core.__version__}",
         f"  isa: {_core.get_isa()} (supported: {', '.join(_core.supported_isas())})",
         "  kernels: " + ", ".join(f"{area} {isa}" for area, isa in _core.kernel_isas().items()),
+        _gemm_line(_core.gemm_blocking()),
         f"  threads: {_core.get_num_threads()}",
         f"  compiler: {info['compiler']}",
         f"  flags: {info['flags']}",
@@ -68,6 +69,12 @@ def show_config() -> str:
     text = "\n".join(lines)
     print(text)
     return text
+
+
+def _gemm_line(b: dict) -> str:
+    l2 = f"{b['l2_bytes'] // 1024} KiB" if b["l2_bytes"] else "unknown"
+    return (f"  sgemm: {b['mr']}x{b['nr']} micro-tile, blocks mc/kc/nc {b['mc']}/{b['kc']}/{b['nc']} "
+            f"(L2 {l2})")
 
 
 _grad_state = threading.local()

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['OptimHyper', 'activation_stats', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_relu_pool2_backward', 'batch_norm_relu_pool2_forward', 'build_info', 'clip_grad_norm', 'conv2d_backward', 'conv2d_forward', 'crop_forward', 'cross_entropy', 'dropout_backward', 'dropout_forward', 'elu_backward', 'elu_forward', 'gather_rows', 'gelu_backward', 'gelu_forward', 'gemm', 'get_isa', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'group_norm_backward', 'group_norm_forward', 'hflip_forward', 'kernel_isas', 'layer_norm_backward', 'layer_norm_forward', 'leaky_relu_backward', 'leaky_relu_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'normalize_forward', 'optim_step', 'random_crop_draws', 'random_flip_draws', 'relu_backward', 'relu_forward', 'rng_bits', 'rng_normal', 'rng_state', 'rng_uniform', 'set_isa', 'set_num_threads', 'set_rng_state', 'sigmoid_backward', 'sigmoid_forward', 'supported_isas', 'tanh_backward', 'tanh_forward']
+__all__: list[str] = ['OptimHyper', 'activation_stats', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_relu_pool2_backward', 'batch_norm_relu_pool2_forward', 'build_info', 'clip_grad_norm', 'conv2d_backward', 'conv2d_forward', 'crop_forward', 'cross_entropy', 'dropout_backward', 'dropout_forward', 'elu_backward', 'elu_forward', 'gather_rows', 'gelu_backward', 'gelu_forward', 'gemm', 'gemm_blocking', 'get_isa', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'group_norm_backward', 'group_norm_forward', 'hflip_forward', 'kernel_isas', 'layer_norm_backward', 'layer_norm_forward', 'leaky_relu_backward', 'leaky_relu_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'normalize_forward', 'optim_step', 'random_crop_draws', 'random_flip_draws', 'relu_backward', 'relu_forward', 'rng_bits', 'rng_normal', 'rng_state', 'rng_uniform', 'set_isa', 'set_num_threads', 'set_rng_state', 'sigmoid_backward', 'sigmoid_forward', 'supported_isas', 'tanh_backward', 'tanh_forward']
 class OptimHyper:
     """
     The hyperparameters of one param group's update, by name (PyTorch's meanings; gradkit/optim.h). weight_decay is the coupled L2 term except with decoupled (AdamW); l1 adds l1 * sign(p) to the gradient.
@@ -202,6 +202,10 @@ def gelu_forward(x: typing.Any, out: typing.Any = None, alpha: typing.SupportsFl
 def gemm(a: typing.Any, b: typing.Any, trans_a: bool = False, trans_b: bool = False, out: typing.Any = None, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, bias: typing.Any = None, bias_per_row: bool = False, activation: str = 'none') -> numpy.ndarray:
     """
     out = act(alpha * op(a) @ op(b) + beta * out + bias). op(x) = x.T when trans_x. bias has one value per column of out (or per row with bias_per_row).
+    """
+def gemm_blocking() -> dict:
+    """
+    The float32 GEMM blocking of the current ISA, fitted to this core's L2 (GRADKIT_L2_CACHE_BYTES overrides it).
     """
 def get_isa() -> str:
     """

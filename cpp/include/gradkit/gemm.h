@@ -92,4 +92,11 @@ extern const GemmTable gemm_table_generic, gemm_table_avx2, gemm_table_avx512;
 const GemmTable& gemm_table();
 Isa gemm_table_isa();
 
+// The float32 blocking GEMM runs with now: the current table's, fitted to this
+// core's L2 (l2_bytes, 0 when unknown). For show_config and tests.
+struct GemmBlocking {
+  index_t mr, nr, mc, kc, nc, l2_bytes;
+};
+GemmBlocking gemm_blocking_f32();
+
 }  // namespace gk
