@@ -7,8 +7,8 @@ slice batches), so neither side pays a DataLoader.
 
 pytest (part of ``python -m pytest benchmarks --benchmark-only``): one timed
 pass over GRADKIT_BENCH_EPOCH_SAMPLES images (default 6400 = 50 steps) per
-round; the closing table prints the torch/gradkit ratio (target >= 2, i.e.
-gradkit's epoch at most 0.5x PyTorch's).
+round; the closing table prints the torch/gradkit ratio (target >= 2.5, i.e.
+gradkit's epoch at most 0.4x PyTorch's).
 
 Script: ``python benchmarks/bench_epoch.py [--model cnn|mlp] [--samples 60000] [--epochs 2]``
 times whole epochs side by side (alternating) and prints seconds per epoch and the ratio.
