@@ -1,0 +1,208 @@
+"""The README's per-ISA performance table: each ISA's kernels against baselines held to the same ISA.
+
+Run: PYTHONPATH=python python benchmarks/isa_table.py [--isa avx512 avx2] [--quick]
+
+For each ISA the script starts itself again with GRADKIT_ISA set (baseline_isa.py then holds
+OpenBLAS, MKL, oneDNN and ATen to that ISA too, so an AVX-512 machine stands in for an AVX2 one
+on the same cores) and measures, on 2 threads:
+- sgemm, gradkit vs NumPy's OpenBLAS: blocks of calls of each in turn, with a pause before
+  each block (a BLAS's worker threads spin for a while after a call and would steal the other
+  library's cores); speed ratio OpenBLAS time / gradkit time, of minima and of medians;
+- activations forward on 16M floats with ``out=``: GB/s (read + write) and the ratio to relu's,
+  the memory bound;
+- every optimizer step of bench_optim.py (8 setups x no penalty, weight_decay=1e-4, l1=1e-5),
+  interleaved call by call with PyTorch's fused/foreach step and a streaming pass over the
+  same bytes: the range over the 24 cases of gradkit's time / torch's and of its rate / the stream's;
+- the quickstart CNN's training epoch (bench_epoch.py, synthetic images), alternating with
+  PyTorch's: gradkit's time / torch's (best epochs).
+Prints one markdown table with a column per ISA, and the machine it ran on.
+"""
+from __future__ import annotations
+
+import baseline_isa  # noqa: F401  (first: holds NumPy and PyTorch to GRADKIT_ISA)
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+GEMM_SHAPES = [((1024, 1024, 1024), "NN"), ((2048, 2048, 2048), "NN"), ((128, 784, 256), "NN"),
+               ((128, 3136, 128), "NN"), ((64, 64, 50176), "NT")]  # (M, N, K)
+ACTIVATIONS = ["relu", "tanh", "sigmoid", "gelu"]
+
+
+def timed_blocks(fns: dict, rounds: int, reps: int, pause: float) -> dict:
+    """Per name, the per-call times of ``rounds`` blocks of ``reps`` calls, the names taking turns."""
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, f in fns.items():
+            time.sleep(pause)
+            f()  # wakes this library's threads
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                f()
+            times[name].append((time.perf_counter() - t0) / reps)
+    return times
+
+
+def measure_gemm(quick: bool) -> dict:
+    import gradkit as gk
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for (m, n, k), layout in GEMM_SHAPES:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if layout == "NT" else (k, n)).astype(np.float32)
+        c = np.empty((m, n), np.float32)
+        b_op = b.T if layout == "NT" else b
+        fns = {"gradkit": lambda: gk.ops.matmul(a, b, trans_b=layout == "NT", out=c),
+               "numpy": lambda: np.matmul(a, b_op, out=c)}
+        reps = max(1, int(2e8 / (m * n * k)))
+        t = timed_blocks(fns, rounds=3 if quick else (6 if m >= 2048 else 10), reps=reps, pause=0.2)
+        out[f"sgemm {m}x{n}x{k} {layout}"] = {
+            "min": min(t["numpy"]) / min(t["gradkit"]), "median": np.median(t["numpy"]) / np.median(t["gradkit"]),
+            "gflops": 2e-9 * m * n * k / min(t["gradkit"])}
+    return out
+
+
+def measure_activations(quick: bool) -> dict:
+    import gradkit as gk
+
+    x = np.random.default_rng(0).standard_normal(1 << 24).astype(np.float32)
+    y = np.empty_like(x)
+    fns = {op: (lambda f=getattr(gk.ops, op): f(x, out=y)) for op in ACTIVATIONS}
+    t = timed_blocks(fns, rounds=3 if quick else 10, reps=3, pause=0.0)
+    rate = {op: 2 * x.nbytes / np.median(v) / 1e9 for op, v in t.items()}
+    return {op: {"gbps": rate[op], "vs_relu": rate[op] / rate["relu"]} for op in ACTIVATIONS}
+
+
+def measure_optimizers(quick: bool) -> dict:
+    import torch
+
+    from bench_optim import CASES, bytes_moved, make_problem, make_step, make_stream
+
+    problem = make_problem()
+    vs_torch, vs_stream = {}, {}
+    for opt_name, pen_name in CASES:
+        nbytes = bytes_moved(opt_name, pen_name)
+        stream, stream_bytes = make_stream(nbytes)
+        fns = [("gk", make_step(opt_name, pen_name, "gradkit", problem)),
+               ("torch", make_step(opt_name, pen_name, "torch", problem)), ("stream", stream)]
+        times = {k: [] for k, _ in fns}
+        for r in range(3 if quick else 10):
+            for name, f in fns[r % 3:] + fns[:r % 3]:
+                t0 = time.perf_counter()
+                f()
+                times[name].append(time.perf_counter() - t0)
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        case = f"{opt_name}, {pen_name}"
+        vs_torch[case] = med["gk"] / med["torch"]
+        vs_stream[case] = (nbytes / med["gk"]) / (stream_bytes / med["stream"])
+        del fns, stream
+    del torch
+    return {"vs_torch": vs_torch, "vs_stream": vs_stream}
+
+
+def measure_epoch(quick: bool) -> dict:
+    from bench_epoch import gradkit_runner, synthetic, torch_runner
+
+    x, y = synthetic(3200 if quick else 12800)
+    model, gk_epoch = gradkit_runner("cnn", x, y)
+    _, t_epoch = torch_runner("cnn", x, y, like=model)
+    t = timed_blocks({"gradkit": gk_epoch, "torch": t_epoch}, rounds=2 if quick else 3, reps=1, pause=0.2)
+    return {"vs_torch": min(t["gradkit"]) / min(t["torch"]), "gradkit_s": min(t["gradkit"]),
+            "torch_s": min(t["torch"]), "samples": len(x)}
+
+
+def child(quick: bool) -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    import gradkit as gk
+
+    gk.set_num_threads(2)
+    torch.set_num_threads(2)
+    with threadpool_limits(2):
+        result = {"isa": gk._core.get_isa(), "baselines": baseline_isa.describe(),
+                  "torch_capability": torch.backends.cpu.get_cpu_capability(),
+                  "gemm": measure_gemm(quick), "activations": measure_activations(quick),
+                  "optimizers": measure_optimizers(quick), "epoch": measure_epoch(quick)}
+    print("RESULT " + json.dumps(result))
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def table(results: list) -> str:
+    head = "| benchmark | " + " | ".join(f"GRADKIT_ISA={r['isa']}" for r in results) + " | target |"
+    rows = [head, "|" + " --- |" * (len(results) + 2)]
+
+    def row(name, cells, target):
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {target} |")
+
+    for key in results[0]["gemm"]:
+        row(key + " (OpenBLAS time / gradkit's)",
+            [f"{r['gemm'][key]['min']:.2f}x (median {r['gemm'][key]['median']:.2f}x), "
+             f"{r['gemm'][key]['gflops']:.0f} GFLOP/s" for r in results],
+            ">= 0.95x" if key.startswith(("sgemm 1024x", "sgemm 2048x")) else ">= 1.0x")
+    for op in ACTIVATIONS:
+        target = {"relu": "the memory bound", "gelu": ">= 0.5x relu"}.get(op, ">= 0.7x relu")
+        row(f"{op} forward 16M floats `out=`",
+            [f"{r['activations'][op]['gbps']:.0f} GB/s" + ("" if op == "relu" else
+                                                          f" ({r['activations'][op]['vs_relu']:.2f}x relu)")
+             for r in results], target)
+
+    def span(d):
+        return f"{min(d.values()):.2f}-{max(d.values()):.2f}x"
+
+    row("24 optimizer steps (8 optimizers x none / wd 1e-4 / l1 1e-5), gradkit time / torch fused or foreach",
+        [span(r["optimizers"]["vs_torch"]) for r in results], "<= 1.0x")
+    row("the same, gradkit's rate / streaming rate over the same bytes",
+        [span(r["optimizers"]["vs_stream"]) for r in results], ">= 0.8x")
+    row(f"CNN training epoch ({results[0]['epoch']['samples']} images), gradkit time / torch's",
+        [f"{r['epoch']['vs_torch']:.2f}x ({r['epoch']['gradkit_s']:.2f} s vs {r['epoch']['torch_s']:.2f} s)"
+         for r in results], "<= 0.4x")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--isa", nargs="+", default=["avx512", "avx2"])
+    p.add_argument("--quick", action="store_true", help="few rounds (checks that the script runs)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        child(args.quick)
+        return
+    import gradkit as gk
+
+    results = []
+    for isa in args.isa:
+        if isa not in gk._core.supported_isas():
+            print(f"skipping {isa}: this CPU or build cannot run it")
+            continue
+        env = dict(os.environ, GRADKIT_ISA=isa)
+        cmd = [sys.executable, os.path.abspath(__file__), "--child"] + (["--quick"] if args.quick else [])
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+        results.append(json.loads(line[len("RESULT "):]))
+        print(f"{isa}: {results[-1]['baselines']} (torch capability {results[-1]['torch_capability']})", flush=True)
+    if results:
+        print(f"\n{cpu_name()}, {os.cpu_count()} CPUs, 2 threads, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+              f"load average {os.getloadavg()[0]:.1f}\n")
+        print(table(results))
+
+
+if __name__ == "__main__":
+    main()
