@@ -307,6 +307,18 @@ GK_ALWAYS_INLINE V copysign(V mag, V sgn) {
 #endif
 }
 
+// neg where the sign bit of x is set (x < 0, -0, NaNs with the sign bit), pos
+// elsewhere: one blendv on AVX2 (no comparison), a vpmovd2m + blend on AVX-512.
+GK_ALWAYS_INLINE Vec<float> select_sign(Vec<float> x, Vec<float> neg, Vec<float> pos) {
+#if defined(__AVX512F__)
+  return (Vec<float>)_mm512_mask_blend_ps(_mm512_movepi32_mask((__m512i)x), (__m512)pos, (__m512)neg);
+#elif defined(__AVX2__)
+  return (Vec<float>)_mm256_blendv_ps((__m256)pos, (__m256)neg, (__m256)x);
+#else
+  return bits(x) < 0 ? neg : pos;
+#endif
+}
+
 template <class V>
 GK_ALWAYS_INLINE elem_t<V> hsum(V v) {
   elem_t<V> s = v[0];
@@ -323,24 +335,23 @@ GK_ALWAYS_INLINE elem_t<V> hmax(V v) {
 
 // 1 / d for d in [1, 2^20] (or NaN): the hardware estimate refined by
 // Newton-Raphson steps (float; one on AVX-512's 14-bit estimate, two on AVX2's
-// 12-bit one: within ~1 ULP, several times cheaper than a division); an exact
-// division otherwise.
+// 12-bit one: within ~0.5 ULP, several times cheaper than a division); an exact
+// division otherwise. A step is r + r (1 - d r): 1 - d r is small and exact
+// (one FMA), so only the last addition rounds (r (2 - d r) would round 2 - d r
+// near 1, ~2^-24, and keep that error).
 template <class V>
 GK_ALWAYS_INLINE V recip(V d) {
   using T = elem_t<V>;
   if constexpr (std::is_same_v<T, float> && kVecBytes >= 32) {
 #if defined(__AVX512F__)
     const V r = (V)_mm512_rcp14_ps((__m512)d);
+    return r + r * (T(1) - d * r);
 #elif defined(__AVX2__)
     const V r = (V)_mm256_rcp_ps((__m256)d);
+    const V r1 = r + r * (T(1) - d * r);  // AVX2's estimate has 12 bits: one step leaves ~2^-23
+    return r1 + r1 * (T(1) - d * r1);
 #else
-    const V r = T(1) / d;
-#endif
-#if defined(__AVX512F__)
-    return r * (T(2) - d * r);
-#else
-    const V r1 = r * (T(2) - d * r);  // AVX2's estimate has 12 bits: one step leaves ~2^-23
-    return r1 * (T(2) - d * r1);
+    return T(1) / d;  // not reached (kVecBytes < 32)
 #endif
   } else {
     return T(1) / d;
@@ -380,42 +391,56 @@ GK_ALWAYS_INLINE V map_lanes(V v, F f) {
 // ---- float math ----------------------------------------------------------------------------
 namespace detail {
 
+// How exp_f32 applies 2^n (off AVX-512, where one vscalefps does it):
+//   full:        any n in [-150, 128], in two steps (2^floor(n/2) 2^ceil(n/2)) so
+//                that results down to the smallest denormal round once;
+//   nonpositive: hi + lo <= 0 (n in [-150, 0]): the polynomial's coefficients carry
+//                a factor 2^-24 (exact: every value in the evaluation stays normal)
+//                and 2^(n + 24) is always normal, so one multiplication rounds
+//                once, denormals included (the exponent bias, + 24, is folded into
+//                the rounding constant: two operations instead of nine).
+enum class ExpRange { full, nonpositive };
+
 // mul * exp(hi + lo) for hi + lo in [-104, 89] (callers clamp or select):
 // Cody-Waite reduction x = n ln2 + r with a 9-bit ln2_hi (n * ln2_hi exact, so
 // hi - n ln2_hi is exact even for |hi| ~ 100), a degree-7 polynomial on
 // |r| <= ln2/2 (own minimax fit, 1.2 * 2^-24 relative evaluated in float;
-// 6 FMAs), then 2^n applied in two steps so that
-// results down to the smallest denormal round once (kTwoStep = false: one
-// step, for callers whose n stays in [-126, 127]). `lo` carries a small
+// 6 FMAs), then 2^n applied as kRange says. `lo` carries a small
 // correction term (the low part of -x^2/2) and `mul` a prefactor applied
 // before the final scaling (so products that underflow round only once).
-template <bool kLo, bool kMul, bool kTwoStep = true>
+template <bool kLo, bool kMul, ExpRange kRange = ExpRange::full>
 GK_ALWAYS_INLINE Vec<float> exp_f32(Vec<float> hi, Vec<float> lo, Vec<float> mul) {
   using V = Vec<float>;
-  const V magic = set1(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+#if defined(__AVX512F__)
+  constexpr bool kFolded = false;
+#else
+  constexpr bool kFolded = kRange == ExpRange::nonpositive;
+#endif
+  constexpr float kBias = kFolded ? 127.0f + 24.0f : 0.0f;  // 2^(n + 24) from the bits of nf
+  constexpr float kS = kFolded ? 0x1p-24f : 1.0f;           // ... and 2^-24 in the polynomial
+  const V magic = set1(12582912.0f + kBias);  // 1.5 * 2^23 (+ bias): adding it rounds to an integer
   V sum = hi;
   if constexpr (kLo) sum = hi + lo;
   const V nf = sum * 1.44269504088896341f + magic;
-  const Mask<float> n = bits(nf) - bits(magic);
   const V nv = nf - magic;
   V r = hi - nv * 0.693359375f;
   r = r - nv * -2.12194440e-4f;
   if constexpr (kLo) r = r + lo;
-  V p = set1(1.3768305070698261e-3f);
-  p = p * r + 8.361367508769035e-3f;
-  p = p * r + 4.1668474674224854e-2f;
-  p = p * r + 1.6666586697101593e-1f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  V p = set1(kS * 1.3768305070698261e-3f);
+  p = p * r + kS * 8.361367508769035e-3f;
+  p = p * r + kS * 4.1668474674224854e-2f;
+  p = p * r + kS * 1.6666586697101593e-1f;
+  p = p * r + kS * 0.5f;
+  p = p * r + kS * 1.0f;
+  p = p * r + kS * 1.0f;
   if constexpr (kMul) p = p * mul;
 #if defined(__AVX512F__)
   // p * 2^n rounded once, denormal and zero results included: one vscalefps
   // replaces the integer exponent arithmetic and both multiplications.
-  (void)n;
   return (V)_mm512_scalef_ps((__m512)p, (__m512)nv);
 #else
-  if constexpr (!kTwoStep) return p * from_bits<float>((n + 127) << 23);  // n in [-126, 127]
+  if constexpr (kFolded) return p * from_bits<float>(bits(nf) << 23);  // 2^(n + 24), n + 151 in [1, 151]
+  const Mask<float> n = bits(nf) - bits(magic);
   const Mask<float> n1 = n >> 1;  // arithmetic: floor(n / 2)
   const Mask<float> n2 = n - n1;
   const V s1 = from_bits<float>((n1 + 127) << 23);
@@ -459,17 +484,18 @@ GK_ALWAYS_INLINE Vec<float> pow2_biased(Vec<float> n) {
 
 }  // namespace detail
 
-// 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows): s = e / (1 + e)
-// for x < 0, 1 - s for x >= 0 (exactly 1 once e < 2^-25), exp(-|x|) clamped
-// at -104 (where it rounds to 0) by exp_f32, whose 2^k scaling rounds denormal
-// results (x down to -103.3) once; the quotient by div (no division). About 20
-// vector operations on AVX-512.
+// 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows), clamped at -104
+// (where it rounds to 0) and computed by exp_f32 with ExpRange::nonpositive
+// (denormal results, x down to -103.3, round once); then y = 1 / (1 + e) =
+// sigmoid(|x|) by recip (no division; exactly 1 once e < 2^-25) and e y =
+// sigmoid(-|x|) for negative x (no 1 - s cancellation either way). About 22
+// vector operations on AVX2 (19 on AVX-512).
 GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
   using V = Vec<float>;
   const V z = clamp_lo(from_bits<float>(bits(x) | sign_mask<V>()), detail::kExpMin);  // -|x|, NaN kept
-  const V e = detail::exp_f32<false, false>(z, z, z);
-  const V s = div(e, 1.0f + e);  // sigmoid(-|x|); divisor in [1, 2]
-  return x < 0.0f ? s : 1.0f - s;
+  const V e = detail::exp_f32<false, false, detail::ExpRange::nonpositive>(z, z, z);
+  const V y = recip(1.0f + e);  // divisor in [1, 2]
+  return select_sign(x, e * y, y);
 }
 
 // tanh(x) = -sign(x) m / (2 + m) with m = expm1(-2z), z = min(|x|, 9.02)
