@@ -127,8 +127,9 @@ struct ActOp<Act::elu> {
 
 template <>
 struct ActOp<Act::gelu> {
-  // y = x Phi(x): simd::gelu (a piecewise polynomial on AVX-512 for |x| < 3.875,
-  // the normal tail with x - q for x >= 0 elsewhere).
+  // y = x Phi(x): simd::gelu (piecewise polynomials on AVX-512 for |x| < 3.875 and
+  // AVX2 for |x| < 3.75, a tail formula beyond; the normal tail with x - q for x >= 0
+  // on the generic path).
   template <class V>
   static V fwd(V x, elem_t<V>) { return simd::gelu(x); }
   // dx = dy (Phi(x) + x phi(x)) (simd::gelu_grad).

@@ -16,11 +16,11 @@
 // erfc; own minimax fits for tanh, sigmoid and GELU's piecewise Phi), accurate
 // to a few ULP including denormal results, with NaN propagated and +-inf
 // handled; double math calls libm per lane (correct first, float is the fast path).
-// Measured max errors vs float64 over every float32 in the range (tanh on
-// [-9.5, 9.5], sigmoid on [-110, 110], GELU on [-16, 16]; AVX-512 / AVX2 /
-// generic, GELU off AVX-512 every 5th float): tanh 3.1 / 3.1 / 3.2, sigmoid
-// 2.4 / 2.4 / 2.4, GELU 3.8 / 7.0 / 6.7 ULP; elu 1.2 (tests/test_activation.py sweeps);
-// GELU' (AVX-512, every 7th float in [-16, 16]) within 0.47 * 2^-23 (|GELU'| + 1).
+// Measured max errors vs float64 (cpp/tools/ulp_sweep.py) over every float32 in
+// the range (tanh on [-9.5, 9.5], sigmoid on [-110, 110], GELU on [-16, 16];
+// AVX-512 / AVX2 / generic; GELU every 5th float): tanh 3.1 / 3.1 / 3.2, sigmoid
+// 2.8 / 2.8 / 2.8, GELU 3.1 / 3.1 / 6.7 ULP; elu 1.2 (tests/test_activation.py sweeps);
+// GELU' (every 5th float in [-16, 16]) within 0.47 / 0.37 / 1.34 * 2^-23 (|GELU'| + 1).
 // a * b + c is contracted to an FMA where the ISA has one, so ISAs may differ
 // in the last bits; thread counts never change a result.
 #pragma once
@@ -307,6 +307,18 @@ GK_ALWAYS_INLINE V copysign(V mag, V sgn) {
 #endif
 }
 
+// neg where the sign bit of x is set (x < 0, -0, NaNs with the sign bit), pos
+// elsewhere: one blendv on AVX2 (no comparison), a vpmovd2m + blend on AVX-512.
+GK_ALWAYS_INLINE Vec<float> select_sign(Vec<float> x, Vec<float> neg, Vec<float> pos) {
+#if defined(__AVX512F__)
+  return (Vec<float>)_mm512_mask_blend_ps(_mm512_movepi32_mask((__m512i)x), (__m512)pos, (__m512)neg);
+#elif defined(__AVX2__)
+  return (Vec<float>)_mm256_blendv_ps((__m256)pos, (__m256)neg, (__m256)x);
+#else
+  return bits(x) < 0 ? neg : pos;
+#endif
+}
+
 template <class V>
 GK_ALWAYS_INLINE elem_t<V> hsum(V v) {
   elem_t<V> s = v[0];
@@ -323,24 +335,23 @@ GK_ALWAYS_INLINE elem_t<V> hmax(V v) {
 
 // 1 / d for d in [1, 2^20] (or NaN): the hardware estimate refined by
 // Newton-Raphson steps (float; one on AVX-512's 14-bit estimate, two on AVX2's
-// 12-bit one: within ~1 ULP, several times cheaper than a division); an exact
-// division otherwise.
+// 12-bit one: within ~0.5 ULP, several times cheaper than a division); an exact
+// division otherwise. A step is r + r (1 - d r): 1 - d r is small and exact
+// (one FMA), so only the last addition rounds (r (2 - d r) would round 2 - d r
+// near 1, ~2^-24, and keep that error).
 template <class V>
 GK_ALWAYS_INLINE V recip(V d) {
   using T = elem_t<V>;
   if constexpr (std::is_same_v<T, float> && kVecBytes >= 32) {
 #if defined(__AVX512F__)
     const V r = (V)_mm512_rcp14_ps((__m512)d);
+    return r + r * (T(1) - d * r);
 #elif defined(__AVX2__)
     const V r = (V)_mm256_rcp_ps((__m256)d);
+    const V r1 = r + r * (T(1) - d * r);  // AVX2's estimate has 12 bits: one step leaves ~2^-23
+    return r1 + r1 * (T(1) - d * r1);
 #else
-    const V r = T(1) / d;
-#endif
-#if defined(__AVX512F__)
-    return r * (T(2) - d * r);
-#else
-    const V r1 = r * (T(2) - d * r);  // AVX2's estimate has 12 bits: one step leaves ~2^-23
-    return r1 * (T(2) - d * r1);
+    return T(1) / d;  // not reached (kVecBytes < 32)
 #endif
   } else {
     return T(1) / d;
@@ -380,42 +391,56 @@ GK_ALWAYS_INLINE V map_lanes(V v, F f) {
 // ---- float math ----------------------------------------------------------------------------
 namespace detail {
 
+// How exp_f32 applies 2^n (off AVX-512, where one vscalefps does it):
+//   full:        any n in [-150, 128], in two steps (2^floor(n/2) 2^ceil(n/2)) so
+//                that results down to the smallest denormal round once;
+//   nonpositive: hi + lo <= 0 (n in [-150, 0]): the polynomial's coefficients carry
+//                a factor 2^-24 (exact, but for terms far below p's last bit that
+//                may turn denormal) and 2^(n + 24) is normal, so one multiplication rounds
+//                once, denormals included (the exponent bias, + 24, is folded into
+//                the rounding constant: two operations instead of nine).
+enum class ExpRange { full, nonpositive };
+
 // mul * exp(hi + lo) for hi + lo in [-104, 89] (callers clamp or select):
 // Cody-Waite reduction x = n ln2 + r with a 9-bit ln2_hi (n * ln2_hi exact, so
 // hi - n ln2_hi is exact even for |hi| ~ 100), a degree-7 polynomial on
 // |r| <= ln2/2 (own minimax fit, 1.2 * 2^-24 relative evaluated in float;
-// 6 FMAs), then 2^n applied in two steps so that
-// results down to the smallest denormal round once (kTwoStep = false: one
-// step, for callers whose n stays in [-126, 127]). `lo` carries a small
+// 6 FMAs), then 2^n applied as kRange says. `lo` carries a small
 // correction term (the low part of -x^2/2) and `mul` a prefactor applied
 // before the final scaling (so products that underflow round only once).
-template <bool kLo, bool kMul, bool kTwoStep = true>
+template <bool kLo, bool kMul, ExpRange kRange = ExpRange::full>
 GK_ALWAYS_INLINE Vec<float> exp_f32(Vec<float> hi, Vec<float> lo, Vec<float> mul) {
   using V = Vec<float>;
-  const V magic = set1(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+#if defined(__AVX512F__)
+  constexpr bool kFolded = false;
+#else
+  constexpr bool kFolded = kRange == ExpRange::nonpositive;
+#endif
+  constexpr float kBias = kFolded ? 127.0f + 24.0f : 0.0f;  // 2^(n + 24) from the bits of nf
+  constexpr float kS = kFolded ? 0x1p-24f : 1.0f;           // ... and 2^-24 in the polynomial
+  const V magic = set1(12582912.0f + kBias);  // 1.5 * 2^23 (+ bias): adding it rounds to an integer
   V sum = hi;
   if constexpr (kLo) sum = hi + lo;
   const V nf = sum * 1.44269504088896341f + magic;
-  const Mask<float> n = bits(nf) - bits(magic);
   const V nv = nf - magic;
   V r = hi - nv * 0.693359375f;
   r = r - nv * -2.12194440e-4f;
   if constexpr (kLo) r = r + lo;
-  V p = set1(1.3768305070698261e-3f);
-  p = p * r + 8.361367508769035e-3f;
-  p = p * r + 4.1668474674224854e-2f;
-  p = p * r + 1.6666586697101593e-1f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  V p = set1(kS * 1.3768305070698261e-3f);
+  p = p * r + kS * 8.361367508769035e-3f;
+  p = p * r + kS * 4.1668474674224854e-2f;
+  p = p * r + kS * 1.6666586697101593e-1f;
+  p = p * r + kS * 0.5f;
+  p = p * r + kS * 1.0f;
+  p = p * r + kS * 1.0f;
   if constexpr (kMul) p = p * mul;
 #if defined(__AVX512F__)
   // p * 2^n rounded once, denormal and zero results included: one vscalefps
   // replaces the integer exponent arithmetic and both multiplications.
-  (void)n;
   return (V)_mm512_scalef_ps((__m512)p, (__m512)nv);
 #else
-  if constexpr (!kTwoStep) return p * from_bits<float>((n + 127) << 23);  // n in [-126, 127]
+  if constexpr (kFolded) return p * from_bits<float>(bits(nf) << 23);  // 2^(n + 24), n + 151 in [1, 151]
+  const Mask<float> n = bits(nf) - bits(magic);
   const Mask<float> n1 = n >> 1;  // arithmetic: floor(n / 2)
   const Mask<float> n2 = n - n1;
   const V s1 = from_bits<float>((n1 + 127) << 23);
@@ -459,17 +484,18 @@ GK_ALWAYS_INLINE Vec<float> pow2_biased(Vec<float> n) {
 
 }  // namespace detail
 
-// 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows): s = e / (1 + e)
-// for x < 0, 1 - s for x >= 0 (exactly 1 once e < 2^-25), exp(-|x|) clamped
-// at -104 (where it rounds to 0) by exp_f32, whose 2^k scaling rounds denormal
-// results (x down to -103.3) once; the quotient by div (no division). About 20
-// vector operations on AVX-512.
+// 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows), clamped at -104
+// (where it rounds to 0) and computed by exp_f32 with ExpRange::nonpositive
+// (denormal results, x down to -103.3, round once); then y = 1 / (1 + e) =
+// sigmoid(|x|) by recip (no division; exactly 1 once e < 2^-25) and e y =
+// sigmoid(-|x|) for negative x (no 1 - s cancellation either way). About 22
+// vector operations on AVX2 (19 on AVX-512).
 GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
   using V = Vec<float>;
   const V z = clamp_lo(from_bits<float>(bits(x) | sign_mask<V>()), detail::kExpMin);  // -|x|, NaN kept
-  const V e = detail::exp_f32<false, false>(z, z, z);
-  const V s = div(e, 1.0f + e);  // sigmoid(-|x|); divisor in [1, 2]
-  return x < 0.0f ? s : 1.0f - s;
+  const V e = detail::exp_f32<false, false, detail::ExpRange::nonpositive>(z, z, z);
+  const V y = recip(1.0f + e);  // divisor in [1, 2]
+  return select_sign(x, e * y, y);
 }
 
 // tanh(x) = -sign(x) m / (2 + m) with m = expm1(-2z), z = min(|x|, 9.02)
@@ -690,62 +716,147 @@ alignas(64) inline constexpr float kGeluGradPiece[7][32] = {
     },
 };
 
-// A piecewise degree-6 polynomial on the 32 pieces of width 1/4 covering [-4.125, 3.875)
-// (coefficients tab[k][j], as kPhiPiece), for |x| < 3.875 (mask `in`; other lanes hold
-// garbage): coefficients from two-register permutes (vpermt2ps) indexed by the piece,
-// about 19 operations.
-GK_ALWAYS_INLINE Vec<float> pieces(Vec<float> x, const float (&tab)[7][32], __mmask16& in) {
-  using V = Vec<float>;
-  const V magic = set1(12582912.0f + 16.0f);  // 1.5 * 2^23 + 16: rounds 4x + 16 to an integer j
-  const V nf = x * 4.0f + magic;
-  const V jm = nf - magic;  // j - 16
-  const V w = x * 4.0f - jm;  // exact, |w| <= 1/2
-  const __m512i idx = (__m512i)nf;  // j in the low 5 bits
-  const auto coef = [idx, &tab](int k) {
-    return (V)_mm512_permutex2var_ps(_mm512_load_ps(tab[k]), idx, _mm512_load_ps(tab[k] + 16));
-  };
-  V p = coef(6);
-  p = p * w + coef(5);
-  p = p * w + coef(4);
-  p = p * w + coef(3);
-  p = p * w + coef(2);
-  p = p * w + coef(1);
-  p = p * w + coef(0);
-  in = _mm512_cmp_ps_mask((__m512)abs(x), _mm512_set1_ps(3.875f), _CMP_LT_OQ);
+}  // namespace detail
+#endif
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+namespace detail {
+// Phi(-a) for a = |x| in [0, 3.75) in 8 pieces of width 1/2 (one vpermps per
+// coefficient): piece j covers 2a in [j - 1/2, j + 1/2], Phi(-a) = sum_k
+// kPhiTail8[k][j] w^k with w = 2a - j; degree 7, minimax in relative error
+// (1e-8 of Phi(-a) in float64; with the float coefficients, each rounded in turn
+// and the higher ones refitted, evaluated in float: 2.6 * 2^-24).
+// kGeluGrad8: Phi(-a) - a phi(a) on the same pieces, degree 6, minimax in absolute
+// error (0.17 * 2^-23 in float). Both from cpp/tools/fit_gelu_pieces.py.
+alignas(32) inline constexpr float kPhiTail8[8][8] = {
+    {0.5f, 0.308537543f, 0.158655256f, 0.066807203f, 0.0227501318f, 0.00620966544f, 0.00134989806f, 0.000232629085f},  // w^0
+    {-0.199471146f, -0.176032662f, -0.120985366f, -0.0647588f, -0.0269954838f, -0.00876415055f, -0.00221592421f, -0.000436341361f},  // w^1
+    {2.15940105e-07f, 0.0220037848f, 0.030246187f, 0.0242844243f, 0.0134977549f, 0.0054775849f, 0.00166194094f, 0.000381798105f},  // w^2
+    {0.00830854475f, 0.00550110266f, 1.80814354e-07f, -0.00337272161f, -0.00337443035f, -0.0019171423f, -0.000738639559f, -0.000204534022f},  // w^3
+    {1.61894222e-05f, -0.00125740841f, -0.00125859724f, -0.000378127006f, 0.000281038869f, 0.000370981317f, 0.000207774196f, 7.35837893e-05f},  // w^4
+    {-0.000359945581f, -0.000144455742f, 0.00012434469f, 0.000182028962f, 7.03229598e-05f, -2.09774062e-05f, -3.46483357e-05f, -1.80925836e-05f},  // w^5
+    {7.09951419e-05f, 3.89268243e-05f, 2.69044522e-05f, -1.36145845e-05f, -2.05118286e-05f, -8.33244758e-06f, 1.59551689e-06f, 2.78764992e-06f},  // w^6
+    {-3.17061713e-05f, 6.11632458e-06f, -1.75756918e-06f, -7.39619963e-07f, 7.53671088e-07f, 2.42978149e-06f, 7.33853653e-07f, -1.33808967e-07f},  // w^7
+};
+alignas(32) inline constexpr float kGeluGrad8[7][8] = {
+    {0.5f, 0.13250488f, -0.0833154693f, -0.127469197f, -0.0852318034f, -0.0376110859f, -0.0119456472f, -0.00282176048f},  // w^0
+    {-0.398942292f, -0.308057159f, -0.120985448f, 0.0161897f, 0.0539909899f, 0.0372476578f, 0.0155114653f, 0.00447249366f},  // w^1
+    {4.25656367e-07f, 0.0825149715f, 0.0907389894f, 0.0424981453f, 6.42713687e-08f, -0.0123245977f, -0.00830972008f, -0.00314983469f},  // w^2
+    {0.0332398638f, 0.016961297f, -0.0100792106f, -0.0180442426f, -0.00899948552f, -0.000251702499f, 0.00203140895f, 0.00124216324f},  // w^3
+    {3.0683972e-05f, -0.00701591047f, -0.00504078018f, 0.000851999561f, 0.0028115164f, 0.00133396569f, 8.13212466e-08f, -0.000265022885f},  // w^4
+    {-0.00195965613f, -0.000568671676f, 0.00111045688f, 0.00090882933f, -7.54882203e-05f, -0.000360398786f, -0.000146628445f, 8.49713615e-06f},  // w^5
+    {0.000129484048f, 0.000341298612f, 0.00013557123f, -0.000157212286f, -0.000120320903f, 1.43156085e-05f, 3.93429145e-05f, 1.17923728e-05f},  // w^6
+};
+}  // namespace detail
+#endif
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+namespace detail {
+// Piecewise polynomials, one table lookup per coefficient: tab[k][j] is the w^k
+// coefficient of piece j; a lane's piece is given by the low bits of idx. AVX-512:
+// 32 pieces, vpermt2ps over two registers; AVX2: 8 pieces, vpermps.
+#if defined(__AVX512F__)
+constexpr int kPieces = 32;
+GK_ALWAYS_INLINE Vec<float> lookup(const float (&t)[kPieces], Mask<float> idx) {
+  return (Vec<float>)_mm512_permutex2var_ps(_mm512_load_ps(t), (__m512i)idx, _mm512_load_ps(t + 16));
+}
+#else
+constexpr int kPieces = 8;
+GK_ALWAYS_INLINE Vec<float> lookup(const float (&t)[kPieces], Mask<float> idx) {
+  return (Vec<float>)_mm256_permutevar8x32_ps(_mm256_load_ps(t), (__m256i)idx);
+}
+#endif
+
+// sum_k tab[k][j] w^k for each lane's piece j (Horner: K lookups, K - 1 FMAs).
+template <int K>
+GK_ALWAYS_INLINE Vec<float> piece_poly(const float (&tab)[K][kPieces], Mask<float> idx, Vec<float> w) {
+  Vec<float> p = lookup(tab[K - 1], idx);
+#pragma GCC unroll 16
+  for (int k = K - 2; k >= 0; --k) p = p * w + lookup(tab[k], idx);
   return p;
+}
+
+// scale * v = j - kOffset + w with j an integer (the piece, in the low bits of idx)
+// and |w| <= 1/2, returned exactly; scale a power of 2, |scale * v| < 2^21.
+template <int kOffset>
+GK_ALWAYS_INLINE Vec<float> split_piece(Vec<float> v, float scale, Mask<float>& idx) {
+  const Vec<float> magic = set1(12582912.0f + kOffset);  // 1.5 * 2^23 (+ offset): rounds to an integer
+  const Vec<float> nf = v * scale + magic;
+  idx = bits(nf);
+  return v * scale - (nf - magic);
+}
+
+// fast in the lanes where a < limit, tail() in the others (NaN included); tail()
+// only runs for a vector with such a lane, so a lane's result depends on its own
+// input only.
+template <class Tail>
+GK_ALWAYS_INLINE Vec<float> with_tail(Vec<float> a, float limit, Vec<float> fast, Tail tail) {
+#if defined(__AVX512F__)
+  const __mmask16 in = _mm512_cmp_ps_mask((__m512)a, _mm512_set1_ps(limit), _CMP_LT_OQ);
+  if (__builtin_expect(in == 0xFFFF, 1)) return fast;
+  return (Vec<float>)_mm512_mask_blend_ps(in, (__m512)tail(), (__m512)fast);
+#else
+  const __m256 in = _mm256_cmp_ps((__m256)a, _mm256_set1_ps(limit), _CMP_LT_OQ);
+  if (__builtin_expect(_mm256_movemask_ps(in) == 0xFF, 1)) return fast;
+  return (Vec<float>)_mm256_blendv_ps((__m256)tail(), (__m256)fast, in);
+#endif
 }
 }  // namespace detail
 #endif
 
-// GELU(x) = x Phi(x). AVX-512 float: for |x| < 3.875, Phi from detail::pieces; a
-// vector with any lane outside (or NaN) also runs the tail formula below (about 28
-// more operations) and takes those lanes from it, so every lane's result depends only
-// on its own x. Elsewhere: gelu_general.
+#if defined(__AVX2__) || defined(__AVX512F__)
+namespace detail {
+// GELU for |x| >= 3.74 (and NaN, +-inf), the lanes the piecewise forms leave:
+// T = a Phi(-a), a = min(|x|, 14.5), is phi(a) g(1 / a^2) with g(v) = a Phi(-a) /
+// phi(a) (Mills' ratio times a, 1 - v + 3v^2 - ...) a degree-5 minimax fit on a in
+// [3.74, 14.6] (relative error, 1/sqrt(2 pi) folded in; 1.5 * 2^-24 in float;
+// cpp/tools/fit_gelu_pieces.py); a^2 exact as sq + sq_lo (FMA), so exp(-a^2 / 2)
+// keeps its accuracy up to a ~ 14.5. y = -T for x < 0, x - T for x > 0 (T < 2.2e-4 x
+// there). About 28 operations.
+GK_ALWAYS_INLINE Vec<float> gelu_tail(Vec<float> x) {
+  using V = Vec<float>;
+  const V a = clamp_hi(abs(x), kNormalClamp<float>);  // NaN kept
+  const V sq = a * a;
+#if defined(__AVX512F__)
+  const V sq_lo = (V)_mm512_fmsub_ps((__m512)a, (__m512)a, (__m512)sq);
+#else
+  const V sq_lo = (V)_mm256_fmsub_ps((__m256)a, (__m256)a, (__m256)sq);
+#endif
+  const V v = recip(sq);  // in [0.0047, 0.072] where it matters
+  V g = set1(-66.7730255f);
+  g = g * v + 24.9381886f;
+  g = g * v - 5.41806936f;
+  g = g * v + 1.18652296f;
+  g = g * v - 0.398854166f;
+  g = g * v + 0.398942024f;
+  const V t = exp_f32<true, true>(sq * -0.5f, sq_lo * -0.5f, g);
+  return clamp_lo(x, 0.0f) - t;  // max(0, x), NaN kept
+}
+}  // namespace detail
+#endif
+
+// GELU(x) = x Phi(x), float.
+// AVX-512: x detail::kPhiPiece(x) for |x| < 3.875 (about 19 operations).
+// AVX2: q = detail::kPhiTail8(|x|) = Phi(-|x|) for |x| < 3.75, y = x q for x < 0 and
+// x - x q (one FMA, one rounding) for x >= 0 (about 22 operations).
+// Lanes beyond (and NaN, +-inf) take detail::gelu_tail, which only runs for vectors
+// holding such a lane (detail::with_tail).
+// Elsewhere: gelu_general.
 GK_ALWAYS_INLINE Vec<float> gelu(Vec<float> x) {
 #if defined(__AVX512F__)
   using V = Vec<float>;
-  __mmask16 in;
-  const V fast = x * detail::pieces(x, detail::kPhiPiece, in);
-  if (in == 0xFFFF) return fast;
-  // |x| >= 3.875 (and NaN, +-inf): T = a Phi(-a), a = min(|x|, 14.5), is
-  // phi(a) g(1 / a^2) with g(v) = a Phi(-a) / phi(a) (Mills' ratio times a,
-  // 1 - v + 3v^2 - ...) a degree-5 minimax fit on a in [3.87, 14.6] (own
-  // coefficients, 1/sqrt(2 pi) folded in; 2.3 * 2^-24 relative); a^2 exact as
-  // sq + sq_lo (FMA), so exp(-a^2 / 2) keeps its accuracy up to a ~ 14.5.
-  // y = -T for x < 0, x - T for x > 0 (T < 2.2e-4 x there).
-  const V a = clamp_hi(abs(x), kNormalClamp<float>);  // NaN kept
-  const V sq = a * a;
-  const V sq_lo = (V)_mm512_fmsub_ps((__m512)a, (__m512)a, (__m512)sq);
-  const V v = recip(sq);  // in [0.0047, 0.067] where it matters
-  V g = set1(-70.4353333f);
-  g = g * v + 25.6246109f;
-  g = g * v - 5.46476793f;
-  g = g * v + 1.18789768f;
-  g = g * v - 0.398870081f;
-  g = g * v + 0.398942053f;
-  const V t = detail::exp_f32<true, true>(sq * -0.5f, sq_lo * -0.5f, g);
-  const V tail = (V)_mm512_max_ps(_mm512_setzero_ps(), (__m512)x) - t;  // max keeps NaN (second operand)
-  return (V)_mm512_mask_blend_ps(in, (__m512)tail, (__m512)fast);
+  Mask<float> idx;
+  const V w = detail::split_piece<16>(x, 4.0f, idx);  // piece j: 4x + 16 in [j - 1/2, j + 1/2]
+  const V fast = x * detail::piece_poly(detail::kPhiPiece, idx, w);
+  return detail::with_tail(abs(x), 3.875f, fast, [x] { return detail::gelu_tail(x); });
+#elif defined(__AVX2__)
+  using V = Vec<float>;
+  const V a = abs(x);
+  Mask<float> idx;
+  const V w = detail::split_piece<0>(a, 2.0f, idx);  // piece j: 2a in [j - 1/2, j + 1/2]
+  const V q = detail::piece_poly(detail::kPhiTail8, idx, w);
+  const V fast = select_sign(x, x * q, (V)_mm256_fnmadd_ps((__m256)x, (__m256)q, (__m256)x));
+  return detail::with_tail(a, 3.75f, fast, [x] { return detail::gelu_tail(x); });
 #else
   return gelu_general(x);
 #endif
@@ -761,15 +872,23 @@ GK_ALWAYS_INLINE V gelu_grad_general(V x) {
   return (x >= T(0) ? T(1) - h : h) + normal_pdf(xc, xc);
 }
 
-// GELU'(x). AVX-512 float: detail::kGeluGradPiece for |x| < 3.875; a vector with any
-// lane outside (or NaN) also runs gelu_grad_general and takes those lanes from it.
+// GELU'(x), float. AVX-512: detail::kGeluGradPiece for |x| < 3.875. AVX2: h =
+// detail::kGeluGrad8(|x|) = Phi(-|x|) - |x| phi(x) for |x| < 3.75, GELU' = h for x < 0,
+// 1 - h for x >= 0. Other lanes from gelu_grad_general (detail::with_tail).
 GK_ALWAYS_INLINE Vec<float> gelu_grad(Vec<float> x) {
 #if defined(__AVX512F__)
   using V = Vec<float>;
-  __mmask16 in;
-  const V fast = detail::pieces(x, detail::kGeluGradPiece, in);
-  if (in == 0xFFFF) return fast;
-  return (V)_mm512_mask_blend_ps(in, (__m512)gelu_grad_general(x), (__m512)fast);
+  Mask<float> idx;
+  const V w = detail::split_piece<16>(x, 4.0f, idx);
+  const V fast = detail::piece_poly(detail::kGeluGradPiece, idx, w);
+  return detail::with_tail(abs(x), 3.875f, fast, [x] { return gelu_grad_general(x); });
+#elif defined(__AVX2__)
+  using V = Vec<float>;
+  const V a = abs(x);
+  Mask<float> idx;
+  const V w = detail::split_piece<0>(a, 2.0f, idx);
+  const V h = detail::piece_poly(detail::kGeluGrad8, idx, w);
+  return detail::with_tail(a, 3.75f, select_sign(x, h, 1.0f - h), [x] { return gelu_grad_general(x); });
 #else
   return gelu_grad_general(x);
 #endif
