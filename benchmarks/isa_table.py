@@ -5,9 +5,10 @@ Run: PYTHONPATH=python python benchmarks/isa_table.py [--isa avx512 avx2] [--qui
 For each ISA the script starts itself again with GRADKIT_ISA set (baseline_isa.py then holds
 OpenBLAS, MKL, oneDNN and ATen to that ISA too, so an AVX-512 machine stands in for an AVX2 one
 on the same cores) and measures, on 2 threads:
-- sgemm, gradkit vs NumPy's OpenBLAS: blocks of calls of each in turn, with a pause before
-  each block (a BLAS's worker threads spin for a while after a call and would steal the other
-  library's cores); speed ratio OpenBLAS time / gradkit time, of minima and of medians;
+- sgemm, gradkit vs NumPy's OpenBLAS: blocks of calls of each in turn (a library's worker
+  threads spin for a while after a call and would steal the other's cores if they alternated
+  call by call; each block drops its first third); speed ratio OpenBLAS time / gradkit time,
+  of the blocks' minima and medians;
 - activations forward on 16M floats with ``out=``: GB/s (read + write) and the ratio to relu's,
   the memory bound;
 - every optimizer step of bench_optim.py (8 setups x no penalty, weight_decay=1e-4, l1=1e-5),
@@ -35,16 +36,22 @@ ACTIVATIONS = ["relu", "tanh", "sigmoid", "gelu"]
 
 
 def timed_blocks(fns: dict, rounds: int, reps: int, pause: float) -> dict:
-    """Per name, the per-call times of ``rounds`` blocks of ``reps`` calls, the names taking turns."""
+    """Per name, one time per block: ``rounds`` blocks of ``reps`` calls, the names taking turns.
+
+    A block's time is the median of its calls after the first third: the other library's
+    worker threads may still be spinning when a block starts (OpenBLAS's and OpenMP's spin
+    before they sleep), which slows the first calls of a block and is not this library's cost.
+    """
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for name, f in fns.items():
             time.sleep(pause)
-            f()  # wakes this library's threads
-            t0 = time.perf_counter()
-            for _ in range(reps):
+            calls = []
+            for _ in range(reps + reps // 2):
+                t0 = time.perf_counter()
                 f()
-            times[name].append((time.perf_counter() - t0) / reps)
+                calls.append(time.perf_counter() - t0)
+            times[name].append(float(np.median(calls[reps // 2:])))
     return times
 
 
@@ -60,8 +67,8 @@ def measure_gemm(quick: bool) -> dict:
         b_op = b.T if layout == "NT" else b
         fns = {"gradkit": lambda: gk.ops.matmul(a, b, trans_b=layout == "NT", out=c),
                "numpy": lambda: np.matmul(a, b_op, out=c)}
-        reps = max(1, int(2e8 / (m * n * k)))
-        t = timed_blocks(fns, rounds=3 if quick else (6 if m >= 2048 else 10), reps=reps, pause=0.2)
+        reps = max(4, int(1e9 / (m * n * k)))  # blocks of >= 50 ms
+        t = timed_blocks(fns, rounds=3 if quick else (5 if m >= 2048 else 10), reps=reps, pause=0.1)
         out[f"sgemm {m}x{n}x{k} {layout}"] = {
             "min": min(t["numpy"]) / min(t["gradkit"]), "median": np.median(t["numpy"]) / np.median(t["gradkit"]),
             "gflops": 2e-9 * m * n * k / min(t["gradkit"])}
@@ -74,7 +81,7 @@ def measure_activations(quick: bool) -> dict:
     x = np.random.default_rng(0).standard_normal(1 << 24).astype(np.float32)
     y = np.empty_like(x)
     fns = {op: (lambda f=getattr(gk.ops, op): f(x, out=y)) for op in ACTIVATIONS}
-    t = timed_blocks(fns, rounds=3 if quick else 10, reps=3, pause=0.0)
+    t = timed_blocks(fns, rounds=3 if quick else 10, reps=4, pause=0.0)
     rate = {op: 2 * x.nbytes / np.median(v) / 1e9 for op, v in t.items()}
     return {op: {"gbps": rate[op], "vs_relu": rate[op] / rate["relu"]} for op in ACTIVATIONS}
 
@@ -113,6 +120,7 @@ def measure_epoch(quick: bool) -> dict:
     model, gk_epoch = gradkit_runner("cnn", x, y)
     _, t_epoch = torch_runner("cnn", x, y, like=model)
     t = timed_blocks({"gradkit": gk_epoch, "torch": t_epoch}, rounds=2 if quick else 3, reps=1, pause=0.2)
+    # (reps=1: each block is one whole epoch, nothing dropped)
     return {"vs_torch": min(t["gradkit"]) / min(t["torch"]), "gradkit_s": min(t["gradkit"]),
             "torch_s": min(t["torch"]), "samples": len(x)}
 
