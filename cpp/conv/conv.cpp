@@ -254,12 +254,14 @@ void wino_weight_grad(T* dw, const T* dU, index_t OC, index_t C, int nthreads) {
 }
 
 // The output tile size for OH x OW outputs: F(4x4, 3x3) (36 products per 4x4 tile, against 16
-// per 2x2 tile of F(2x2, 3x3)) where it saves at least 40% of the products after rounding up to
-// whole tiles, since its transforms cost more per product saved (measured: 28x28 outputs run
-// 30% faster with F(4x4), 14x14 ones 10% slower).
+// per 2x2 tile of F(2x2, 3x3)) where it saves at least 25% of the products after rounding up to
+// whole tiles, since its transforms cost more per product saved. Measured (fwd + dX + dW, 2
+// threads, Xeon): at 28x28 F(4x4) is 30% faster; at 14x14 and 13x13 (27% saved) it is 9-19%
+// faster with the AVX2 kernels and 0-13% with AVX-512 (C32->64 and C64->128, batch 64-128); at
+// 10x10 (19% saved) 8% faster on AVX2 but 3% slower on AVX-512, so F(2x2) stays there.
 int wino_tile(index_t OH, index_t OW) {
   const index_t f4 = 36 * ceil_div(OH, 4) * ceil_div(OW, 4), f2 = 16 * ceil_div(OH, 2) * ceil_div(OW, 2);
-  return 5 * f4 <= 3 * f2 ? 4 : 2;
+  return 4 * f4 <= 3 * f2 ? 4 : 2;
 }
 
 // y (N, Cout, OH, OW) = act(conv3x3(x (N, Cin, H, W), padding (ph, pw)) + bias) from U ((MT+2)^2,
