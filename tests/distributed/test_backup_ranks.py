@@ -5,30 +5,11 @@ import pytest
 
 import gradkit as gk
 from gradkit import _core, nn
+from backup_helpers import Interrupt, Interrupted
 from dist_helpers import same_on_every_rank
 
 pytest.importorskip("mpi4py")
 DDP = gk.distributed.DistributedDataParallel
-
-
-class Interrupted(Exception):
-    pass
-
-
-class Interrupt(gk.callbacks.Callback):
-    """Raises on every rank after batch ``at = (epoch, batch)``; counts the batches this fit trained."""
-
-    def __init__(self, at=None):
-        super().__init__()
-        self.at, self.epoch, self.batches = at, 0, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_batch_end(self, batch, logs=None):
-        self.batches += 1
-        if (self.epoch, batch) == self.at:
-            raise Interrupted
 
 
 def steps_per_epoch():
