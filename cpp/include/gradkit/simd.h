@@ -333,52 +333,39 @@ GK_ALWAYS_INLINE elem_t<V> hmax(V v) {
   return s;
 }
 
-// 1 / d for d in [1, 2^20] (or NaN): the hardware estimate refined by
-// Newton-Raphson steps (float; one on AVX-512's 14-bit estimate, two on AVX2's
-// 12-bit one: within ~0.5 ULP, several times cheaper than a division); an exact
-// division otherwise. A step is r + r (1 - d r): 1 - d r is small and exact
-// (one FMA), so only the last addition rounds (r (2 - d r) would round 2 - d r
-// near 1, ~2^-24, and keep that error).
+// 1 / d and n / d for d in [1, 2^20] (or NaN), n finite. AVX-512: the 14-bit
+// hardware estimate refined by one Newton-Raphson step, r + r (1 - d r) (1 - d r is
+// small and exact, one FMA, so only the last addition rounds), within ~0.5 ULP,
+// and the quotient from it corrected once by its residual n - q d (~0.5 ULP plus
+// 2^-28 relative): a few FMAs, cheaper than vdivps zmm (one per 10-16 cycles).
+// AVX2 and narrower: the hardware division, correctly rounded. Its divider runs
+// beside the FMA ports (vdivps ymm: one per 5 cycles on Skylake and later Intel
+// cores, per 3.5 on Zen 2-4), so in the activations it costs less than the five
+// FMA-port operations of a refined 12-bit estimate: AVX2 sigmoid 16M floats went
+// from 41 to 54 GB/s (relu 57) on a Xeon. Haswell and Broadwell divide more slowly
+// (one per 10-14 cycles); there the estimate would be the faster of the two.
 template <class V>
 GK_ALWAYS_INLINE V recip(V d) {
   using T = elem_t<V>;
-  if constexpr (std::is_same_v<T, float> && kVecBytes >= 32) {
 #if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
     const V r = (V)_mm512_rcp14_ps((__m512)d);
     return r + r * (T(1) - d * r);
-#elif defined(__AVX2__)
-    const V r = (V)_mm256_rcp_ps((__m256)d);
-    const V r1 = r + r * (T(1) - d * r);  // AVX2's estimate has 12 bits: one step leaves ~2^-23
-    return r1 + r1 * (T(1) - d * r1);
-#else
-    return T(1) / d;  // not reached (kVecBytes < 32)
-#endif
-  } else {
-    return T(1) / d;
   }
+#endif
+  return T(1) / d;
 }
 
-// n / d for d in [1, 2^20] (or NaN), n finite: the quotient from the reciprocal
-// estimate corrected once by its residual n - q d (float, AVX-512: within
-// ~0.5 ULP plus 2^-28 relative, as many operations as recip(d) * n; AVX2 refines
-// the 12-bit estimate first); an exact division otherwise.
 template <class V>
 GK_ALWAYS_INLINE V div(V n, V d) {
-  using T = elem_t<V>;
-  if constexpr (std::is_same_v<T, float> && kVecBytes >= 32) {
 #if defined(__AVX512F__)
+  if constexpr (std::is_same_v<elem_t<V>, float>) {
     const V r = (V)_mm512_rcp14_ps((__m512)d);
-#elif defined(__AVX2__)
-    const V r0 = (V)_mm256_rcp_ps((__m256)d);
-    const V r = r0 * (T(2) - d * r0);  // ~2^-23: enough for the residual step
-#else
-    const V r = T(1) / d;  // not reached (kVecBytes < 32)
-#endif
     const V q = n * r;
     return q + (n - q * d) * r;
-  } else {
-    return n / d;
   }
+#endif
+  return n / d;
 }
 
 // Applies a scalar function to every lane (the double math below).
@@ -487,9 +474,9 @@ GK_ALWAYS_INLINE Vec<float> pow2_biased(Vec<float> n) {
 // 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows), clamped at -104
 // (where it rounds to 0) and computed by exp_f32 with ExpRange::nonpositive
 // (denormal results, x down to -103.3, round once); then y = 1 / (1 + e) =
-// sigmoid(|x|) by recip (no division; exactly 1 once e < 2^-25) and e y =
-// sigmoid(-|x|) for negative x (no 1 - s cancellation either way). About 22
-// vector operations on AVX2 (19 on AVX-512).
+// sigmoid(|x|) by recip (exactly 1 once e < 2^-25) and e y = sigmoid(-|x|) for
+// negative x (no 1 - s cancellation either way). About 19 vector operations on
+// AVX-512; on AVX2 about 18 plus one division.
 GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
   using V = Vec<float>;
   const V z = clamp_lo(from_bits<float>(bits(x) | sign_mask<V>()), detail::kExpMin);  // -|x|, NaN kept
