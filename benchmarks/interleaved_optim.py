@@ -43,24 +43,31 @@ def main(argv=None):
     for opt_name, pen_name in CASES:
         if args.only not in opt_name:
             continue
-        nbytes = bytes_moved(opt_name, pen_name)
-        stream, stream_bytes = make_stream(nbytes)
-        fns = {"gk": make_step(opt_name, pen_name, "gradkit", problem),
-               "torch": make_step(opt_name, pen_name, "torch", problem), "stream": stream}
-        times = {k: [] for k in fns}
-        order = list(fns.items())
-        for r in range(args.rounds):
-            for name, f in order[r % 3:] + order[:r % 3]:
-                t0 = time.perf_counter()
-                f()
-                times[name].append(time.perf_counter() - t0)
-        med = {k: float(np.median(v)) for k, v in times.items()}
-        low = {k: float(np.min(v)) for k, v in times.items()}
-        gk_rate, stream_rate = nbytes / med["gk"] / 1e9, stream_bytes / med["stream"] / 1e9
+        med, low, gk_rate, stream_rate = interleave(opt_name, pen_name, problem, args.rounds)
         print(f"{opt_name + ', ' + pen_name:<46} {med['gk'] * 1e3:8.2f} {med['torch'] * 1e3:8.2f} "
               f"{med['stream'] * 1e3:8.2f} {med['gk'] / med['torch']:12.2f}x {low['gk'] / low['torch']:5.2f}x "
               f"{gk_rate:8.1f} {stream_rate:12.1f} {gk_rate / stream_rate:9.2f}x", flush=True)
-        del fns, stream
+
+
+def interleave(opt_name, pen_name, problem, rounds):
+    """One case: gradkit's step, torch's and the stream, in an order rotating between rounds.
+
+    Returns the medians and minima in seconds (keys "gk", "torch", "stream") and the GB/s of
+    gradkit's step and of the stream.
+    """
+    nbytes = bytes_moved(opt_name, pen_name)
+    stream, stream_bytes = make_stream(nbytes)
+    order = [("gk", make_step(opt_name, pen_name, "gradkit", problem)),
+             ("torch", make_step(opt_name, pen_name, "torch", problem)), ("stream", stream)]
+    times = {k: [] for k, _ in order}
+    for r in range(rounds):
+        for name, f in order[r % 3:] + order[:r % 3]:
+            t0 = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    low = {k: float(np.min(v)) for k, v in times.items()}
+    return med, low, nbytes / med["gk"] / 1e9, stream_bytes / med["stream"] / 1e9
 
 
 if __name__ == "__main__":

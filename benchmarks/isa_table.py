@@ -87,29 +87,16 @@ def measure_activations(quick: bool) -> dict:
 
 
 def measure_optimizers(quick: bool) -> dict:
-    import torch
-
-    from bench_optim import CASES, bytes_moved, make_problem, make_step, make_stream
+    from bench_optim import CASES, make_problem
+    from interleaved_optim import interleave
 
     problem = make_problem()
     vs_torch, vs_stream = {}, {}
     for opt_name, pen_name in CASES:
-        nbytes = bytes_moved(opt_name, pen_name)
-        stream, stream_bytes = make_stream(nbytes)
-        fns = [("gk", make_step(opt_name, pen_name, "gradkit", problem)),
-               ("torch", make_step(opt_name, pen_name, "torch", problem)), ("stream", stream)]
-        times = {k: [] for k, _ in fns}
-        for r in range(3 if quick else 10):
-            for name, f in fns[r % 3:] + fns[:r % 3]:
-                t0 = time.perf_counter()
-                f()
-                times[name].append(time.perf_counter() - t0)
-        med = {k: float(np.median(v)) for k, v in times.items()}
+        med, _, gk_rate, stream_rate = interleave(opt_name, pen_name, problem, rounds=3 if quick else 10)
         case = f"{opt_name}, {pen_name}"
         vs_torch[case] = med["gk"] / med["torch"]
-        vs_stream[case] = (nbytes / med["gk"]) / (stream_bytes / med["stream"])
-        del fns, stream
-    del torch
+        vs_stream[case] = gk_rate / stream_rate
     return {"vs_torch": vs_torch, "vs_stream": vs_stream}
 
 
@@ -119,8 +106,8 @@ def measure_epoch(quick: bool) -> dict:
     x, y = synthetic(3200 if quick else 12800)
     model, gk_epoch = gradkit_runner("cnn", x, y)
     _, t_epoch = torch_runner("cnn", x, y, like=model)
+    # reps=1: each block is one whole epoch (nothing dropped)
     t = timed_blocks({"gradkit": gk_epoch, "torch": t_epoch}, rounds=2 if quick else 3, reps=1, pause=0.2)
-    # (reps=1: each block is one whole epoch, nothing dropped)
     return {"vs_torch": min(t["gradkit"]) / min(t["torch"]), "gradkit_s": min(t["gradkit"]),
             "torch_s": min(t["torch"]), "samples": len(x)}
 

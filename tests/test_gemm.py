@@ -1,5 +1,9 @@
 """gk.ops.matmul (the GEMM) against float64 NumPy: sizes, transposes, strides,
 out=, alpha/beta, bias + relu epilogue, every ISA, 1 and 2 threads (bit-identical)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -272,10 +276,6 @@ np.savez(sys.argv[1], **out)
 def test_blocking_fitted_to_a_small_l2_gives_the_same_bits(tmp_path):
     """On a core whose L2 is smaller than a table's block of B (GRADKIT_L2_CACHE_BYTES stands in for
     one), nc shrinks to half that L2; results keep their bits (each element's FMA chain depends on KC only)."""
-    import os
-    import subprocess
-    import sys
-
     files = {}
     for name, l2 in (("native", None), ("small", 64 * 1024)):
         env = dict(os.environ)
