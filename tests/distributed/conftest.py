@@ -4,10 +4,26 @@ the plain suite runs them as a single rank (or skips them without mpi4py).
 Every rank runs the same tests in the same order, so their collectives match. A test that fails
 on one rank would leave the others waiting in the next collective: the failing rank prints its
 report and ends the whole job (MPI_Abort) at once.
+
+Each rank gets a temporary directory root of its own (``--basetemp``, unless given): ranks
+sharing pytest's default root race in its numbered-directory cleanup (one rank's scandir
+meets the other's deletions), which failed a CI run with an unclosed-iterator warning.
 """
+import os
 import sys
+import tempfile
 
 import pytest
+
+# The rank the launcher gave this process (MPICH/Hydra and Intel MPI, Open MPI).
+_LAUNCHER_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK")
+
+
+@pytest.hookimpl(tryfirst=True)  # before the tmpdir plugin builds its factory from the option
+def pytest_configure(config):
+    rank = next((os.environ[v] for v in _LAUNCHER_RANK_VARS if os.environ.get(v, "").isdigit()), None)
+    if rank is not None and config.option.basetemp is None:
+        config.option.basetemp = os.path.join(tempfile.gettempdir(), f"gradkit-mpi-tests-{os.getuid()}-rank{rank}")
 
 import gradkit as gk
 
