@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import fusion
+from . import _record, functional, fusion
 from .module import Module
 
 
@@ -89,7 +89,7 @@ class Sequential(Module):
         ``Linear -> ReLU`` go through one fused kernel (nn/fusion.py): the same result, less
         memory traffic."""
         modules = list(self._modules.values())
-        runs = fusion.fusable_runs(modules)
+        runs = {} if _record.tracing() else fusion.fusable_runs(modules)
         fused = {}  # index of a fused run's last layer -> (its kind, first layer's index, cache)
         y = x
         i = 0
@@ -163,7 +163,7 @@ class Residual(Module):
                              f"got {getattr(fx, 'shape', type(fx).__name__)}")
         if fx.dtype != x.dtype:
             raise TypeError(f"Residual: block output: expected dtype {x.dtype} (the input's), got {fx.dtype}")
-        y = x + fx
+        y = functional.add(x, fx)  # recorded as a node when traced for export
         self._save_for_backward(shape=x.shape, dtype=x.dtype)
         return y
 
