@@ -93,13 +93,13 @@ class Node:
     """
 
     __slots__ = ("op", "module", "name", "fn", "ins", "outs", "out_meta", "single_out", "snapshot", "active",
-                 "args", "kwargs", "outputs")
+                 "first", "args", "kwargs", "outputs")
 
     def __init__(self, op, name, module=None, fn=None, ins=(), outs=(), out_meta=(), single_out=True):
         self.op, self.name, self.module, self.fn = op, name, module, fn
         self.ins, self.outs, self.out_meta, self.single_out = list(ins), list(outs), list(out_meta), single_out
         self.snapshot = None
-        self.active = True
+        self.active = self.first = True
         self.args, self.kwargs, self.outputs = (), {}, self.outs
 
     def __repr__(self) -> str:
@@ -197,7 +197,7 @@ class Tape:
         if not derived and sum(v is not None for v in ins) > 1:
             raise RuntimeError(f"{type(self.owner).__name__}.forward: {call}: {type(module).__name__} has a "
                                "hand-written backward for one input and is given several recorded arrays")
-        _note_call(module, self)
+        first = _note_call(module)
         _push(SUSPENDED)
         try:
             out = run()
@@ -205,6 +205,7 @@ class Tape:
             _pop()
         outs, meta, single = self._register_outputs(out, call)
         node = Node("module", call, module=module, ins=ins, outs=outs, out_meta=meta, single_out=single)
+        node.first = first
         self.nodes.append(node)
         _state.last_call[id(module)] = (module, node)
         return out
@@ -273,8 +274,8 @@ class Tape:
             for v, g, w in zip(node.ins, gins, want):
                 if w and g is not None:
                     _accumulate(grads, owned, v, g)
-            if hook is not None and node.module is not None:
-                hook([node.module])
+            if hook is not None and node.module is not None and node.first:
+                hook([node.module])  # its gradients are final: no earlier call is left to replay
         if not input_grad:
             return None
         dxs = []
@@ -329,12 +330,15 @@ def _module_backward(node, dys, want):
     return [g if v is not None else None for v in node.ins]
 
 
-def _note_call(module, tape) -> None:
+def _note_call(module) -> bool:
     """Before a module runs in a recording: if it already ran in this recording, keep the earlier
-    call's caches (of its whole subtree) in that call's node."""
+    call's caches (of its whole subtree) in that call's node. Returns True for a first call."""
     last = _state.last_call.get(id(module))
-    if last is not None and last[0] is module and last[1].snapshot is None:
-        last[1].snapshot = _subtree_caches(module)
+    if last is not None and last[0] is module:
+        if last[1].snapshot is None:
+            last[1].snapshot = _subtree_caches(module)
+        return False
+    return True
 
 
 def run_derived_forward(module, method, args, kwargs):

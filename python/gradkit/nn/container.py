@@ -108,6 +108,8 @@ class Sequential(Module):
         return y
 
     _input_grad_optional = True
+    #: A subclass that redefines forward gets a derived backward (this one replays the layers in order).
+    _backward_fits_own_forward = True
     #: Set by gk.distributed.DistributedDataParallel during its backward: called with the layers
     #: whose backward just finished (their gradients are final), to start reducing them early.
     _grads_ready_hook = None
@@ -168,6 +170,7 @@ class Residual(Module):
         return y
 
     _input_grad_optional = True
+    _backward_fits_own_forward = True
 
     def backward(self, dy, input_grad: bool = True):
         """``dx = dy + block.backward(dy)``; with ``input_grad=False`` only the block's parameter

@@ -85,13 +85,16 @@ def _recorded_forward(method):
 
 
 def _derives_backward(cls) -> bool:
-    """True when ``cls.forward`` is defined below ``cls.backward`` in the hierarchy (e.g. a subclass
-    of Module, or of Sequential, that defines only forward), or the backward it inherits is derived."""
+    """True when ``cls`` has a forward and no backward of its own kind: the backward it would
+    inherit is Module's (none), a derived one, or that of a container whose backward only fits its
+    own forward (``_backward_fits_own_forward``, e.g. a Sequential subclass redefining forward)."""
     fwd = next(c for c in cls.__mro__ if "forward" in c.__dict__)
     bwd = next(c for c in cls.__mro__ if "backward" in c.__dict__)
-    if getattr(bwd.__dict__["backward"], "_derived", False):
+    if fwd is Module:
+        return False
+    if bwd is Module or getattr(bwd.__dict__["backward"], "_derived", False):
         return True
-    return fwd is not bwd and issubclass(fwd, bwd)
+    return fwd is not bwd and issubclass(fwd, bwd) and bwd.__dict__.get("_backward_fits_own_forward", False)
 
 
 def _derived_backward_method():
