@@ -251,7 +251,7 @@ class Module:
     def zero_grad(self) -> None:
         """Set the gradient of every trainable parameter to zero (frozen ones are left as they are)."""
         for p in self.parameters():
-            if p.requires_grad:
+            if p._requires_grad:  # the slot: no property call per parameter
                 p.grad.fill(0)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Module":

@@ -151,7 +151,7 @@ class Optimizer(metaclass=abc.ABCMeta):
         """Set every trainable parameter's gradient to zero (in place; frozen ones are left as they are)."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None and p.requires_grad:
+                if p.grad is not None and p._requires_grad:  # the slot: no property call per parameter
                     p.grad.fill(0)
 
     def step(self, closure=None):
@@ -210,7 +210,7 @@ class Optimizer(metaclass=abc.ABCMeta):
         call_params, call_grads, entries, steps, pending = [], [], [], [], []
         state = self.state
         for p, d, g in zip(params, datas, grads):
-            if g is None or not p.requires_grad:
+            if g is None or not p._requires_grad:
                 continue
             st = state.get(p)
             if st is None:

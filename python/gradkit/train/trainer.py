@@ -375,7 +375,7 @@ class Trainer:
 
     def _grads_finite(self, params) -> bool:
         """True when every trainable parameter's gradient is finite (frozen ones are not looked at)."""
-        params = [p for p in params if p.requires_grad]
+        params = [p for p in params if p._requires_grad]
         total = 0.0
         for p in params:
             g = p.grad.reshape(-1)
