@@ -248,11 +248,12 @@ def test_every_optimizer_is_covered():
     assert classes - {gk.optim.Optimizer} == covered
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
-def test_frozen_backbone_stays_bit_identical_through_fit(opt_name):
-    x, y = images(64)
+def test_frozen_backbone_stays_bit_identical_through_fit(opt_name, dtype):
+    x, y = images(64, dtype)
     gk.manual_seed(8)
-    model = backbone_model()
+    model = backbone_model(dtype)
     saved = freeze(model, 5)
     head_before = [p.data.copy() for p in model[5:].parameters()]
     opt = OPTIMIZERS[opt_name](model.parameters())
