@@ -171,7 +171,8 @@ MISUSE_SEEN = set()
 
 
 @fuzz(len(MISUSE_SPACE))
-@given(st.sampled_from(sorted(MISUSE_LAYERS)), st.sampled_from(FLOATS), st.sampled_from(BATCHES), st.sampled_from(MISUSES))
+@given(st.sampled_from(sorted(MISUSE_LAYERS)), st.sampled_from(FLOATS), st.sampled_from(BATCHES),
+       st.sampled_from(MISUSES))
 @checked
 def test_layer_misuse_raises(kind, dtype, n, misuse):
     """backward before any forward or after a forward under no_grad: RuntimeError; a dy of

@@ -535,7 +535,8 @@ OP_ARGS = {  # op -> (the argument given the wrong value, its shape for size n, 
     "sigmoid": ("x", lambda n: (n,), lambda a, n: ops.sigmoid(a)),
     "relu_backward": ("dy", lambda n: (n,), lambda a, n: ops.relu_backward(a, np.ones(n, np.float32))),
     "matmul": ("a", lambda n: (1, n), lambda a, n: ops.matmul(a, np.ones((n, 2), np.float32))),
-    "conv2d_forward": ("x", lambda n: (1, 1, 1, n), lambda a, n: ops.conv2d_forward(a, np.ones((1, 1, 1, 1), np.float32))),
+    "conv2d_forward": ("x", lambda n: (1, 1, 1, n),
+                       lambda a, n: ops.conv2d_forward(a, np.ones((1, 1, 1, 1), np.float32))),
     "max_pool2d_forward": ("x", lambda n: (1, 1, 1, n), lambda a, n: ops.max_pool2d_forward(a, 1)),
     "batch_norm_forward": ("input", lambda n: (1, 1, n), lambda a, n: ops.batch_norm_forward(a)),
     "layer_norm_forward": ("input", lambda n: (n,), lambda a, n: ops.layer_norm_forward(a, (n,))),
@@ -580,7 +581,7 @@ PLANNED = {"test_activation_forward": 2400, "test_activation_backward": 1200, "t
 
 @pytest.fixture(autouse=True)
 def _each_test_runs_its_cases(request):
-    """Fails a fuzz test that ran fewer generated cases than planned."""
+    """Fails a fuzz test that checked fewer cases than planned."""
     before = CASES["count"]
     yield
     name = request.node.name
