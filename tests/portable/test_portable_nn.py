@@ -58,7 +58,7 @@ SPECS = [
 ]
 IDS = [s.id for s in SPECS]
 LOSSES = {"CrossEntropyLoss", "MSELoss"}  # checked by the loss tests below
-NOT_LAYERS = {"Module", "Parameter", "init"}
+NOT_LAYERS = {"Module", "Parameter", "init", "functional"}  # functional: ops for derived models, not a layer
 
 
 # SyncBatchNorm in one process (no MPI job) is a batch norm; its distributed path is in tests/distributed.
