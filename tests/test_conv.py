@@ -114,6 +114,10 @@ def test_conv2d_matches_reference(isa, threads, rng, dtype, kernel, stride, padd
     (2, 2, 1, 1, 3, 3, 1, 1, 1, 1, True),          # 1x1 image, padded 3x3 kernel
     (2, 3, 4, 4, 2, 4, 1, 0, 1, 1, True),          # kernel the size of the input: 1x1 output
     (17, 5, 6, 7, 17, 3, (2, 1), (1, 2), (2, 1), 1, True),  # more images than weight chunks
+    # stride-2 columns wide enough for whole vectors of even lanes (any ISA), and their row ends
+    (2, 8, 9, 37, 11, 3, 2, 1, 1, 1, True),        # 19 output columns, the first one padded
+    (2, 5, 7, 33, 6, 3, (1, 2), (0, 2), (1, 2), 1, False),  # dilated columns, 2 padded each side
+    (3, 40, 5, 34, 9, 1, 2, 0, 1, 1, True),        # 1x1 stride 2 (ResNet's projection): 17 columns
     # 3x3 stride 1: Winograd F(2x2, 3x3), odd sizes (partial tiles), every padding it takes
     (3, 16, 9, 7, 24, 3, 1, 2, 1, 1, True),
     (2, 5, 6, 8, 4, 3, 1, (0, 2), 1, 1, True),
