@@ -260,7 +260,10 @@ class Py2Pickler(pickle._Pickler):
 
     def save_py2_str(self, obj):
         n = len(obj)
-        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        if n < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
         self.memoize(obj)
 
     dispatch[bytes] = save_py2_str
@@ -439,7 +442,8 @@ def test_cifar_corrupt_archive_in_cache_is_fetched_again(isolated, cifar_mirror)
     cache.mkdir(parents=True)
     (cache / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b truncated")
     check_cifar(gk.datasets.load_cifar10(verbose=False), cifar_mirror)
-    assert (cache / "cifar-10-python.tar.gz").read_bytes() == (isolated / "mirror" / "cifar-10-python.tar.gz").read_bytes()
+    served = (isolated / "mirror" / "cifar-10-python.tar.gz").read_bytes()
+    assert (cache / "cifar-10-python.tar.gz").read_bytes() == served
 
 
 def test_cifar_download_into_root(isolated, cifar_mirror):

@@ -313,7 +313,8 @@ def read_cifar10_batch(path):
         raise ValueError(f"read_cifar10_batch: {path}: expected a pickled dict, got {type(batch).__name__}")
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"read_cifar10_batch: {path}: expected keys 'data' and 'labels', got {sorted(map(str, batch))}")
+        raise ValueError(f"read_cifar10_batch: {path}: expected keys 'data' and 'labels', "
+                         f"got {sorted(map(str, batch))}")
     data, labels = batch["data"], batch["labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         got = f"{data.dtype} of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
