@@ -442,3 +442,50 @@ def test_frozen_backbone_stays_bit_identical(rng):
             assert not np.array_equal(after[key], value), key
         else:
             np.testing.assert_array_equal(after[key], value, err_msg=key)
+
+
+# -- the two examples run (small arguments) ------------------------------------------------------------
+def load_example(name):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cifar10_example_runs_on_batches_in_the_published_format(tmp_path, rng, capsys):
+    import pickle
+
+    data = tmp_path / "data" / "cifar-10-batches-py"
+    data.mkdir(parents=True)
+    for name, n in [(f"data_batch_{i}", 12) for i in range(1, 6)] + [("test_batch", 10)]:
+        batch = {b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+                 b"labels": [int(v) for v in rng.integers(0, 10, size=n)]}
+        (data / name).write_bytes(pickle.dumps(batch, protocol=4))
+    out = load_example("cifar10_resnet").main(
+        ["--epochs", "2", "--batch-size", "16", "--val", "10", "--data", str(tmp_path / "data"),
+         "--out", str(tmp_path / "out"), "--verbose", "0"])
+    history = out["history"].history
+    assert len(history["loss"]) == 2 and len(history["val_accuracy"]) == 2 and 0 <= out["test_accuracy"] <= 1
+    assert history["lr"] == [0.1, 0.05]  # cosine over 2 epochs
+    saved = gk.load(str(tmp_path / "out" / "resnet20.npz"))
+    model = models.resnet20()
+    model.load_state_dict(saved)
+    np.testing.assert_array_equal(model.fc.weight.data, out["model"].fc.weight.data)
+    assert "on 50 CIFAR-10 images" in capsys.readouterr().out  # 60 - 10 held out
+
+
+@pytest.mark.dataset
+def test_transfer_learning_example_runs(capsys):
+    try:
+        gk.datasets.load_fashion_mnist(download=False)
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    results = load_example("transfer_learning").main(
+        ["--pretrain-images", "256", "--pretrain-epochs", "1", "--labelled", "64", "--epochs", "1", "--width", "4"])
+    assert set(results) == {"frozen backbone, new fc", "then whole net fine-tuned", "from scratch"}
+    assert all(0 <= v <= 1 for v in results.values())
+    assert "backbone weights unchanged" in capsys.readouterr().out
