@@ -86,7 +86,7 @@ def lr_find(model, loss, optimizer, x, y, start_lr=1e-7, end_lr=10.0, num_iter=1
         pos, avg, best = 0, 0.0, math.inf
         for i in range(num_iter):
             t = i / (num_iter - 1)
-            lr = start_lr * ratio ** t if math.isfinite(ratio) else math.exp(log_start + log_span * t)
+            lr = start_lr * ratio ** t if math.isfinite(ratio) or not t else math.exp(log_start + log_span * t)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if pos >= len(x):
