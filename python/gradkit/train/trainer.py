@@ -266,7 +266,7 @@ class Trainer:
         epochs = _check_int(who, "epochs", epochs, 0)
         batch_size = _check_int(who, "batch_size", batch_size, 1)
         initial_epoch = _check_int(who, "initial_epoch", initial_epoch, 0)
-        if verbose not in (0, 1, 2):
+        if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
             raise ValueError(f"{who}: verbose: expected 0, 1 or 2, got {verbose!r}")
         if not (isinstance(validation_split, (int, float, np.number)) and 0.0 <= validation_split < 1.0):
             raise ValueError(f"{who}: validation_split: expected a fraction in [0, 1), got {validation_split!r}")
