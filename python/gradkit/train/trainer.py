@@ -737,8 +737,9 @@ def _gathered_batches(x, y, order, bufs):
 
 class _StepGuard:
     """Copies of the parameters and the optimizer's state from before a step, to undo a step whose
-    update overflowed (finite gradients, a huge learning rate): ``save()`` before ``opt.step()``,
-    ``finite()`` after it (one summing pass over the parameters), ``undo()`` if it was not."""
+    update overflowed (finite gradients, a huge learning rate): ``save()`` before ``opt.step()``
+    (a copy into buffers kept across steps), ``finite()`` after it (one pass over the parameters),
+    ``undo()`` if it was not."""
 
     def __init__(self, params, optimizer):
         self.params, self.opt = params, optimizer
@@ -758,12 +759,12 @@ class _StepGuard:
 
     def finite(self) -> bool:
         total = 0.0
-        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf is NaN: not finite either way
-            for p in self.params:
-                total += float(np.sum(p.data))
+        for p in self.params:  # a sum of squares (BLAS: the fastest pass) is NaN/inf if any value is
+            d = p.data.reshape(-1)
+            total += float(np.dot(d, d))
         if math.isfinite(total):
             return True
-        return all(bool(np.isfinite(p.data).all()) for p in self.params)  # large finite sums overflow
+        return all(bool(np.isfinite(p.data).all()) for p in self.params)  # large finite squares overflow
 
     def undo(self):
         for a, saved in self.saved_params:
