@@ -487,7 +487,7 @@ def test_one_sample_last_batch_into_batchnorm_names_the_layer_and_drop_last_skip
     model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
     init = weights(model)
     with pytest.raises(ValueError, match=r"epoch 1, batch 5 of 5 \(1-based; sample 32\) in layer '1': "
-                                         r"BatchNorm1d\(16\): input: expected more than 1 value per channel.*"
+                                         r"BatchNorm1d\(16\): input: Expected more than 1 value per channel when training.*"
                                          r"drop_last=True"):
         make_trainer(model).fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
     # drop_last: the same as training on the first 32 samples.
