@@ -367,12 +367,15 @@ class BackupAndRestore(Callback):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise RuntimeError(f"BackupAndRestore: backup_dir: {self.backup_dir!r} is in use by another "
                                f"training process (pid {holder}, holding {path}); give each run its own "
                                "backup_dir") from None
+        except OSError:  # a file system without flock (some network mounts): run unlocked, as before
+            os.close(fd)
+            return
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock = fd
@@ -411,7 +414,7 @@ class BackupAndRestore(Callback):
             for path in glob.glob(os.path.join(glob.escape(self.backup_dir), f".{name}.*.tmp")):
                 os.remove(path)
 
-    def _state(self, epoch: int, batch: int, sums) -> dict:  # noqa: D401
+    def _state(self, epoch: int, batch: int, sums) -> dict:
         trainer, history = self.trainer, self.trainer.history
         mid_epoch = batch > 0
         return {
