@@ -254,8 +254,8 @@ class Trainer:
 
         Raises:
             FloatingPointError ("non-finite ... epoch E, batch B") when a loss or gradient is
-            NaN/Inf, or when an update would make a parameter NaN/Inf (the step is undone): the
-            model keeps its last finite parameters and buffers, the optimizer its state.
+            NaN/Inf, or when an update made a parameter NaN/Inf (the update is undone): the
+            model keeps its last finite parameters and buffers.
             An error inside a batch (a bad label, a layer refusing the batch) is raised again
             with the epoch, the batch and the sample indices.
         """
@@ -736,10 +736,14 @@ def _gathered_batches(x, y, order, bufs):
 
 
 class _StepGuard:
-    """Copies of the parameters and the optimizer's state from before a step, to undo a step whose
-    update overflowed (finite gradients, a huge learning rate): ``save()`` before ``opt.step()``
-    (a copy into buffers kept across steps), ``finite()`` after it (one pass over the parameters),
-    ``undo()`` if it was not."""
+    """A copy of the parameters from before a step, to undo a step whose update overflowed
+    (finite gradients, a huge learning rate): ``save()`` before ``opt.step()`` (into buffers kept
+    across steps), ``finite()`` after it (one pass over the parameters), ``undo()`` if it was not.
+
+    The model's parameters come back bit for bit. The optimizer's state is not copied (for Adam
+    that would be three times the parameters, every step): state the undone step created is
+    removed, so a first step is undone exactly; existing moments keep that batch's (finite) gradient.
+    """
 
     def __init__(self, params, optimizer):
         self.params, self.opt = params, optimizer
@@ -754,14 +758,14 @@ class _StepGuard:
 
     def save(self):
         self.saved_params = [self._copy(p.data) for p in self.params]
-        self.saved_state = {p: {k: (self._copy(v) if isinstance(v, np.ndarray) else v) for k, v in st.items()}
-                            for p, st in self.opt.state.items()}
+        self.had_state = {p: set(st) for p, st in self.opt.state.items()}
 
     def finite(self) -> bool:
         total = 0.0
-        for p in self.params:  # a sum of squares (BLAS: the fastest pass) is NaN/inf if any value is
-            d = p.data.reshape(-1)
-            total += float(np.dot(d, d))
+        with np.errstate(over="ignore", invalid="ignore"):  # decided exactly below
+            for p in self.params:  # a sum of squares (BLAS: the fastest pass) is NaN/inf if any value is
+                d = p.data.reshape(-1)
+                total += float(np.dot(d, d))
         if math.isfinite(total):
             return True
         return all(bool(np.isfinite(p.data).all()) for p in self.params)  # large finite squares overflow
@@ -770,16 +774,12 @@ class _StepGuard:
         for a, saved in self.saved_params:
             np.copyto(a, saved)
         state = self.opt.state
-        for p in [p for p in state if p not in self.saved_state]:  # created by this step
-            del state[p]
-        for p, entries in self.saved_state.items():
-            st = state[p]
-            st.clear()
-            for k, v in entries.items():
-                if isinstance(v, tuple):
-                    np.copyto(v[0], v[1])
-                    v = v[0]
-                st[k] = v
+        for p in list(state):  # what this step created
+            if p not in self.had_state:
+                del state[p]
+            else:
+                for key in set(state[p]) - self.had_state[p]:
+                    del state[p][key]
         self.opt._plans.clear()  # its prepared argument lists may hold arrays of the undone step
 
 
