@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gradkit as gk
+from gradkit.nn import functional as F
 
 
 class Gate(gk.nn.Module):
@@ -100,13 +101,27 @@ def test_same_thread_reentry_and_results_unchanged(rng):
 
     class Base(gk.nn.Module):
         def forward(self, x):
-            return x + 1
+            return F.add(x, x)
 
     class Derived(Base):
         def forward(self, x):
+            return F.relu(super().forward(x))
+
+    m = Derived()
+    y = m(np.array([-1.0, 2.0]))  # super().forward's op is recorded on m's own tape
+    np.testing.assert_array_equal(y, [0.0, 4.0])
+    np.testing.assert_array_equal(m.backward(np.ones(2)), [0.0, 2.0])
+
+    class PlainBase(gk.nn.Module):
+        def forward(self, x):
+            return x + 1
+
+    class PlainDerived(PlainBase):
+        def forward(self, x):
             return super().forward(x) * 2
 
-    assert Derived()(np.zeros(2))[0] == 2.0
+    with gk.no_grad():  # plain NumPy in a forward-only module: allowed when nothing is recorded
+        assert PlainDerived()(np.zeros(2))[0] == 2.0
 
 
 def test_copies_and_pickles_get_a_free_guard():

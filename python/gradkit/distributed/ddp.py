@@ -181,7 +181,7 @@ class DistributedDataParallel(Module):
             self._gathering.append(bucket)
 
     def _grads_ready(self, layers) -> None:
-        """Sequential's hook: ``layers`` just finished their backward."""
+        """The hook of Sequential and derived-backward modules: ``layers`` just finished their backward."""
         for layer in layers:
             for pid, b in self._ready_of.get(id(layer), ()):
                 if pid in self._ready:
@@ -206,7 +206,7 @@ class DistributedDataParallel(Module):
             bucket.remaining, bucket.started = early, False
         self._ready = set()
         self._scattering, self._gathering = collections.deque(), collections.deque()
-        hooked = [m for m in self.module.modules() if isinstance(m, Sequential)]
+        hooked = [m for m in self.module.modules() if isinstance(m, Sequential) or type(m)._derived_backward]
         for m in hooked:
             object.__setattr__(m, "_grads_ready_hook", self._grads_ready)
         try:

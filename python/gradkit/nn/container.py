@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import fusion
+from . import _record, functional, fusion
 from .module import Module
 
 
@@ -89,7 +89,7 @@ class Sequential(Module):
         ``Linear -> ReLU`` go through one fused kernel (nn/fusion.py): the same result, less
         memory traffic."""
         modules = list(self._modules.values())
-        runs = fusion.fusable_runs(modules)
+        runs = {} if _record.tracing() else fusion.fusable_runs(modules)
         fused = {}  # index of a fused run's last layer -> (its kind, first layer's index, cache)
         y = x
         i = 0
@@ -108,6 +108,8 @@ class Sequential(Module):
         return y
 
     _input_grad_optional = True
+    #: A subclass that redefines forward gets a derived backward (this one replays the layers in order).
+    _backward_fits_own_forward = True
     #: Set by gk.distributed.DistributedDataParallel during its backward: called with the layers
     #: whose backward just finished (their gradients are final), to start reducing them early.
     _grads_ready_hook = None
@@ -163,11 +165,12 @@ class Residual(Module):
                              f"got {getattr(fx, 'shape', type(fx).__name__)}")
         if fx.dtype != x.dtype:
             raise TypeError(f"Residual: block output: expected dtype {x.dtype} (the input's), got {fx.dtype}")
-        y = x + fx
+        y = functional.add(x, fx)  # recorded as a node when traced for export
         self._save_for_backward(shape=x.shape, dtype=x.dtype)
         return y
 
     _input_grad_optional = True
+    _backward_fits_own_forward = True
 
     def backward(self, dy, input_grad: bool = True):
         """``dx = dy + block.backward(dy)``; with ``input_grad=False`` only the block's parameter

@@ -14,6 +14,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .._config import is_grad_enabled
+from . import _record
 from .parameter import Parameter, _FLOAT_DTYPES
 
 
@@ -51,6 +52,60 @@ def _one_thread_at_a_time(method, name: str):
     return guarded
 
 
+def _recorded_forward(method):
+    """Wrap ``forward`` (already guarded): inside a recording (nn/_record.py) the call becomes a node
+    of the recording module's tape or of a trace; a derived-backward module records its own forward
+    while grad is enabled."""
+    @functools.wraps(method)
+    def forward(self, *args, **kwargs):
+        frame = _record.current()
+        if frame is None:
+            if type(self)._derived_backward and is_grad_enabled():
+                return _record.run_derived_forward(self, method, args, kwargs)
+            return method(self, *args, **kwargs)
+        if frame is not _record.SUSPENDED and frame.wants(self):
+            return frame.call_module(self, lambda: forward_unrecorded(self, args, kwargs), args, kwargs)
+        return forward_unrecorded(self, args, kwargs)
+
+    def forward_unrecorded(self, args, kwargs):
+        frame = _record.current()
+        if type(self)._derived_backward and is_grad_enabled() and not (
+                isinstance(frame, _record.Tape) and frame.owner is self):
+            return _record.run_derived_forward(self, method, args, kwargs)
+        if isinstance(frame, _record.Tracer) and self._modules:
+            frame.module_stack.append(self)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                frame.module_stack.pop()
+        return method(self, *args, **kwargs)
+
+    forward._one_thread_at_a_time = True
+    return forward
+
+
+def _derives_backward(cls) -> bool:
+    """True when ``cls`` has a forward and no backward of its own kind: the backward it would
+    inherit is Module's (none), a derived one, or that of a container whose backward only fits its
+    own forward (``_backward_fits_own_forward``, e.g. a Sequential subclass redefining forward)."""
+    fwd = next(c for c in cls.__mro__ if "forward" in c.__dict__)
+    bwd = next(c for c in cls.__mro__ if "backward" in c.__dict__)
+    if fwd is Module:
+        return False
+    if bwd is Module or getattr(bwd.__dict__["backward"], "_derived", False):
+        return True
+    return fwd is not bwd and issubclass(fwd, bwd) and bwd.__dict__.get("_backward_fits_own_forward", False)
+
+
+def _derived_backward_method():
+    def backward(self, *douts, input_grad: bool = True):
+        return _record.derived_backward(self, *douts, input_grad=input_grad)
+    backward.__doc__ = _record.derived_backward.__doc__
+    guarded = _one_thread_at_a_time(backward, "backward")
+    guarded._derived = True
+    return guarded
+
+
 class Module:
     """Base class of layers, containers and losses.
 
@@ -60,10 +115,20 @@ class Module:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for name in ("forward", "backward"):
-            method = cls.__dict__.get(name)
-            if callable(method) and not getattr(method, "_one_thread_at_a_time", False):
-                setattr(cls, name, _one_thread_at_a_time(method, name))
+        method = cls.__dict__.get("backward")
+        if callable(method) and not getattr(method, "_one_thread_at_a_time", False):
+            cls.backward = _one_thread_at_a_time(method, "backward")
+        method = cls.__dict__.get("forward")
+        if callable(method) and not getattr(method, "_one_thread_at_a_time", False):
+            cls.forward = _recorded_forward(_one_thread_at_a_time(method, "forward"))
+        cls._derived_backward = _derives_backward(cls)
+        if cls._derived_backward:
+            if "backward" not in cls.__dict__:
+                cls.backward = _derived_backward_method()
+            cls._input_grad_optional = True
+
+    #: True for a subclass whose backward is derived from its recorded forward (nn/_record.py).
+    _derived_backward = False
 
     #: True when ``backward(dy, input_grad=False)`` is accepted: the module then only adds its
     #: parameter gradients and returns None, skipping the input-gradient work (as PyTorch does
