@@ -10,7 +10,7 @@ import numpy as np
 
 from ..nn import _record
 from ..nn.module import Module
-from ..nn.parameter import _FLOAT_DTYPES, Parameter
+from ..nn.parameter import Parameter
 from ..serialization import _atomic_write
 from . import _ops
 
@@ -88,16 +88,7 @@ class _Graph:
         """The ONNX name of an array argument: a traced value, a Parameter or a buffer."""
         if isinstance(arg, _record.Value):
             return self.names[arg.id]
-        a = _array_of(arg)
-        if a.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"an array argument of dtype {a.dtype}: expected float32 or float64")
-        return self.array(a)
-
-    def operand(self, arg, like) -> str:
-        """``tensor(arg)``, or a scalar constant of ``like``'s dtype for a Python number."""
-        if isinstance(arg, numbers.Number) and not isinstance(arg, bool):
-            return self.scalar(arg, self.dtype(like))
-        return self.tensor(arg)
+        return self.array(_array_of(arg))
 
     def array(self, a: np.ndarray) -> str:
         """An initializer holding ``a`` (one per array: a shared Parameter is stored once), named

@@ -113,11 +113,12 @@ def add(g, *xs):
 
 
 def sub(g, a, b):
-    return g.emit("Sub", [g.tensor(a), g.operand(b, like=a)])
+    return g.emit("Sub", [g.tensor(a), g.tensor(b)])
 
 
 def mul(g, a, b):
-    return g.emit("Mul", [g.tensor(a), g.operand(b, like=a)])
+    """b of a's shape, or broadcast over a (NumPy's rules, as ONNX's)."""
+    return g.emit("Mul", [g.tensor(a), g.tensor(b)])
 
 
 def cat(g, xs, dim=1):
