@@ -123,6 +123,27 @@ def test_quickstart_cnn_opsets(tmp_path, rng, opset):
     assert proto.opset_import[0].version == opset
 
 
+
+@pytest.mark.dataset
+def test_example_export_flag(tmp_path, rng):
+    """python examples/fashion_mnist.py --export model.onnx writes the trained quickstart CNN."""
+    from gradkit.examples import fashion_mnist as example
+
+    try:
+        gk.datasets.load_fashion_mnist(download=False)
+    except FileNotFoundError as e:
+        if os.environ.get("GRADKIT_REQUIRE_DATASET") == "1":
+            raise
+        pytest.skip(f"Fashion-MNIST is not installed: {str(e).splitlines()[0]}")
+    path = tmp_path / "model.onnx"
+    out = example.main(["--epochs", "1", "--subset", "600", "--verbose", "0", "--out", str(tmp_path / "run"),
+                        "--export", str(path)])
+    proto = onnx.load(os.fspath(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert op_types(proto)[:3] == ["Conv", "BatchNormalization", "Relu"]
+    x = rng.standard_normal((7, 1, 28, 28)).astype(np.float32)
+    assert_close(session(path).run(None, {"input": x})[0], eval_forward(out["model"], x)[0], "the example's model")
+
 # ---- each layer on its own --------------------------------------------------------------------
 
 LAYERS = {
