@@ -387,3 +387,22 @@ def test_recording_state_is_clean_after_an_error(rng):
     assert _record.current() is None
     y = TwoBranches()(rng.standard_normal((2, 5)).astype(np.float32))
     assert y.shape == (2, 3)
+
+
+def test_diagnostics_name_the_layers_of_derived_modules_by_dotted_path(rng):
+    gk.manual_seed(8)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), Block(3, 4, stride=2), nn.Flatten(), nn.Linear(64, 3))
+    x = rng.standard_normal((8, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    report = gk.diagnostics.propagation(model, x, y, nn.CrossEntropyLoss())
+    names = [r["name"] for r in report.rows]
+    # the block's forward calls its shortcut first: rows follow the calls
+    assert names == ["0", "1.downsample.0", "1.downsample.1", "1.conv1", "1.bn1", "1.relu", "1.conv2", "1.bn2",
+                     "2", "3"]
+    assert all(r["grad_std"] is not None and r["grad_std"] > 0 for r in report.rows)
+    assert "1.downsample.0" in str(report)
+    stats = gk.callbacks.ActivationStats()
+    trainer = gk.Trainer(model, nn.CrossEntropyLoss(), gk.optim.SGD(model.parameters(), lr=0.1), callbacks=[stats])
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert list(stats.stats[0]) == ["1.relu"]
+    assert stats.stats[0]["1.relu"]["grad_std"] > 0

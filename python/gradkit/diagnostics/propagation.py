@@ -51,13 +51,14 @@ class PropagationReport:
         return _plot.propagation(self, path)
 
     def __str__(self):
-        head = f"{'layer':<14}{'type':<14}{'act mean':>11}{'act std':>11}{'grad std':>11}{'saturated':>11}{'dead':>8}"
+        w = max([14] + [len(r["name"]) + 2 for r in self.rows])  # dotted paths of nested layers
+        head = f"{'layer':<{w}}{'type':<14}{'act mean':>11}{'act std':>11}{'grad std':>11}{'saturated':>11}{'dead':>8}"
         lines = [head, "-" * len(head)]
         for r in self.rows:
             g = "-" if r["grad_std"] is None else f"{r['grad_std']:.3g}"
             sat = f"{r['saturated']:.2f}" if "saturated" in r else "-"
             dead = f"{r['dead']:.2f}" if "dead" in r else "-"
-            lines.append(f"{r['name']:<14}{r['type']:<14}{r['act_mean']:>11.3g}{r['act_std']:>11.3g}{g:>11}"
+            lines.append(f"{r['name']:<{w}}{r['type']:<14}{r['act_mean']:>11.3g}{r['act_std']:>11.3g}{g:>11}"
                          f"{sat:>11}{dead:>8}")
         lines.append(f"input std {self.input_std:.3g}. {self.verdict}")
         return "\n".join(lines)
@@ -104,7 +105,9 @@ def _verdict(rows, input_std):
 def propagation(model, x, y=None, loss=None):
     """One forward (and backward, with a loss) at the current weights, measured layer by layer.
 
-    Fused runs are taken apart for the pass so that every leaf module's output is seen. Weights,
+    Fused runs are taken apart for the pass so that every leaf module's output is seen; rows
+    follow the order of the calls (a derived-backward module's forward may call its layers in
+    another order than it registered them; functional ops are not layers and have no row). Weights,
     gradients, buffers (running statistics), the train/eval mode, forward caches and the random
     generator are left as they were.
 
@@ -132,7 +135,7 @@ def propagation(model, x, y=None, loss=None):
 
         def fwd(*args, **kwargs):
             out = forward(*args, **kwargs)
-            records.setdefault(name, {})["out"] = out
+            records.setdefault(name, {"order": len(records)})["out"] = out  # rows in call order
             return out
 
         def bwd(dy, *args, **kwargs):
@@ -158,7 +161,7 @@ def propagation(model, x, y=None, loss=None):
                 m.__dict__.pop("backward", None)
 
     rows = []
-    for name, m in leaves:
+    for name, m in sorted(leaves, key=lambda nm: records.get(nm[0], {}).get("order", len(records))):
         rec = records.get(name)
         if rec is None or not isinstance(rec.get("out"), np.ndarray):
             continue

@@ -1,5 +1,5 @@
 """Layers, containers and losses (PyTorch names and defaults)."""
-from . import init
+from . import functional, init
 from .activation import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .container import Flatten, Residual, Sequential
 from .conv import Conv2d
@@ -13,7 +13,7 @@ from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .sync_batchnorm import SyncBatchNorm
 
 __all__ = [
-    "Module", "Parameter", "init",
+    "Module", "Parameter", "init", "functional",
     "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
     "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Dropout",
     "BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm2d",

@@ -103,7 +103,8 @@ class Node:
         self.args, self.kwargs, self.outputs = (), {}, self.outs
 
     def __repr__(self) -> str:
-        return f"Node({self.op!r}, {self.name!r}, ins={self.ins}, outs={self.outs})"
+        name = self.name() if callable(self.name) else self.name
+        return f"Node({self.op!r}, {name!r}, ins={self.ins}, outs={self.outs})"
 
 
 class _Values:
@@ -153,26 +154,27 @@ class Tape:
             self._constants = ids
         return self._constants
 
-    def value_of(self, arr, call: str):
-        """The value id of an array a recorded call reads; None for a constant (parameter or buffer)."""
+    def value_of(self, arr, call):
+        """The value id of an array a recorded call reads; None for a constant (parameter or buffer).
+        ``call()`` describes the call for the error (built only then: naming a module costs a walk)."""
         vid = self.values.get(arr)
         if vid is not None:
             return vid
         if id(arr) in self._constant_ids():
             return None
         raise RuntimeError(
-            f"{type(self.owner).__name__}.forward: {call} reads an array ({arr.dtype} {arr.shape}) that is not an "
+            f"{type(self.owner).__name__}.forward: {call()} reads an array ({arr.dtype} {arr.shape}) that is not an "
             "input of the forward, the output of a recorded call, or a parameter or buffer of the module: its "
             "gradient cannot be derived. Compute it with a module or a gk.nn.functional op instead of plain NumPy "
             "(or run the forward under gk.no_grad())")
 
-    def _register_outputs(self, out, call: str):
+    def _register_outputs(self, out, call):
         """Value ids of what a recorded call returned (an array or a tuple of arrays); read-only from now on."""
         outs = out if isinstance(out, tuple) else (out,)
         vids, meta = [], []
         for o in outs:
             if not _float_array(o):
-                raise RuntimeError(f"{type(self.owner).__name__}.forward: {call} returned "
+                raise RuntimeError(f"{type(self.owner).__name__}.forward: {call()} returned "
                                    f"{type(o).__name__}; a recorded call must return float arrays (or a tuple of them)")
             if self.values.get(o) is None:  # a new array: nothing may change it until backward has run
                 o.flags.writeable = False
@@ -182,20 +184,23 @@ class Tape:
 
     def call_module(self, module, run, args, kwargs):
         """Run ``module(*args, **kwargs)`` (through ``run``) as one node of this tape."""
-        call = f"call {len(self.nodes)} ({_module_path(self.owner, module)}: {type(module).__name__})"
+        index = len(self.nodes)
+
+        def call():
+            return f"call {index} ({_module_path(self.owner, module)}: {type(module).__name__})"
         ins = []  # one per positional argument: a value id, or None (a constant, not an array)
         for i, a in enumerate(args):
             ins.append(self.value_of(a, call) if isinstance(a, np.ndarray) else None)
             if isinstance(a, (list, tuple)) and any(isinstance(e, np.ndarray) for e in a):
-                raise RuntimeError(f"{type(self.owner).__name__}.forward: {call}: argument {i} is a "
+                raise RuntimeError(f"{type(self.owner).__name__}.forward: {call()}: argument {i} is a "
                                    f"{type(a).__name__} of arrays; pass each array as an argument of its own")
         for k, a in kwargs.items():
             if isinstance(a, np.ndarray) and self.value_of(a, call) is not None:
-                raise RuntimeError(f"{type(self.owner).__name__}.forward: {call}: keyword argument {k!r} is a "
+                raise RuntimeError(f"{type(self.owner).__name__}.forward: {call()}: keyword argument {k!r} is a "
                                    "recorded array; pass it positionally")
-        derived = getattr(type(module), "_derived_backward", False)
+        derived = type(module)._derived_backward
         if not derived and sum(v is not None for v in ins) > 1:
-            raise RuntimeError(f"{type(self.owner).__name__}.forward: {call}: {type(module).__name__} has a "
+            raise RuntimeError(f"{type(self.owner).__name__}.forward: {call()}: {type(module).__name__} has a "
                                "hand-written backward for one input and is given several recorded arrays")
         first = _note_call(module)
         _push(SUSPENDED)
@@ -212,7 +217,10 @@ class Tape:
 
     def call_function(self, fn, arrays, call_name: str):
         """Record a functional op: ``fn.forward`` has run; ``arrays`` are the array arguments in order."""
-        call = f"call {len(self.nodes)} (F.{call_name})"
+        index = len(self.nodes)
+
+        def call():
+            return f"call {index} (F.{call_name})"
         return call, [None if isinstance(a, Parameter) else self.value_of(a, call) for a in arrays]
 
     def add_function_node(self, fn, call, ins, out):
