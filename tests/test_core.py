@@ -120,10 +120,25 @@ def test_threads_roundtrip_and_validation():
     assert gk.get_num_threads() == 1
     gk.set_num_threads(2)
     assert gk.get_num_threads() == 2
-    with pytest.raises(ValueError, match="n: expected an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"n: expected an integer in \[1, 1024\], got 0"):
         gk.set_num_threads(0)
     with pytest.raises(TypeError, match="n: expected an int"):
         gk.set_num_threads(1.5)
+
+
+def test_thread_count_and_seed_refuse_bools_and_out_of_range_counts():
+    gk.set_num_threads(2)
+    for bad in (True, False, np.bool_(True)):
+        with pytest.raises(TypeError, match=r"set_num_threads: n: expected an int, got bool"):
+            gk.set_num_threads(bad)
+        with pytest.raises(TypeError, match=r"manual_seed: seed: expected an int, got bool"):
+            gk.manual_seed(bad)
+    for bad in (2**31, 2**64, 1025):  # beyond C int, and beyond any CPU's hardware threads
+        with pytest.raises(ValueError, match=rf"set_num_threads: n: expected an integer in \[1, 1024\], got {bad}"):
+            gk.set_num_threads(bad)
+    assert gk.get_num_threads() == 2  # nothing refused changed the setting
+    gk.set_num_threads(np.int64(1))  # NumPy integers are ints
+    assert gk.get_num_threads() == 1
 
 
 def test_default_threads_from_env():

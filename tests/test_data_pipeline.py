@@ -1,6 +1,10 @@
 """gk.data pipeline: the C++ gather and augmentation kernels against NumPy float64 references,
 ArrayDataset, DataLoader (shuffling, drop_last, workers, per-sample collation, errors) and
 the Trainer with loaders."""
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -185,9 +189,9 @@ def test_transform_errors(rng):
         Normalize([0, 0, 0], [1, 1])
     with pytest.raises(ValueError, match="p: expected a probability"):
         RandomHorizontalFlip(1.5)
-    with pytest.raises(ValueError, match="size: expected values >= 1"):
+    with pytest.raises(ValueError, match=r"size: expected values in \[1, 2\*\*30\], got 0"):
         RandomCrop(0)
-    with pytest.raises(ValueError, match="padding: expected an integer >= 0"):
+    with pytest.raises(ValueError, match=r"padding: expected an integer in \[0, 2\*\*30\], got -1"):
         RandomCrop(3, padding=-1)
     with pytest.raises(TypeError, match="transforms: expected a list"):
         Compose(RandomCrop(3))
@@ -504,3 +508,206 @@ def test_array_fit_from_a_memmap_equals_in_memory(tmp_path, rng):
     assert h1.history == h2.history
     for a, b in zip(t1.model.parameters(), t2.model.parameters()):
         assert np.array_equal(a.data, b.data)
+
+
+# -- issue 25: object arrays, fork, nested Compose, collation dtypes, argument errors ------
+def run_script(script, timeout=180):
+    """Run a script in a fresh interpreter (a crash or a hang there fails the test, not pytest)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_object_arrays_are_gathered_with_reference_counts():
+    # The C++ row copy once copied the PyObject pointers without counting them: freed labels,
+    # then a crash after a few epochs. In a subprocess, so a crash fails this test only.
+    out = run_script("""
+        import sys
+        import numpy as np
+        import gradkit as gk
+        from gradkit import _core
+        from gradkit.data import ArrayDataset, DataLoader
+
+        n = 50
+        labels = np.array(["label-%d-" % i + "x" * (i % 7) for i in range(n)], dtype=object)
+        pairs = np.empty((n, 2), dtype=object)  # 2-D object rows too
+        pairs[:, 0], pairs[:, 1] = labels, [(i, str(i)) for i in range(n)]
+        counts = [sys.getrefcount(s) for s in labels]
+        ds = ArrayDataset(np.arange(n), labels, pairs)
+        gk.manual_seed(0)
+        for epoch in range(30):
+            for workers in (0, 2):
+                for i, lab, pair in DataLoader(ds, batch_size=7, shuffle=True, num_workers=workers):
+                    assert lab.dtype == object and pair.dtype == object
+                    assert all(a is labels[j] for a, j in zip(lab, i)), "not the source's objects"
+                    assert all(p[0] is labels[j] and p[1] == (j, str(j)) for p, j in zip(pair, i))
+        del i, lab, pair
+        assert [sys.getrefcount(s) for s in labels] == counts, "reference counts changed"
+        lab, = ArrayDataset(labels)[np.array([3, 3, 3, 0])]
+        assert lab.tolist() == [labels[3]] * 3 + [labels[0]]
+        try:
+            _core.gather_rows(np.empty(1, object), labels, np.array([0]))
+        except TypeError as e:
+            assert "src: expected an array without Python objects" in str(e), e
+        else:
+            raise AssertionError("gather_rows copied object pointers")
+        print("objects ok")
+    """)
+    assert out.returncode == 0 and "objects ok" in out.stdout, f"exit {out.returncode}: {out.stdout}{out.stderr}"
+
+
+def test_a_child_forked_mid_epoch_continues_the_iterator():
+    # The parent's prefetch threads do not exist in a forked child: it once blocked forever
+    # on their futures. The child must give the same batches as the parent, without hanging.
+    out = run_script("""
+        import multiprocessing as mp
+        import numpy as np
+        import gradkit as gk
+        from gradkit.data import ArrayDataset, Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip
+
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((60, 2, 6, 6)).astype(np.float32)
+        t = Compose([RandomCrop(6, padding=1), RandomHorizontalFlip(), Normalize(0.5, 2.0)])
+        loader = DataLoader(ArrayDataset(x, np.arange(60)), batch_size=4, shuffle=True, transform=t, num_workers=2,
+                            prefetch=3)
+
+        def rest(it):
+            return [(a.copy(), b.copy()) for a, b in it]
+
+        def child(it, q):
+            try:
+                q.put((rest(it), rest(iter(loader))))  # the epoch's rest, then a new epoch with workers
+            except BaseException as e:  # report, never leave the parent waiting
+                q.put(repr(e))
+
+        if __name__ == "__main__":
+            gk.manual_seed(3)
+            it = iter(loader)
+            first = [next(it) for _ in range(2)]
+            ctx = mp.get_context("fork")
+            q = ctx.Queue()
+            p = ctx.Process(target=child, args=(it, q), daemon=True)  # a hung child dies with us
+            p.start()
+            mine, next_epoch = rest(it), rest(iter(loader))
+            got = q.get(timeout=60)
+            p.join(30)
+            assert not isinstance(got, str), "child failed: " + got
+            assert p.exitcode == 0, f"child exit code {p.exitcode}"
+            theirs, their_next = got
+            assert len(first) + len(mine) == len(loader) == 15 and len(theirs) == len(mine)
+            for (a, b), (c, d) in zip(mine + next_epoch, theirs + their_next):
+                assert np.array_equal(a, c) and np.array_equal(b, d)
+            print("fork ok")
+    """)
+    assert out.returncode == 0 and "fork ok" in out.stdout, f"exit {out.returncode}: {out.stdout}{out.stderr}"
+
+
+def test_nested_compose_gives_each_random_transform_its_own_draws(rng):
+    # Inner and outer flips once drew from the same slot: every image flipped twice or never.
+    x = images(rng, 200, 1, 3, 4)
+    inner, outer = RandomHorizontalFlip(), RandomHorizontalFlip()
+    t = Compose([Compose([Normalize(0.0, 1.0), inner]), outer])
+    gk.manual_seed(5)
+    y = t(x)
+    unchanged = int(np.all(y == x, axis=(1, 2, 3)).sum())
+    assert 60 <= unchanged <= 140, f"{unchanged} of 200 images unchanged (independent flips: about 100)"
+    # Depth-first slots: Normalize 0, inner 1, outer 2, whatever the nesting.
+    key = 987654321
+    flags = inner.draws(200, key, 4, 1) ^ outer.draws(200, key, 4, 2)
+    assert np.array_equal(t._apply(x, key, 4, 0, 0), np.where(flags[:, None, None, None] == 1, x[..., ::-1], x))
+    crop, flip, norm = RandomCrop(3, padding=1), RandomHorizontalFlip(), Normalize(1.0, 2.0)
+    deep = Compose([Compose([Compose([crop]), flip]), Compose([]), norm, Compose([RandomCrop(2)])])
+    ref = RandomCrop(2)._apply(norm._apply(flip._apply(crop._apply(x, key, 4, 0, 0), key, 4, 1, 0), key, 4, 2, 0),
+                               key, 4, 3, 0)
+    assert np.array_equal(deep._apply(x, key, 4, 0, 0), ref)
+
+
+def test_nested_compose_is_the_same_for_any_num_workers(rng):
+    x, y = images(rng, 30, 2, 6, 6), np.arange(30)
+    t = Compose([RandomHorizontalFlip(), Compose([RandomCrop(6, padding=2), RandomHorizontalFlip(0.3)])])
+    runs = []
+    for workers in (0, 1, 2):
+        gk.manual_seed(2)
+        runs.append(collect(DataLoader(ArrayDataset(x, y), batch_size=7, shuffle=True, transform=t,
+                                       num_workers=workers)))
+    for run in runs[1:]:
+        assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(runs[0], run))
+
+
+class Items:
+    """A per-sample dataset over a list of prepared items."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[int(i)]
+
+
+def test_per_sample_collation_keeps_every_value_or_refuses():
+    # Mixed ints and floats once became ints, strings were cut to the first one's width.
+    (x, y), = collect(DataLoader(Items([(np.zeros(2, np.float32), [1, 2]), (np.ones(2, np.float32), [1.7, 2.5])]),
+                                 batch_size=2))
+    assert y.dtype == np.float64 and y.tolist() == [[1.0, 2.0], [1.7, 2.5]] and x.dtype == np.float32
+    (s,), = collect(DataLoader(Items([("ab",), ("abcd",), ("c",)]), batch_size=3))
+    assert s.tolist() == ["ab", "abcd", "c"]
+    (b,), = collect(DataLoader(Items([(True,), (7,)]), batch_size=2))
+    assert b.dtype == np.int64 and b.tolist() == [1, 7]
+    (u,), = collect(DataLoader(Items([(np.uint8(200),), (np.float32(0.5),)]), batch_size=2))
+    assert u.dtype == np.float32 and u.tolist() == [200.0, 0.5]
+    with pytest.raises(TypeError, match=r"field 0 as int64 for sample 1 and as float64 for sample 0: float64, "
+                                        r"which holds both, would round the first one's integers beyond 2\*\*53"):
+        collect(DataLoader(Items([(0.5,), (2**53 + 1,)]), batch_size=2))
+    with pytest.raises(TypeError, match=r"field 1 as <U1 for sample 1 and as int64 for sample 0: no dtype holds both"):
+        collect(DataLoader(Items([(0.0, 3), (1.0, "a")]), batch_size=2))
+    with pytest.raises(TypeError, match=r"field 0 as <U1 for sample 1 and as \|S1 for sample 0"):
+        collect(DataLoader(Items([(b"a",), ("a",)]), batch_size=2))
+    with pytest.raises(TypeError, match=r"returned NoneType as field 1 of sample 2; expected an array, a number"):
+        collect(DataLoader(Items([(0.0, 1), (1.0, 2), (2.0, None)]), batch_size=3))
+    with pytest.raises(TypeError, match=r"returned NoneType as field 0 of sample 0"):
+        collect(DataLoader(Items([None, None]), batch_size=2))
+    with pytest.raises(TypeError, match=r"returned a dict for sample 0; expected a tuple"):
+        collect(DataLoader(Items([{"x": 1}, {"x": 2}]), batch_size=2))
+    with pytest.raises(TypeError, match=r"returned list as field 0 of sample 1"):
+        collect(DataLoader(Items([([1, 2],), ([1, [2, 3]],)]), batch_size=2))
+
+
+def test_batch_indices_name_each_row_s_sample_in_the_dataset(rng):
+    # What the Trainer needs to name a bad label by its sample, not its row in the batch.
+    loader = DataLoader(ArrayDataset(np.arange(23) * 10), batch_size=5, shuffle=True, num_workers=2)
+    gk.manual_seed(4)
+    plan = loader._plan_epoch()
+    for b, (values,) in enumerate(loader._batches(plan)):
+        assert np.array_equal(values, loader._batch_indices(plan, b) * 10)
+    assert b == 4 and len(loader._batch_indices(plan, 4)) == 3
+
+
+def test_transform_and_index_arguments_name_the_argument(rng):
+    x = images(rng, 2, 1, 5, 5)
+    with pytest.raises(ValueError, match=r"RandomCrop: padding: expected an integer in \[0, 2\*\*30\], "
+                                         r"got 1099511627776"):
+        RandomCrop(4, padding=2**40)
+    with pytest.raises(ValueError, match=r"RandomCrop: size: expected values in \[1, 2\*\*30\]"):
+        RandomCrop((4, 2**62))
+    with pytest.raises(TypeError, match=r"RandomCrop: size: expected an int, got bool"):
+        RandomCrop(True)
+    with pytest.raises(TypeError, match=r"RandomCrop: padding: expected an int, got bool"):
+        RandomCrop(4, padding=True)
+    with pytest.raises(TypeError, match=r"Normalize: mean: expected a number or a sequence of numbers, got 'abc'"):
+        Normalize("abc", 1.0)
+    with pytest.raises(TypeError, match=r"Normalize: std: expected a number or a sequence of numbers"):
+        Normalize(0.0, [True, False])
+    with pytest.raises(TypeError, match=r"Normalize: std: expected a number or a sequence of numbers"):
+        Normalize(0.0, [1.0, [2.0]])
+    assert RandomCrop(5, padding=2**30 - 1)._apply(x, 1, 0, 0, 0).shape == (2, 1, 5, 5)  # int32 offsets
+    with pytest.raises(ValueError, match=r"RandomCrop: x: images of 5x5 padded by 1073741824 give more than 2\*\*31 "
+                                         r"crop positions per axis"):
+        RandomCrop(5, padding=2**30)(x)
+    with pytest.raises(TypeError, match=r"ArrayDataset: index: expected an int, a slice or a 1-D integer array, "
+                                        r"got bool"):
+        ArrayDataset(np.arange(3))[True]
+    with pytest.raises(TypeError, match=r"DataLoader: num_workers: expected an int, got bool"):
+        DataLoader(ArrayDataset(np.arange(3)), num_workers=True)

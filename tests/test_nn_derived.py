@@ -406,3 +406,67 @@ def test_diagnostics_name_the_layers_of_derived_modules_by_dotted_path(rng):
     trainer.fit(x, y, epochs=1, verbose=0)
     assert list(stats.stats[0]) == ["1.relu"]
     assert stats.stats[0]["1.relu"]["grad_std"] > 0
+
+
+class Net(nn.Module):
+    """A stem, a residual block and a head; the head's weight is used through F.linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.block = Block(4, 6, stride=2)
+        self.weight = nn.Parameter(np.full((3, 6), 0.1, np.float32))
+        self.bias = nn.Parameter(np.zeros(3, np.float32))
+
+    def forward(self, x):
+        return F.linear(F.global_avg_pool2d(self.block(self.stem(x))), self.weight, self.bias)
+
+
+def test_a_frozen_backbone_stays_bit_identical_through_training_with_weight_decay(rng):
+    gk.manual_seed(9)
+    net = Net()
+    net.stem.requires_grad_(False)
+    net.block.requires_grad_(False)
+    frozen = {n: p.data.copy() for n, p in net.named_parameters() if not p.requires_grad}
+    sentinel = {n: p.grad.copy() for n, p in net.named_parameters() if not p.requires_grad}
+    calls = []
+    stem_backward = net.stem.backward
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return stem_backward(*args, **kwargs)
+
+    object.__setattr__(net.stem, "backward", spy)
+    x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    head = net.weight.data.copy()
+    opt = gk.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
+    gk.Trainer(net, nn.CrossEntropyLoss(), opt).fit(x, y, epochs=2, batch_size=4, verbose=0)
+    for n, p in net.named_parameters():
+        if n in frozen:
+            np.testing.assert_array_equal(p.data, frozen[n], err_msg=n)
+            np.testing.assert_array_equal(p.grad, sentinel[n], err_msg=n)
+    assert not np.array_equal(net.weight.data, head)
+    assert calls == []  # the frozen stem's backward never ran: nothing needs its input gradient
+
+
+def test_frozen_parameters_of_functional_ops_get_no_gradient_and_the_rest_is_unchanged(rng):
+    gk.manual_seed(10)
+    net = Net().double()
+    x = rng.standard_normal((5, 1, 6, 6))
+    y = net(x)
+    dy = rng.standard_normal(y.shape)
+    net.zero_grad()
+    dx = net.backward(dy)
+    full = {n: p.grad.copy() for n, p in net.named_parameters()}
+    net.weight.requires_grad = False
+    net.block.conv1.requires_grad_(False)
+    net.weight.grad[...] = 7.0
+    net(x)
+    net.zero_grad()
+    dx2 = net.backward(dy)
+    np.testing.assert_array_equal(dx2, dx)
+    np.testing.assert_array_equal(net.weight.grad, 7.0)
+    for n, p in net.named_parameters():
+        if p.requires_grad:
+            np.testing.assert_array_equal(p.grad, full[n], err_msg=n)

@@ -98,6 +98,44 @@ def test_awkward_keys_do_not_collide(tmp_path):
     assert_same(obj, gk.load(tmp_path / "k.npz"))
 
 
+def test_keys_with_nul_surrogates_or_any_length_round_trip_exactly(tmp_path):
+    # Entry names once were the raw keys: cut at NUL on reading (keys collided), refused as
+    # UTF-8 (surrogates), or too long for a zip name (70,000 characters).
+    long = "k" * 70_000
+    obj = {"layer\x00name": np.ones(2), "layer\x00other": np.zeros(2), "layer": 1, "\x00": 2, "\udc80": 3,
+           "a\udcff\ud800b": {"\x00/\x00": "nested"}, long: 4, long + "!": np.arange(3), "k" * 200_000: 5,
+           "\\": 6, "%5C": 7, "\x01\x1f\x7f": 8, "é\x00": 9, ("é" * 600) + "a": 10, ("é" * 600) + "b": 11}
+    path = tmp_path / "keys.npz"
+    gk.save({"old": 1}, path)
+    gk.save(obj, path)  # over an existing file
+    back = gk.load(path)
+    assert_same(obj, back)
+    with np.load(path, allow_pickle=False) as npz:  # still a plain npz, every name at most 1024 bytes
+        names = npz.files
+        np.testing.assert_array_equal(npz["layer%00name"], np.ones(2))
+        np.testing.assert_array_equal(npz["layer%00other"], np.zeros(2))
+        assert npz["%uDC80"] == 3 and npz["%5C"] == 6 and npz["%255C"] == 7
+    assert len(names) == len(set(names)) == 15 + 1 and max(len(n.encode()) for n in names) <= 1024
+    # a module attribute with NUL: its state_dict keys carry it, and load_state_dict takes them back
+    src = Sequential(Linear(2, 2))
+    setattr(src, "enc\x00", Linear(2, 3))
+    gk.save(src.state_dict(), tmp_path / "m.npz")
+    state = gk.load(tmp_path / "m.npz")
+    assert list(state) == list(src.state_dict()) and any("\x00" in k for k in state)
+    for k, v in src.state_dict().items():
+        np.testing.assert_array_equal(state[k], v)
+
+
+def test_strings_round_trip_exactly(tmp_path):
+    # NumPy's fixed-width strings drop trailing NULs: "abc\x00" once loaded as "abc".
+    obj = {"s": "abc\x00", "nul": "\x00", "inner": "a\x00b", "two": "x\x00\x00", "surrogate": "\udc80z",
+           "empty": "", "list": ["\x00", ("q\x00",)]}
+    gk.save(obj, tmp_path / "s.npz")
+    assert_same(obj, gk.load(tmp_path / "s.npz"))
+    with np.load(tmp_path / "s.npz", allow_pickle=False) as npz:  # other strings stay plain entries
+        assert str(npz["inner"]) == "a\x00b" and str(npz["surrogate"]) == "\udc80z" and "s" not in npz.files
+
+
 def test_parameters_save_as_arrays(tmp_path):
     gk.save({"w": Parameter(np.ones(3))}, tmp_path / "p.npz")
     back = gk.load(tmp_path / "p.npz")

@@ -34,6 +34,10 @@ void bind_data(py::module_& m) {
         auto src = py::reinterpret_borrow<py::array>(src_obj);
         if (src.ndim() < 1) value_error("src", "an array of shape (N, ...)", "a 0-d array");
         if (!c_contiguous(src)) value_error("src", "a C-contiguous array", "a non-contiguous one");
+        // A row copy of Python object pointers would skip their reference counts (a crash later).
+        if (src.dtype().attr("hasobject").cast<bool>()) {
+          type_error("src", "an array without Python objects (gather those with numpy.take)", dtype_str(src_obj));
+        }
         if (!py::isinstance<py::array>(out_obj)) type_error("out", "a numpy.ndarray", dtype_str(out_obj));
         auto out = py::reinterpret_borrow<py::array>(out_obj);
         if (!out.dtype().is(src.dtype())) {

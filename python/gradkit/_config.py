@@ -5,24 +5,38 @@ import contextlib
 import operator
 import threading
 
+import numpy as np
+
 from . import _core
 
 __all__ = ["set_num_threads", "get_num_threads", "manual_seed", "show_config", "no_grad", "is_grad_enabled"]
 
 
+# More kernel threads than any CPU has hardware threads would only oversubscribe it (and a
+# count near 2**31 makes OpenMP fail to create its threads, which ends the process).
+_MAX_THREADS = 1024
+
+
+def _int_arg(value, who: str, name: str) -> int:
+    """value as an int; TypeError naming the argument for anything else, bool included."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{who}: {name}: expected an int, got bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{who}: {name}: expected an int, got {type(value).__name__}") from None
+
+
 def set_num_threads(n: int) -> None:
-    """Set the number of OpenMP threads every kernel uses (n >= 1).
+    """Set the number of OpenMP threads every kernel uses (1 <= n <= 1024).
 
     A child process created by ``fork`` (multiprocessing's default on Linux) runs kernels on
     one thread: OpenMP's thread pool does not survive fork. There ``n > 1`` raises
     ``RuntimeError``; use the "spawn" or "forkserver" start method for multi-threaded workers.
     """
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"set_num_threads: n: expected an int, got {type(n).__name__}") from None
-    if n < 1:
-        raise ValueError(f"set_num_threads: n: expected an integer >= 1, got {n}")
+    n = _int_arg(n, "set_num_threads", "n")
+    if not 1 <= n <= _MAX_THREADS:
+        raise ValueError(f"set_num_threads: n: expected an integer in [1, {_MAX_THREADS}], got {n}")
     global _threads_set
     _threads_set = True  # gk.distributed.init() then keeps the user's choice
     _core.set_num_threads(n)
@@ -42,10 +56,7 @@ def manual_seed(seed: int) -> None:
     The generator is counter-based (Philox4x32-10), so a seed gives the same
     numbers whatever the thread count.
     """
-    try:
-        seed = operator.index(seed)
-    except TypeError:
-        raise TypeError(f"manual_seed: seed: expected an int, got {type(seed).__name__}") from None
+    seed = _int_arg(seed, "manual_seed", "seed")
     if not -(2**63) <= seed < 2**64:
         raise ValueError(f"manual_seed: seed: expected a value in [-2**63, 2**64), got {seed}")
     _core.manual_seed(seed % 2**64)

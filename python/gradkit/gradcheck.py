@@ -44,7 +44,7 @@ def _as_checked(module_or_fn):
             for mod, cache in caches:
                 object.__setattr__(mod, "_cache", cache)
         m.double()
-        return m, m.named_parameters()
+        return m, [(name, p) for name, p in m.named_parameters() if p.requires_grad]  # frozen: not checked
     if isinstance(module_or_fn, (tuple, list)) and len(module_or_fn) == 2 and all(map(callable, module_or_fn)):
         return _Function(*module_or_fn), []
     if callable(getattr(module_or_fn, "forward", None)) and callable(getattr(module_or_fn, "backward", None)):
@@ -62,8 +62,9 @@ def gradcheck(module_or_fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol
 
     The function checked is ``L = sum(w * f(*inputs))`` for a fixed random ``w`` (or the
     output itself when ``f`` returns a scalar, as a loss does, whose ``backward()`` then
-    takes no argument). Every floating-point input that gets a gradient and every
-    parameter is perturbed element by element: ``(L(t + eps) - L(t - eps)) / (2 eps)``.
+    takes no argument). Every floating-point input that gets a gradient and every trainable
+    parameter (not the frozen ones, ``requires_grad=False``) is perturbed element by element:
+    ``(L(t + eps) - L(t - eps)) / (2 eps)``.
 
     Args:
         module_or_fn: a ``gk.nn.Module`` (checked on a float64 deep copy: the original, its

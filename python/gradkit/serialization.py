@@ -5,8 +5,12 @@ path, components joined by ``/`` (``model/0.weight``, ``optim/state/0/exp_avg``)
 ``numpy.load(path)`` reads the numbers with no gradkit around. One more entry,
 ``%tree``, holds a JSON description of the structure (dict keys and their types,
 lists, tuples, Python scalar types, None) so ``gk.load`` rebuilds the exact object.
-``%`` and ``/`` inside keys are escaped (``%25``, ``%2F``): no user key can collide
-with ``%tree`` or with another path.
+The tree holds every key exactly (any str: NUL, lone surrogates, any length); the
+entry names only point into it. In them ``%``, ``/``, ``\\``, control characters and
+lone surrogates are escaped (``%25``, ``%2F``, ``%00``, ``%uDC80``), a name longer
+than 1000 bytes is cut, and a name already taken gets a ``%1``, ``%2``... suffix: no
+user key can collide with ``%tree`` or with another path. A str ending in NUL, which
+NumPy's fixed-width strings would drop, is kept in the tree only.
 
 The write is atomic: the file is written to a temporary name in the same directory,
 flushed, fsync'ed and renamed over ``path`` (``os.replace``), so a crash or an error
@@ -18,6 +22,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import uuid
 import zipfile
 import zlib
@@ -36,10 +41,20 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member, or an empty archive
 # Deepest nesting saved or loaded: far beyond any state dict, and its JSON tree (4 levels
 # per container) stays clear of Python's recursion limit.
 _MAX_DEPTH = 100
+# Longest entry name (UTF-8 bytes) before it is cut; a zip member name holds at most 65535.
+_MAX_NAME_BYTES = 1000
+# What an entry name cannot hold as is: the escape character, path separators, control
+# characters (a zip reader cuts a name at NUL) and lone surrogates (not UTF-8).
+_UNSAFE = re.compile(r"[%/\\\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _escape_char(match) -> str:
+    code = ord(match.group())
+    return f"%{code:02X}" if code < 0x100 else f"%u{code:04X}"
 
 
 def _escape(component: str) -> str:
-    return component.replace("%", "%25").replace("/", "%2F")
+    return _UNSAFE.sub(_escape_char, component)
 
 
 def _where(path) -> str:
@@ -53,6 +68,8 @@ class _Writer:
 
     def _key(self, path) -> str:
         key = "/".join(_escape(str(p)) for p in path) if path else "%root"
+        if len(key.encode("utf-8")) > _MAX_NAME_BYTES:
+            key = key.encode("utf-8")[:_MAX_NAME_BYTES].decode("utf-8", "ignore")
         if key in self.arrays:  # e.g. dict keys 1 and "1" side by side
             n = 1
             while f"{key}%{n}" in self.arrays:
@@ -88,6 +105,8 @@ class _Writer:
         if isinstance(obj, float):
             return self._leaf(path, np.asarray(obj, dtype=np.float64), "float")
         if isinstance(obj, str):
+            if obj.endswith("\x00"):  # NumPy would drop the trailing NULs
+                return {"text": obj}
             return self._leaf(path, np.asarray(obj), "str")
         if isinstance(obj, (dict, list, tuple)):
             if id(obj) in self.open_containers:
@@ -136,6 +155,10 @@ def _decode(node, arrays, depth=0):
         return float(arrays[value])
     if kind == "str":
         return str(arrays[value])
+    if kind == "text":
+        if not isinstance(value, str):
+            raise ValueError(f"text node holds {type(value).__name__}")
+        return value
     if kind in ("dict", "odict"):
         out = OrderedDict() if kind == "odict" else {}
         for key_type, key, child in value:

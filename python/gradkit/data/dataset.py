@@ -17,8 +17,12 @@ __all__ = ["ArrayDataset"]
 
 
 def gather(src: np.ndarray, idx: np.ndarray, out: np.ndarray, nthreads: int = 0) -> np.ndarray:
-    """out[i] = src[idx[i]] (idx int64, in range): the C++ gather, straight from src (a memmap too)."""
-    if src.flags.c_contiguous:
+    """out[i] = src[idx[i]] (idx int64, in range): the C++ gather, straight from src (a memmap too).
+
+    Arrays holding Python objects (e.g. string labels of dtype object) are gathered by NumPy,
+    which counts the objects' references; a row copy would not.
+    """
+    if src.flags.c_contiguous and not src.dtype.hasobject:
         _core.gather_rows(out, src, idx, nthreads)
     else:
         np.take(src, idx, axis=0, out=out)
@@ -28,6 +32,8 @@ def gather(src: np.ndarray, idx: np.ndarray, out: np.ndarray, nthreads: int = 0)
 def _index_array(index, n: int, who: str) -> np.ndarray:
     """index as an int64 array of indices in [0, n) (negative ones counted from the end)."""
     idx = np.asarray(index)
+    if isinstance(index, (list, tuple)) and not index:  # [] reads as float64
+        idx = idx.astype(np.int64)
     if idx.dtype == np.bool_ or not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
         raise TypeError(f"{who}: index: expected an int, a slice or a 1-D integer array, got "
                         f"{type(index).__name__} of dtype {idx.dtype} and shape {idx.shape}")
@@ -43,7 +49,7 @@ class ArrayDataset:
 
     ``ds[i]`` returns a tuple of rows (views), ``ds[index_array]`` a tuple of new
     arrays gathered by index in C++ straight from the source (a memmap reads only
-    those rows), ``ds[slice]`` a tuple of views.
+    those rows; arrays of Python objects are gathered by NumPy), ``ds[slice]`` a tuple of views.
 
     Args:
         *arrays: one or more ``numpy.ndarray`` (or ``numpy.memmap``) of shape (N, ...).
@@ -74,10 +80,12 @@ class ArrayDataset:
             return tuple(a[index] for a in self.arrays)
         if not isinstance(index, (np.ndarray, list, tuple)):
             try:
-                i = operator.index(index)
+                i = None if isinstance(index, (bool, np.bool_)) else operator.index(index)
             except TypeError:
+                i = None
+            if i is None:
                 raise TypeError(f"ArrayDataset: index: expected an int, a slice or a 1-D integer array, "
-                                f"got {type(index).__name__}") from None
+                                f"got {type(index).__name__}")
             n = len(self)
             if not -n <= i < n:
                 raise IndexError(f"ArrayDataset: index {i} is out of range for {n} samples")
@@ -126,29 +134,73 @@ def _is_batch_wise(dataset) -> bool:
     return True
 
 
+def _fields(sample, i: int) -> list:
+    """The fields of per-sample item ``dataset[i]`` as arrays of numbers, booleans or strings."""
+    if isinstance(sample, dict):
+        raise TypeError(f"DataLoader: per-sample dataset returned a dict for sample {i}; expected a tuple with "
+                        "one array, number or string per field (dict samples are not collated)")
+    if not isinstance(sample, (tuple, list)):
+        sample = (sample,)
+    fields = []
+    for k, v in enumerate(sample):
+        try:
+            a = np.asarray(v)
+        except ValueError:  # ragged nested sequences
+            a = None
+        if a is None or a.dtype.hasobject:
+            raise TypeError(f"DataLoader: per-sample dataset returned {type(v).__name__} as field {k} of sample "
+                            f"{i}; expected an array, a number or a string")
+        fields.append(a)
+    return fields
+
+
+def _exact_in(v: np.ndarray, dtype: np.dtype) -> bool:
+    """Does casting v to dtype (a NumPy promotion of v's dtype) keep every value?"""
+    if v.dtype.kind in "iu" and dtype.kind in "fc" and v.size:
+        limit = 2 ** (np.finfo(dtype).nmant + 1)  # integers beyond it are rounded
+        return -limit <= int(v.min()) and int(v.max()) <= limit
+    return True
+
+
+def _stack_field(values, k: int, idx: np.ndarray) -> np.ndarray:
+    """Field k of every sample, stacked in a dtype that holds each sample's values exactly."""
+    first = values[0]
+    for row, v in enumerate(values):
+        if v.shape != first.shape:
+            raise ValueError(f"DataLoader: per-sample dataset returned ragged shapes: field {k} of sample "
+                             f"{int(idx[row])} has shape {v.shape}, sample {int(idx[0])} had {first.shape}")
+    dtypes = {v.dtype for v in values}
+    if len(dtypes) > 1:
+        kinds = {d.kind for d in dtypes}
+        dtype = np.result_type(*dtypes) if kinds <= set("biufc") or kinds in ({"U"}, {"S"}) else None
+        if dtype is None:
+            bad = next(row for row, v in enumerate(values) if v.dtype != first.dtype)
+        else:
+            bad = next((row for row, v in enumerate(values) if not _exact_in(v, dtype)), None)
+        if bad is not None:
+            v = values[bad]
+            other = next(row for row, w in enumerate(values) if w.dtype != v.dtype)
+            why = ("no dtype holds both" if dtype is None else
+                   f"{dtype}, which holds both, would round the first one's integers beyond 2**"
+                   f"{np.finfo(dtype).nmant + 1}")
+            raise TypeError(f"DataLoader: per-sample dataset returned field {k} as {v.dtype} for sample "
+                            f"{int(idx[bad])} and as {values[other].dtype} for sample {int(idx[other])}: {why}")
+        values = [v.astype(dtype) for v in values]
+    return np.stack(values)
+
+
 def _collate(dataset, idx: np.ndarray):
-    """Stack per-sample tuples ``dataset[i]`` for i in idx into a tuple of arrays."""
-    first = dataset[int(idx[0])]
-    if not isinstance(first, (tuple, list)):
-        first = (first,)
-    first = [np.asarray(v) for v in first]
-    outs = [np.empty((len(idx),) + v.shape, v.dtype) for v in first]
-    for out, v in zip(outs, first):
-        out[0] = v
-    for row in range(1, len(idx)):
-        sample = dataset[int(idx[row])]
-        if not isinstance(sample, (tuple, list)):
-            sample = (sample,)
-        if len(sample) != len(outs):
+    """Stack per-sample tuples ``dataset[i]`` for i in idx into a tuple of arrays.
+
+    Samples whose field dtypes differ are stacked in NumPy's promotion of them (ints and
+    floats: floats; strings: the widest) when that holds every value exactly, else TypeError.
+    """
+    samples = [_fields(dataset[int(i)], int(i)) for i in idx]
+    for row, sample in enumerate(samples):
+        if len(sample) != len(samples[0]):
             raise ValueError(f"DataLoader: per-sample dataset returned {len(sample)} fields for sample "
-                             f"{int(idx[row])}, but {len(outs)} for sample {int(idx[0])}")
-        for k, (out, v) in enumerate(zip(outs, sample)):
-            v = np.asarray(v)
-            if v.shape != out.shape[1:]:
-                raise ValueError(f"DataLoader: per-sample dataset returned ragged shapes: field {k} of sample "
-                                 f"{int(idx[row])} has shape {v.shape}, sample {int(idx[0])} had {out.shape[1:]}")
-            out[row] = v
-    return tuple(outs)
+                             f"{int(idx[row])}, but {len(samples[0])} for sample {int(idx[0])}")
+    return tuple(_stack_field([s[k] for s in samples], k, idx) for k in range(len(samples[0])))
 
 
 def fetch(dataset, idx: np.ndarray, batch_wise: bool, nthreads: int = 0):

@@ -10,13 +10,14 @@ deterministic. Kernels release the GIL, so threads overlap preparation with comp
 """
 from __future__ import annotations
 
-import operator
+import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .. import _random
+from .._config import _int_arg
 from .dataset import _is_batch_wise, fetch
 from .transforms import Transform, draw_key
 
@@ -24,12 +25,7 @@ __all__ = ["DataLoader"]
 
 
 def _check_count(name: str, value, low: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"DataLoader: {name}: expected an int, got bool")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"DataLoader: {name}: expected an int, got {type(value).__name__}") from None
+    value = _int_arg(value, "DataLoader", name)
     if value < low:
         raise ValueError(f"DataLoader: {name}: expected an integer >= {low}, got {value}")
     return value
@@ -89,10 +85,14 @@ class DataLoader:
         key = draw_key() if isinstance(self.transform, Transform) else None
         return order, key
 
+    def _batch_indices(self, plan, b: int) -> np.ndarray:
+        """The dataset indices of the samples in batch b of an epoch planned by ``_plan_epoch``
+        (row j of the batch is sample ``_batch_indices(plan, b)[j]`` of the dataset)."""
+        return plan[0][b * self.batch_size:(b + 1) * self.batch_size]
+
     def _batch(self, plan, b: int, nthreads: int):
-        order, key = plan
-        idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-        batch = fetch(self.dataset, idx, self._batch_wise, nthreads)
+        key = plan[1]
+        batch = fetch(self.dataset, self._batch_indices(plan, b), self._batch_wise, nthreads)
         if self.transform is not None:
             x = batch[0]
             x = self.transform._apply(x, key, b, 0, nthreads) if key is not None else self.transform(x)
@@ -103,6 +103,9 @@ class DataLoader:
         """Iterator over batches start_batch.. of an epoch planned by ``_plan_epoch``.
 
         The batches follow the plan's order, which the Trainer may cut to one rank's share.
+        A child process fork()ed mid-epoch that goes on with the iterator prepares the rest
+        of the epoch in its own thread (the parent's workers do not exist there): the same
+        batches, as num_workers=0 would give them.
         """
         m = len(plan[0])
         nbatches = m // self.batch_size if self.drop_last else -(-m // self.batch_size)
@@ -114,17 +117,23 @@ class DataLoader:
         # main thread's kernels keep the global thread count.
         pool = ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="gk-data")
         pending = deque()
+        pid = os.getpid()
+        b = start_batch
         try:
-            nxt = start_batch
-            for b in range(start_batch, nbatches):
-                while nxt < nbatches and len(pending) < self.prefetch:
-                    pending.append(pool.submit(self._batch, plan, nxt, 1))
-                    nxt += 1
+            while b < nbatches and os.getpid() == pid:
+                while b + len(pending) < nbatches and len(pending) < self.prefetch:
+                    pending.append(pool.submit(self._batch, plan, b + len(pending), 1))
                 yield pending.popleft().result()
+                b += 1
         finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True)
+            # In a forked child the futures and the pool's queue belong to threads that are gone
+            # (their locks may be held forever): leave them untouched.
+            if os.getpid() == pid:
+                for future in pending:
+                    future.cancel()
+                pool.shutdown(wait=True)
+        for b in range(b, nbatches):  # only in a forked child
+            yield self._batch(plan, b, 0)
 
     def __repr__(self) -> str:
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "

@@ -10,11 +10,10 @@ which worker prepared the batch.
 """
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 
 from .. import _core
+from .._config import _int_arg
 
 __all__ = ["RandomCrop", "RandomHorizontalFlip", "Normalize", "Compose"]
 
@@ -22,6 +21,10 @@ __all__ = ["RandomCrop", "RandomHorizontalFlip", "Normalize", "Compose"]
 def draw_key() -> int:
     """A 64-bit key from the library's global generator (main thread only)."""
     return int(_core.rng_bits(2).view(np.uint64)[0])
+
+
+# Sizes and padding beyond 2**30 pixels (no image has them) would overflow the int32 crop offsets.
+_MAX_EXTENT = 2**30
 
 
 def _check_batch(x, who: str) -> np.ndarray:
@@ -39,12 +42,9 @@ def _pair(value, who: str, name: str, low: int):
     items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(items) != 2:
         raise ValueError(f"{who}: {name}: expected an int or a pair of ints, got {value!r}")
-    try:
-        items = tuple(operator.index(v) for v in items)
-    except TypeError:
-        raise TypeError(f"{who}: {name}: expected an int or a pair of ints, got {value!r}") from None
-    if min(items) < low:
-        raise ValueError(f"{who}: {name}: expected values >= {low}, got {value!r}")
+    items = tuple(_int_arg(v, who, name) for v in items)
+    if min(items) < low or max(items) > _MAX_EXTENT:
+        raise ValueError(f"{who}: {name}: expected values in [{low}, 2**30], got {value!r}")
     return items
 
 
@@ -71,12 +71,9 @@ class RandomCrop(Transform):
 
     def __init__(self, size, padding=0):
         self.size = _pair(size, "RandomCrop", "size", 1)
-        try:
-            self.padding = operator.index(padding)
-        except TypeError:
-            raise TypeError(f"RandomCrop: padding: expected an int, got {type(padding).__name__}") from None
-        if self.padding < 0:
-            raise ValueError(f"RandomCrop: padding: expected an integer >= 0, got {padding}")
+        self.padding = _int_arg(padding, "RandomCrop", "padding")
+        if not 0 <= self.padding <= _MAX_EXTENT:
+            raise ValueError(f"RandomCrop: padding: expected an integer in [0, 2**30], got {padding}")
 
     def draws(self, n: int, h: int, w: int, key: int, stream: int = 0, slot: int = 0) -> np.ndarray:
         """The (n, 2) int32 offsets [oy, ox] into the padded images that these draws give."""
@@ -84,6 +81,9 @@ class RandomCrop(Transform):
         if h + 2 * p < oh or w + 2 * p < ow:
             raise ValueError(f"RandomCrop: x: images of {h}x{w} padded by {p} are smaller than the crop size "
                              f"{oh}x{ow}")
+        if max(h + 2 * p - oh, w + 2 * p - ow) >= 2**31:
+            raise ValueError(f"RandomCrop: x: images of {h}x{w} padded by {p} give more than 2**31 crop positions "
+                             f"per axis for the crop size {oh}x{ow}")
         return _core.random_crop_draws(n, key, stream, slot, h + 2 * p - oh, w + 2 * p - ow)
 
     def _apply(self, x, key, stream, slot, nthreads):
@@ -126,6 +126,17 @@ class RandomHorizontalFlip(Transform):
         return f"RandomHorizontalFlip(p={self.p})"
 
 
+def _numbers(value, name: str) -> np.ndarray:
+    """value (a number or a sequence of numbers, bool excluded) as a float64 array of at least 1-D."""
+    try:
+        a = np.asarray(value)
+    except ValueError:  # ragged sequences
+        a = np.asarray(value, dtype=object)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"Normalize: {name}: expected a number or a sequence of numbers, got {value!r}")
+    return np.atleast_1d(a.astype(np.float64))
+
+
 class Normalize(Transform):
     """Per-channel standardisation: ``y[:, c] = (x[:, c] - mean[c]) / std[c]``.
 
@@ -136,8 +147,7 @@ class Normalize(Transform):
     """
 
     def __init__(self, mean, std):
-        mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
-        std = np.atleast_1d(np.asarray(std, dtype=np.float64))
+        mean, std = _numbers(mean, "mean"), _numbers(std, "std")
         if mean.ndim != 1 or std.ndim != 1:
             raise ValueError(f"Normalize: mean, std: expected scalars or 1-D sequences, got shapes "
                              f"{mean.shape} and {std.shape}")
@@ -167,8 +177,17 @@ class Normalize(Transform):
         return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
 
 
+def _slots(t) -> int:
+    """Draw slots that transform t takes: one, or a Compose's total over its transforms."""
+    return t._slots() if isinstance(t, Compose) else 1
+
+
 class Compose(Transform):
-    """Apply transforms in order. Each gk transform draws from its own slot (its position).
+    """Apply transforms in order, each gk transform with its own draws, nested Composes included.
+
+    The transforms take consecutive slots in depth-first order, from the Compose's own slot:
+    ``Compose([a, Compose([b, c]), d])`` gives a, b, c, d the slots 0, 1, 2, 3 (any other
+    callable takes a slot too and ignores it).
 
     Args:
         transforms: a list of transforms (gk transforms or any callables batch -> batch).
@@ -177,15 +196,25 @@ class Compose(Transform):
     def __init__(self, transforms):
         if isinstance(transforms, Transform) or callable(transforms) or isinstance(transforms, (str, bytes)):
             raise TypeError(f"Compose: transforms: expected a list of transforms, got {type(transforms).__name__}")
-        self.transforms = list(transforms)
+        try:
+            self.transforms = list(transforms)
+        except TypeError:
+            raise TypeError(f"Compose: transforms: expected a list of transforms, got {type(transforms).__name__}") \
+                from None
         for k, t in enumerate(self.transforms):
             if not callable(t):
                 raise TypeError(f"Compose: transforms[{k}]: expected a callable, got {type(t).__name__}")
+        if self._slots() > 2**32:  # the slot is 32 bits of the Philox counter
+            raise ValueError(f"Compose: transforms: expected at most 2**32 transforms in all (nested Composes "
+                             f"counted whole), got {self._slots()}")
+
+    def _slots(self) -> int:
+        return sum(_slots(t) for t in self.transforms)
 
     def _apply(self, x, key, stream, slot, nthreads):
-        # Nested Composes get slots slot*64 + k (64 transforms per level at most).
-        for k, t in enumerate(self.transforms):
-            x = t._apply(x, key, stream, slot * 64 + k, nthreads) if isinstance(t, Transform) else t(x)
+        for t in self.transforms:
+            x = t._apply(x, key, stream, slot, nthreads) if isinstance(t, Transform) else t(x)
+            slot += _slots(t)
         return x
 
     def __repr__(self) -> str:

@@ -119,7 +119,8 @@ class UpdateRatio(Callback):
 
     Attributes:
         ratios: parameter name -> list of per-epoch mean ratios (steps where the weight norm was
-            zero are left out of the mean; NaN if every step was).
+            zero are left out of the mean; NaN if every step was). Parameters frozen
+            (``requires_grad=False``) when training begins are left out: their update is zero.
     """
 
     def __init__(self, low=1e-4, high=1e-2):
@@ -132,7 +133,7 @@ class UpdateRatio(Callback):
 
     def on_train_begin(self, logs=None):
         self.ratios = {}
-        self._params = list(self.model.named_parameters())
+        self._params = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
         self._before = [np.empty_like(p.data) for _, p in self._params]
         for name, _ in self._params:
             self.ratios[name] = []

@@ -7,7 +7,9 @@ counts as one step) whose backward has just finished; when every gradient of a b
 its non-blocking reduce-scatter starts and overlaps the rest of the backward pass. When a
 reduce-scatter completes (tested between layers, in bucket order), the averaged parts are
 gathered back with a non-blocking allgather. Each element is summed on exactly one rank, so
-every rank ends with the same bits.
+every rank ends with the same bits. Only trainable parameters are bucketed and reduced: a
+frozen one (``requires_grad=False``) keeps its ``.grad`` as it is; the buckets are rebuilt
+when the set of trainable parameters changes.
 """
 from __future__ import annotations
 
@@ -60,7 +62,8 @@ class _Bucket:
 
 def _describe(model):
     """[(kind, name, shape, dtype)] of every parameter and array buffer, to compare across ranks."""
-    out = [("parameter", name, p.data.shape, p.data.dtype.str) for name, p in model.named_parameters()]
+    out = [("parameter" if p.requires_grad else "frozen parameter", name, p.data.shape, p.data.dtype.str)
+           for name, p in model.named_parameters()]
     out += [("buffer", name, np.shape(b), np.asarray(b).dtype.str) for name, b in model.named_buffers()]
     return out
 
@@ -91,6 +94,9 @@ class DistributedDataParallel(Module):
 
     Each rank's loss must be the mean over its own batch (as gradkit's losses are); with equal
     batches the averaged gradient is that of the mean loss over the combined batch.
+
+    Frozen parameters (``requires_grad=False``) are not reduced; freeze the same parameters on
+    every rank (building the wrapper checks that they match, as it does names and shapes).
     """
 
     _input_grad_optional = True
@@ -130,9 +136,12 @@ class DistributedDataParallel(Module):
         self._scatter_comm, self._gather_comm = comm.Dup(), comm.Dup()
         self._wait_seconds = 0.0  # time spent blocked on gradient communication (benchmarks read it)
         self._ready, self._scattering, self._gathering = set(), collections.deque(), collections.deque()
-        self._build_buckets(model.parameters())
+        self._build_buckets(self._trainable())
 
     # -- buckets ----------------------------------------------------------------------------------
+    def _trainable(self) -> list:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
     def _build_buckets(self, params) -> None:
         """Group the gradients, in reverse order, into buckets of one dtype up to bucket_cap_mb."""
         cap = self.bucket_cap_mb * 2 ** 20
@@ -153,7 +162,8 @@ class DistributedDataParallel(Module):
         where = {id(p): b for b, bucket in enumerate(self._buckets) for p in bucket.params}
         self._ready_of = {}  # id(layer) -> [(id(param), bucket index)] of its own final gradients
         for m in self.module.modules():
-            self._ready_of[id(m)] = [(id(p), where[id(p)]) for p in m.parameters() if owners[id(p)] == 1]
+            self._ready_of[id(m)] = [(id(p), where[id(p)]) for p in m.parameters()
+                                     if owners[id(p)] == 1 and id(p) in where]
         self._early = [sum(1 for p in bucket.params if owners[id(p)] == 1) for bucket in self._buckets]
 
     def _buckets_current(self, params) -> bool:
@@ -199,8 +209,8 @@ class DistributedDataParallel(Module):
 
     def backward(self, dy, input_grad: bool = True):
         """The model's backward, then the gradients averaged over ranks (same bits on every rank)."""
-        params = self.module.parameters()
-        if not self._buckets_current(params):  # grads rebound (e.g. by .to(dtype)) or parameters changed
+        params = self._trainable()
+        if not self._buckets_current(params):  # grads rebound (.to(dtype)), parameters changed or (un)frozen
             self._build_buckets(params)
         for bucket, early in zip(self._buckets, self._early):
             bucket.remaining, bucket.started = early, False

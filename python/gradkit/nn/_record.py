@@ -86,7 +86,7 @@ def _has_trainable(module) -> bool:
 class Node:
     """One recorded call: a module or a functional op, the value ids it read and returned.
 
-    Tape nodes: ``fn`` is the module (``module`` set) or a functional op's ``Function`` object;
+    Tape nodes (``name``: the call's index): ``module`` the called module, or ``fn`` a functional op's ``Function``;
     ``ins`` the value id of each array argument in order (None for a constant: a parameter or
     buffer); ``outs`` the ids of the returned arrays. Graph nodes (``trace``) describe the call
     for export: ``op``, ``module``, ``name``, ``args``, ``kwargs``, ``outputs``.
@@ -103,8 +103,7 @@ class Node:
         self.args, self.kwargs, self.outputs = (), {}, self.outs
 
     def __repr__(self) -> str:
-        name = self.name() if callable(self.name) else self.name
-        return f"Node({self.op!r}, {name!r}, ins={self.ins}, outs={self.outs})"
+        return f"Node({self.op!r}, {self.name!r}, ins={self.ins}, outs={self.outs})"
 
 
 class _Values:
@@ -209,7 +208,7 @@ class Tape:
         finally:
             _pop()
         outs, meta, single = self._register_outputs(out, call)
-        node = Node("module", call, module=module, ins=ins, outs=outs, out_meta=meta, single_out=single)
+        node = Node("module", index, module=module, ins=ins, outs=outs, out_meta=meta, single_out=single)
         node.first = first
         self.nodes.append(node)
         _state.last_call[id(module)] = (module, node)
@@ -225,7 +224,7 @@ class Tape:
 
     def add_function_node(self, fn, call, ins, out):
         outs, meta, single = self._register_outputs(out, call)
-        self.nodes.append(Node(fn.name, call, fn=fn, ins=ins, outs=outs, out_meta=meta, single_out=single))
+        self.nodes.append(Node(fn.name, len(self.nodes), fn=fn, ins=ins, outs=outs, out_meta=meta, single_out=single))
 
     def finish(self, out):
         """The forward returned ``out``: note its value ids (each must be a recorded value)."""

@@ -118,8 +118,9 @@ class Sequential(Module):
         """Run the layers' backward in reverse; returns the input gradient.
 
         With ``input_grad=False`` (nothing needs the gradient of the input, e.g. a Trainer's
-        model), the layers in front of the first one with parameters are skipped, that one
-        computes only its parameter gradients if it can, and None is returned.
+        model), the layers in front of the first one with a trainable parameter
+        (``requires_grad``) are skipped (a frozen backbone at the front runs no backward at
+        all), that one computes only its parameter gradients if it can, and None is returned.
         """
         saved = self._saved()
         if isinstance(dy, np.ndarray) and saved["out_dtype"] is not None:
@@ -127,7 +128,7 @@ class Sequential(Module):
         modules = list(self._modules.values())
         first = 0
         if not input_grad:
-            first = next((i for i, m in enumerate(modules) if m._has_parameters()), len(modules))
+            first = next((i for i, m in enumerate(modules) if m._has_trainable_parameters()), len(modules))
         fused = saved["fused"]
         hook = self._grads_ready_hook
         i = len(modules) - 1
@@ -174,9 +175,11 @@ class Residual(Module):
 
     def backward(self, dy, input_grad: bool = True):
         """``dx = dy + block.backward(dy)``; with ``input_grad=False`` only the block's parameter
-        gradients are computed and None is returned."""
+        gradients are computed (nothing at all when they are all frozen) and None is returned."""
         saved = self._saved()
         dy = self._check_grad(dy, saved["shape"], saved["dtype"])
+        if not input_grad and not self.block._has_trainable_parameters():
+            return None
         dx = self.block._backward_maybe_input(dy, input_grad)
         return dx + dy if input_grad else None
 

@@ -83,15 +83,20 @@ class Conv2d(Module):
     _input_grad_optional = True
 
     def backward(self, dy, input_grad: bool = True):
-        """Add dW and db into the gradients; return dx (None with ``input_grad=False``, which
-        skips the costliest part, as for a model's first layer)."""
+        """Add dW and db into the gradients (each skipped when that parameter is frozen); return
+        dx (None with ``input_grad=False``, which skips the costliest part, as for a model's
+        first layer)."""
         saved = self._saved()
         x = saved["x"]
         dy = self._check_grad(dy, saved["y_shape"], x.dtype)
-        has_bias = self.bias is not None
-        dx, _, _ = ops.conv2d_backward(dy, x, self.weight.data, *self._args(), dweight=self.weight.grad,
-                                       dbias=self.bias.grad if has_bias else None,
-                                       need_dx=bool(input_grad), need_dbias=has_bias)
+        need_dw = self.weight.requires_grad
+        need_db = self.bias is not None and self.bias.requires_grad
+        if not (input_grad or need_dw or need_db):
+            return None
+        dx, _, _ = ops.conv2d_backward(dy, x, self.weight.data, *self._args(),
+                                       dweight=self.weight.grad if need_dw else None,
+                                       dbias=self.bias.grad if need_db else None,
+                                       need_dx=bool(input_grad), need_dweight=need_dw, need_dbias=need_db)
         return dx
 
     def extra_repr(self) -> str:

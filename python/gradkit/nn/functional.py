@@ -198,56 +198,70 @@ def flatten(x, start_dim: int = 1):
 
 
 # -- activations -----------------------------------------------------------------------------------------
-def _activation(name, forward, backward, from_output, extra=()):
-    """A functional activation ``f(x, *extra)`` whose backward reads y (``from_output``) or x."""
-    cls = type(f"_{name}", (Function,), {
-        "name": name,
-        "backward": lambda self, dys, want: [self.to_input(0, want, lambda: backward(dys[0], self.saved, *extra))],
-    })
+class _Activation(Function):
+    """``y = forward(x, *extra)``; backward from y (``from_output``) or x."""
 
-    def compute(fn, x):
-        y = forward(x, *extra)
-        fn.saved = y if from_output else x
+    def backward(self, dys, want):
+        saved, extra = self.saved
+        return [self.to_input(0, want, lambda: type(self).grad(dys[0], saved, *extra))]
+
+
+def _activation(name, forward, backward, from_output):
+    cls = type(f"_{name}", (_Activation,), {"name": name, "fwd": staticmethod(forward),
+                                            "grad": staticmethod(backward), "from_output": from_output})
+    cls.__qualname__ = cls.__name__  # a module-level class: instances (in a cache) pickle
+    return cls
+
+
+_Relu = _activation("relu", ops.relu, ops.relu_backward, True)
+_Sigmoid = _activation("sigmoid", ops.sigmoid, ops.sigmoid_backward, True)
+_Tanh = _activation("tanh", ops.tanh, ops.tanh_backward, True)
+_Gelu = _activation("gelu", ops.gelu, ops.gelu_backward, False)
+_LeakyRelu = _activation("leaky_relu", ops.leaky_relu, ops.leaky_relu_backward, False)
+_Elu = _activation("elu", ops.elu, ops.elu_backward, False)
+globals().update({c.__name__: c for c in (_Relu, _Sigmoid, _Tanh, _Gelu, _LeakyRelu, _Elu)})
+
+
+def _apply(cls, x, kwargs=None, extra=()):
+    x = _array(x, cls.name, "x")
+
+    def compute(fn, d):
+        y = cls.fwd(d, *extra)
+        fn.saved = (y if cls.from_output else d, extra)
         return y
-    return cls, compute
+    return call_function(cls, (x,), kwargs or {}, compute)
 
 
 def relu(x):
     """``max(x, 0)``."""
-    cls, compute = _activation("relu", ops.relu, ops.relu_backward, True)
-    return call_function(cls, (_array(x, "relu", "x"),), {}, compute)
+    return _apply(_Relu, x)
 
 
 def sigmoid(x):
     """``1 / (1 + exp(-x))``."""
-    cls, compute = _activation("sigmoid", ops.sigmoid, ops.sigmoid_backward, True)
-    return call_function(cls, (_array(x, "sigmoid", "x"),), {}, compute)
+    return _apply(_Sigmoid, x)
 
 
 def tanh(x):
     """``tanh(x)``."""
-    cls, compute = _activation("tanh", ops.tanh, ops.tanh_backward, True)
-    return call_function(cls, (_array(x, "tanh", "x"),), {}, compute)
+    return _apply(_Tanh, x)
 
 
 def gelu(x):
     """``x * Phi(x)`` (the erf form)."""
-    cls, compute = _activation("gelu", ops.gelu, ops.gelu_backward, False)
-    return call_function(cls, (_array(x, "gelu", "x"),), {}, compute)
+    return _apply(_Gelu, x)
 
 
 def leaky_relu(x, negative_slope: float = 0.01):
     """``x`` where positive, ``negative_slope * x`` elsewhere."""
     slope = _real(negative_slope, "leaky_relu", "negative_slope")
-    cls, compute = _activation("leaky_relu", ops.leaky_relu, ops.leaky_relu_backward, False, (slope,))
-    return call_function(cls, (_array(x, "leaky_relu", "x"),), {"negative_slope": slope}, compute)
+    return _apply(_LeakyRelu, x, {"negative_slope": slope}, (slope,))
 
 
 def elu(x, alpha: float = 1.0):
     """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere."""
     alpha = _real(alpha, "elu", "alpha")
-    cls, compute = _activation("elu", ops.elu, ops.elu_backward, False, (alpha,))
-    return call_function(cls, (_array(x, "elu", "x"),), {"alpha": alpha}, compute)
+    return _apply(_Elu, x, {"alpha": alpha}, (alpha,))
 
 
 class _Dropout(Function):

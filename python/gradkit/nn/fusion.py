@@ -9,6 +9,7 @@
 - ``Linear -> ReLU`` and ``Conv2d -> ReLU``: the ReLU applied in the GEMM / convolution output
   pass; backward applies the ReLU's gradient, then the layer's.
 
+A frozen (``requires_grad=False``) weight or bias gets no gradient work in a fused backward either.
 The layers keep their parameters, buffers and running-statistics updates; the layers whose work
 was folded into a neighbour keep no cache of their own (the run's cache lives in the Sequential),
 so calling such a layer's backward alone after a fused forward raises the usual "no cached

@@ -28,7 +28,8 @@ class Linear(Module):
 
     Forward is one GEMM ``x @ W^T`` with the bias added in its epilogue. Backward is
     ``dx = dy @ W``, ``dW += dy^T @ x`` (a GEMM with beta = 1 straight into ``weight.grad``)
-    and ``db += sum of dy over rows``.
+    and ``db += sum of dy over rows``; the ``dW`` GEMM and the ``db`` sum are skipped for a
+    frozen (``requires_grad=False``) weight or bias.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
@@ -78,8 +79,9 @@ class Linear(Module):
         dy = self._check_grad(dy, saved["out_shape"], self.weight.data.dtype)
         dy2 = dy.reshape(x2.shape[0], self.out_features)
         if dy2.shape[0] > 0:
-            ops.matmul(dy2, x2, trans_a=True, out=self.weight.grad, beta=1.0)
-            if self.bias is not None:
+            if self.weight.requires_grad:
+                ops.matmul(dy2, x2, trans_a=True, out=self.weight.grad, beta=1.0)
+            if self.bias is not None and self.bias.requires_grad:
                 self.bias.grad += dy2.sum(axis=0)
         if not input_grad:
             return None

@@ -214,6 +214,10 @@ class Module:
     def _has_parameters(self) -> bool:
         return any(p is not None for m in self.modules() for p in m._parameters.values())
 
+    def _has_trainable_parameters(self) -> bool:
+        """True when a parameter of this module or a descendant has requires_grad."""
+        return any(p is not None and p.requires_grad for m in self.modules() for p in m._parameters.values())
+
     def _backward_maybe_input(self, dy, input_grad: bool):
         """``backward(dy)``, or ``backward(dy, input_grad=False)`` when the input gradient is not
         wanted and the module can skip it (then None comes back)."""
@@ -310,8 +314,24 @@ class Module:
         return out
 
     def zero_grad(self) -> None:
+        """Set the gradient of every trainable parameter to zero (frozen ones are left as they are)."""
         for p in self.parameters():
-            p.grad.fill(0)
+            if p._requires_grad:  # the slot: no property call per parameter
+                p.grad.fill(0)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Freeze (False) or unfreeze (True) every parameter of this module and its descendants.
+
+        A frozen parameter gets no gradient (its ``.grad`` is left as it is, and the layers skip
+        that work: a frozen first layer's backward is not run at all) and optimizers leave it
+        untouched. Returns the module, so ``model.features.requires_grad_(False)`` chains.
+        """
+        if not isinstance(requires_grad, bool):
+            raise TypeError(f"{type(self).__name__}.requires_grad_: requires_grad: expected a bool, "
+                            f"got {type(requires_grad).__name__}")
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
 
     def train(self, mode: bool = True) -> "Module":
         for m in self.modules():

@@ -1,7 +1,7 @@
 """Normalization layers: BatchNorm1d/2d, LayerNorm, GroupNorm, InstanceNorm2d (PyTorch names and defaults).
 
 Each layer's forward caches the input and the float64 statistics it used;
-backward returns dx and ADDS into ``weight.grad`` and ``bias.grad``.
+backward returns dx and ADDS into ``weight.grad`` and ``bias.grad`` (not into a frozen one's).
 """
 from __future__ import annotations
 
@@ -51,10 +51,12 @@ class _AffineNorm(Module, metaclass=abc.ABCMeta):
                             f"got {x.dtype}")
 
     def _affine_args(self):
-        """(weight, dweight, dbias) arrays for the kernels, or Nones."""
-        if self.weight is None:
-            return None, None, None
-        return self.weight.data, self.weight.grad, self.bias.grad
+        """(weight, dweight, dbias) arrays for the kernels; None for an absent parameter, and for
+        the gradient of a frozen one (the kernels then skip that reduction)."""
+        weight, bias = self.weight, self.bias
+        return (None if weight is None else weight.data,
+                weight.grad if weight is not None and weight.requires_grad else None,
+                bias.grad if bias is not None and bias.requires_grad else None)
 
     def _bias_data(self):
         return None if self.bias is None else self.bias.data

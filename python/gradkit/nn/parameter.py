@@ -6,16 +6,34 @@ import numpy as np
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _checked_bool(value, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: expected a bool, got {type(value).__name__}")
+    return value
+
+
 class Parameter:
     """A trainable array: ``.data`` and ``.grad`` (same shape and dtype; grad starts at zero).
 
     ``backward`` passes ADD into ``.grad``; ``zero_grad()`` clears it. Optimizers
     update ``.data`` in place.
+
+    Args:
+        data: the initial values (copied; float32 or float64, other numbers become float32).
+        requires_grad: trainable (default True). A frozen parameter (False) keeps its ``.grad``
+            exactly as it is: layers skip its gradient work, optimizers leave it untouched (no
+            update, no weight decay, no state) and ``Module.zero_grad`` / ``Optimizer.zero_grad``
+            do not clear it. Kept by ``copy.deepcopy``, pickle and ``Module.to(dtype)``; not
+            part of ``state_dict``. Only a bool is accepted (TypeError otherwise).
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("data", "grad", "_requires_grad")
 
-    def __init__(self, data):
+    #: Bumped whenever a parameter's requires_grad changes: optimizers compare it (one int per
+    #: step) to know when their prepared argument lists must be rebuilt.
+    _requires_grad_changes = 0
+
+    def __init__(self, data, requires_grad: bool = True):
         if isinstance(data, Parameter):
             data = data.data
         arr = np.array(data, copy=True)
@@ -26,6 +44,19 @@ class Parameter:
                 raise TypeError(f"Parameter: data: expected a float32 or float64 array, got dtype {arr.dtype}")
         self.data = np.ascontiguousarray(arr)
         self.grad = np.zeros_like(self.data)
+        self._requires_grad = _checked_bool(requires_grad, "Parameter: requires_grad")
+
+    @property
+    def requires_grad(self) -> bool:
+        """False when the parameter is frozen (see the class docstring)."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value) -> None:
+        value = _checked_bool(value, "Parameter.requires_grad")
+        if value is not self._requires_grad:
+            self._requires_grad = value
+            Parameter._requires_grad_changes += 1
 
     @property
     def shape(self):
@@ -60,4 +91,5 @@ class Parameter:
             self.grad = self.grad.astype(dtype)
 
     def __repr__(self) -> str:
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        frozen = "" if self._requires_grad else ", requires_grad=False"
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{frozen})"

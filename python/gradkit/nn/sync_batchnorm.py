@@ -92,8 +92,9 @@ class SyncBatchNorm(_BatchNorm):
         # The kernel's eval-mode backward: dx = dy * weight * rstd, and this rank's sum(dy * x_hat), sum(dy).
         sums = np.zeros((2, x.shape[1]), dtype=x.dtype)
         dx = ops.batch_norm_backward(dy, x, mean, rstd, weight, sums[0], sums[1], training=False)
-        if dweight is not None:  # this rank's share; DistributedDataParallel averages them
+        if dweight is not None:  # this rank's share (None: frozen); DistributedDataParallel averages them
             dweight += sums[0]
+        if dbias is not None:
             dbias += sums[1]
         sums = distributed.all_reduce(sums.astype(np.float64)) / saved["count"]
         # The batch statistics' part: dx -= weight * rstd * (mean(dy) + x_hat * mean(dy * x_hat)) = a + b * x

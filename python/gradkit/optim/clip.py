@@ -18,7 +18,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0) -> float:
     by that factor (PyTorch's rule).
 
     Args:
-        parameters: a Parameter or an iterable of Parameters (those with ``grad`` None are skipped).
+        parameters: a Parameter or an iterable of Parameters; frozen ones (``requires_grad=False``)
+            and those with ``grad`` None are left out of the norm and not scaled.
         max_norm: the largest allowed norm (>= 0).
         norm_type: 2.0 (default) or ``inf`` (largest absolute value).
 
@@ -31,7 +32,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0) -> float:
     for i, p in enumerate(parameters):
         if not isinstance(p, Parameter):
             raise TypeError(f"clip_grad_norm_: parameters[{i}]: expected a gk.nn.Parameter, got {type(p).__name__}")
-        if p.grad is not None:
+        if p.grad is not None and p._requires_grad:
             grads.append(p.grad)
     try:
         max_norm = float(max_norm)

@@ -6,7 +6,10 @@ to C++ by name as a ``_core.OptimHyper``); the base keeps ``param_groups`` and `
 state lazily on the first step (with the parameter's dtype) and sends every
 parameter of every group to ONE C++ call (multi-tensor apply: all tensors in
 one parallel region, no per-element work in Python). The argument lists are
-prepared once and reused while no parameter's ``data`` or ``grad`` is rebound.
+prepared once and reused while no parameter's ``data`` or ``grad`` is rebound and no
+parameter's ``requires_grad`` changed (one int compared per step). A frozen parameter
+(``requires_grad=False``) is left out of the call: no update, no weight decay, no state
+created, as PyTorch's optimizers do for a parameter whose grad is None.
 """
 from __future__ import annotations
 
@@ -49,11 +52,12 @@ class _Plan:
     """The prepared C++ arguments of one param group, valid while the parameters'
     data and grad arrays and the optimizer's state dict are the same objects."""
 
-    __slots__ = ("slots", "datas", "grads", "state", "nstate", "entries", "steps", "pending", "args")
+    __slots__ = ("slots", "datas", "grads", "state", "nstate", "entries", "steps", "pending", "args", "frozen")
 
     def __init__(self, slots, datas, grads, state, nstate, entries, steps, pending, args):
         self.slots, self.datas, self.grads, self.state, self.nstate = slots, datas, grads, state, nstate
         self.entries, self.steps, self.pending, self.args = entries, steps, pending, args
+        self.frozen = Parameter._requires_grad_changes  # re-plan when any requires_grad changes
 
 
 class Optimizer(metaclass=abc.ABCMeta):
@@ -144,14 +148,14 @@ class Optimizer(metaclass=abc.ABCMeta):
 
     # -- the update ----------------------------------------------------------
     def zero_grad(self) -> None:
-        """Set every parameter's gradient to zero (in place)."""
+        """Set every trainable parameter's gradient to zero (in place; frozen ones are left as they are)."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
+                if p.grad is not None and p._requires_grad:  # the slot: no property call per parameter
                     p.grad.fill(0)
 
     def step(self, closure=None):
-        """One update of every parameter with a gradient; returns ``closure()`` if given.
+        """One update of every trainable parameter; returns ``closure()`` if given.
 
         All param groups go to one C++ call: every array is checked first (on an
         error nothing changes), then all tensors are updated in one parallel region.
@@ -192,19 +196,21 @@ class Optimizer(metaclass=abc.ABCMeta):
         grads = [p.grad for p in params]
         c = self._plans.get(id(group))
         if (c is None or c.slots != slots or c.state is not self.state or c.nstate != len(self.state)
+                or c.frozen != Parameter._requires_grad_changes
                 or len(c.datas) != len(datas) or not all(map(is_, datas, c.datas))
                 or not all(map(is_, grads, c.grads))):
             c = self._plans[id(group)] = self._plan(params, slots, datas, grads)
         return c
 
     def _plan(self, params, slots, datas, grads) -> "_Plan":
-        """Create or fix the state of every parameter with a gradient and collect the
-        argument lists of the C++ call. Reused while no parameter's data or grad is rebound."""
+        """Create or fix the state of every trainable parameter and collect the argument lists
+        of the C++ call (frozen ones are left out). Reused while no parameter's data or grad is
+        rebound and no requires_grad changed."""
         lists = [None if s is None else [] for s in slots]
         call_params, call_grads, entries, steps, pending = [], [], [], [], []
         state = self.state
         for p, d, g in zip(params, datas, grads):
-            if g is None:
+            if g is None or not p._requires_grad:
                 continue
             st = state.get(p)
             if st is None:

@@ -374,6 +374,8 @@ class Trainer:
                                  "(clip_grad_norm=...) or check the data for NaN/Inf.")
 
     def _grads_finite(self, params) -> bool:
+        """True when every trainable parameter's gradient is finite (frozen ones are not looked at)."""
+        params = [p for p in params if p._requires_grad]
         total = 0.0
         for p in params:
             g = p.grad.reshape(-1)

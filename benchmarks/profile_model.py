@@ -1,0 +1,118 @@
+"""Where a training step goes: time per layer (forward and backward) for any model.
+
+Every leaf module's forward and backward, and every gk.nn.functional op's forward and backward,
+is timed over a few training steps (SGD momentum + weight decay, synthetic data); the table sums
+them per layer, largest first, with the share of the measured step. What no layer accounts for
+(the loss, the optimizer step, the record's bookkeeping) is the last row. Fused runs inside a
+Sequential are taken apart (each layer runs on its own), so the sum may exceed a fused step.
+
+Run: PYTHONPATH=python python benchmarks/profile_model.py resnet20 [--batch 128] [--threads 2] [--steps 5]
+     (any model name of benchmarks/bench_models.py; --by-type sums layers of one type and shape)
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import numpy as np
+
+import gradkit as gk
+from gradkit.nn import _record, functional, fusion
+from gradkit.nn import Module
+
+from bench_models import INPUTS, gk_model
+
+
+def _timed(fn, key, totals):
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[key] += time.perf_counter() - t
+    return wrapper
+
+
+def profile(model: Module, x, y, steps: int, by_type: bool):
+    """{(layer, phase): seconds per step} and the measured step time."""
+    totals = collections.defaultdict(float)
+    leaves = [(name, m) for name, m in model.named_modules() if not m._modules]
+    for name, m in leaves:
+        shape = "x".join(map(str, m.weight.shape)) if getattr(m, "weight", None) is not None else ""
+        label = f"{type(m).__name__} {shape}".strip() if by_type else f"{name} ({type(m).__name__})"
+        object.__setattr__(m, "forward", _timed(m.forward, (label, "fwd"), totals))
+        object.__setattr__(m, "backward", _timed(m.backward, (label, "bwd"), totals))
+    saved_ops = {n: getattr(functional, n) for n in functional.__all__}
+    saved_bwd = {c: c.backward for c in _all_functions()}
+    for n, fn in saved_ops.items():
+        setattr(functional, n, _timed(fn, (f"F.{n}", "fwd"), totals))
+    for c in saved_bwd:
+        c.backward = _timed(c.backward, (f"F.{c.name}", "bwd"), totals)
+    loss = gk.nn.CrossEntropyLoss()
+    opt = gk.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    fusion.enabled = False
+    try:
+        def step():
+            opt.zero_grad()
+            loss(model(x), y)
+            model._backward_maybe_input(loss.backward(), False)
+            opt.step()
+        step()
+        totals.clear()
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        elapsed = (time.perf_counter() - t) / steps
+    finally:
+        fusion.enabled = True
+        for _, m in leaves:
+            m.__dict__.pop("forward", None)
+            m.__dict__.pop("backward", None)
+        for n, fn in saved_ops.items():
+            setattr(functional, n, fn)
+        for c, b in saved_bwd.items():
+            c.backward = b
+    return {k: v / steps for k, v in totals.items()}, elapsed
+
+
+def _all_functions():
+    out, todo = [], [_record.Function]
+    while todo:
+        c = todo.pop()
+        for s in c.__subclasses__():
+            if "backward" in s.__dict__:
+                out.append(s)
+            todo.append(s)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", choices=sorted(INPUTS))
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--by-type", action="store_true")
+    args = ap.parse_args(argv)
+    gk.set_num_threads(args.threads)
+    gk.manual_seed(0)
+    model = gk_model(args.model)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch,) + INPUTS[args.model]).astype(np.float32)
+    y = rng.integers(0, 10, args.batch)
+    per, step = profile(model, x, y, args.steps, args.by_type)
+    rows = collections.defaultdict(lambda: [0.0, 0.0])
+    for (label, phase), t in per.items():
+        rows[label][phase == "bwd"] += t
+    print(f"{args.model}, batch {args.batch}, {args.threads} threads, isa {gk._core.get_isa()}: "
+          f"step {step * 1e3:.1f} ms")
+    print(f"{'layer':<40}{'fwd ms':>9}{'bwd ms':>9}{'share':>8}")
+    for label, (f, b) in sorted(rows.items(), key=lambda kv: -sum(kv[1])):
+        print(f"{label:<40}{f * 1e3:>9.2f}{b * 1e3:>9.2f}{(f + b) / step:>8.1%}")
+    rest = step - sum(sum(v) for v in rows.values())
+    print(f"{'(loss, optimizer, bookkeeping)':<40}{'':>9}{'':>9}{rest / step:>8.1%}")
+
+
+if __name__ == "__main__":
+    main()
