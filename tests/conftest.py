@@ -40,8 +40,8 @@ def _restore_global_state():
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print how many generated cases the fuzz tests (tests/test_fuzz_*.py) ran."""
+    """Print how many checked cases the fuzz tests (tests/test_fuzz_*.py) ran."""
     from fuzz_helpers import CASES
     if CASES["count"]:
-        terminalreporter.write_line(f"fuzz: {CASES['count']} generated cases "
+        terminalreporter.write_line(f"fuzz: {CASES['count']} checked cases "
                                     f"({CASES.get('layer_gradients', 0)} layer gradient checks)")

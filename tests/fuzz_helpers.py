@@ -1,5 +1,15 @@
 """Shared pieces of the fuzz tests (tests/test_fuzz_*.py): strategies for arrays with edge
-sizes, dtypes and layouts, a case counter, and the run settings (fixed seed: derandomized)."""
+sizes, dtypes and layouts, a counter of checked cases, and the run settings (fixed seed:
+derandomized).
+
+A fuzz test is ``@fuzz(n) @given(...) @checked def test_...``: its body calls ``count()`` once,
+after its checks (a result compared with its reference, or an error checked to name its argument);
+an invalid draw is filtered with ``hypothesis.assume`` (hypothesis then draws another, and only
+valid draws count towards ``n``), never returned from. ``checked`` fails a case that returns
+without calling ``count()``, so the count is of cases that reached the library and checked
+something, not of entries into the body (a draw hypothesis abandons midway, e.g. a ``data.draw``
+past its buffer, is not counted either)."""
+import functools
 import os
 import re
 
@@ -18,7 +28,22 @@ CASES = {"count": 0}
 
 
 def count():
+    """The running case reached the library and its checks passed: call once, after them."""
     CASES["count"] += 1
+
+
+def checked(test):
+    """Decorates a fuzz test's body (below ``@given``): a case that returns without having called
+    ``count()`` exactly once fails (an unchecked early return); an exception (a failed check,
+    a rejected ``assume``) propagates as it is."""
+    @functools.wraps(test)
+    def body(*args, **kwargs):
+        before = CASES["count"]
+        test(*args, **kwargs)
+        calls = CASES["count"] - before
+        assert calls == 1, (f"{test.__name__}: the case returned after {calls} count() calls (one, after its "
+                            "checks; filter invalid draws with hypothesis.assume)")
+    return body
 
 
 def fuzz(examples):
@@ -32,11 +57,12 @@ def planned(examples):
 
 
 def check_ran(name, before, plan):
-    """Cases test ``name`` generated since the count was ``before``; fails below its planned
-    number in ``plan`` (a dict test name -> examples; tests not in it are not checked)."""
+    """Checked cases (``count()`` calls) of test ``name`` since the count was ``before``; fails
+    below its planned number in ``plan`` (a dict test name -> examples; tests not in it are not
+    checked)."""
     ran = CASES["count"] - before
     if name in plan:
-        assert ran >= planned(plan[name]), f"{name}: {ran} cases ran, {planned(plan[name])} planned"
+        assert ran >= planned(plan[name]), f"{name}: {ran} cases checked, {planned(plan[name])} planned"
     return ran
 
 
@@ -73,7 +99,8 @@ def arrays(draw, shape, dtype, special=False, scale=3.0):
 
 
 def check_close(got, ref, dtype, rtol=None, atol=None, what="result"):
-    """got equals the float64 reference within the dtype's tolerance; NaN exactly where the reference has NaN."""
+    """got equals the float64 reference within the dtype's tolerance; NaN exactly where the reference has NaN.
+    ``atol`` may be an array of the reference's shape (a bound per entry)."""
     got = np.asarray(got)
     ref = np.asarray(ref, dtype=np.float64)
     assert got.shape == ref.shape, f"{what}: shape {got.shape} vs reference {ref.shape}"
@@ -89,8 +116,9 @@ def check_close(got, ref, dtype, rtol=None, atol=None, what="result"):
     assert np.array_equal(g[inf], ref[inf]), f"{what}: infinities differ"
     fin = ok & ~inf
     err = np.abs(g[fin] - ref[fin])
-    bound = atol + rtol * np.abs(ref[fin])
-    assert np.all(err <= bound), f"{what}: max error {err.max():.3g} (tolerance {atol:.1g} + {rtol:.1g}|ref|)"
+    bound = np.broadcast_to(atol, ref.shape)[fin] + rtol * np.abs(ref[fin])
+    assert np.all(err <= bound), (f"{what}: max error {err.max():.3g}, {np.max(err / bound):.3g}x the tolerance "
+                                  f"({np.max(atol):.1g} + {rtol:.1g}|ref|)")
 
 
 def check_error(exc, names):

@@ -1,5 +1,8 @@
 """gk.distributed from outside a job: importing without mpi4py, a bad launch, and a rank that dies
-(mpiexec must end every rank with a non-zero exit, not hang). Launches subprocesses."""
+(mpiexec must end every rank with a non-zero exit, not hang). Launches subprocesses.
+
+The tests that need MPI skip without mpi4py or mpiexec; .ci/mpi.sh runs them with
+GRADKIT_REQUIRE_MPI=1 after installing gradkit's [mpi] extra, where a missing MPI fails them."""
 import os
 import shutil
 import subprocess
@@ -12,6 +15,26 @@ import gradkit
 
 # The gradkit this suite tests (the source tree, or an installed wheel), for the subprocesses.
 PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(gradkit.__file__)))
+REQUIRE_MPI = os.environ.get("GRADKIT_REQUIRE_MPI") == "1"
+
+
+def mpi(launcher=True):
+    """The mpiexec of the MPI mpi4py loads (the environment's own, as .ci/mpi.sh picks it, else the
+    first on PATH); skips without mpi4py (or without mpiexec, if `launcher`), or fails under
+    GRADKIT_REQUIRE_MPI=1."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError as e:
+        missing = f"mpi4py is not installed ({e})"
+    else:
+        own = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        path = own if os.access(own, os.X_OK) else shutil.which("mpiexec")
+        if path is not None or not launcher:
+            return path
+        missing = "no mpiexec beside python or on PATH"
+    if REQUIRE_MPI:
+        pytest.fail(f"GRADKIT_REQUIRE_MPI=1 and {missing}")
+    pytest.skip(f'{missing} (pip install "gradkit[mpi]")')
 
 
 def run(code, timeout, launcher=(), env=None):
@@ -56,7 +79,7 @@ def test_gradkit_imports_without_mpi4py_and_says_what_to_install():
 
 
 def test_mpiexec_of_another_mpi_is_a_clear_error():
-    pytest.importorskip("mpi4py")
+    mpi(launcher=False)
     env = clean_env()
     env["OMPI_COMM_WORLD_SIZE"] = "2"  # what Open MPI's mpiexec sets; mpi4py's MPICH then sees a world of 1
     result = run("import gradkit as gk; gk.distributed.init()", timeout=60, env=env)
@@ -66,10 +89,7 @@ def test_mpiexec_of_another_mpi_is_a_clear_error():
 
 
 def test_a_rank_that_raises_ends_the_job_non_zero():
-    pytest.importorskip("mpi4py")
-    mpiexec = shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip("no mpiexec on PATH")
+    mpiexec = mpi()
     try:
         result = run("""
             import gradkit as gk
@@ -86,10 +106,7 @@ def test_a_rank_that_raises_ends_the_job_non_zero():
 
 @pytest.mark.parametrize("omp, set_threads", [(None, None), ("3", None), (None, 5)])
 def test_threads_per_rank_default_to_the_cores_over_the_local_ranks(omp, set_threads):
-    pytest.importorskip("mpi4py")
-    mpiexec = shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip("no mpiexec on PATH")
+    mpiexec = mpi()
     env = clean_env()
     env.pop("OMP_NUM_THREADS", None)
     if omp is not None:

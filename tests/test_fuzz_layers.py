@@ -2,14 +2,16 @@
 (some invalid), input shapes with zero and SIMD-tail sizes, views, wrong dtypes. Each case
 raises a TypeError/ValueError naming an argument, or (in float64) its forward equals a NumPy
 reference and its backward equals central differences along a random direction, for the
-input and for a parameter. The case count is checked at the end."""
+input and for a parameter. Each test checks at the end that it checked as many cases as planned."""
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import gradkit as gk
-from fuzz_helpers import CASES, SMALL, check_close, check_error, check_ran, count, fuzz, layouts, planned
+from fuzz_helpers import CASES, FLOATS, check_close, check_error, check_ran, checked, count, fuzz, layouts, planned
 from test_fuzz_ops import ACTS, conv_ref, pool_ref
 
 nn = gk.nn
@@ -93,12 +95,13 @@ def layer_case(draw):
 
 @fuzz(1400)
 @given(layer_case(), st.integers(0, 2**31), st.data())
+@checked
 def test_layer_forward_and_backward(case, seed, data):
-    count()
     layer, shape, ref = case
     if isinstance(layer, Exception):
         check_error(layer, ["in_features", "out_features", "kernel_size", "padding", "stride", "groups", "p", "eps",
                             "num_groups", "dilation", "out_channels"])
+        count()
         return
     layer.double()
     rng = np.random.default_rng(seed)
@@ -110,11 +113,13 @@ def test_layer_forward_and_backward(case, seed, data):
         y = layer(x)
     except (TypeError, ValueError) as e:  # e.g. a kernel larger than the input, one value per channel
         check_error(e, ["input", "x", "kernel_size", "padding"])
+        count()
         return
     with np.errstate(invalid="ignore", divide="ignore"):
         expected = ref(x, layer)
     check_close(y, expected, np.float64, rtol=1e-9, atol=1e-9, what=type(layer).__name__)
     if y.size == 0:
+        count()
         return
     # backward against central differences along random directions (input and first parameter)
     CASES["layer_gradients"] = CASES.get("layer_gradients", 0) + 1
@@ -146,32 +151,57 @@ def test_layer_forward_and_backward(case, seed, data):
     if params:
         with pytest.raises(TypeError, match="dtype"):
             layer(x.astype(np.float32))
-
-
-@fuzz(300)
-@given(st.sampled_from(["Linear", "Conv2d", "BatchNorm2d", "ReLU"]), st.sampled_from(SMALL),
-       st.sampled_from(["backward_first", "wrong_dy", "no_grad"]))
-def test_layer_misuse_raises(kind, n, misuse):
     count()
-    layer = {"Linear": lambda: nn.Linear(3, 2), "Conv2d": lambda: nn.Conv2d(2, 2, 3, padding=1),
-             "BatchNorm2d": lambda: nn.BatchNorm2d(2), "ReLU": lambda: nn.ReLU()}[kind]()
-    x = np.ones((n, 3) if kind == "Linear" else (n, 2, 4, 4), np.float32) + np.arange(n)[:, None].reshape(
-        (n, 1) if kind == "Linear" else (n, 1, 1, 1)).astype(np.float32)
-    if misuse == "backward_first":
+
+
+MISUSE_LAYERS = {  # layer -> (a new one, whether it takes (n, 3) rows or (n, 2, 4, 4) images)
+    "Linear": (lambda: nn.Linear(3, 2), True), "Conv2d": (lambda: nn.Conv2d(2, 2, 3, padding=1), False),
+    "BatchNorm1d": (lambda: nn.BatchNorm1d(3), True), "BatchNorm2d": (lambda: nn.BatchNorm2d(2), False),
+    "LayerNorm": (lambda: nn.LayerNorm(3), True), "GroupNorm": (lambda: nn.GroupNorm(1, 2), False),
+    "MaxPool2d": (lambda: nn.MaxPool2d(2), False), "AvgPool2d": (lambda: nn.AvgPool2d(2), False),
+    "GlobalAvgPool2d": (lambda: nn.GlobalAvgPool2d(), False), "Flatten": (lambda: nn.Flatten(), False),
+    "ReLU": (lambda: nn.ReLU(), False), "Tanh": (lambda: nn.Tanh(), True), "Dropout": (lambda: nn.Dropout(0.5), False),
+    "Residual": (lambda: nn.Residual(nn.Linear(3, 3)), True),
+    "Sequential": (lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), True),
+}
+MISUSES = ["backward_first", "no_grad", "wrong_dy_shape", "wrong_dy_dtype"]
+BATCHES = [2, 3, 4, 5]  # batch norm refuses one sample per channel (tested in test_norm.py)
+MISUSE_SPACE = list(itertools.product(sorted(MISUSE_LAYERS), FLOATS, BATCHES, MISUSES))
+MISUSE_SEEN = set()
+
+
+@fuzz(len(MISUSE_SPACE))
+@given(st.sampled_from(sorted(MISUSE_LAYERS)), st.sampled_from(FLOATS), st.sampled_from(BATCHES),
+       st.sampled_from(MISUSES))
+@checked
+def test_layer_misuse_raises(kind, dtype, n, misuse):
+    """backward before any forward or after a forward under no_grad: RuntimeError; a dy of
+    another batch size: ValueError naming dy; of the other float dtype: TypeError naming dy."""
+    make, rows = MISUSE_LAYERS[kind]
+    layer = make()
+    if dtype == np.float64:
+        layer.double()
+    shape = (n, 3) if rows else (n, 2, 4, 4)
+    x = (np.arange(np.prod(shape)).reshape(shape) % 7).astype(dtype)
+    if misuse in ("backward_first", "no_grad"):
+        if misuse == "no_grad":
+            with gk.no_grad():
+                layer(x)
         with pytest.raises(RuntimeError, match="no cached forward"):
-            layer.backward(np.ones((n, 2), np.float32))
-    elif misuse == "no_grad":
-        with gk.no_grad():
-            layer(x)
-        with pytest.raises(RuntimeError, match="no cached forward"):
-            layer.backward(np.ones((n, 2), np.float32))
+            layer.backward(np.ones((n, 2), dtype))
     else:
         y = layer(x)
-        with pytest.raises(ValueError, match="dy"):
-            layer.backward(np.ones((y.shape[0] + 1,) + y.shape[1:], np.float32))
+        if misuse == "wrong_dy_shape":
+            with pytest.raises(ValueError, match="dy"):
+                layer.backward(np.ones((y.shape[0] + 1,) + y.shape[1:], dtype))
+        else:
+            with pytest.raises(TypeError, match="dy"):
+                layer.backward(np.ones(y.shape, np.float32 if dtype == np.float64 else np.float64))
+    MISUSE_SEEN.add((kind, dtype, n, misuse))
+    count()
 
 
-PLANNED = {"test_layer_forward_and_backward": 1400, "test_layer_misuse_raises": 60}
+PLANNED = {"test_layer_forward_and_backward": 1400, "test_layer_misuse_raises": len(MISUSE_SPACE)}
 
 
 @pytest.fixture(autouse=True)
@@ -183,3 +213,5 @@ def _each_test_runs_its_cases(request):
     if name == "test_layer_forward_and_backward":  # most cases must reach the gradient checks
         checked = CASES.get("layer_gradients", 0)
         assert checked >= 0.5 * planned(PLANNED[name]), f"only {checked} cases checked gradients"
+    if name == "test_layer_misuse_raises":  # the plan is the whole space: as many distinct combinations ran
+        assert len(MISUSE_SEEN) >= planned(len(MISUSE_SPACE)), f"{len(MISUSE_SEEN)} of {len(MISUSE_SPACE)} combinations"
