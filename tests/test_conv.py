@@ -114,6 +114,10 @@ def test_conv2d_matches_reference(isa, threads, rng, dtype, kernel, stride, padd
     (2, 2, 1, 1, 3, 3, 1, 1, 1, 1, True),          # 1x1 image, padded 3x3 kernel
     (2, 3, 4, 4, 2, 4, 1, 0, 1, 1, True),          # kernel the size of the input: 1x1 output
     (17, 5, 6, 7, 17, 3, (2, 1), (1, 2), (2, 1), 1, True),  # more images than weight chunks
+    # stride-2 columns wide enough for whole vectors of even lanes (any ISA), and their row ends
+    (2, 8, 9, 37, 11, 3, 2, 1, 1, 1, True),        # 19 output columns, the first one padded
+    (2, 5, 7, 33, 6, 3, (1, 2), (0, 2), (1, 2), 1, False),  # dilated columns, 2 padded each side
+    (3, 40, 5, 34, 9, 1, 2, 0, 1, 1, True),        # 1x1 stride 2 (ResNet's projection): 17 columns
     # 3x3 stride 1: Winograd F(2x2, 3x3), odd sizes (partial tiles), every padding it takes
     (3, 16, 9, 7, 24, 3, 1, 2, 1, 1, True),
     (2, 5, 6, 8, 4, 3, 1, (0, 2), 1, 1, True),
@@ -125,6 +129,11 @@ def test_conv2d_matches_reference(isa, threads, rng, dtype, kernel, stride, padd
     (3, 4, 8, 8, 5, 3, 1, 1, 1, 1, True),          # 2 tiles per row: quarter-width vectors
     (2, 7, 13, 13, 4, 3, 1, 2, 1, 1, False),       # padding 2: 15x15 outputs, the last tiles 3 wide
     (4, 6, 23, 28, 3, 3, 1, 1, 1, 1, True),        # 7 tiles per row: half width
+    # Winograd products: the micro-kernel on the planes (weight planes up to 20 KiB; OC and C not whole
+    # micro-tiles) and gk::gemm beyond (72 x 70 planes; for float64 already 64 x 64)
+    (3, 64, 8, 8, 64, 3, 1, 1, 1, 1, True),
+    (2, 19, 10, 9, 13, 3, 1, 1, 1, 1, True),
+    (2, 70, 9, 10, 72, 3, 1, 1, 1, 1, True),
     # small-K with stride-1 columns: direct kernels on a padded copy of the image
     (3, 2, 7, 40, 7, 3, 1, 1, 1, 1, True),         # 18 taps (two tap blocks), rows of 2.5 vectors, odd rows and OC
     (2, 2, 9, 33, 5, (3, 5), (2, 1), (1, 2), (2, 1), 1, False),  # 30 taps, row stride 2, dilated rows, no bias

@@ -1,7 +1,12 @@
-"""gk.datasets: the IDX reader and load_fashion_mnist on small files written here."""
+"""gk.datasets: the IDX reader, load_fashion_mnist, the CIFAR-10 batch reader and load_cifar10 on small
+files written here (downloads from file:// mirrors; never the network)."""
 import gzip
 import hashlib
+import io
 import os
+import pickle
+import struct
+import tarfile
 
 import numpy as np
 import pytest
@@ -241,3 +246,254 @@ def test_offline_error_lists_places(isolated, monkeypatch):
         gk.datasets.load_fashion_mnist(verbose=False)
     text = str(err.value)
     assert "download failed" in text and str(isolated / "system") in text and "apt-get" in text
+
+
+# -- CIFAR-10: python-pickle batches as Python 2 wrote them ---------------------------------------
+CIFAR_NAMES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
+
+
+class Py2Pickler(pickle._Pickler):
+    """Protocol 2 with bytes written as Python 2 ``str`` (BINSTRING), as the published batches are
+    (Python 3's own pickler would write bytes through ``_codecs.encode``)."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_str(self, obj):
+        n = len(obj)
+        if n < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+    def save_global(self, obj, name=None):  # the module path NumPy 1.x (and the published files) name
+        if obj is np.zeros(0).__reduce__()[0]:
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+        else:
+            super().save_global(obj, name)
+
+    dispatch[type(np.zeros(0).__reduce__()[0])] = save_global
+
+
+def cifar_batch_bytes(images, labels, label=b"training batch 1 of 5"):
+    batch = {b"batch_label": label, b"labels": [int(v) for v in labels],
+             b"data": images.reshape(len(images), 3072),
+             b"filenames": [b"img_%d.png" % i for i in range(len(images))]}
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump(batch)
+    return buf.getvalue()
+
+
+def make_cifar(rng, sizes=(3, 2, 4, 1, 2, 3)):
+    return {name: (rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, size=n))
+            for name, n in zip(CIFAR_NAMES, sizes)}
+
+
+def write_cifar(directory, batches):
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, (x, y) in batches.items():
+        (directory / name).write_bytes(cifar_batch_bytes(x, y))
+
+
+def check_cifar(result, batches):
+    (xtr, ytr), (xte, yte) = result
+    assert xtr.dtype == np.uint8 and xtr.shape[1:] == (3, 32, 32) and xtr.flags.c_contiguous
+    assert ytr.dtype == np.int64 and yte.dtype == np.int64
+    np.testing.assert_array_equal(xtr, np.concatenate([batches[n][0] for n in CIFAR_NAMES[:5]]))
+    np.testing.assert_array_equal(ytr, np.concatenate([batches[n][1] for n in CIFAR_NAMES[:5]]))
+    np.testing.assert_array_equal(xte, batches["test_batch"][0])
+    np.testing.assert_array_equal(yte, batches["test_batch"][1])
+
+
+def test_cifar_batch_written_like_python2(tmp_path, rng):
+    """The file uses the opcodes of the published batches: numpy.core's _reconstruct, Python 2 strings."""
+    x, y = rng.integers(0, 256, size=(2, 3, 32, 32), dtype=np.uint8), [3, 9]
+    raw = cifar_batch_bytes(x, y)
+    assert b"cnumpy.core.multiarray\n_reconstruct\n" in raw and b"_codecs" not in raw and b"U\x04data" in raw
+    (tmp_path / "b").write_bytes(raw)
+    xr, yr = datasets.read_cifar10_batch(tmp_path / "b")
+    np.testing.assert_array_equal(xr, x)
+    assert xr[1, 2, 31, 0] == x[1, 2, 31, 0] and yr.tolist() == y and yr.dtype == np.int64
+    # channel planes: the first 1024 values of a row are red, rows first
+    np.testing.assert_array_equal(xr[0, 0].ravel(), x.reshape(2, 3072)[0, :1024])
+
+
+def test_cifar_batch_sizes_zero_and_one(tmp_path):
+    for n in (0, 1):
+        (tmp_path / "b").write_bytes(cifar_batch_bytes(np.zeros((n, 3, 32, 32), np.uint8), [7] * n))
+        x, y = datasets.read_cifar10_batch(tmp_path / "b")
+        assert x.shape == (n, 3, 32, 32) and y.shape == (n,)
+
+
+def test_cifar_unpickler_refuses_other_globals(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    (tmp_path / "b").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}, protocol=4))
+    with pytest.raises(ValueError, match=r"refusing to load global posix\.system") as err:
+        datasets.read_cifar10_batch(tmp_path / "b")
+    assert str(tmp_path / "b") in str(err.value) and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("not_pickle", "not a CIFAR-10 python batch"),
+    ("truncated", "not a CIFAR-10 python batch"),
+    ("not_dict", "expected a pickled dict, got list"),
+    ("no_labels", "expected keys 'data' and 'labels'"),
+    ("data_shape", r"data: expected a uint8 array of shape \(N, 3072\), got uint8 of shape \(2, 3071\)"),
+    ("data_dtype", r"data: expected a uint8 array of shape \(N, 3072\), got int16"),
+    ("count", "1 labels for 2 images"),
+    ("label_range", r"labels must be in \[0, 9\], found 10"),
+    ("label_type", "labels: expected a list of ints"),
+])
+def test_cifar_corrupt_batches_raise_naming_the_file(tmp_path, rng, problem, message):
+    good = cifar_batch_bytes(np.zeros((2, 3, 32, 32), np.uint8), [1, 2])
+    obj = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2]}
+    if problem == "not_pickle":
+        raw = b"hello world"
+    elif problem == "truncated":
+        raw = good[:len(good) // 2]
+    else:
+        if problem == "not_dict":
+            obj = [1, 2]
+        elif problem == "no_labels":
+            del obj[b"labels"]
+        elif problem == "data_shape":
+            obj[b"data"] = np.zeros((2, 3071), np.uint8)
+        elif problem == "data_dtype":
+            obj[b"data"] = np.zeros((2, 3072), np.int16)
+        elif problem == "count":
+            obj[b"labels"] = [1]
+        elif problem == "label_range":
+            obj[b"labels"] = [1, 10]
+        else:
+            obj[b"labels"] = [1, "2"]
+        buf = io.BytesIO()
+        Py2Pickler(buf, protocol=2).dump(obj)
+        raw = buf.getvalue()
+    (tmp_path / "b").write_bytes(raw)
+    with pytest.raises(ValueError, match=message) as err:
+        datasets.read_cifar10_batch(tmp_path / "b")
+    assert str(tmp_path / "b") in str(err.value)
+
+
+def test_cifar_search_order_root_env_cache(isolated, rng, monkeypatch):
+    sets = {name: make_cifar(rng) for name in ("root", "env", "cache")}
+    write_cifar(isolated / "cache" / "gradkit" / "cifar-10" / "cifar-10-batches-py", sets["cache"])
+    write_cifar(isolated / "env" / "cifar-10-batches-py", sets["env"])
+    write_cifar(isolated / "root", sets["root"])
+    monkeypatch.setenv("GRADKIT_DATA", str(isolated / "env"))
+    check_cifar(gk.datasets.load_cifar10(root=isolated / "root", download=False), sets["root"])
+    check_cifar(gk.datasets.load_cifar10(download=False), sets["env"])
+    monkeypatch.delenv("GRADKIT_DATA")
+    check_cifar(gk.datasets.load_cifar10(download=False), sets["cache"])
+    os.unlink(isolated / "cache" / "gradkit" / "cifar-10" / "cifar-10-batches-py" / "test_batch")
+    with pytest.raises(FileNotFoundError) as err:  # an incomplete directory is skipped
+        gk.datasets.load_cifar10(download=False)
+    text = str(err.value)
+    assert "CIFAR-10 not found" in text and "test_batch" in text and "GRADKIT_DATA" in text
+    assert str(isolated / "cache" / "gradkit" / "cifar-10" / "cifar-10-batches-py") in text
+
+
+def cifar_archive(directory, batches, extra=()):
+    """cifar-10-python.tar.gz as published: cifar-10-batches-py/<batch> (+ extra (name, bytes) members)."""
+    path = directory / "cifar-10-python.tar.gz"
+    directory.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        members = [(f"cifar-10-batches-py/{n}", cifar_batch_bytes(x, y)) for n, (x, y) in batches.items()]
+        for name, data in members + list(extra):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def cifar_mirror(isolated, rng, monkeypatch):
+    """A file:// mirror serving a small archive, with the library's checksum pointed at it."""
+    batches = make_cifar(rng)
+    archive = cifar_archive(isolated / "mirror", batches)
+    monkeypatch.setattr(datasets, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(datasets, "CIFAR10_MIRRORS", [(isolated / "mirror").as_uri() + "/"])
+    return batches
+
+
+def test_cifar_download_extract_then_reuse(isolated, cifar_mirror, capsys):
+    check_cifar(gk.datasets.load_cifar10(), cifar_mirror)
+    cache = isolated / "cache" / "gradkit" / "cifar-10"
+    assert sorted(os.listdir(cache)) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+    assert sorted(os.listdir(cache / "cifar-10-batches-py")) == sorted(CIFAR_NAMES)
+    assert "downloading" in capsys.readouterr().out
+    os.unlink(isolated / "mirror" / "cifar-10-python.tar.gz")  # found in the cache: nothing fetched
+    check_cifar(gk.datasets.load_cifar10(), cifar_mirror)
+    # the batches gone, the checked archive is extracted again without a download
+    for name in CIFAR_NAMES:
+        os.unlink(cache / "cifar-10-batches-py" / name)
+    os.rmdir(cache / "cifar-10-batches-py")
+    check_cifar(gk.datasets.load_cifar10(verbose=False), cifar_mirror)
+
+
+def test_cifar_corrupt_archive_in_cache_is_fetched_again(isolated, cifar_mirror):
+    cache = isolated / "cache" / "gradkit" / "cifar-10"
+    cache.mkdir(parents=True)
+    (cache / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b truncated")
+    check_cifar(gk.datasets.load_cifar10(verbose=False), cifar_mirror)
+    served = (isolated / "mirror" / "cifar-10-python.tar.gz").read_bytes()
+    assert (cache / "cifar-10-python.tar.gz").read_bytes() == served
+
+
+def test_cifar_download_into_root(isolated, cifar_mirror):
+    check_cifar(gk.datasets.load_cifar10(root=isolated / "mine", verbose=False), cifar_mirror)
+    assert (isolated / "mine" / "cifar-10-batches-py" / "test_batch").is_file()
+
+
+def test_cifar_checksum_mismatch_leaves_nothing(isolated, cifar_mirror, monkeypatch):
+    monkeypatch.setattr(datasets, "CIFAR10_MD5", "0" * 32)
+    with pytest.raises(FileNotFoundError, match="checksum mismatch") as err:
+        gk.datasets.load_cifar10(verbose=False)
+    assert "cifar-10-python.tar.gz" in str(err.value)
+    assert os.listdir(isolated / "cache" / "gradkit" / "cifar-10") == []
+
+
+def test_cifar_published_checksum_is_checked(isolated, rng, monkeypatch):
+    """With the real MD5 (c58f3010...), a served archive that is not the published one is refused."""
+    assert datasets.CIFAR10_MD5 == "c58f30108f718f92721af3b95e74349a"
+    cifar_archive(isolated / "mirror", make_cifar(rng))
+    monkeypatch.setattr(datasets, "CIFAR10_MIRRORS", [(isolated / "mirror").as_uri() + "/"])
+    with pytest.raises(FileNotFoundError, match="expected c58f30108f718f92721af3b95e74349a"):
+        gk.datasets.load_cifar10(verbose=False)
+
+
+def test_cifar_archive_with_foreign_members_extracts_only_batches(isolated, rng, monkeypatch):
+    batches = make_cifar(rng)
+    archive = cifar_archive(isolated / "mirror", batches,
+                            extra=[("../escape", b"x"), ("cifar-10-batches-py/../../escape2", b"x"), ("other", b"x")])
+    monkeypatch.setattr(datasets, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(datasets, "CIFAR10_MIRRORS", [(isolated / "mirror").as_uri() + "/"])
+    check_cifar(gk.datasets.load_cifar10(root=isolated / "data", verbose=False), batches)
+    assert sorted(os.listdir(isolated / "data")) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+    assert not (isolated / "escape").exists() and not (isolated / "escape2").exists()
+
+
+def test_cifar_archive_missing_a_batch(isolated, rng, monkeypatch):
+    batches = make_cifar(rng)
+    del batches["data_batch_3"]
+    archive = cifar_archive(isolated / "mirror", batches)
+    monkeypatch.setattr(datasets, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(datasets, "CIFAR10_MIRRORS", [(isolated / "mirror").as_uri() + "/"])
+    with pytest.raises(FileNotFoundError, match="the archive lacks some of"):
+        gk.datasets.load_cifar10(verbose=False)
+    cache = isolated / "cache" / "gradkit" / "cifar-10"
+    assert os.listdir(cache) == ["cifar-10-python.tar.gz"]  # no half-extracted batches directory
+
+
+def test_cifar_offline_error_lists_places(isolated, monkeypatch):
+    monkeypatch.setattr(datasets, "CIFAR10_MIRRORS", [(isolated / "no-such-mirror").as_uri() + "/"])
+    with pytest.raises(FileNotFoundError) as err:
+        gk.datasets.load_cifar10(root=isolated / "r", verbose=False)
+    text = str(err.value)
+    assert "download failed" in text and str(isolated / "r" / "cifar-10-batches-py") in text

@@ -17,6 +17,7 @@ import pytest
 
 import gradkit as gk
 from nn_helpers import assert_close, check_backward_contract
+from test_pool import ref_adaptive_avg_pool
 
 nn = gk.nn
 _erf = np.vectorize(math.erf)
@@ -171,6 +172,8 @@ SPECS = [
          lambda m, x: ref_pool(x, 3, 2, 1, "avg"), ("AvgPool2d",), bad_rank=(6, 7)),
     Spec("GlobalAvgPool2d", lambda: nn.GlobalAvgPool2d(), (2, 3, 5, 4), lambda m, x: x.mean(axis=(2, 3)),
          ("GlobalAvgPool2d",), bad_rank=(3, 5)),
+    Spec("AdaptiveAvgPool2d((3,4))", lambda: nn.AdaptiveAvgPool2d((3, 4)), (2, 3, 5, 7),
+         lambda m, x: ref_adaptive_avg_pool(x, 3, 4)[0], ("AdaptiveAvgPool2d",), bad_rank=(3, 5)),
     Spec("Flatten", lambda: nn.Flatten(), (2, 3, 4, 5), lambda m, x: x.reshape(2, -1), ("Flatten",), bad_rank=(3,)),
     _act("Sigmoid"), _act("Tanh"), _act("ReLU"), _act("ReLU", (2, 3, 4, 5)), _act("LeakyReLU"),
     _act("LeakyReLU", negative_slope=0.2), _act("ELU"), _act("ELU", alpha=0.5), _act("GELU"),

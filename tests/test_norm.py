@@ -141,6 +141,12 @@ def run_and_check(kind, arg, x, dy, w, b, eps, tol, tol_dx, scale_dx=1.0):
 
 
 # -- batch norm -----------------------------------------------------------------------------------
+def check_running_stats(rm, rv, rm0, rv0, mean_ref, var_ref, count, tol):
+    """PyTorch's running update (momentum 0.1): biased var normalises, the unbiased one is averaged in."""
+    assert_close(rm, 0.9 * rm0.astype(np.float64) + 0.1 * mean_ref, tol, "running_mean")
+    assert_close(rv, 0.9 * rv0.astype(np.float64) + 0.1 * var_ref * count / (count - 1), tol, "running_var")
+
+
 BN_SHAPES = [(2, 1), (5, 3), (33, 17), (70, 130), (4, 3, 7), (2, 3, 5, 7), (3, 5, 1, 1), (1, 4, 3, 3),
              (4, 19, 9, 9), (8, 16, 28, 28)]
 
@@ -163,10 +169,7 @@ def test_batch_norm_train_matches_reference(isa, threads, rng, dtype, shape, aff
     assert_close(y, y_ref, tol * 10, "y")
     assert_close(mean, mean_ref, tol, "mean")
     assert_close(rstd, 1 / np.sqrt(var_ref + 1e-5), tol, "rstd")
-    # PyTorch's running update: biased var normalises, the unbiased one is averaged in.
-    count = x.size // c
-    assert_close(rm, 0.9 * rm0.astype(np.float64) + 0.1 * mean_ref, tol, "running_mean")
-    assert_close(rv, 0.9 * rv0.astype(np.float64) + 0.1 * var_ref * count / (count - 1), tol, "running_var")
+    check_running_stats(rm, rv, rm0, rv0, mean_ref, var_ref, x.size // c, tol)
     dw0 = rand(rng, c, dtype)
     db0 = rand(rng, c, dtype)
     dw, db = (dw0.copy(), db0.copy()) if affine else (None, None)
@@ -175,6 +178,119 @@ def test_batch_norm_train_matches_reference(isa, threads, rng, dtype, shape, aff
     if affine:  # backward ADDS into the parameter gradients
         assert_close(dw, dw0 + dw_ref, tol * 10, "dweight")
         assert_close(db, db0 + db_ref, tol * 10, "dbias")
+
+
+def bn_relu_ref(x, w, b, res, dy, eps):
+    """relu(batch_norm(x) + res) in float64: y, its pre-activation, dx, dres, dw, db."""
+    y_bn, _, _, _, _, _ = bn_ref(x, w, b, dy, eps)
+    pre = y_bn + (0.0 if res is None else res.astype(np.float64))
+    g = np.where(pre > 0, dy.astype(np.float64), 0.0)  # the gradient the ReLU passes
+    _, _, _, dx, dw, db = bn_ref(x, w, b, g, eps)
+    return np.maximum(pre, 0.0), pre, dx, g, dw, db
+
+
+BN_RELU_SHAPES = [(2, 1), (5, 3), (70, 130), (1, 4, 3, 3), (2, 3, 5, 7), (3, 5, 1, 1), (4, 19, 9, 9),
+                  (8, 16, 28, 28), (3, 17, 4, 13)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BN_RELU_SHAPES, ids=str)
+@pytest.mark.parametrize("with_res", [False, True], ids=["relu", "add_relu"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_relu_matches_reference(isa, threads, rng, dtype, shape, with_res, affine):
+    c = shape[1]
+    x = rand(rng, shape, dtype, loc=0.5, scale=2.0)
+    dy = rand(rng, shape, dtype)
+    res = rand(rng, shape, dtype) if with_res else None
+    w = rand(rng, c, dtype) if affine else None
+    b = rand(rng, c, dtype) if affine else None
+    rm0, rv0 = rand(rng, c, dtype), (1.0 + rng.random(c)).astype(dtype)
+    rm, rv = rm0.copy(), rv0.copy()
+    y, mean, rstd = ops.batch_norm_relu_forward(x, w, b, rm, rv, residual=res, training=True, eps=1e-5)
+    y_ref, pre, dx_ref, dres_ref, dw_ref, db_ref = bn_relu_ref(x, w, b, res, dy, 1e-5)
+    _, mean_ref, var_ref, _, _, _ = bn_ref(x, w, b, dy, 1e-5)
+    tol = TOL[dtype] * 10
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_close(y, y_ref, tol, "y")
+    assert_close(mean, mean_ref, tol, "mean")
+    assert_close(rstd, 1 / np.sqrt(var_ref + 1e-5), tol, "rstd")
+    check_running_stats(rm, rv, rm0, rv0, mean_ref, var_ref, x.size // c, tol)
+    # the mask of the gradient from the kernel's own y (a pre-activation within rounding of 0 may
+    # fall either side): the reference's gradient where both agree
+    agree = (y > 0) == (pre > 0)
+    dw0, db0 = rand(rng, c, dtype), rand(rng, c, dtype)
+    dw, db = (dw0.copy(), db0.copy()) if affine else (None, None)
+    dx, dres = ops.batch_norm_relu_backward(dy, y, x, mean, rstd, w, dw, db, need_dresidual=with_res)
+    assert (dres is None) == (not with_res)
+    if not agree.all():  # rare: recompute the reference with the kernel's mask
+        g = np.where(y > 0, dy.astype(np.float64), 0.0)
+        _, _, _, dx_ref, dw_ref, db_ref = bn_ref(x, w, b, g, 1e-5)
+        dres_ref = g
+    assert_close(dx, dx_ref, tol, "dx")
+    if with_res:
+        assert dres.dtype == dtype
+        assert_close(dres, dres_ref, 0.0, "dresidual")
+    if affine:  # ADDED into the parameter gradients
+        assert_close(dw, dw0 + dw_ref, tol, "dweight")
+        assert_close(db, db0 + db_ref, tol, "dbias")
+    # the same as the unfused ops: batch norm, add, relu; their backward
+    y_bn, mean2, rstd2 = ops.batch_norm_forward(x, w, b, training=True, eps=1e-5)
+    y_sep = ops.relu(y_bn + res if with_res else y_bn)
+    assert_close(y, y_sep, tol, "y vs the unfused ops")
+    dx_sep = ops.batch_norm_backward(ops.relu_backward(dy, y_sep), x, mean2, rstd2, w)
+    if ((y_sep > 0) == (y > 0)).all():
+        assert_close(dx, dx_sep, tol, "dx vs the unfused ops")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 5, 7)], ids=str)
+@pytest.mark.parametrize("with_res", [False, True], ids=["relu", "add_relu"])
+def test_batch_norm_relu_eval_and_no_param_grads(isa, threads, rng, dtype, shape, with_res):
+    """Running statistics: one pass each way; dresidual still written without a sums pass."""
+    c = shape[1]
+    x, dy = rand(rng, shape, dtype, loc=0.5), rand(rng, shape, dtype)
+    res = rand(rng, shape, dtype) if with_res else None
+    w, b = rand(rng, c, dtype), rand(rng, c, dtype)
+    rm, rv = rand(rng, c, dtype), (1.0 + rng.random(c)).astype(dtype)
+    y, mean, rstd = ops.batch_norm_relu_forward(x, w, b, rm, rv, residual=res, training=False)
+    cshape = (1, -1) + (1,) * (x.ndim - 2)
+    a = w.astype(np.float64) / np.sqrt(rv.astype(np.float64) + 1e-5)
+    pre = (x - rm.reshape(cshape)) * a.reshape(cshape) + b.reshape(cshape) + (0.0 if res is None else res)
+    assert_close(y, np.maximum(pre, 0.0), TOL[dtype] * 10, "y")
+    dx, dres = ops.batch_norm_relu_backward(dy, y, x, mean, rstd, w, need_dresidual=with_res, training=False)
+    g = np.where(y > 0, dy.astype(np.float64), 0.0)
+    assert_close(dx, g * a.reshape(cshape), TOL[dtype] * 10, "dx")
+    if with_res:
+        assert_close(dres, g, 0.0, "dresidual")
+
+
+def test_batch_norm_relu_nan_and_empty(isa):
+    x = np.array([[1.0, np.nan], [2.0, 3.0], [0.5, 1.0]], np.float32)
+    y, mean, rstd = ops.batch_norm_relu_forward(x)
+    assert np.isnan(y[:, 1]).all() and not np.isnan(y[:, 0]).any()
+    dx, dres = ops.batch_norm_relu_backward(np.ones_like(x), y, x, mean, rstd, need_dresidual=True)
+    assert np.isnan(dx[:, 1]).all()
+    assert (dres[:, 1] == 1).all()  # a NaN output passes its gradient, as relu_backward
+    e = np.zeros((0, 3, 4, 4), np.float32)
+    y, mean, rstd = ops.batch_norm_relu_forward(e, residual=e)
+    assert y.shape == e.shape
+    dx, dres = ops.batch_norm_relu_backward(e, y, e, mean, rstd, need_dresidual=True)
+    assert dx.shape == e.shape and dres.shape == e.shape
+
+
+def test_batch_norm_relu_validation():
+    x = np.ones((2, 3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="residual"):
+        ops.batch_norm_relu_forward(x, residual=np.ones((2, 3, 4, 5), np.float32))
+    with pytest.raises(TypeError, match="residual"):
+        ops.batch_norm_relu_forward(x, residual=np.ones((2, 3, 4, 4), np.float64))
+    y, mean, rstd = ops.batch_norm_relu_forward(x + np.arange(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="output"):
+        ops.batch_norm_relu_backward(x, y[:1], x, mean, rstd)
+    with pytest.raises(ValueError, match="dy"):
+        ops.batch_norm_relu_backward(x[:1], y, x, mean, rstd)
+    with pytest.raises(ValueError, match="more than 1 value"):
+        ops.batch_norm_relu_forward(np.ones((1, 3), np.float32))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -430,6 +546,10 @@ def _run_all(rng_seed):
         y, mean, rstd = ops.batch_norm_forward(x, w, b, rm, rv, training=True)
         dw, db = np.zeros(c, np.float32), np.zeros(c, np.float32)
         out += [y, mean, rstd, rm, rv, ops.batch_norm_backward(dy, x, mean, rstd, w, dw, db), dw, db]
+        res = rand(rng, shape, np.float32)
+        y, mean, rstd = ops.batch_norm_relu_forward(x, w, b, rm, rv, residual=res, training=True)
+        out += [y, mean, rstd, rm, rv, *ops.batch_norm_relu_backward(dy, y, x, mean, rstd, w, dw, db,
+                                                                      need_dresidual=True), dw, db]
     x, dy = rand(rng, (700, 257), np.float32), rand(rng, (700, 257), np.float32)
     w, b = rand(rng, 257, np.float32), rand(rng, 257, np.float32)
     y, mean, rstd = ops.layer_norm_forward(x, 257, w, b)

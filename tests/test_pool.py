@@ -211,3 +211,93 @@ def test_global_avg_pool_module(rng):
     with pytest.raises(TypeError, match="expected dtype float32 or float64"):
         m(x.astype(np.int64))
     assert repr(m) == "GlobalAvgPool2d()"
+
+
+# ---- AdaptiveAvgPool2d: PyTorch's bins --------------------------------------------------------
+
+def ref_adaptive_avg_pool(x, oh, ow):
+    """Loop over PyTorch's bins in float64: start = floor(i*H/oh), end = ceil((i+1)*H/oh); y and a backward."""
+    N, C, H, W = x.shape
+    x = x.astype(np.float64)
+    bins = [((i * H) // oh, -(-(i + 1) * H // oh), (j * W) // ow, -(-(j + 1) * W // ow))
+            for i in range(oh) for j in range(ow)]
+    y = np.zeros((N, C, oh, ow))
+    for k, (h0, h1, w0, w1) in enumerate(bins):
+        y[:, :, k // ow, k % ow] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+
+    def backward(dy):
+        dx = np.zeros((N, C, H, W))
+        for k, (h0, h1, w0, w1) in enumerate(bins):
+            dx[:, :, h0:h1, w0:w1] += dy[:, :, k // ow, k % ow, None, None].astype(np.float64) / ((h1 - h0) * (w1 - w0))
+        return dx
+
+    return y, backward
+
+
+ADAPTIVE_CASES = [
+    # input shape, output_size, expected (OH, OW)
+    ((2, 3, 9, 11), (4, 5), (4, 5)),       # overlapping bins in both directions
+    ((2, 3, 7, 7), 3, (3, 3)),
+    ((1, 2, 1, 1), (7, 7), (7, 7)),       # torchvision's VGG on a 32x32 input: 1x1 -> 7x7
+    ((2, 2, 3, 5), (7, 8), (7, 8)),       # output larger than the input, not a multiple
+    ((2, 3, 12, 10), (4, 5), (4, 5)),     # H % OH == 0 and W % OW == 0: the avg-pool kernel
+    ((2, 3, 6, 9), (6, 9), (6, 9)),       # identity
+    ((3, 4, 5, 7), 1, (1, 1)),            # global average
+    ((2, 3, 9, 11), (None, 4), (9, 4)),   # None keeps the size
+    ((2, 3, 9, 11), (5, None), (5, 11)),
+    ((0, 3, 8, 8), (3, 3), (3, 3)),       # empty batch
+    ((0, 3, 8, 8), 2, (2, 2)),
+    ((2, 0, 5, 5), (2, 3), (2, 3)),       # no channels
+    ((1, 1, 1, 1), 1, (1, 1)),
+    ((1, 1, 1, 17), (1, 4), (1, 4)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,output_size,out_hw", ADAPTIVE_CASES)
+def test_adaptive_avg_pool2d(isa, threads, rng, dtype, shape, output_size, out_hw):
+    m = gk.nn.AdaptiveAvgPool2d(output_size)
+    x = rng.standard_normal(shape).astype(dtype)
+    y_ref, backward = ref_adaptive_avg_pool(x, *out_hw)
+    y = m(x)
+    assert y.shape == shape[:2] + out_hw
+    tol = {np.float32: 1e-6, np.float64: 1e-14}[dtype]
+    assert_close(y, y_ref, dtype, "y", tol=tol)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = m.backward(dy)
+    assert dx.flags.c_contiguous
+    assert_close(dx, backward(dy), dtype, "dx", tol={np.float32: 1e-5, np.float64: 1e-13}[dtype])
+
+
+def test_adaptive_avg_pool2d_gradcheck(rng):
+    """Central differences in float64 on overlapping bins, an enlarging pool and the kernel path."""
+    for shape, size in [((2, 2, 5, 7), (3, 4)), ((1, 2, 2, 3), (5, 4)), ((2, 1, 6, 4), (3, 2))]:
+        m = gk.nn.AdaptiveAvgPool2d(size)
+        assert gk.gradcheck(m, rng.standard_normal(shape))
+
+
+def test_adaptive_avg_pool2d_module_contract(rng):
+    m = gk.nn.AdaptiveAvgPool2d((7, 7))
+    assert m.parameters() == [] and m.state_dict() == {}
+    assert repr(m) == "AdaptiveAvgPool2d(output_size=(7, 7))"
+    assert repr(gk.nn.AdaptiveAvgPool2d(3)) == "AdaptiveAvgPool2d(output_size=3)"
+    assert repr(gk.nn.AdaptiveAvgPool2d((None, 2))) == "AdaptiveAvgPool2d(output_size=(None, 2))"
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    y = m(x)
+    with pytest.raises(ValueError, match=r"dy: expected shape \(2, 3, 7, 7\)"):
+        m.backward(y[:, :, :6])
+    with pytest.raises(TypeError, match=r"dy: expected dtype float32"):
+        m.backward(y.astype(np.float64))
+    with pytest.raises(ValueError, match="expected a 4-D array"):
+        m(x[0])
+    with pytest.raises(TypeError, match="expected dtype float32 or float64"):
+        m(x.astype(np.int32))
+    with pytest.raises(ValueError, match=r"expected a non-empty spatial size, got shape \(2, 3, 0, 6\)"):
+        m(x[:, :, :0])
+    for bad in [0, -1, (2, 0), (2, 2, 2), None, 2.5, (None,), True]:
+        with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d: output_size: expected a positive int"):
+            gk.nn.AdaptiveAvgPool2d(bad)
+    with gk.no_grad():
+        m(x)
+    with pytest.raises(RuntimeError, match="no cached forward"):
+        m.backward(y)

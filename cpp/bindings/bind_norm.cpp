@@ -125,14 +125,16 @@ py::array backward_common(const py::handle& dy_obj, const carray<T>& x, const py
 }
 
 // ------------------------------------------------------------------------------------------
+// relu: y = relu(batch_norm(x) + residual) (residual may be None), else plain batch norm (no residual).
 template <class T>
 py::tuple batch_norm_forward_impl(const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj,
                                   const py::handle& rm_obj, const py::handle& rv_obj, bool training, double momentum,
-                                  double eps) {
+                                  double eps, bool relu = false, const py::handle& res_obj = py::none()) {
   auto x = in<T>(x_obj, "input");
   const NCS d = ncs(x, "input");
   auto rm = opt_out<T>(rm_obj, "running_mean", {d.C});
   auto rv = opt_out<T>(rv_obj, "running_var", {d.C});
+  auto res = opt_in<T>(res_obj, "residual", shape_of(x));
   if ((rm.ptr == nullptr) != (rv.ptr == nullptr)) {
     value_error("running_var", "running_mean and running_var both given or both None", "only one of them");
   }
@@ -144,8 +146,13 @@ py::tuple batch_norm_forward_impl(const py::handle& x_obj, const py::handle& w_o
   }
   return forward_common<T>(x, w_obj, b_obj, {d.C}, {d.C}, eps,
                            [&](T* y, double* mean, double* rstd, const T* px, const T* w, const T* b) {
-                             batch_norm_forward<T>(y, mean, rstd, px, w, b, rm.ptr, rv.ptr, d.N, d.C, d.S,
-                                                   batch_stats, momentum, eps);
+                             if (relu) {
+                               batch_norm_relu_forward<T>(y, mean, rstd, px, res.ptr, w, b, rm.ptr, rv.ptr, d.N, d.C,
+                                                          d.S, batch_stats, momentum, eps);
+                             } else {
+                               batch_norm_forward<T>(y, mean, rstd, px, w, b, rm.ptr, rv.ptr, d.N, d.C, d.S,
+                                                     batch_stats, momentum, eps);
+                             }
                            });
 }
 
@@ -160,6 +167,33 @@ py::array batch_norm_backward_impl(const py::handle& dy_obj, const py::handle& x
                                 const T* w) {
                               batch_norm_backward<T>(dx, dw, db, dy, px, m, r, w, d.N, d.C, d.S, training);
                             });
+}
+
+// The gradient of relu(batch_norm(x) + residual): (dx, dresidual or None).
+template <class T>
+py::tuple batch_norm_relu_backward_impl(const py::handle& dy_obj, const py::handle& y_obj, const py::handle& x_obj,
+                                        const py::handle& mean_obj, const py::handle& rstd_obj,
+                                        const py::handle& w_obj, const py::handle& dw_obj, const py::handle& db_obj,
+                                        bool need_dresidual, bool training) {
+  auto x = in<T>(x_obj, "input");
+  const NCS d = ncs(x, "input");
+  auto y = in<T>(y_obj, "output");
+  check_shape(y, shape_of(x), "output");
+  py::object dres = py::none();
+  T* pdres = nullptr;
+  if (need_dresidual) {
+    auto a = empty<T>(shape_of(x));
+    pdres = a.mutable_data();
+    dres = a;
+  }
+  const T* py_ = y.data();
+  py::array dx = backward_common<T>(dy_obj, x, mean_obj, rstd_obj, w_obj, dw_obj, db_obj, {d.C}, {d.C},
+                                    [&](T* pdx, T* dw, T* db, const T* dy, const T* px, const double* m,
+                                        const double* r, const T* w) {
+                                      batch_norm_relu_backward<T>(pdx, pdres, dw, db, dy, py_, px, m, r, w, d.N, d.C,
+                                                                  d.S, training);
+                                    });
+  return py::make_tuple(dx, dres);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -356,6 +390,31 @@ void bind_norm(py::module_& m) {
       },
       py::arg("dy"), py::arg("input"), py::arg("mean"), py::arg("rstd"), py::arg("weight"), py::arg("dweight"),
       py::arg("dbias"), py::arg("training"), "Batch norm backward -> dx; adds into dweight and dbias.");
+  m.def(
+      "batch_norm_relu_forward",
+      [](const py::handle& x, const py::handle& residual, const py::handle& weight, const py::handle& bias,
+         const py::handle& running_mean, const py::handle& running_var, bool training, double momentum, double eps) {
+        return dispatch_float(x, "input", [&](auto t) {
+          return batch_norm_forward_impl<decltype(t)>(x, weight, bias, running_mean, running_var, training, momentum,
+                                                      eps, true, residual);
+        });
+      },
+      py::arg("input"), py::arg("residual"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
+      py::arg("running_var"), py::arg("training"), py::arg("momentum"), py::arg("eps"),
+      "relu(batch_norm(x) + residual) (residual may be None) -> (y, mean, rstd); running stats as batch_norm_forward.");
+  m.def(
+      "batch_norm_relu_backward",
+      [](const py::handle& dy, const py::handle& y, const py::handle& x, const py::handle& mean,
+         const py::handle& rstd, const py::handle& weight, const py::handle& dweight, const py::handle& dbias,
+         bool need_dresidual, bool training) {
+        return dispatch_float(x, "input", [&](auto t) {
+          return batch_norm_relu_backward_impl<decltype(t)>(dy, y, x, mean, rstd, weight, dweight, dbias,
+                                                            need_dresidual, training);
+        });
+      },
+      py::arg("dy"), py::arg("output"), py::arg("input"), py::arg("mean"), py::arg("rstd"), py::arg("weight"),
+      py::arg("dweight"), py::arg("dbias"), py::arg("need_dresidual"), py::arg("training"),
+      "Gradient of batch_norm_relu_forward -> (dx, dresidual or None); adds into dweight and dbias.");
   m.def(
       "batch_norm_relu_pool2_forward",
       [](const py::handle& x, const py::handle& weight, const py::handle& bias, const py::handle& running_mean,

@@ -109,15 +109,30 @@ void reduce_chunks(T* part, index_t psize, index_t nch, int nthreads) {
 
 // ---- Winograd F(2x2, 3x3) -------------------------------------------------------------
 
+// The current ISA's GEMM kernels for T: the Winograd passes call its micro-kernel directly.
+template <class T>
+const GemmKernels<T>& gemm_kernels() {
+  if constexpr (std::is_same_v<T, float>) {
+    return gemm_table().f32;
+  } else {
+    return gemm_table().f64;
+  }
+}
+
 // The GEMM micro-kernel's column count (its B slivers) for T.
 template <class T>
 index_t gemm_nr() {
-  if constexpr (std::is_same_v<T, float>) {
-    return gemm_table().f32.nr;
-  } else {
-    return gemm_table().f64.nr;
-  }
+  return gemm_kernels<T>().nr;
 }
+
+// Winograd-domain products of small channel counts (a transformed weight plane of at most this
+// many bytes) run the GEMM micro-kernel straight on the transformed planes, each B sliver and the
+// whole weight plane in L1: at 16-64 channels the GEMM driver's per-call work (edge packing,
+// blocking) costs a sizeable part of products this small. Larger planes go through gk::gemm.
+constexpr index_t kWinoDirectBytes = 20 * 1024;
+// The weight gradient's micro-kernel calls run over K (tiles) blocks of this many (a B sliver of
+// kWinoGradKBlock x NR stays in L1 across the A panels).
+constexpr index_t kWinoGradKBlock = 256;
 
 // Transformed operands of one block ((MT+2)^2 planes of (Cin + Cout) x tiles) stay below this
 // (in L2): forward and input gradient; weight gradient (a longer GEMM depth pays off there).
@@ -170,14 +185,15 @@ struct WinoG<4> {
 // per kernel would land in the same few cache sets).
 constexpr int kWinoWeightBlock = 16;
 
-// U ((MT+2)^2, rows, cols) = G g G^T of each 3x3 kernel of w (OC, C, 3, 3): rows = OC, cols = C;
+// U ((MT+2)^2, prows, cols) = G g G^T of each 3x3 kernel of w (OC, C, 3, 3): rows = OC, cols = C;
 // with flip, g is w[o][c] rotated by 180 degrees and stored at [c][o] (the kernel of the input
-// gradient).
+// gradient). Rows from rows to prows (>= rows) are zero.
 template <int MT, class T>
-void wino_weights(T* U, const T* w, index_t OC, index_t C, bool flip, int nthreads) {
+void wino_weights(T* U, const T* w, index_t OC, index_t C, bool flip, index_t prows, int nthreads) {
   constexpr int A = MT + 2, B = kWinoWeightBlock;
   const auto& G = WinoG<MT>::g;
-  const index_t plane = OC * C, nrow = flip ? C : OC, ncol = flip ? OC : C;  // U plane: (nrow, ncol)
+  const index_t nrow = flip ? C : OC, ncol = flip ? OC : C, plane = prows * ncol;  // U plane: (prows, ncol)
+  for (index_t xi = 0; xi < A * A; ++xi) std::fill(U + xi * plane + nrow * ncol, U + (xi + 1) * plane, T(0));
   parallel_for(nrow, 20 * A * A * plane, [&](index_t r0, index_t r1) {
     for (index_t r = r0; r < r1; ++r) {
       for (index_t q0 = 0; q0 < ncol; q0 += B) {
@@ -264,14 +280,29 @@ int wino_tile(index_t OH, index_t OW) {
   return 4 * f4 <= 3 * f2 ? 4 : 2;
 }
 
+// Rows of a transformed weight plane (Cout, Cin): Cout rounded up to whole micro-kernel panels
+// (zero rows) when the products run the micro-kernel directly, so that its A panels are read in place.
+template <class T>
+bool wino_direct(index_t Cout, index_t Cin) {
+  return round_up(Cout, gemm_kernels<T>().mr) * Cin * static_cast<index_t>(sizeof(T)) <= kWinoDirectBytes;
+}
+template <class T>
+index_t wino_weight_rows(index_t Cout, index_t Cin) {
+  return wino_direct<T>(Cout, Cin) ? round_up(Cout, gemm_kernels<T>().mr) : Cout;
+}
+
 // y (N, Cout, OH, OW) = act(conv3x3(x (N, Cin, H, W), padding (ph, pw)) + bias) from U ((MT+2)^2,
-// Cout, Cin): per block of tile rows, input transform, one GEMM per plane, output transform.
-// The blocks go to threads as they come free (run_items).
+// Up, Cin) with Up = wino_weight_rows(Cout, Cin): per block of tile rows, input transform, one
+// GEMM per plane, output transform. The blocks go to threads as they come free (run_items).
 template <int MT, class T>
 void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N, index_t Cin, index_t H, index_t W,
                index_t Cout, index_t OH, index_t OW, index_t ph, index_t pw, int nthreads) {
   constexpr index_t NP = (MT + 2) * (MT + 2);
   const ConvKernels<T>& k = kernels<T>();
+  const GemmKernels<T>& gk = gemm_kernels<T>();
+  const index_t Up = wino_weight_rows<T>(Cout, Cin);
+  const bool direct = wino_direct<T>(Cout, Cin);
+  GemmUkernelParams<T> prm;  // alpha 1, beta 0: M = U V
   const auto input = MT == 2 ? k.wino_input : k.wino4_input;
   const auto output = MT == 2 ? k.wino_output : k.wino4_output;
   const index_t TH = ceil_div(OH, MT), TW = ceil_div(OW, MT), nr_gemm = gemm_nr<T>();
@@ -290,8 +321,20 @@ void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N
     const index_t vplane = Cin * ld + kWinoPlanePad, mplane = Cout * ld + kWinoPlanePad;
     input(V, x, Cin, H, W, ph, pw, TH, TW, r0, nr, ld, vplane);
     for (index_t xi = 0; xi < NP; ++xi) {
-      gemm<T>(Cout, ld, Cin, T(1), U + xi * Cout * Cin, Cin, 1, V + xi * vplane, ld, 1, T(0), M + xi * mplane, ld, {},
-              inner);
+      const T* Ux = U + xi * Up * Cin;
+      const T* Vx = V + xi * vplane;
+      T* Mx = M + xi * mplane;
+      if (!direct) {
+        gemm<T>(Cout, ld, Cin, T(1), Ux, Cin, 1, Vx, ld, 1, T(0), Mx, ld, {}, inner);
+        continue;
+      }
+      // B slivers of V read in place (ld is whole slivers), U's panels in place (rows padded to MR).
+      for (index_t jr = 0; jr < ld; jr += gk.nr) {
+        for (index_t ir = 0; ir < Cout; ir += gk.mr) {
+          gk.ukernel(Cin, Ux + ir * Cin, Cin, 1, Vx + jr, ld, Mx + ir * ld + jr, ld, std::min(gk.mr, Cout - ir), gk.nr,
+                     prm);
+        }
+      }
     }
     output(y, M, Cout, OH, OW, TH, TW, r0, nr, ld, mplane, bias, relu);
   });
@@ -303,13 +346,14 @@ template <class T>
 void wino_conv(T* y, const T* x, const T* w, const T* bias, bool relu, bool flip, index_t N, index_t Cin, index_t H,
                index_t W, index_t Cout, index_t OH, index_t OW, index_t ph, index_t pw, int nthreads) {
   const index_t OC = flip ? Cin : Cout, C = flip ? Cout : Cin;  // w is (OC, C, 3, 3)
+  const index_t Up = wino_weight_rows<T>(Cout, Cin);  // rows of U's planes (Cout, padded)
   if (wino_tile(OH, OW) == 4) {
-    T* U = scratch<T>(kSlotWeights, 36 * OC * C);
-    wino_weights<4>(U, w, OC, C, flip, nthreads);
+    T* U = scratch<T>(kSlotWeights, 36 * Up * Cin);
+    wino_weights<4>(U, w, OC, C, flip, Up, nthreads);
     wino_pass<4>(y, x, U, bias, relu, N, Cin, H, W, Cout, OH, OW, ph, pw, nthreads);
   } else {
-    T* U = scratch<T>(kSlotWeights, 16 * OC * C);
-    wino_weights<2>(U, w, OC, C, flip, nthreads);
+    T* U = scratch<T>(kSlotWeights, 16 * Up * Cin);
+    wino_weights<2>(U, w, OC, C, flip, Up, nthreads);
     wino_pass<2>(y, x, U, bias, relu, N, Cin, H, W, Cout, OH, OW, ph, pw, nthreads);
   }
 }
@@ -324,13 +368,17 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
   const auto input = MT == 2 ? k.wino_input : k.wino4_input;
   const auto grad_output = MT == 2 ? k.wino_grad_output : k.wino4_grad_output;
   const index_t TH = ceil_div(s.OH, MT), TW = ceil_div(s.OW, MT), P = s.OH * s.OW;
+  const GemmKernels<T>& gk = gemm_kernels<T>();
+  const bool direct = wino_direct<T>(s.OC, s.C);
+  // direct: the micro-kernel reads dM's rows in place, whole panels of MR (rows past OC zeroed)
+  const index_t OCp = direct ? round_up(s.OC, gk.mr) : s.OC;
   const index_t R = wino_rows(NP, s.C, s.OC, TW, s.N * TH, sizeof(T), 1, kWinoGradBlockBytes);
-  const index_t vsize = NP * s.C * R * TW + kWinoPlanePad, msize = NP * s.OC * R * TW + kWinoPlanePad;
+  const index_t vsize = NP * s.C * R * TW + kWinoPlanePad, msize = NP * OCp * R * TW + kWinoPlanePad;
   const index_t usize = NP * s.OC * s.C, psize = usize + s.OC;
   const index_t nch = std::min(s.N, kWinoChunks);
   const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * P * s.C, nthreads), nch));
   T* const partial = scratch<T>(kSlotPartials, nch * psize);
-  const index_t tsize = R * TW * s.C;  // one transposed plane of V
+  const index_t tsize = R * TW * s.C + gk.nr;  // one transposed plane of V (+ the last sliver's overhang)
   T* const tiles = scratch<T>(kSlotTiles, dw != nullptr ? nt * (vsize + msize + tsize) : 1);
   run_items(nch, nt, nthreads, [&](index_t c, index_t t, int inner) {
     T* pu = partial + c * psize;
@@ -339,15 +387,35 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
     T* V = tiles + t * (vsize + msize + tsize);
     T* dM = V + vsize;
     T* Vt = dM + msize;
+    GemmUkernelParams<T> prm;
+    prm.beta = T(1);  // dU += dM V^T
+    index_t zeroed_ld = -1;
     for (index_t r0 = n0 * TH; dw != nullptr && r0 < n1 * TH; r0 += R) {
       const index_t nr = std::min(R, n1 * TH - r0), Tn = nr * TW, ld = NP * Tn;  // planes interleaved
       input(V, x, s.C, s.H, s.W, s.PH, s.PW, TH, TW, r0, nr, ld, Tn);
       grad_output(dM, dy, s.OC, s.OH, s.OW, TH, TW, r0, nr, ld, Tn);
+      if (OCp > s.OC && ld != zeroed_ld) {  // rows past OC feed accumulators that are never stored
+        std::fill(dM + s.OC * ld, dM + OCp * ld, T(0));
+        zeroed_ld = ld;
+      }
       for (index_t xi = 0; xi < NP; ++xi) {
         // dU_xi (OC, C) += dM_xi (OC, Tn) @ V_xi^T (Tn, C); V_xi^T made row-major first, so that
-        // the GEMM can read both operands in place (small problems) instead of packing both.
+        // both operands are read in place instead of packed.
         k.transpose(Vt, s.C, V + xi * Tn, ld, s.C, Tn);
-        gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * Tn, ld, 1, Vt, s.C, 1, T(1), pu + xi * s.OC * s.C, s.C, {}, inner);
+        T* dU = pu + xi * s.OC * s.C;
+        if (!direct) {
+          gemm<T>(s.OC, s.C, Tn, T(1), dM + xi * Tn, ld, 1, Vt, s.C, 1, T(1), dU, s.C, {}, inner);
+          continue;
+        }
+        for (index_t p0 = 0; p0 < Tn; p0 += kWinoGradKBlock) {
+          const index_t kc = std::min(kWinoGradKBlock, Tn - p0);
+          for (index_t jr = 0; jr < s.C; jr += gk.nr) {
+            for (index_t ir = 0; ir < s.OC; ir += gk.mr) {
+              gk.ukernel(kc, dM + xi * Tn + ir * ld + p0, ld, 1, Vt + p0 * s.C + jr, s.C, dU + ir * s.C + jr, s.C,
+                         std::min(gk.mr, s.OC - ir), std::min(gk.nr, s.C - jr), prm);
+            }
+          }
+        }
       }
       // db from the tile-sum plane of dM, in L2, rather than from dy again.
       if (db != nullptr) k.row_sum(pu + usize, dM + kSumPlane * Tn, ld, s.OC, Tn);

@@ -58,11 +58,13 @@ GK_ALWAYS_INLINE void lanes_in(index_t j0, index_t L, index_t lo, index_t hi, in
 }  // namespace convk
 
 // col (Cg*KH*KW, nrows*OW) <- channels [c0, c0+Cg) of x_img (C,H,W); serial.
-// Stride 1 copies whole vectors (masked at the padding and the row's end).
+// Stride 1 copies whole vectors (masked at the padding and the row's end); stride 2 takes the
+// even lanes of pairs of vectors.
 template <class T>
 void im2col(T* col, const T* x_img, const ConvShape& s, index_t c0, index_t Cg, index_t oh0, index_t nrows) {
   constexpr index_t L = cv::kLanes<T>;
   const index_t OW = s.OW, SW = s.SW;
+  const T* const x_end = x_img + s.C * s.H * s.W;
   convk::for_each_tile_row(col, x_img, s, c0, Cg, oh0, nrows, [&](T* dst, const T* src, index_t lo, index_t hi) {
     if (src == nullptr) {
       fill(dst, dst + OW, T(0));
@@ -79,7 +81,18 @@ void im2col(T* col, const T* x_img, const ConvShape& s, index_t c0, index_t Cg, 
       }
     } else {
       fill(dst, dst + lo, T(0));
-      for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * SW];
+      index_t ow = lo;
+      if (SW == 2) {
+        // the even ones of 2L values (all inside the row: ow + L <= hi), read while the odd one
+        // after the last even one is still inside the image
+        using VV = winok::VT<T, simd::kVecBytes>;
+        for (; ow + VV::L <= hi && src + 2 * (ow + VV::L) <= x_end; ow += VV::L) {
+          typename VV::V ev, od;
+          VV::deinterleave(src + 2 * ow, ev, od);
+          VV::store(dst + ow, ev);
+        }
+      }
+      for (; ow < hi; ++ow) dst[ow] = src[ow * SW];
       fill(dst + hi, dst + OW, T(0));
     }
   });

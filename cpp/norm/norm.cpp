@@ -319,6 +319,70 @@ void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
       nthreads);
 }
 
+// Batch norm (+ residual add) + ReLU: the batch-norm drivers with the ReLU in the output pass.
+template <class T>
+void batch_norm_relu_forward(T* y, double* mean, double* rstd, const T* x, const T* res, const T* weight,
+                             const T* bias, T* running_mean, T* running_var, index_t N, index_t C, index_t S,
+                             bool use_batch_stats, double momentum, double eps, int nthreads) {
+  const NormKernels<T>& kern = norm_table().get<T>();
+  bn_forward_driver<T>(
+      mean, rstd, x, weight, bias, running_mean, running_var, N, C, S, use_batch_stats, momentum, eps,
+      [&](index_t r, index_t nr, index_t, T k, T a, T b) {
+        kern.rows_affine_relu(y + r * S, x + r * S, res != nullptr ? res + r * S : nullptr, nr, S, C * S, k, a, b);
+      },
+      [&](index_t r0, index_t rows, const T* k, const T* a, const T* b) {
+        kern.col_affine_relu(y + r0 * C, x + r0 * C, res != nullptr ? res + r0 * C : nullptr, rows, C, k, a, b);
+      },
+      nthreads);
+}
+
+// The sums pass reads dy, y and x (and writes the ReLU's gradient g to dres); the output pass reads
+// g back from dres when there is one, else dy and y again.
+template <class T>
+void batch_norm_relu_backward(T* dx, T* dres, T* dweight, T* dbias, const T* dy, const T* y, const T* x,
+                              const double* mean, const double* rstd, const T* weight, index_t N, index_t C,
+                              index_t S, bool batch_stats, int nthreads) {
+  const NormKernels<T>& kern = norm_table().get<T>();
+  // Without batch statistics or parameter gradients the driver runs no sums pass: g is written by the output pass.
+  const bool sums = batch_stats || dweight != nullptr || dbias != nullptr;
+  bn_backward_driver<T>(
+      dweight, dbias, x, dy, mean, rstd, weight, N, C, S, batch_stats,
+      [&](index_t r0, index_t rows, const T* k, double* s1, double* s2) {
+        kern.col_dot_relu(dy + r0 * C, y + r0 * C, x + r0 * C, dres != nullptr ? dres + r0 * C : nullptr, rows, C,
+                          k, s1, s2);
+      },
+      [&](index_t r, index_t nr, index_t, T k, double* s1, double* s2) {
+        kern.rows_dot_relu(dy + r * S, y + r * S, x + r * S, dres != nullptr ? dres + r * S : nullptr, nr, S, C * S,
+                           k, s1, s2);
+      },
+      [&](index_t r, index_t nr, index_t, T k, T a, T b, T c) {
+        const index_t o = r * S;
+        if (dres == nullptr) {
+          kern.rows_backward_relu(dx + o, dy + o, y + o, x + o, nr, S, C * S, k, a, b, c);
+          return;
+        }
+        if (!sums) {
+          double s1, s2;
+          kern.rows_dot_relu(dy + o, y + o, x + o, dres + o, nr, S, C * S, k, &s1, &s2);
+        }
+        kern.rows_backward(dx + o, dres + o, x + o, nr, S, C * S, k, a, b, c);
+      },
+      [&](index_t r0, index_t rows, const T* k, const T* a, const T* b, const T* c) {
+        const index_t o = r0 * C;
+        if (dres == nullptr) {
+          kern.col_backward_relu(dx + o, dy + o, y + o, x + o, rows, C, k, a, b, c);
+          return;
+        }
+        if (!sums) {
+          AlignedBuffer<double> unused(2 * C);
+          std::fill(unused.data(), unused.data() + 2 * C, 0.0);
+          kern.col_dot_relu(dy + o, y + o, x + o, dres + o, rows, C, k, unused.data(), unused.data() + C);
+        }
+        kern.col_backward(dx + o, dres + o, x + o, rows, C, k, a, b, c);
+      },
+      nthreads);
+}
+
 // Batch norm + ReLU + MaxPool2d(2): the batch-norm drivers with the pooled output pass. H, W >= 2, so S > 1
 // and the (N, C)-layout callbacks are never called.
 template <class T>
@@ -526,6 +590,10 @@ void layer_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, c
                                       index_t, bool, double, double, int);                                          \
   template void batch_norm_backward<T>(T*, T*, T*, const T*, const T*, const double*, const double*, const T*,     \
                                        index_t, index_t, index_t, bool, int);                                       \
+  template void batch_norm_relu_forward<T>(T*, double*, double*, const T*, const T*, const T*, const T*, T*, T*,   \
+                                           index_t, index_t, index_t, bool, double, double, int);                  \
+  template void batch_norm_relu_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const double*,          \
+                                            const double*, const T*, index_t, index_t, index_t, bool, int);        \
   template void batch_norm_relu_pool2_forward<T>(T*, std::uint8_t*, double*, double*, const T*, const T*, const T*, \
                                                  T*, T*, index_t, index_t, index_t, index_t, bool, double, double, int); \
   template index_t batch_norm_relu_pool2_backward<T>(T*, T*, T*, const T*, const std::uint8_t*, const T*,          \

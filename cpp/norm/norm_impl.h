@@ -108,6 +108,69 @@ void rows_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const T* GK_RESTR
   }
 }
 
+// ReLU as eltwise's: v < 0 ? 0 : v keeps NaN; its gradient passes dy where y > 0 or y is NaN.
+template <class T>
+GK_ALWAYS_INLINE T relu_fwd(T v) { return v < T(0) ? T(0) : v; }
+template <class T>
+GK_ALWAYS_INLINE T relu_bwd(T dy, T y) { return y <= T(0) ? T(0) : dy; }
+
+// y = relu(a * (x - k) + b + res) (res null: no residual), rows as rows_affine.
+template <class T, bool kRes>
+void rows_affine_relu_impl(T* GK_RESTRICT y, const T* GK_RESTRICT x, const T* GK_RESTRICT res, index_t nrows,
+                           index_t n, index_t stride, T k, T a, T b) {
+  for (index_t r = 0; r < nrows; ++r) {
+    const index_t o = r * stride;
+#pragma omp simd
+    for (index_t i = 0; i < n; ++i) {
+      const T v = a * (x[o + i] - k) + b;
+      y[o + i] = relu_fwd(kRes ? v + res[o + i] : v);
+    }
+  }
+}
+
+template <class T>
+void rows_affine_relu(T* y, const T* x, const T* res, index_t nrows, index_t n, index_t stride, T k, T a, T b) {
+  if (res != nullptr) {
+    rows_affine_relu_impl<T, true>(y, x, res, nrows, n, stride, k, a, b);
+  } else {
+    rows_affine_relu_impl<T, false>(y, x, res, nrows, n, stride, k, a, b);
+  }
+}
+
+// g = relu_bwd(dy, y): s1 = sum g, s2 = sum g * (x - k); g stored to gout unless null.
+template <class T, bool kStore>
+void rows_dot_relu_impl(const T* GK_RESTRICT dy, const T* GK_RESTRICT y, const T* GK_RESTRICT x, T* GK_RESTRICT gout,
+                        index_t nrows, index_t n, index_t stride, T k, double* s1, double* s2) {
+  reduce2<T>(nrows, n, [&](index_t r, index_t i, T& u, T& v) {
+    const index_t o = r * stride + i;
+    const T g = relu_bwd(dy[o], y[o]);
+    if (kStore) gout[o] = g;
+    u += g;
+    v += g * (x[o] - k);
+  }, s1, s2);
+}
+
+template <class T>
+void rows_dot_relu(const T* dy, const T* y, const T* x, T* gout, index_t nrows, index_t n, index_t stride, T k,
+                   double* s1, double* s2) {
+  if (gout != nullptr) {
+    rows_dot_relu_impl<T, true>(dy, y, x, gout, nrows, n, stride, k, s1, s2);
+  } else {
+    rows_dot_relu_impl<T, false>(dy, y, x, gout, nrows, n, stride, k, s1, s2);
+  }
+}
+
+// dx = a * relu_bwd(dy, y) + b * (x - k) + c.
+template <class T>
+void rows_backward_relu(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const T* GK_RESTRICT y, const T* GK_RESTRICT x,
+                        index_t nrows, index_t n, index_t stride, T k, T a, T b, T c) {
+  for (index_t r = 0; r < nrows; ++r) {
+    const index_t o = r * stride;
+#pragma omp simd
+    for (index_t i = 0; i < n; ++i) dx[o + i] = a * relu_bwd(dy[o + i], y[o + i]) + (b * (x[o + i] - k) + c);
+  }
+}
+
 // x (rows, cols) row-major; per-column k; sums added into s1, s2 (cols,).
 template <class T>
 void col_stats(const T* GK_RESTRICT x, index_t rows, index_t cols, const T* GK_RESTRICT k, double* GK_RESTRICT s1,
@@ -152,6 +215,49 @@ void col_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const T* GK_RESTRI
     const index_t o = r * cols;
 #pragma omp simd
     for (index_t j = 0; j < cols; ++j) dx[o + j] = a[j] * dy[o + j] + (b[j] * (x[o + j] - k[j]) + c[j]);
+  }
+}
+
+// The (N, C) layout of the three above: per-column k, a, b, c; sums added into s1, s2 (cols,).
+template <class T>
+void col_affine_relu(T* GK_RESTRICT y, const T* GK_RESTRICT x, const T* GK_RESTRICT res, index_t rows, index_t cols,
+                     const T* GK_RESTRICT k, const T* GK_RESTRICT a, const T* GK_RESTRICT b) {
+  for (index_t r = 0; r < rows; ++r) {
+    const index_t o = r * cols;
+#pragma omp simd
+    for (index_t j = 0; j < cols; ++j) {
+      const T v = a[j] * (x[o + j] - k[j]) + b[j];
+      y[o + j] = relu_fwd(res != nullptr ? v + res[o + j] : v);
+    }
+  }
+}
+
+template <class T>
+void col_dot_relu(const T* GK_RESTRICT dy, const T* GK_RESTRICT y, const T* GK_RESTRICT x, T* GK_RESTRICT gout,
+                  index_t rows, index_t cols, const T* GK_RESTRICT k, double* GK_RESTRICT s1,
+                  double* GK_RESTRICT s2) {
+  for (index_t r = 0; r < rows; ++r) {
+    const index_t o = r * cols;
+#pragma omp simd
+    for (index_t j = 0; j < cols; ++j) {
+      const T g = relu_bwd(dy[o + j], y[o + j]);
+      if (gout != nullptr) gout[o + j] = g;
+      s1[j] += static_cast<double>(g);
+      s2[j] += static_cast<double>(g * (x[o + j] - k[j]));
+    }
+  }
+}
+
+template <class T>
+void col_backward_relu(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const T* GK_RESTRICT y, const T* GK_RESTRICT x,
+                       index_t rows, index_t cols, const T* GK_RESTRICT k, const T* GK_RESTRICT a,
+                       const T* GK_RESTRICT b, const T* GK_RESTRICT c) {
+  for (index_t r = 0; r < rows; ++r) {
+    const index_t o = r * cols;
+#pragma omp simd
+    for (index_t j = 0; j < cols; ++j) {
+      dx[o + j] = a[j] * relu_bwd(dy[o + j], y[o + j]) + (b[j] * (x[o + j] - k[j]) + c[j]);
+    }
   }
 }
 
@@ -350,6 +456,12 @@ constexpr void fill(NormKernels<T>& t) {
   t.col_affine = col_affine<T>;
   t.col_dot = col_dot<T>;
   t.col_backward = col_backward<T>;
+  t.rows_affine_relu = rows_affine_relu<T>;
+  t.rows_dot_relu = rows_dot_relu<T>;
+  t.rows_backward_relu = rows_backward_relu<T>;
+  t.col_affine_relu = col_affine_relu<T>;
+  t.col_dot_relu = col_dot_relu<T>;
+  t.col_backward_relu = col_backward_relu<T>;
   t.ln_row_forward = ln_row_forward<T>;
   t.ln_row_backward = ln_row_backward<T>;
   t.bnrp_forward = bnrp_forward<T>;

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['OptimHyper', 'activation_stats', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_relu_pool2_backward', 'batch_norm_relu_pool2_forward', 'build_info', 'clip_grad_norm', 'conv2d_backward', 'conv2d_forward', 'crop_forward', 'cross_entropy', 'dropout_backward', 'dropout_forward', 'elu_backward', 'elu_forward', 'gather_rows', 'gelu_backward', 'gelu_forward', 'gemm', 'gemm_blocking', 'get_isa', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'group_norm_backward', 'group_norm_forward', 'hflip_forward', 'kernel_isas', 'layer_norm_backward', 'layer_norm_forward', 'leaky_relu_backward', 'leaky_relu_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'normalize_forward', 'optim_step', 'random_crop_draws', 'random_flip_draws', 'relu_backward', 'relu_forward', 'rng_bits', 'rng_normal', 'rng_state', 'rng_uniform', 'set_isa', 'set_num_threads', 'set_rng_state', 'sigmoid_backward', 'sigmoid_forward', 'supported_isas', 'tanh_backward', 'tanh_forward']
+__all__: list[str] = ['OptimHyper', 'activation_stats', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_relu_backward', 'batch_norm_relu_forward', 'batch_norm_relu_pool2_backward', 'batch_norm_relu_pool2_forward', 'build_info', 'clip_grad_norm', 'conv2d_backward', 'conv2d_forward', 'crop_forward', 'cross_entropy', 'dropout_backward', 'dropout_forward', 'elu_backward', 'elu_forward', 'gather_rows', 'gelu_backward', 'gelu_forward', 'gemm', 'gemm_blocking', 'get_isa', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'group_norm_backward', 'group_norm_forward', 'hflip_forward', 'kernel_isas', 'layer_norm_backward', 'layer_norm_forward', 'leaky_relu_backward', 'leaky_relu_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'normalize_forward', 'optim_step', 'random_crop_draws', 'random_flip_draws', 'relu_backward', 'relu_forward', 'rng_bits', 'rng_normal', 'rng_state', 'rng_uniform', 'set_isa', 'set_num_threads', 'set_rng_state', 'sigmoid_backward', 'sigmoid_forward', 'supported_isas', 'tanh_backward', 'tanh_forward']
 class OptimHyper:
     """
     The hyperparameters of one param group's update, by name (PyTorch's meanings; gradkit/optim.h). weight_decay is the coupled L2 term except with decoupled (AdamW); l1 adds l1 * sign(p) to the gradient.
@@ -142,6 +142,14 @@ def batch_norm_backward(dy: typing.Any, input: typing.Any, mean: typing.Any, rst
 def batch_norm_forward(input: typing.Any, weight: typing.Any, bias: typing.Any, running_mean: typing.Any, running_var: typing.Any, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
     Batch norm of (N, C, ...) input -> (y, mean, rstd); updates running stats in place when training.
+    """
+def batch_norm_relu_backward(dy: typing.Any, output: typing.Any, input: typing.Any, mean: typing.Any, rstd: typing.Any, weight: typing.Any, dweight: typing.Any, dbias: typing.Any, need_dresidual: bool, training: bool) -> tuple:
+    """
+    Gradient of batch_norm_relu_forward -> (dx, dresidual or None); adds into dweight and dbias.
+    """
+def batch_norm_relu_forward(input: typing.Any, residual: typing.Any, weight: typing.Any, bias: typing.Any, running_mean: typing.Any, running_var: typing.Any, training: bool, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """
+    relu(batch_norm(x) + residual) (residual may be None) -> (y, mean, rstd); running stats as batch_norm_forward.
     """
 def batch_norm_relu_pool2_backward(dy: typing.Any, input: typing.Any, code: typing.Any, mean: typing.Any, rstd: typing.Any, weight: typing.Any, dweight: typing.Any, dbias: typing.Any, training: bool) -> numpy.ndarray:
     """

@@ -1,4 +1,5 @@
-"""Datasets: Fashion-MNIST from IDX files (local first, download as a last resort).
+"""Datasets: Fashion-MNIST from IDX files, CIFAR-10 from its python-pickle batches
+(local first, download as a last resort).
 
 ``load_fashion_mnist`` looks for the four standard files, gzip-compressed or
 plain, in this order:
@@ -12,6 +13,10 @@ If no place holds all four files and ``download`` is true, they are fetched
 into ``root`` (or ``$GRADKIT_DATA``, else the user cache), each checked against
 its published MD5 before an atomic rename: an interrupted or corrupt download
 never leaves a file behind under the final name.
+
+``load_cifar10`` does the same with the directory ``cifar-10-batches-py`` (the six
+batches of cifar-10-python.tar.gz) and the cache ``.../gradkit/cifar-10``; a download
+fetches the archive (MD5-checked) and extracts it.
 """
 from __future__ import annotations
 
@@ -19,13 +24,17 @@ import gzip
 import hashlib
 import math
 import os
+import pickle
+import shutil
+import tarfile
 import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_fashion_mnist", "read_idx", "fashion_mnist_search_paths", "FASHION_MNIST_CLASSES"]
+__all__ = ["load_fashion_mnist", "read_idx", "fashion_mnist_search_paths", "FASHION_MNIST_CLASSES",
+           "load_cifar10", "read_cifar10_batch", "cifar10_search_paths", "CIFAR10_CLASSES"]
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -85,21 +94,25 @@ def read_idx(path) -> np.ndarray:
     return data.astype(dtype.newbyteorder("="), copy=True)
 
 
-def _cache_dir() -> Path:
+def _cache_dir(name: str = "fashion-mnist") -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gradkit" / "fashion-mnist"
+    return Path(base) / "gradkit" / name
+
+
+def _search_paths(root, subdir: str, cache: Path) -> list:
+    """``root``, ``root/subdir``, ``$GRADKIT_DATA``, ``$GRADKIT_DATA/subdir``, then ``cache``."""
+    places = []
+    if root is not None:
+        places += [Path(root), Path(root) / subdir]
+    env = os.environ.get("GRADKIT_DATA")
+    if env:
+        places += [Path(env), Path(env) / subdir]
+    return places + [cache]
 
 
 def fashion_mnist_search_paths(root=None) -> list:
     """The directories ``load_fashion_mnist`` searches, in order."""
-    places = []
-    if root is not None:
-        places += [Path(root), Path(root) / "fashion-mnist"]
-    env = os.environ.get("GRADKIT_DATA")
-    if env:
-        places += [Path(env), Path(env) / "fashion-mnist"]
-    places += [_cache_dir(), Path(SYSTEM_DIR)]
-    return places
+    return _search_paths(root, "fashion-mnist", _cache_dir()) + [Path(SYSTEM_DIR)]
 
 
 def _find_file(directory: Path, name: str):
@@ -114,11 +127,11 @@ def _find_all(directory: Path):
     return found if all(found.values()) else None
 
 
-def _download_dir(root) -> Path:
+def _download_dir(root, cache: Path) -> Path:
     if root is not None:
         return Path(root)
     env = os.environ.get("GRADKIT_DATA")
-    return Path(env) if env else _cache_dir()
+    return Path(env) if env else cache
 
 
 def _fetch(url: str, target: Path, md5: str) -> None:
@@ -148,44 +161,50 @@ def _fetch(url: str, target: Path, md5: str) -> None:
         raise
 
 
+def _fetch_from_mirrors(mirrors, target: Path, md5: str, verbose: bool) -> None:
+    """Fetch ``mirror + target.name`` from the first mirror that serves it with the right MD5;
+    OSError listing every mirror's error when none does."""
+    errors = []
+    for mirror in mirrors:
+        url = mirror + target.name
+        if verbose:
+            print(f"gradkit: downloading {url}")
+        try:
+            _fetch(url, target, md5)
+            return
+        except (OSError, ValueError) as e:  # URLError and timeouts are OSErrors
+            errors.append(f"{url}: {e}")
+    raise OSError("could not download " + target.name + ":\n  " + "\n  ".join(errors))
+
+
 def _download(directory: Path, verbose: bool) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, md5 in FASHION_MNIST_FILES.items():
         target = directory / (name + ".gz")
-        if target.is_file():
-            paths[name] = target
-            continue
-        errors = []
-        for mirror in FASHION_MNIST_MIRRORS:
-            url = mirror + name + ".gz"
-            if verbose:
-                print(f"gradkit: downloading {url}")
-            try:
-                _fetch(url, target, md5)
-                break
-            except (OSError, ValueError) as e:  # URLError and timeouts are OSErrors
-                errors.append(f"{url}: {e}")
-        else:
-            raise OSError("could not download " + name + ".gz:\n  " + "\n  ".join(errors))
+        if not target.is_file():
+            _fetch_from_mirrors(FASHION_MNIST_MIRRORS, target, md5, verbose)
         paths[name] = target
     return paths
 
 
-def _not_found_message(places, download_error=None) -> str:
-    lines = ["Fashion-MNIST not found. Looked for the four files (train-images-idx3-ubyte, "
-             "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; .gz or plain) in:"]
-    lines += [f"  {p}" for p in places]
+def _not_found_message(what: str, places, download_error, how) -> str:
+    lines = [f"{what} in:"] + [f"  {p}" for p in places]
     if download_error is not None:
         lines.append(f"and the download failed: {download_error}")
-    lines += [
-        "To get the data, either:",
-        "  - on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist",
-        "  - or download the four .gz files from https://github.com/zalandoresearch/fashion-mnist "
-        "into a directory and set GRADKIT_DATA to it (or pass root=...)",
-        "  - or call load_fashion_mnist(download=True) with network access",
-    ]
-    return "\n".join(lines)
+    return "\n".join(lines + ["To get the data, either:"] + [f"  - {h}" for h in how])
+
+
+def _fashion_mnist_not_found(places, download_error=None) -> str:
+    return _not_found_message(
+        "Fashion-MNIST not found. Looked for the four files (train-images-idx3-ubyte, "
+        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; .gz or plain)",
+        places, download_error, [
+            "on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist",
+            "or download the four .gz files from https://github.com/zalandoresearch/fashion-mnist "
+            "into a directory and set GRADKIT_DATA to it (or pass root=...)",
+            "or call load_fashion_mnist(download=True) with network access",
+        ])
 
 
 def _load_set(images_path: Path, labels_path: Path):
@@ -229,11 +248,175 @@ def load_fashion_mnist(root=None, download: bool = True, verbose: bool = True):
             break
     if paths is None:
         if not download:
-            raise FileNotFoundError(_not_found_message(places))
+            raise FileNotFoundError(_fashion_mnist_not_found(places))
         try:
-            paths = _download(_download_dir(root), verbose)
+            paths = _download(_download_dir(root, _cache_dir()), verbose)
         except OSError as e:
-            raise FileNotFoundError(_not_found_message(places, e)) from None
+            raise FileNotFoundError(_fashion_mnist_not_found(places, e)) from None
     train = _load_set(paths["train-images-idx3-ubyte"], paths["train-labels-idx1-ubyte"])
     test = _load_set(paths["t10k-images-idx3-ubyte"], paths["t10k-labels-idx1-ubyte"])
     return train, test
+
+
+# -- CIFAR-10 --------------------------------------------------------------------------------------
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # as published on the CIFAR page
+CIFAR10_MIRRORS = ["https://www.cs.toronto.edu/~kriz/"]
+CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST = ("test_batch",)
+
+# The only globals a CIFAR batch refers to: NumPy's array reconstruction (numpy 1.x and 2.x names).
+_reconstruct = np.zeros(0).__reduce__()[0]
+_BATCH_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds only dicts, lists, strings, numbers and NumPy arrays: any other
+    global (a function or class a crafted file names to run code) raises UnpicklingError."""
+
+    def find_class(self, module, name):
+        try:
+            return _BATCH_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name} (a CIFAR batch holds only "
+                                         "a dict of lists and a uint8 array)") from None
+
+
+def read_cifar10_batch(path):
+    """Read one CIFAR-10 python batch (``data_batch_1``, ..., ``test_batch``).
+
+    The file is the pickle of a dict with ``data`` (uint8 (N, 3072): 1024 red, 1024 green,
+    then 1024 blue values of a 32x32 image, rows first) and ``labels`` (N ints in [0, 9]),
+    written by Python 2 (keys and strings come back as bytes). It is read with a restricted
+    unpickler that builds nothing but containers, numbers and NumPy arrays.
+
+    Returns:
+        ``(x, y)``: uint8 images (N, 3, 32, 32) and int64 labels (N,).
+
+    Raises:
+        ValueError naming the file when it is not such a pickle or its contents do not fit.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            batch = _BatchUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise ValueError(f"read_cifar10_batch: {path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+    if not isinstance(batch, dict):
+        raise ValueError(f"read_cifar10_batch: {path}: expected a pickled dict, got {type(batch).__name__}")
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise ValueError(f"read_cifar10_batch: {path}: expected keys 'data' and 'labels', "
+                         f"got {sorted(map(str, batch))}")
+    data, labels = batch["data"], batch["labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        got = f"{data.dtype} of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ValueError(f"read_cifar10_batch: {path}: data: expected a uint8 array of shape (N, 3072), got {got}")
+    if not isinstance(labels, (list, np.ndarray)) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
+        raise ValueError(f"read_cifar10_batch: {path}: labels: expected a list of ints")
+    labels = np.array(labels, dtype=np.int64).reshape(-1)
+    if labels.shape[0] != data.shape[0]:
+        raise ValueError(f"read_cifar10_batch: {path}: {labels.shape[0]} labels for {data.shape[0]} images")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"read_cifar10_batch: {path}: labels must be in [0, 9], found "
+                         f"{int(labels.min() if labels.min() < 0 else labels.max())}")
+    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32)), labels
+
+
+def cifar10_search_paths(root=None) -> list:
+    """The directories ``load_cifar10`` searches for the batches, in order."""
+    return _search_paths(root, CIFAR10_DIR, _cache_dir("cifar-10") / CIFAR10_DIR)
+
+
+def _extract_cifar10(archive: Path, directory: Path) -> None:
+    """Extract the batches of ``archive`` into ``directory/cifar-10-batches-py``: into a temporary
+    directory first, then one rename, so an interrupted extraction leaves nothing under that name."""
+    tmp = Path(tempfile.mkdtemp(prefix=".cifar-10.", dir=directory))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            # Regular files with the known names only (no links, no paths outside tmp);
+            # the "data" filter as well where Python has it (3.9.17, 3.10.12, 3.11.4 on).
+            wanted = {f"{CIFAR10_DIR}/{n}" for n in CIFAR10_TRAIN + CIFAR10_TEST + ("batches.meta",)}
+            members = [m for m in tar.getmembers() if m.isfile() and m.name in wanted]
+            tar.extractall(tmp, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        if not all((tmp / CIFAR10_DIR / n).is_file() for n in CIFAR10_TRAIN + CIFAR10_TEST):
+            raise OSError(f"{archive}: the archive lacks some of {', '.join(CIFAR10_TRAIN + CIFAR10_TEST)} "
+                          f"under {CIFAR10_DIR}/")
+        os.replace(tmp / CIFAR10_DIR, directory / CIFAR10_DIR)
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise OSError(f"{archive}: corrupt archive ({e})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _download_cifar10(directory: Path, verbose: bool) -> Path:
+    """Fetch (unless a checked copy is there) and extract the archive; the batches' directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    archive = directory / CIFAR10_ARCHIVE
+    if archive.is_file():
+        digest = hashlib.md5()
+        with open(archive, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != CIFAR10_MD5:
+            archive.unlink()
+    if not archive.is_file():
+        _fetch_from_mirrors(CIFAR10_MIRRORS, archive, CIFAR10_MD5, verbose)
+    _extract_cifar10(archive, directory)
+    return directory / CIFAR10_DIR
+
+
+def _cifar10_not_found(places, download_error=None) -> str:
+    return _not_found_message(
+        f"CIFAR-10 not found. Looked for the python batches ({', '.join(CIFAR10_TRAIN + CIFAR10_TEST)})",
+        places, download_error, [
+            f"download {CIFAR10_MIRRORS[0]}{CIFAR10_ARCHIVE}, extract it into a directory and set "
+            "GRADKIT_DATA to it (or pass root=...)",
+            "or call load_cifar10(download=True) with network access",
+        ])
+
+
+def load_cifar10(root=None, download: bool = True, verbose: bool = True):
+    """Load CIFAR-10 (50000 training and 10000 test 32x32 colour images of 10 classes).
+
+    Looks for the directory of the python batches (``data_batch_1`` ... ``data_batch_5``,
+    ``test_batch``) in ``root`` and ``root/cifar-10-batches-py``, ``$GRADKIT_DATA`` and
+    ``$GRADKIT_DATA/cifar-10-batches-py``, then the user cache
+    (``$XDG_CACHE_HOME/gradkit/cifar-10/cifar-10-batches-py``). Otherwise, when ``download``,
+    fetches cifar-10-python.tar.gz (checked against its published MD5) into ``root`` (or
+    ``$GRADKIT_DATA``, else the user cache) and extracts it there.
+
+    Args:
+        root (None): a directory to look in first (and to download into).
+        download (True): fetch the archive when no searched place has the batches.
+        verbose (True): print the URL while downloading.
+
+    Returns:
+        ``(x_train, y_train), (x_test, y_test)``: uint8 images (N, 3, 32, 32) and int64
+        labels (N,) in [0, 9] (names in ``CIFAR10_CLASSES``).
+
+    Raises:
+        FileNotFoundError listing the places searched (and the download error) when the data
+        is neither present nor downloadable; ValueError naming the file when a batch is corrupt.
+    """
+    names = CIFAR10_TRAIN + CIFAR10_TEST
+    places = cifar10_search_paths(root)
+    found = next((p for p in places if all((p / n).is_file() for n in names)), None)
+    if found is None:
+        if not download:
+            raise FileNotFoundError(_cifar10_not_found(places))
+        try:
+            found = _download_cifar10(_download_dir(root, _cache_dir("cifar-10")), verbose)
+        except OSError as e:
+            raise FileNotFoundError(_cifar10_not_found(places, e)) from None
+    train = [read_cifar10_batch(found / n) for n in CIFAR10_TRAIN]
+    x_test, y_test = read_cifar10_batch(found / CIFAR10_TEST[0])
+    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])), (x_test, y_test)

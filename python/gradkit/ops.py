@@ -263,6 +263,52 @@ def batch_norm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, rstd: n
     return _core.batch_norm_backward(dy, x, mean, rstd, weight, dweight, dbias, bool(training))
 
 
+__all__ += ["batch_norm_relu_forward", "batch_norm_relu_backward"]
+
+
+def batch_norm_relu_forward(x: np.ndarray, weight: np.ndarray | None = None, bias: np.ndarray | None = None,
+                            running_mean: np.ndarray | None = None, running_var: np.ndarray | None = None, *,
+                            residual: np.ndarray | None = None, training: bool = True, momentum: float = 0.1,
+                            eps: float = 1e-5):
+    """``relu(batch_norm(x) + residual)`` in one kernel (a residual block's join; residual may be None).
+
+    The same result as ``batch_norm_forward``, then adding ``residual``, then ``relu``
+    (statistics and running-stat updates included), in the two passes over x that batch norm
+    alone takes: the normalised tensor and the sum are never written.
+
+    Args:
+        x: (N, C, *) float32 or float64.
+        weight, bias, running_mean, running_var, training, momentum, eps: as ``batch_norm_forward``.
+        residual: None, or an array of x's shape and dtype added before the ReLU.
+
+    Returns:
+        (y, mean, rstd): y like x; mean and rstd (C,) float64, for ``batch_norm_relu_backward``.
+    """
+    return _core.batch_norm_relu_forward(x, residual, weight, bias, running_mean, running_var, bool(training),
+                                         float(momentum), float(eps))
+
+
+def batch_norm_relu_backward(dy: np.ndarray, y: np.ndarray, x: np.ndarray, mean: np.ndarray, rstd: np.ndarray,
+                             weight: np.ndarray | None = None, dweight: np.ndarray | None = None,
+                             dbias: np.ndarray | None = None, *, need_dresidual: bool = False,
+                             training: bool = True):
+    """Gradient of ``batch_norm_relu_forward``: returns ``(dx, dresidual)``, ADDS into dweight, dbias.
+
+    The ReLU passes ``dy`` where ``y > 0`` (and where y is NaN, as ``relu_backward``); that
+    gradient is the residual's (``dresidual``, None unless ``need_dresidual``) and goes through
+    batch norm's backward to give dx. Two passes, as ``batch_norm_backward``.
+
+    Args:
+        dy: gradient of the output, like x. y: the forward's output. x: the forward's input.
+        mean, rstd: from the forward. weight: (C,) or None.
+        dweight, dbias: (C,) writeable arrays of x's dtype, or None.
+        need_dresidual: also return the residual's gradient.
+        training: the forward used batch statistics.
+    """
+    return _core.batch_norm_relu_backward(dy, y, x, mean, rstd, weight, dweight, dbias, bool(need_dresidual),
+                                          bool(training))
+
+
 __all__ += ["batch_norm_relu_pool2_forward", "batch_norm_relu_pool2_backward"]
 
 

@@ -11,6 +11,7 @@ import gradkit as gk
 import test_nn_all as all_
 from gradkit import nn
 from test_nn_all import Spec, ref_batchnorm, ref_groupnorm, ref_instancenorm, ref_layernorm, ref_linear, ref_pool
+from test_pool import ref_adaptive_avg_pool
 
 SPECS = [
     Spec("Linear(17,33)", lambda: nn.Linear(17, 33), (7, 17), ref_linear, ("Linear",)),
@@ -30,6 +31,10 @@ SPECS = [
          lambda m, x: ref_pool(x, 3, 2, 1, "avg"), ("AvgPool2d",)),
     Spec("GlobalAvgPool2d C=33", lambda: nn.GlobalAvgPool2d(), (2, 33, 3, 1), lambda m, x: x.mean(axis=(2, 3)),
          ("GlobalAvgPool2d",)),
+    Spec("AdaptiveAvgPool2d(7) C=17 1x1", lambda: nn.AdaptiveAvgPool2d(7), (2, 17, 1, 1),
+         lambda m, x: ref_adaptive_avg_pool(x, 7, 7)[0], ("AdaptiveAvgPool2d",)),
+    Spec("AdaptiveAvgPool2d((2,3)) W=17", lambda: nn.AdaptiveAvgPool2d((2, 3)), (1, 7, 5, 17),
+         lambda m, x: ref_adaptive_avg_pool(x, 2, 3)[0], ("AdaptiveAvgPool2d",)),
     Spec("Flatten", lambda: nn.Flatten(), (2, 7, 1, 3), lambda m, x: x.reshape(2, -1), ("Flatten",)),
     *[all_._act(name, shape) for name in all_.ACTIVATIONS for shape in [(1, 1), (2, 17), (33,)]],
     all_._act("LeakyReLU", (7,), negative_slope=0.2),

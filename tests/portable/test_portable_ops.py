@@ -25,7 +25,8 @@ POOL_SHAPES = [(2, 7, 5, 17), (1, 17, 7, 33), (1, 33, 3, 7)]
 CONVS = [  # N, C, H, W, OC, kernel, stride, padding, dilation, groups
     (1, 1, 1, 1, 1, 1, 1, 0, 1, 1),
     (2, 1, 7, 7, 7, 3, 1, 1, 1, 1),  # one input channel: the direct kernel
-    (2, 7, 9, 9, 17, 3, 1, 1, 1, 1),  # 3x3 stride 1: Winograd
+    (2, 7, 9, 9, 17, 3, 1, 1, 1, 1),  # 3x3 stride 1: Winograd, the micro-kernel on the planes
+    (1, 70, 6, 5, 72, 3, 1, 1, 1, 1),  # 3x3 stride 1: Winograd, large planes through gk::gemm
     (1, 17, 6, 5, 33, 3, 2, 1, 1, 1),  # strided: im2col + GEMM
     (2, 33, 5, 5, 33, 3, 1, 1, 1, 33),  # depthwise
     (1, 7, 5, 7, 7, 1, 1, 0, 1, 1),  # 1x1
@@ -102,6 +103,13 @@ def instance_norm(dtype, isa, threads, rng):
             test_norm.assert_close(got, np.broadcast_to(want, np.shape(got)), tol, f"instance norm {shape} {what}")
 
 
+def batch_norm_relu(dtype, isa, threads, rng):
+    for shape in [(2, 1), (7, 17), (3, 7, 1, 1), (2, 17, 3, 5)]:
+        for with_res in (False, True):
+            test_norm.test_batch_norm_relu_matches_reference(isa, threads, rng, dtype, shape, with_res, True)
+            test_norm.test_batch_norm_relu_eval_and_no_param_grads(isa, threads, rng, dtype, shape, with_res)
+
+
 def batch_norm_relu_pool2(dtype, isa, threads, rng):
     for shape in [(2, 7, 4, 4), (1, 17, 3, 5), (2, 1, 2, 33), (1, 33, 2, 3)]:
         for training in (True, False):
@@ -164,6 +172,7 @@ CASES = {  # case -> (the gk.ops functions it calls, the check)
     "layer_norm": (("layer_norm_forward", "layer_norm_backward"), layer_norm),
     "group_norm": (("group_norm_forward", "group_norm_backward"), group_norm),
     "instance_norm": (("instance_norm_forward", "instance_norm_backward"), instance_norm),
+    "batch_norm_relu": (("batch_norm_relu_forward", "batch_norm_relu_backward"), batch_norm_relu),
     "batch_norm_relu_pool2": (("batch_norm_relu_pool2_forward", "batch_norm_relu_pool2_backward"),
                               batch_norm_relu_pool2),
     "conv2d": (("conv2d_forward", "conv2d_backward"), conv2d),

@@ -44,6 +44,23 @@ struct NormKernels {
   void (*col_dot)(const T* dy, const T* x, index_t rows, index_t cols, const T* k, double* s1, double* s2);
   void (*col_backward)(T* dx, const T* dy, const T* x, index_t rows, index_t cols, const T* k, const T* a,
                        const T* b, const T* c);
+  // Batch norm + (residual add +) ReLU: y = relu(a * (x - k) + b + res) (res null: no residual),
+  // ReLU as eltwise's (NaN kept; the gradient passes where y > 0 or y is NaN).
+  void (*rows_affine_relu)(T* y, const T* x, const T* res, index_t nrows, index_t n, index_t stride, T k, T a, T b);
+  // With g = the gradient the ReLU passes (dy where y > 0): s1 = sum g, s2 = sum g * (x - k), and g is
+  // stored to gout (the residual's gradient) unless gout is null.
+  void (*rows_dot_relu)(const T* dy, const T* y, const T* x, T* gout, index_t nrows, index_t n, index_t stride, T k,
+                        double* s1, double* s2);
+  // dx = a * g + b * (x - k) + c.
+  void (*rows_backward_relu)(T* dx, const T* dy, const T* y, const T* x, index_t nrows, index_t n, index_t stride,
+                             T k, T a, T b, T c);
+  // The same three for the (N, C) layout (per-column k, a, b, c; sums ADDED into s1[cols], s2[cols]).
+  void (*col_affine_relu)(T* y, const T* x, const T* res, index_t rows, index_t cols, const T* k, const T* a,
+                          const T* b);
+  void (*col_dot_relu)(const T* dy, const T* y, const T* x, T* gout, index_t rows, index_t cols, const T* k,
+                       double* s1, double* s2);
+  void (*col_backward_relu)(T* dx, const T* dy, const T* y, const T* x, index_t rows, index_t cols, const T* k,
+                            const T* a, const T* b, const T* c);
   // Layer norm, one row of n features: xhat = a * (x - k) + c;
   // forward y = xhat * w + b (w, b may be null: 1 and 0).
   void (*ln_row_forward)(T* y, const T* x, index_t n, T k, T a, T c, const T* w, const T* b);
@@ -102,6 +119,21 @@ void batch_norm_forward(T* y, double* mean, double* rstd, const T* x, const T* w
 template <class T>
 void batch_norm_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const double* mean, const double* rstd,
                          const T* weight, index_t N, index_t C, index_t S, bool batch_stats, int nthreads = 0);
+
+// Batch norm (+ residual add) + ReLU in one: y = relu(batch_norm(x) + res), res (N, C, S) or null;
+// arguments as batch_norm_forward. Two passes over x (statistics, then the output), as batch norm alone.
+template <class T>
+void batch_norm_relu_forward(T* y, double* mean, double* rstd, const T* x, const T* res, const T* weight,
+                             const T* bias, T* running_mean, T* running_var, index_t N, index_t C, index_t S,
+                             bool use_batch_stats, double momentum, double eps, int nthreads = 0);
+
+// Its gradient: dy, y (the forward's output), x, dx (N, C, S). g = dy where y > 0 (the ReLU's gradient;
+// also where y is NaN); dres (N, C, S) receives g (the residual's gradient) unless null; dx = batch_norm_backward
+// of g; dweight, dbias ADDED into. Two passes (sums, then dx), as batch norm alone.
+template <class T>
+void batch_norm_relu_backward(T* dx, T* dres, T* dweight, T* dbias, const T* dy, const T* y, const T* x,
+                              const double* mean, const double* rstd, const T* weight, index_t N, index_t C,
+                              index_t S, bool batch_stats, int nthreads = 0);
 
 // Batch norm, ReLU and MaxPool2d(2) in one: x (N, C, H, W) contiguous, H, W >= 2;
 // y, code (N, C, H/2, W/2) (floor): y = max_pool2(relu(batch_norm(x))), code as in

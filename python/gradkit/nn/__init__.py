@@ -9,12 +9,12 @@ from .loss import CrossEntropyLoss, MSELoss
 from .module import Module
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
 from .parameter import Parameter
-from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .sync_batchnorm import SyncBatchNorm
 
 __all__ = [
     "Module", "Parameter", "init", "functional",
-    "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
+    "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "AdaptiveAvgPool2d", "Flatten",
     "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Dropout",
     "BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm2d",
     "Sequential", "Residual", "CrossEntropyLoss", "MSELoss",
