@@ -191,16 +191,13 @@ LAYERS = {
     "residual": (lambda: nn.Residual(nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU())), (3, 6, 6)),
     "sequential": (lambda: nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Dropout(0.2), nn.Linear(4, 3)), (6,)),
     "empty_sequential": (nn.Sequential, (4,)),
+    "adaptive_to_1x1": (lambda: nn.AdaptiveAvgPool2d(1), (3, 5, 7)),
+    "adaptive_tiles": (lambda: nn.AdaptiveAvgPool2d((4, 3)), (3, 8, 6)),
+    "adaptive_identity": (lambda: nn.AdaptiveAvgPool2d(7), (3, 7, 7)),  # torchvision's VGG at 224x224
+    "adaptive_overlapping": (lambda: nn.AdaptiveAvgPool2d((4, 5)), (3, 9, 11)),
+    "adaptive_enlarging": (lambda: nn.AdaptiveAvgPool2d(7), (3, 1, 1)),  # VGG at 32x32: 1x1 -> 7x7
+    "adaptive_none": (lambda: nn.AdaptiveAvgPool2d((None, 4)), (3, 5, 9)),
 }
-if hasattr(nn, "AdaptiveAvgPool2d"):
-    LAYERS.update({
-        "adaptive_to_1x1": (lambda: nn.AdaptiveAvgPool2d(1), (3, 5, 7)),
-        "adaptive_tiles": (lambda: nn.AdaptiveAvgPool2d((4, 3)), (3, 8, 6)),
-        "adaptive_identity": (lambda: nn.AdaptiveAvgPool2d(7), (3, 7, 7)),  # torchvision's VGG at 224x224
-        "adaptive_overlapping": (lambda: nn.AdaptiveAvgPool2d((4, 5)), (3, 9, 11)),
-        "adaptive_enlarging": (lambda: nn.AdaptiveAvgPool2d(7), (3, 1, 1)),  # VGG at 32x32: 1x1 -> 7x7
-        "adaptive_none": (lambda: nn.AdaptiveAvgPool2d((None, 4)), (3, 5, 9)),
-    })
 
 
 @pytest.mark.parametrize("opset", [17, 21])
@@ -514,51 +511,20 @@ def test_user_resnet_blocks(tmp_path, rng):
 
 # ---- the gk.models models ---------------------------------------------------------------------------
 
-def _resnet(stem, widths, blocks, num_classes):
-    """A ResNet of BasicBlocks (torchvision's layout) written with the blocks above."""
-    layers, cin = list(stem), stem[0].out_channels
-    for i, (width, n) in enumerate(zip(widths, blocks)):
-        for j in range(n):
-            layers.append(BasicBlock(cin, width, stride=2 if i > 0 and j == 0 else 1))
-            cin = width
-    return nn.Sequential(*layers, nn.GlobalAvgPool2d(), nn.Linear(cin, num_classes))
-
-
-def handwritten(name):
-    """The four models written with gk.nn layers (for a build without gk.models)."""
-    if name == "resnet18":
-        stem = [nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                nn.MaxPool2d(3, stride=2, padding=1)]
-        return _resnet(stem, (64, 128, 256, 512), (2, 2, 2, 2), 10)
-    if name == "resnet20":
-        return _resnet([nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()],
-                       (16, 32, 64), (3, 3, 3), 10)
-    if name == "vgg11_bn":
-        layers, cin = [], 3
-        for v in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"):
-            if v == "M":
-                layers.append(nn.MaxPool2d(2))
-            else:
-                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU()]
-                cin = v
-        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, 4096), nn.ReLU(), nn.Dropout(),
-                             nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, 10))
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.2), nn.Linear(64, 32), nn.ReLU(),
-                         nn.Dropout(0.2), nn.Linear(32, 10))
-
-
-MODELS = {  # name: (builder, input shape)
-    "resnet18": (lambda: gk.models.resnet18(num_classes=10), (3, 64, 64)),
-    "resnet20": (lambda: gk.models.resnet20(), (3, 32, 32)),
-    "vgg11_bn": (lambda: gk.models.vgg11_bn(num_classes=10), (3, 32, 32)),  # features 1x1 -> avgpool 7x7
-    "mlp": (lambda: gk.models.mlp(784, [64, 32], 10, dropout=0.2), (1, 28, 28)),
+MODELS = {  # name: (builder, input shape, ONNX ops it must contain)
+    "resnet18": (lambda: gk.models.resnet18(num_classes=10), (3, 64, 64), {"Add": 8, "GlobalAveragePool": 1}),
+    "resnet20": (lambda: gk.models.resnet20(), (3, 32, 32), {"Add": 9, "GlobalAveragePool": 1}),
+    # at 32x32 the features end at 1x1: the 7x7 adaptive pool copies them (two MatMuls with PyTorch's bins)
+    "vgg11_bn": (lambda: gk.models.vgg11_bn(num_classes=10), (3, 32, 32), {"MatMul": 2, "Gemm": 3}),
+    "mlp": (lambda: gk.models.mlp(784, [64, 32], 10, dropout=0.2), (1, 28, 28), {"Gemm": 3}),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_models(tmp_path, rng, name):
-    make, shape = MODELS[name]
+    make, shape, ops = MODELS[name]
     gk.manual_seed(2)
-    model = randomize_norms(make() if hasattr(gk, "models") else handwritten(name), rng)
-    check_export(model, [shape], tmp_path, rng)
+    model = randomize_norms(make(), rng)
+    types = op_types(check_export(model, [shape], tmp_path, rng))
+    assert {op: types.count(op) for op in ops} == ops

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from .. import nn
+from ..nn.pooling import _adaptive_bins
 
 
 def _pair(value) -> tuple:
@@ -194,15 +195,6 @@ def instance_norm(g, m, x):
     return g.emit("InstanceNormalization", inputs, epsilon=m.eps)
 
 
-def _adaptive_bins(size: int, out: int, dtype) -> np.ndarray:
-    """The (out, size) averaging matrix of PyTorch's adaptive bins [floor(i*size/out), ceil((i+1)*size/out))."""
-    i = np.arange(out)
-    start, end = (i * size) // out, -((-(i + 1) * size) // out)
-    cols = np.arange(size)
-    inside = (cols >= start[:, None]) & (cols < end[:, None])
-    return (inside / (end - start)[:, None]).astype(dtype)
-
-
 def adaptive_avg_pool2d(g, m, x):
     """GlobalAveragePool for a 1x1 output, AveragePool when the bins tile the input (the identity
     when the sizes are equal, e.g. torchvision's VGG at 224x224), else PyTorch's bins exactly as
@@ -226,6 +218,7 @@ def _identity(g, m, x):
 
 
 MODULES = {
+    nn.AdaptiveAvgPool2d: adaptive_avg_pool2d,
     nn.Conv2d: lambda g, m, x: conv2d(g, x, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups),
     nn.Linear: lambda g, m, x: linear(g, x, m.weight, m.bias),
     nn.ReLU: lambda g, m, x: relu(g, x),
@@ -247,8 +240,6 @@ MODULES = {
     nn.GroupNorm: group_norm,
     nn.InstanceNorm2d: instance_norm,
 }
-if hasattr(nn, "AdaptiveAvgPool2d"):
-    MODULES[nn.AdaptiveAvgPool2d] = adaptive_avg_pool2d
 
 
 def module_builder(m):
