@@ -481,28 +481,10 @@ def test_two_inputs_shared_layer(tmp_path, rng):
         assert_close(g, w, f"output {i}")
 
 
-class BasicBlock(nn.Module):
-    """torchvision's BasicBlock as in shared/API.md, written by a user."""
+def test_derived_blocks_in_a_sequential(tmp_path, rng):
+    """gk.models' BasicBlock (forward only) between plain layers of a Sequential."""
+    from gradkit.models.resnet import BasicBlock
 
-    def __init__(self, cin, cout, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(F.add(out, identity))
-
-
-def test_user_resnet_blocks(tmp_path, rng):
     model = randomize_norms(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                                           BasicBlock(8, 8), BasicBlock(8, 16, stride=2), nn.GlobalAvgPool2d(),
                                           nn.Linear(16, 10)), rng)
