@@ -1,6 +1,10 @@
 """The README's per-ISA performance table: each ISA's kernels against baselines held to the same ISA.
 
-Run: PYTHONPATH=python python benchmarks/isa_table.py [--isa avx512 avx2] [--quick]
+Run: PYTHONPATH=python python benchmarks/isa_table.py [--isa avx512 avx2] [--quick] [--only gemm|skinny|activations]
+
+Where OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set for older OpenBLAS builds, unset both in the
+command (``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ...``) so that NumPy's OpenBLAS runs the
+kernel it picks for this CPU; the ISA line names it (threadpoolctl's architecture).
 
 For each ISA the script starts itself again with GRADKIT_ISA set (baseline_isa.py then holds
 OpenBLAS, MKL, oneDNN and ATen to that ISA too, so an AVX-512 machine stands in for an AVX2 one
@@ -9,8 +13,10 @@ on the same cores) and measures, on 2 threads:
   threads spin for a while after a call and would steal the other's cores if they alternated
   call by call; each block drops its first third); speed ratio OpenBLAS time / gradkit time,
   of the blocks' minima and medians;
-- activations forward on 16M floats with ``out=``: GB/s (read + write) and the ratio to relu's,
-  the memory bound;
+- activations forward on 16M floats with ``out=``, for N(0, 1) and N(0, 9) inputs: GB/s (read +
+  write) and the ratio to relu's, the memory bound, measured side by side;
+- with ``--only skinny``: the wide MLP's sgemm shapes, M = batch (32, 128, 512) with K, N of 2048
+  and 3072, and the weight gradients' TN products with K = batch;
 - every optimizer step of bench_optim.py (8 setups x no penalty, weight_decay=1e-4, l1=1e-5),
   interleaved call by call with PyTorch's fused/foreach step and a streaming pass over the
   same bytes: the range over the 24 cases of gradkit's time / torch's and of its rate / the stream's;
@@ -32,7 +38,11 @@ import numpy as np
 
 GEMM_SHAPES = [((1024, 1024, 1024), "NN"), ((2048, 2048, 2048), "NN"), ((128, 784, 256), "NN"),
                ((128, 3136, 128), "NN"), ((64, 64, 50176), "NT")]  # (M, N, K)
+# Wide-MLP shapes (--skinny): forward M = batch, and the weight gradient's K = batch (TN).
+SKINNY_SHAPES = [((b, n, k), "NN") for b in (32, 128, 512) for (k, n) in ((2048, 2048), (3072, 2048))] + \
+                [((k, n, b), "TN") for b in (32, 128, 512) for (k, n) in ((2048, 2048), (3072, 2048))]
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "gelu"]
+ACT_SCALES = [1.0, 3.0]  # inputs N(0, 1) and N(0, 9): GELU's and tanh's tails are taken by more lanes at the second
 
 
 def timed_blocks(fns: dict, rounds: int, reps: int, pause: float) -> dict:
@@ -55,18 +65,19 @@ def timed_blocks(fns: dict, rounds: int, reps: int, pause: float) -> dict:
     return times
 
 
-def measure_gemm(quick: bool) -> dict:
+def measure_gemm(quick: bool, shapes=GEMM_SHAPES) -> dict:
     import gradkit as gk
 
     rng = np.random.default_rng(0)
     out = {}
-    for (m, n, k), layout in GEMM_SHAPES:
-        a = rng.standard_normal((m, k)).astype(np.float32)
-        b = rng.standard_normal((n, k) if layout == "NT" else (k, n)).astype(np.float32)
+    for (m, n, k), layout in shapes:
+        trans_a, trans_b = layout[0] == "T", layout[1] == "T"
+        a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
         c = np.empty((m, n), np.float32)
-        b_op = b.T if layout == "NT" else b
-        fns = {"gradkit": lambda: gk.ops.matmul(a, b, trans_b=layout == "NT", out=c),
-               "numpy": lambda: np.matmul(a, b_op, out=c)}
+        a_op, b_op = (a.T if trans_a else a), (b.T if trans_b else b)
+        fns = {"gradkit": lambda: gk.ops.matmul(a, b, trans_a=trans_a, trans_b=trans_b, out=c),
+               "numpy": lambda: np.matmul(a_op, b_op, out=c)}
         reps = max(4, int(1e9 / (m * n * k)))  # blocks of >= 50 ms
         t = timed_blocks(fns, rounds=3 if quick else (5 if m >= 2048 else 10), reps=reps, pause=0.1)
         out[f"sgemm {m}x{n}x{k} {layout}"] = {
@@ -76,14 +87,18 @@ def measure_gemm(quick: bool) -> dict:
 
 
 def measure_activations(quick: bool) -> dict:
+    """Per input scale (N(0, s^2)), each activation's forward rate and its ratio to relu's, side by side."""
     import gradkit as gk
 
-    x = np.random.default_rng(0).standard_normal(1 << 24).astype(np.float32)
-    y = np.empty_like(x)
-    fns = {op: (lambda f=getattr(gk.ops, op): f(x, out=y)) for op in ACTIVATIONS}
-    t = timed_blocks(fns, rounds=3 if quick else 10, reps=4, pause=0.0)
-    rate = {op: 2 * x.nbytes / np.median(v) / 1e9 for op, v in t.items()}
-    return {op: {"gbps": rate[op], "vs_relu": rate[op] / rate["relu"]} for op in ACTIVATIONS}
+    out = {}
+    for scale in ACT_SCALES:
+        x = (scale * np.random.default_rng(0).standard_normal(1 << 24)).astype(np.float32)
+        y = np.empty_like(x)
+        fns = {op: (lambda f=getattr(gk.ops, op): f(x, out=y)) for op in ACTIVATIONS}
+        t = timed_blocks(fns, rounds=3 if quick else 10, reps=4, pause=0.0)
+        rate = {op: 2 * x.nbytes / np.median(v) / 1e9 for op, v in t.items()}
+        out[f"{scale:g}"] = {op: {"gbps": rate[op], "vs_relu": rate[op] / rate["relu"]} for op in ACTIVATIONS}
+    return out
 
 
 def measure_optimizers(quick: bool) -> dict:
@@ -112,19 +127,33 @@ def measure_epoch(quick: bool) -> dict:
             "torch_s": min(t["torch"]), "samples": len(x)}
 
 
-def child(quick: bool) -> None:
-    import torch
-    from threadpoolctl import threadpool_limits
+def child(quick: bool, only: str | None = None) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     import gradkit as gk
 
     gk.set_num_threads(2)
-    torch.set_num_threads(2)
+    capability = "not loaded"
+    if only is None:
+        import torch
+
+        torch.set_num_threads(2)
+        capability = torch.backends.cpu.get_cpu_capability()
     with threadpool_limits(2):
         result = {"isa": gk._core.get_isa(), "baselines": baseline_isa.describe(),
-                  "torch_capability": torch.backends.cpu.get_cpu_capability(),
-                  "gemm": measure_gemm(quick), "activations": measure_activations(quick),
-                  "optimizers": measure_optimizers(quick), "epoch": measure_epoch(quick)}
+                  "torch_capability": capability,
+                  "blas": [f"{i['internal_api']} {i.get('architecture')}" for i in threadpool_info()
+                           if i["user_api"] == "blas"],
+                  "blocks": gk._core.gemm_blocking()}
+        if only in (None, "gemm"):
+            result["gemm"] = measure_gemm(quick)
+        if only == "skinny":
+            result["gemm"] = measure_gemm(quick, SKINNY_SHAPES)
+        if only in (None, "activations"):
+            result["activations"] = measure_activations(quick)
+        if only is None:
+            result["optimizers"] = measure_optimizers(quick)
+            result["epoch"] = measure_epoch(quick)
     print("RESULT " + json.dumps(result))
 
 
@@ -146,17 +175,20 @@ def table(results: list) -> str:
     def row(name, cells, target):
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {target} |")
 
-    for key in results[0]["gemm"]:
+    for key in results[0].get("gemm", {}):
         row(key + " (OpenBLAS time / gradkit's)",
             [f"{r['gemm'][key]['min']:.2f}x (median {r['gemm'][key]['median']:.2f}x), "
              f"{r['gemm'][key]['gflops']:.0f} GFLOP/s" for r in results],
-            ">= 0.95x" if key.startswith(("sgemm 1024x", "sgemm 2048x")) else ">= 1.0x")
-    for op in ACTIVATIONS:
-        target = {"relu": "the memory bound", "gelu": ">= 0.5x relu"}.get(op, ">= 0.7x relu")
-        row(f"{op} forward 16M floats `out=`",
-            [f"{r['activations'][op]['gbps']:.0f} GB/s" + ("" if op == "relu" else
-                                                          f" ({r['activations'][op]['vs_relu']:.2f}x relu)")
-             for r in results], target)
+            ">= 0.95x" if key.startswith(("sgemm 1024x1024x1024 ", "sgemm 2048x2048x2048 ")) else ">= 1.0x")
+    for scale in results[0].get("activations", {}):
+        for op in ACTIVATIONS:
+            target = {"relu": "the memory bound", "gelu": ">= 0.5x relu"}.get(op, ">= 0.7x relu")
+            acts = [r["activations"][scale][op] for r in results]
+            row(f"{op} forward 16M floats `out=`, N(0, {float(scale) ** 2:g}) inputs",
+                [f"{a['gbps']:.0f} GB/s" + ("" if op == "relu" else f" ({a['vs_relu']:.2f}x relu)") for a in acts],
+                target)
+    if "optimizers" not in results[0]:
+        return "\n".join(rows)
 
     def span(d):
         return f"{min(d.values()):.2f}-{max(d.values()):.2f}x"
@@ -175,10 +207,13 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--isa", nargs="+", default=["avx512", "avx2"])
     p.add_argument("--quick", action="store_true", help="few rounds (checks that the script runs)")
+    p.add_argument("--only", choices=["gemm", "skinny", "activations"],
+                   help="just the sgemm rows, the wide-MLP sgemm shapes (M or K = batch 32/128/512), or the "
+                        "activation rows (no PyTorch comparisons then)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        child(args.quick)
+        child(args.quick, args.only)
         return
     import gradkit as gk
 
@@ -188,11 +223,15 @@ def main(argv=None) -> None:
             print(f"skipping {isa}: this CPU or build cannot run it")
             continue
         env = dict(os.environ, GRADKIT_ISA=isa)
-        cmd = [sys.executable, os.path.abspath(__file__), "--child"] + (["--quick"] if args.quick else [])
+        cmd = [sys.executable, os.path.abspath(__file__), "--child"] + (["--quick"] if args.quick else []) + \
+            (["--only", args.only] if args.only else [])
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
         results.append(json.loads(line[len("RESULT "):]))
-        print(f"{isa}: {results[-1]['baselines']} (torch capability {results[-1]['torch_capability']})", flush=True)
+        b = results[-1]["blocks"]
+        print(f"{isa}: {results[-1]['baselines']} (torch capability {results[-1]['torch_capability']}; "
+              f"NumPy's BLAS: {', '.join(results[-1]['blas'])}; sgemm blocks mc/kc/nc {b['mc']}/{b['kc']}/{b['nc']})",
+              flush=True)
     if results:
         print(f"\n{cpu_name()}, {os.cpu_count()} CPUs, 2 threads, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
               f"load average {os.getloadavg()[0]:.1f}\n")

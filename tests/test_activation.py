@@ -236,6 +236,26 @@ def test_lanes_independent_of_neighbours(name, isa):
     assert_ulp(got[~keep], ref_forward(name, mixed[~keep]), np.float32, ULP_TOL[np.float32][name], f"{name} {isa} odd lanes")
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 255, 256, 257, 777, 2053])
+@pytest.mark.parametrize("tail_share", [0.0, 0.2, 0.9, 1.0])
+def test_gelu_tail_lanes_gathered_across_a_block(isa, threads, n, tail_share):
+    """GELU forward gathers the lanes beyond its fast path (|x| >= 3.75 on AVX2, NaN, +-inf) of a block of
+    values into full vectors and blends their results back: every element equals GELU of that element
+    alone, bit for bit, however many of its neighbours are tails; and within the ULP bound."""
+    rng = np.random.default_rng(n)
+    x = rng.uniform(-3.7, 3.7, n)
+    tail = rng.random(n) < tail_share
+    x[tail] = rng.choice([-1.0, 1.0], tail.sum()) * rng.uniform(3.75, 20.0, tail.sum())
+    x = x.astype(np.float32)
+    specials = np.array([np.nan, np.inf, -np.inf, 3.75, -3.75, 3.7499998, -3.7499998, 0.0, -0.0], np.float32)
+    at = rng.permutation(n)[:min(n, specials.size)] if tail_share > 0 else np.array([], int)
+    x[at] = specials[:at.size]
+    got = ops.gelu(x)
+    alone = np.array([ops.gelu(x[i:i + 1])[0] for i in range(n)], np.float32)
+    assert got.tobytes() == alone.tobytes(), f"gelu {isa} n={n}: an element depends on its neighbours"
+    assert_ulp(got, ref_forward("gelu", x), np.float32, ULP_TOL[np.float32]["gelu"], f"gelu {isa} n={n}")
+
+
 @pytest.mark.parametrize("name", ACTS)
 def test_streaming_and_misaligned_outputs(name, isa, threads):
     """A large output (non-temporal stores) at an unaligned address, and in place."""

@@ -5,6 +5,7 @@ kill tests/backup_child.py with SIGKILL at random moments, at known phases (mid-
 the middle of writing a backup) and start it again until it completes.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,6 +231,108 @@ def test_backup_from_another_setup_is_rejected(tmp_path):
         trainer.fit(x, np.zeros(150, np.int64), epochs=7, batch_size=16, validation_split=0.2, verbose=0)
 
 
+def backup_bytes(tmp_path):
+    return {name: (tmp_path / "bk" / name).read_bytes() for name in sorted(os.listdir(tmp_path / "bk"))}
+
+
+def everything(trainer):
+    """Model, optimizer and scheduler state as gk.save writes them (bytes), for bit comparisons."""
+    return {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": None if trainer.scheduler is None else trainer.scheduler.state_dict()}
+
+
+@pytest.mark.parametrize("epochs", [1, 0, 9])
+def test_fit_with_other_epochs_refuses_and_keeps_the_backup(tmp_path, epochs):
+    """Issue 25 item 4: a fit of another length does not resume another run's backup, nor delete it."""
+    interrupted_twice(tmp_path, False)
+    before = backup_bytes(tmp_path)
+    assert list(before) == ["backup.npz"]
+    trainer, cbs, fit = make_run(tmp_path, "epoch")
+    with pytest.raises(ValueError, match=rf"belongs to another fit: epochs was 7 there, {epochs} here.*kept"):
+        fit(epochs=epochs)
+    assert backup_bytes(tmp_path) == before
+    assert cbs["interrupt"].batches == 0
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(shuffle=False), "shuffle was True there, False here"),
+    (dict(drop_last=True), "drop_last was False there, True here"),
+    ("other data", r"training data differs \(a hash of 64 sampled rows"),
+    ("one label", r"training data differs \(a hash of 64 sampled rows"),
+])
+def test_resume_with_other_settings_or_data_is_refused(tmp_path, change, match):
+    """Issue 25 item 7: another shuffle, other data of the same size (another run of the same
+    architecture), or a changed label at a sampled row: ValueError naming it, nothing restored, backup kept."""
+    interrupted_twice(tmp_path, False)
+    before = backup_bytes(tmp_path)
+    trainer, cbs, fit = make_run(tmp_path, "epoch")
+    x, y = trainer_data()
+    if change == "other data":
+        x = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
+        change = dict(x=x)
+    elif change == "one label":
+        y[0] ^= 1  # row 0 is always in the fingerprint's sample
+        change = dict(y=y)
+    state = everything(trainer)
+    kwargs = dict(x=x, y=y, epochs=7, batch_size=16, validation_split=0.2, verbose=0)
+    kwargs.update(change)
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(**kwargs)
+    assert_bits_equal(everything(trainer), state)
+    assert backup_bytes(tmp_path) == before
+
+
+def trainer_data():
+    """make_run's data (the same draws)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 8)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] - x[:, 2] > 0).astype(np.int64)
+    y[rng.random(len(y)) < 0.2] ^= 1
+    return x, y
+
+
+@pytest.mark.parametrize("other", ["SGD", "StepLR", "wider model", "scheduler state", "callback state"])
+def test_refused_restore_changes_nothing(tmp_path, other):
+    """Issue 25 item 6: the whole backup is checked before anything is restored; a refused one leaves
+    the model, the optimizer and the scheduler bit-identical (already trained ones, not fresh ones)."""
+    interrupted_twice(tmp_path, False)
+    before = backup_bytes(tmp_path)
+    trainer, cbs, fit = make_run(tmp_path, "epoch")
+    model, opt = trainer.model, trainer.optimizer
+    if other == "SGD":
+        trainer.optimizer = gk.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        trainer.scheduler = gk.optim.lr_scheduler.ReduceLROnPlateau(trainer.optimizer, factor=0.5, patience=0)
+    elif other == "StepLR":
+        trainer.scheduler = gk.optim.lr_scheduler.StepLR(opt, step_size=2)
+    elif other == "wider model":
+        model = trainer.model = nn.Sequential(nn.Linear(8, 17), nn.BatchNorm1d(17), nn.ReLU(), nn.Dropout(0.3),
+                                              nn.Linear(17, 2))
+        trainer.optimizer = gk.optim.Adam(model.parameters(), lr=0.02, weight_decay=1e-3)
+        trainer.scheduler = gk.optim.lr_scheduler.ReduceLROnPlateau(trainer.optimizer, factor=0.5, patience=0)
+    else:  # checked after the model and the optimizer: a damaged scheduler or EarlyStopping state
+        state = gk.load(tmp_path / "bk" / "backup.npz")
+        if other == "scheduler state":
+            state["scheduler"]["factor"] = "half"
+        else:
+            state["callbacks"][1][1]["wait"] = "many"
+        gk.save(state, tmp_path / "bk" / "backup.npz")
+        before = backup_bytes(tmp_path)
+    # Give everything a state of its own first (a fresh optimizer's empty state would hide a partial restore).
+    x, y = trainer_data()
+    side = gk.Trainer(trainer.model, nn.CrossEntropyLoss(), trainer.optimizer, scheduler=trainer.scheduler,
+                      callbacks=[])
+    side.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    state = everything(trainer)
+    stopper = cbs["stopper"].state_dict()
+    with pytest.raises((ValueError, TypeError)) as err:
+        fit()
+    assert_bits_equal(everything(trainer), state)  # checked first: main failed here
+    assert_bits_equal(cbs["stopper"].state_dict(), stopper)
+    assert backup_bytes(tmp_path) == before
+    assert cbs["interrupt"].batches == 0
+    assert err.type is ValueError and re.search(r"BackupAndRestore: backup in .*bk.*kept", str(err.value)), err.value
+
+
 def test_arguments_are_checked(tmp_path):
     for bad in (0, -3, "batch", True, 2.0):
         with pytest.raises(ValueError, match="save_freq"):
@@ -359,8 +462,22 @@ def child_reference(tmp_path_factory):
 
 
 def random_kills(seed, count, wall):
+    """``count`` kills: the first 0-3 batches after the first backup (so that one kill surely lands
+    after a backup), the others after random delays (import, training, validation, saving)."""
     rng = np.random.default_rng(seed)
-    return [("delay", float(rng.uniform(0.2, wall))) for _ in range(count)]
+    return [("save-end", 1, int(rng.integers(0, 4)))] + [("delay", float(rng.uniform(0.2, wall)))
+                                                        for _ in range(count - 1)]
+
+
+def assert_resumed_after_backups(runs):
+    """Every run killed after it finished a backup was followed by a run that resumed from a backup
+    (the next one that reached fit: a kill may land during the import); at least one was."""
+    after_backup = [i for i, lines in enumerate(runs[:-1]) if "save-end" in lines]
+    assert after_backup, f"no kill landed after a backup: {runs}"
+    for i in after_backup:
+        later = [resumed_at(lines) for lines in runs[i + 1:]]
+        started = next(at for at in later if at != "killed before fit")
+        assert isinstance(started, tuple), f"the run after run {i} did not resume: {later}"
 
 
 needs_sigkill = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
@@ -392,4 +509,35 @@ def test_sigkill_at_random_moments(tmp_path, child_reference, save_freq, trial):
     state, runs = run_trial(tmp_path, save_freq, kills)
     # Where each run started and what it last did before its kill (shown with pytest -rP).
     print([(resumed_at(lines), next((x for x in reversed(lines) if x), "nothing")) for lines in runs])
+    assert resumed_at(runs[0]) is None
+    assert_resumed_after_backups(runs)
     assert_bits_equal(state, expected)
+
+
+@needs_sigkill
+def test_second_process_on_the_same_backup_dir_fails_at_once(tmp_path, child_reference):
+    """Issue 25 item 5: while a training process holds backup_dir, another fit on it raises at once
+    (RuntimeError naming the directory and the holder) and touches nothing; the first completes."""
+    expected, _ = child_reference(5)
+    out = tmp_path / "out.gk"
+    proc = start_child(tmp_path, 5, out, BACKUP_CHILD_SLOW_SAVE="0.5")
+    lines = []
+    for line in proc.stdout:  # wait until the child is in the middle of writing a backup (its temp file exists)
+        lines.append(line.strip())
+        if line.startswith("in-save"):
+            break
+    temps = list((tmp_path / "bk").glob(".backup.npz.*.tmp"))
+    assert temps, lines
+    trainer, cbs, fit = make_run(tmp_path, 5)
+    state = everything(trainer)
+    with pytest.raises(RuntimeError, match=rf"backup_dir: .*bk.* is in use by another training process \(pid {proc.pid}"):
+        fit()
+    assert all(t.exists() for t in temps)  # the other process's temp file was not removed
+    assert_bits_equal(everything(trainer), state)
+    assert cbs["interrupt"].batches == 0
+    lines += finish(proc)
+    assert proc.returncode == 0, (tmp_path / "child.err").read_text()
+    assert_bits_equal(gk.load(out), expected)
+    assert not (tmp_path / "bk").exists()  # the child deleted its own backup (and lock file) at the end
+    _, _, fit = make_run(tmp_path, 5)  # the lock is gone with it: a new fit may use the directory
+    fit()

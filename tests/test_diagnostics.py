@@ -1,5 +1,6 @@
 """Diagnostics: the stats kernel against float64 NumPy, and every diagnostic on cases with a known answer."""
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -395,3 +396,79 @@ def test_lr_find_rejects_bad_arguments(rng):
         gk.diagnostics.lr_find(model, nn.CrossEntropyLoss(), opt, x, y, num_iter=1)
     with pytest.raises(TypeError, match="x"):
         gk.diagnostics.lr_find(model, nn.CrossEntropyLoss(), opt, [1, 2], y)
+
+
+# -- issue 25 item 12 and the diagnostics' unclear errors -----------------------------------------------
+def test_propagation_refuses_nan_or_empty_input_and_names_non_finite_layers(rng):
+    model = _classifier()
+    x = rng.standard_normal((16, 20)).astype(np.float32)
+    bad = x.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match=r"propagation: x: expected finite values, got 1 NaN/Inf of 320"):
+        gk.diagnostics.propagation(model, bad)
+    with pytest.raises(ValueError, match=r"propagation: x: expected a batch of at least one sample, got shape \(0, 20\)"):
+        gk.diagnostics.propagation(model, x[:0])
+    model[0].weight.data[:] = 3e38  # the first layer overflows to inf: not "healthy"
+    report = gk.diagnostics.propagation(model, x)
+    assert "healthy" not in report.verdict and "not finite at layer '0'" in report.verdict, report.verdict
+
+
+def test_sanity_check_fails_cross_entropy_over_one_class(rng):
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    y = np.zeros(20, np.int64)
+    report = gk.diagnostics.sanity_check(nn.Linear(4, 1), nn.CrossEntropyLoss(), x, y)
+    checks = {c["name"]: c for c in report.checks}
+    assert not report.passed and not checks["initial loss"]["passed"]
+    assert "cross-entropy over 1 class is 0 for any weights" in checks["initial loss"]["detail"]
+
+
+def test_lr_find_over_the_widest_range_stays_finite(rng):
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = gk.optim.SGD(model.parameters(), lr=0.1)
+    x, y = rng.standard_normal((64, 3)).astype(np.float32), rng.integers(0, 2, 64)
+    state = model.state_dict()
+    result = gk.diagnostics.lr_find(model, nn.CrossEntropyLoss(), opt, x, y, start_lr=1e-300, end_lr=1e300,
+                                    num_iter=40, batch_size=16)
+    lrs = np.asarray(result.lrs)
+    assert np.all(np.isfinite(lrs)) and lrs[0] == 1e-300 and np.all(np.diff(np.log(lrs)) > 0)
+    np.testing.assert_allclose(np.diff(np.log(lrs)), (math.log(1e300) - math.log(1e-300)) / 39, rtol=1e-9)  # evenly spaced in log
+    assert math.isfinite(result.suggestion) and 1e-300 <= result.suggestion < 1e300, result.suggestion
+    assert all(v.tobytes() == state[k].tobytes() for k, v in model.state_dict().items())
+
+
+def test_diagnostics_refuse_another_models_optimizer(rng):
+    model, other = _classifier(), _classifier()
+    x, y = rng.standard_normal((40, 20)).astype(np.float32), rng.integers(0, 5, 40)
+    opt = gk.optim.Adam(other.parameters())
+    for run in (lambda: gk.diagnostics.sanity_check(model, nn.CrossEntropyLoss(), x, y, opt),
+                lambda: gk.diagnostics.lr_find(model, nn.CrossEntropyLoss(), opt, x, y)):
+        with pytest.raises(ValueError, match=r"optimizer: expected an optimizer over the model's parameters"):
+            run()
+
+
+def test_activation_stats_plot_without_activations_or_matplotlib(rng, tmp_path, monkeypatch):
+    x, y = rng.standard_normal((32, 4)).astype(np.float32), rng.integers(0, 2, 32)
+    model = nn.Sequential(nn.Linear(4, 2))
+    stats = gk.callbacks.ActivationStats()
+    gk.Trainer(model, nn.CrossEntropyLoss(), gk.optim.SGD(model.parameters(), lr=0.1),
+               callbacks=[stats]).fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"ActivationStats.plot: nothing to plot: the model has no activation layers"):
+        stats.plot(tmp_path / "a.png")
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    stats = gk.callbacks.ActivationStats()
+    gk.Trainer(model, nn.CrossEntropyLoss(), gk.optim.SGD(model.parameters(), lr=0.1),
+               callbacks=[stats]).fit(x, y, epochs=1, verbose=0)
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.ticker"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match=r"ActivationStats.plot: needs matplotlib.*pip install 'gradkit\[plot\]'"):
+        stats.plot(tmp_path / "a.png")
+
+
+def test_update_ratio_checks_its_bounds_when_built():
+    for kwargs, exc, match in [(dict(low="a"), TypeError, r"UpdateRatio: low: expected a number, got str \('a'\)"),
+                               (dict(high=None), TypeError, r"UpdateRatio: high: expected a number, got NoneType"),
+                               (dict(low=True), TypeError, r"UpdateRatio: low: expected a number, got bool"),
+                               (dict(high=math.inf), ValueError, r"low, high: expected 0 < low < high"),
+                               (dict(low=0.1, high=0.01), ValueError, r"low, high: expected 0 < low < high")]:
+        with pytest.raises(exc, match=match):
+            gk.callbacks.UpdateRatio(**kwargs)

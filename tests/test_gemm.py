@@ -253,41 +253,126 @@ def test_options_are_keyword_only():
     np.testing.assert_array_equal(c, np.full((2, 2), 2, np.float32))
 
 
-SMALL_L2_SCRIPT = """
+FORCED_CACHE_SCRIPT = """
 import sys
 import numpy as np
 import gradkit as gk
 from gradkit import _core
-shapes = [(300, 1000, 600), (129, 700, 257), (64, 2100, 300)]
+shapes = [(300, 1000, 600), (129, 700, 257), (64, 2100, 300), (7, 65, 1000), (97, 33, 2049)]
 out = {}
 for isa in _core.supported_isas():
     _core.set_isa(isa)
-    out[isa + ' nc'] = np.array(_core.gemm_blocking()['nc'])
-    for i, (m, n, k) in enumerate(shapes):
-        rng = np.random.default_rng(i)
-        for trans_b in (False, True):
-            a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
-            b = rng.uniform(-1, 1, (n, k) if trans_b else (k, n)).astype(np.float32)
-            out[f'{isa} {i} {trans_b}'] = gk.ops.matmul(a, b, trans_b=trans_b)
+    for dtype in ('float32', 'float64'):
+        b = _core.gemm_blocking(dtype=dtype)
+        out[f'{isa} {dtype} blocks'] = np.array([b[k] for k in ('mr', 'nr', 'mc', 'kc', 'nc')])
+        for i, (m, n, k) in enumerate(shapes):
+            rng = np.random.default_rng(i)
+            for trans_b in (False, True):
+                a = rng.uniform(-1, 1, (m, k)).astype(dtype)
+                bm = rng.uniform(-1, 1, (n, k) if trans_b else (k, n)).astype(dtype)
+                for threads in (1, 2):
+                    gk.set_num_threads(threads)
+                    out[f'{isa} {dtype} {i} {trans_b} {threads}'] = gk.ops.matmul(a, bm, trans_b=trans_b)
+                out[f'{isa} {dtype} {i} {trans_b} ref'] = a.astype(np.float64) @ (bm.T if trans_b else bm).astype(np.float64)
 np.savez(sys.argv[1], **out)
 """
 
+# Forced caches (GRADKIT_L*_CACHE_BYTES), and the blocks gemm_blocking_for derives for them
+# (mc, kc, nc per ISA and dtype; micro-tiles generic 4x8/4x8, avx2 6x16/6x8, avx512 8x32/8x16).
+ZEN3 = {"GRADKIT_L1_CACHE_BYTES": 32768, "GRADKIT_L2_CACHE_BYTES": 524288, "GRADKIT_L3_CACHE_BYTES": 4 << 20}
+XEON = {"GRADKIT_L1_CACHE_BYTES": 49152, "GRADKIT_L2_CACHE_BYTES": 2 << 20, "GRADKIT_L3_CACHE_BYTES": 1536 << 10}
+TINY_L2 = dict(ZEN3, GRADKIT_L2_CACHE_BYTES=65536)  # Zen 3's L1 (so the same kc), a 64 KiB L2
+SMALL_L1 = dict(ZEN3, GRADKIT_L1_CACHE_BYTES=16384)  # half the L1: kc halves, so do the K blocks
+EXPECTED_BLOCKS = {
+    "zen3": {("generic", "float32"): (48, 680, 96), ("generic", "float64"): (48, 336, 96),
+             ("avx2", "float32"): (96, 336, 192), ("avx2", "float64"): (72, 224, 144),
+             ("avx512", "float32"): (192, 168, 384), ("avx512", "float64"): (96, 168, 192)},
+    # the AVX-512 table's former constants on the Xeon they were tuned on
+    "xeon": {("avx512", "float32"): (512, 256, 1024), ("avx512", "float64"): (256, 256, 512),
+             ("avx2", "float32"): (252, 512, 512), ("avx2", "float64"): (192, 336, 384)},
+    "tiny_l2": {("avx2", "float32"): (12, 336, 64), ("avx2", "float64"): (6, 224, 32),
+                ("avx512", "float32"): (24, 168, 128)},  # nc at its floor of 4 slivers
+    "small_l1": {("avx2", "float32"): (192, 168, 384), ("avx2", "float64"): (144, 112, 288),
+                 ("generic", "float32"): (96, 336, 192)},
+}
+CACHES = {"zen3": ZEN3, "xeon": XEON, "tiny_l2": TINY_L2, "small_l1": SMALL_L1}
 
-def test_blocking_fitted_to_a_small_l2_gives_the_same_bits(tmp_path):
-    """On a core whose L2 is smaller than a table's block of B (GRADKIT_L2_CACHE_BYTES stands in for
-    one), nc shrinks to half that L2; results keep their bits (each element's FMA chain depends on KC only)."""
+
+def _env(caches):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADKIT_L")}
+    env.update({k: str(v) for k, v in caches.items()})
+    return env
+
+
+def _blocks_for(caches, isa, dtype):
+    script = ("from gradkit import _core; b = _core.gemm_blocking(%r, %r); "
+              "print(b['mc'], b['kc'], b['nc'], b['l1d_bytes'], b['l2_bytes'], b['l3_bytes'])" % (isa, dtype))
+    res = subprocess.run([sys.executable, "-c", script], env=_env(caches), check=True, timeout=120,
+                         capture_output=True, text=True)
+    return tuple(int(v) for v in res.stdout.split())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_BLOCKS))
+def test_blocks_derived_from_forced_cache_sizes(name):
+    """gemm_blocking_for's blocks for each table under forced cache sizes: kc from L1, nc and mc from L2
+    (the AVX-512 table's former constants on a 48 KiB L1d / 2 MiB L2 Xeon)."""
+    caches = CACHES[name]
+    for (isa, dtype), blocks in EXPECTED_BLOCKS[name].items():
+        got = _blocks_for(caches, isa, dtype)
+        assert got[:3] == blocks, (name, isa, dtype, got)
+        assert got[3:] == (caches["GRADKIT_L1_CACHE_BYTES"], caches["GRADKIT_L2_CACHE_BYTES"],
+                           caches["GRADKIT_L3_CACHE_BYTES"])
+
+
+def test_detected_caches_are_plausible():
+    """Without overrides the sizes come from cpuid (or sysconf): an L1d of 16-128 KiB and a larger L2."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADKIT_L")}
+    res = subprocess.run([sys.executable, "-c", "from gradkit import _core; b = _core.gemm_blocking(); "
+                          "print(b['l1d_bytes'], b['l2_bytes'], b['l3_bytes'], b['kc'])"],
+                         env=env, check=True, timeout=120, capture_output=True, text=True)
+    l1, l2, l3, kc = (int(v) for v in res.stdout.split())
+    if l1 == 0:
+        pytest.skip("this CPU reports no cache sizes")
+    assert 16 << 10 <= l1 <= 128 << 10 and l2 > l1 and l3 >= 0 and kc % 8 == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "12x", "-5", "100"])
+def test_bad_cache_override_fails_the_import(value):
+    env = _env({})
+    env["GRADKIT_L2_CACHE_BYTES"] = value
+    res = subprocess.run([sys.executable, "-c", "import gradkit"], env=env, timeout=120, capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "GRADKIT_L2_CACHE_BYTES" in res.stderr and repr(value) in res.stderr.replace('"', "'")
+
+
+def test_gemm_blocking_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="dtype"):
+        gk._core.gemm_blocking(dtype="float16")
+    with pytest.raises(ValueError, match="unknown ISA"):
+        gk._core.gemm_blocking("sse9")
+
+
+def test_forced_cache_sizes_give_correct_and_bit_identical_results(tmp_path):
+    """Every supported ISA and dtype under forced cache sizes, 1 and 2 threads, odd shapes: correct against
+    float64, bit-identical across thread counts, and bit-identical between cache sizes that keep kc (L2 only
+    changes mc and nc: each element's chain of FMAs depends on the K blocks alone)."""
     files = {}
-    for name, l2 in (("native", None), ("small", 64 * 1024)):
-        env = dict(os.environ)
-        env.pop("GRADKIT_L2_CACHE_BYTES", None)
-        if l2 is not None:
-            env["GRADKIT_L2_CACHE_BYTES"] = str(l2)
+    for name in ("zen3", "tiny_l2", "small_l1"):
         files[name] = tmp_path / f"{name}.npz"
-        subprocess.run([sys.executable, "-c", SMALL_L2_SCRIPT, str(files[name])], env=env, check=True, timeout=300)
-    native, small = np.load(files["native"]), np.load(files["small"])
+        subprocess.run([sys.executable, "-c", FORCED_CACHE_SCRIPT, str(files[name])], env=_env(CACHES[name]),
+                       check=True, timeout=600)
+    res = {name: np.load(f) for name, f in files.items()}
+    zen3, tiny, small = res["zen3"], res["tiny_l2"], res["small_l1"]
     for isa in gk._core.supported_isas():
-        nr = {"generic": 8, "avx2": 16, "avx512": 32}[isa]
-        assert int(small[isa + " nc"]) == 4 * nr < int(native[isa + " nc"]), isa  # 64 KiB: the 4-sliver floor
-    for key in native.files:
-        if not key.endswith(" nc"):
-            assert native[key].tobytes() == small[key].tobytes(), f"{key}: the small-L2 blocking changed bits"
+        assert tuple(tiny[f"{isa} float32 blocks"][3:4]) == tuple(zen3[f"{isa} float32 blocks"][3:4])  # same kc
+        assert small[f"{isa} float32 blocks"][3] < zen3[f"{isa} float32 blocks"][3]
+    for key in zen3.files:
+        if key.endswith(" 1"):
+            base = key[:-2]
+            ref = zen3[base + " ref"]
+            k = {0: 600, 1: 257, 2: 300, 3: 1000, 4: 2049}[int(base.split()[2])]
+            eps = np.finfo(zen3[key].dtype).eps
+            for r in res.values():
+                np.testing.assert_allclose(r[key], ref, rtol=0, atol=(k + 4) * eps * k, err_msg=key)
+                assert r[key].tobytes() == r[base + " 2"].tobytes(), f"{key}: threads changed bits"
+            assert zen3[key].tobytes() == tiny[key].tobytes(), f"{key}: a smaller L2 changed bits"

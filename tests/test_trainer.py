@@ -398,3 +398,154 @@ def test_bad_arguments(rng):
         trainer.predict([[1.0] * 8])
     with pytest.raises(ValueError, match="at least one sample"):
         trainer.evaluate(x[:0], y[:0])
+
+
+# -- issue 25: refused before anything changes, and errors that say what and where ------------------
+def optimizer_state(opt):
+    """The optimizer's state dict with arrays as bytes (for bit comparisons)."""
+    sd = opt.state_dict()
+    return {"groups": repr(sd["param_groups"]),
+            "state": {i: {k: (v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in st.items()}
+                      for i, st in sd["state"].items()}}
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: gk.optim.SGD(ps, lr=1e40),
+    lambda ps: gk.optim.SGD(ps, lr=1e40, momentum=0.9),
+    lambda ps: gk.optim.Adam(ps, lr=1e38),
+    lambda ps: gk.optim.RMSprop(ps, lr=1e38),
+], ids=["SGD", "SGD momentum", "Adam", "RMSprop"])
+def test_update_that_overflows_is_undone(rng, make_opt):
+    """Issue 25 item 8: finite gradients, an update that makes weights inf/NaN: FloatingPointError,
+    and the promise holds: the model keeps its state from before the step (a first step is undone
+    in the optimizer too: the state it created is removed)."""
+    x, y = blobs(rng, n=40)
+    gk.manual_seed(5)
+    model = nn.Sequential(RunningMean(8), *mlp())
+    opt = make_opt(model.parameters())
+    trainer = gk.Trainer(model, nn.CrossEntropyLoss(), opt)
+    init, opt_init = weights(model), optimizer_state(opt)
+    with pytest.raises(FloatingPointError, match=r"non-finite parameters after the update.*epoch 1, batch 1 of 5"
+                                                 r".*last finite state"):
+        trainer.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert_same_state(weights(model), init, "after the undone update")
+    assert optimizer_state(opt) == opt_init
+    assert all(np.all(p.grad == 0) for p in model.parameters())
+    # The optimizer still works after the undo: a sane lr trains on from the same state.
+    for group in opt.param_groups:
+        group["lr"] = 1e-3
+    trainer.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    trained = weights(model)
+    assert all(np.all(np.isfinite(v)) for v in trained.values())
+    # A later step overflows (the optimizer has state): the model is back bit for bit, the state finite.
+    for group in opt.param_groups:
+        group["lr"] = 1e300  # beyond float32 whatever the rule's scale of the step
+    with pytest.raises(FloatingPointError, match=r"non-finite parameters after the update"):
+        trainer.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert_same_state(weights(model), trained, "after an undone later update")
+    assert all(np.all(np.isfinite(v)) for st in opt.state.values() for v in st.values())
+
+
+@pytest.mark.parametrize("name, kwargs", [("SGD", dict(lr=float("inf"))), ("Adam", dict(lr=float("inf"))),
+                                          ("SGD", dict(lr=1.0, weight_decay=float("inf"))),
+                                          ("RMSprop", dict(lr=float("inf"))), ("Adagrad", dict(lr=-float("inf")))])
+def test_optimizers_refuse_infinite_hyperparameters(name, kwargs):
+    with pytest.raises(ValueError, match=rf"{name}: (lr|weight_decay): expected a finite value >= 0, got -?inf"):
+        getattr(gk.optim, name)(mlp().parameters(), **kwargs)
+
+
+def test_default_metrics_are_accuracy_only_for_classification(rng):
+    """Issue 25 item 11: MSELoss regression reports no accuracy unless asked; cross-entropy still does."""
+    x = rng.normal(size=(64, 8)).astype(np.float32)
+    y = rng.normal(size=(64, 3)).astype(np.float32) * 100
+    model = mlp()
+    regress = gk.Trainer(model, nn.MSELoss(), gk.optim.SGD(model.parameters(), lr=1e-4))
+    assert regress.metrics == ()
+    history = regress.fit(x, y, epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "lr"}
+    assert set(regress.evaluate(x, y)) == {"loss"}
+    asked = gk.Trainer(model, nn.MSELoss(), gk.optim.SGD(model.parameters(), lr=1e-4), metrics=("accuracy",))
+    assert asked.metrics == ("accuracy",)
+    assert make_trainer(mlp()).metrics == ("accuracy",)
+
+
+def test_optimizer_over_another_models_parameters_is_refused():
+    model, other = mlp(), mlp()
+    with pytest.raises(ValueError, match=r"Trainer: optimizer: expected an optimizer over the model's parameters"):
+        gk.Trainer(model, nn.CrossEntropyLoss(), gk.optim.Adam(other.parameters()))
+    with pytest.raises(TypeError, match=r"Trainer: optimizer: expected a gk.optim optimizer instance.*the class Adam"):
+        gk.Trainer(model, nn.CrossEntropyLoss(), gk.optim.Adam)
+    # A part of the model's parameters (a frozen body) is fine.
+    gk.Trainer(model, nn.CrossEntropyLoss(), gk.optim.Adam(model[2].parameters()))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_bad_label_names_the_sample_epoch_and_batch(rng, shuffle):
+    x, y = blobs(rng, n=40)
+    y[27] = 7  # 3 classes
+    with pytest.raises(ValueError, match=r"Trainer.fit: y\[27\] = 7 \(sample 27, epoch 1, batch \d of 5\).*"
+                                         r"class indices in \[0, 3\)") as err:
+        make_trainer(mlp()).fit(x, y, epochs=1, batch_size=8, shuffle=shuffle, verbose=0)
+    if not shuffle:
+        assert "batch 4 of 5" in str(err.value)
+
+
+def test_one_sample_last_batch_into_batchnorm_names_the_layer_and_drop_last_skips_it(rng):
+    x, y = blobs(rng, n=33)
+    gk.manual_seed(2)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    init = weights(model)
+    with pytest.raises(ValueError, match=r"epoch 1, batch 5 of 5 \(1-based; sample 32\) in layer '1': "
+                                         r"BatchNorm1d\(16\): input: Expected more than 1 value per channel when training.*"
+                                         r"drop_last=True"):
+        make_trainer(model).fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    # drop_last: the same as training on the first 32 samples.
+    model.load_state_dict(init)
+    history = make_trainer(model).fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0, drop_last=True)
+    assert history.params["steps"] == 4
+    ref = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    ref.load_state_dict(init)
+    make_trainer(ref).fit(x[:32], y[:32], epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert_same_state(weights(model), weights(ref), "drop_last")
+    gk.manual_seed(3)
+    shuffled = make_trainer(model).fit(x, y, epochs=3, batch_size=8, verbose=0, drop_last=True)  # never one sample
+    assert len(shuffled.history["loss"]) == 3
+    with pytest.raises(TypeError, match="drop_last: expected True or False, got 'yes'"):
+        make_trainer(model).fit(x, y, drop_last="yes", verbose=0)
+    with pytest.raises(ValueError, match="drop_last: expected batch_size <= the training samples"):
+        make_trainer(model).fit(x, y, batch_size=64, drop_last=True, verbose=0)
+
+
+def test_predict_without_a_batch_axis_says_so(rng):
+    x, y = blobs(rng, n=10)
+    trainer = make_trainer(mlp())
+    with pytest.raises(ValueError, match=r"Trainer.predict: x: expected a batch of samples \(N, ...\).*shape \(8,\).*"
+                                         r"x\[None\]"):
+        trainer.predict(x[0])
+    with pytest.raises(ValueError, match=r"Trainer.evaluate: x: expected a batch of samples"):
+        trainer.evaluate(x[0], y[:8])
+    assert trainer.predict(x[0][None]).shape == (1, 3)
+
+
+def test_callbacks_and_metrics_arguments(rng):
+    x, y = blobs(rng, n=24)
+    model = mlp()
+    assert make_trainer(model, callbacks=None).callbacks == []
+    stopper = gk.callbacks.EarlyStopping(monitor="loss")
+    assert make_trainer(model, callbacks=stopper).callbacks == [stopper]  # one callback, not in a list
+    assert make_trainer(model, metrics=None).metrics == ()
+    with pytest.raises(TypeError, match=r"callbacks: expected a list of gk.callbacks.Callback instances.*got int"):
+        make_trainer(model, callbacks=3)
+    with pytest.raises(TypeError, match=r"callbacks: expected gk.callbacks.Callback instances, got the class EarlyStopping"):
+        make_trainer(model, callbacks=[gk.callbacks.EarlyStopping])
+    with pytest.raises(TypeError, match=r"metrics: expected a list of names or callables \(or None\), got int"):
+        make_trainer(model, metrics=3)
+    with pytest.raises(TypeError, match=r"loss: expected a loss instance.*the class CrossEntropyLoss itself"):
+        gk.Trainer(model, nn.CrossEntropyLoss, gk.optim.Adam(model.parameters()))
+
+    def per_sample(out, target):
+        return out.argmax(axis=1) == target
+
+    with pytest.raises(TypeError, match=r"metrics: the metric 'per_sample' must return the batch mean as one number, "
+                                        r"got shape \(8,\)"):
+        make_trainer(model, metrics=(per_sample,)).fit(x, y, batch_size=8, verbose=0)

@@ -1,8 +1,11 @@
 // Version, build configuration, ISA selection, threads and the random generator.
 #include <cstdint>
+#include <optional>
+#include <string>
 
 #include "common.h"
 #include "gradkit/conv.h"
+#include "gradkit/cpu_cache.h"
 #include "gradkit/eltwise.h"
 #include "gradkit/gemm.h"
 #include "gradkit/isa.h"
@@ -54,20 +57,29 @@ void bind_core(py::module_& m) {
         return out;
       },
       "The ISAs this CPU and build can run, from generic up.");
+  cache_sizes();  // read at import: a bad GRADKIT_L*_CACHE_BYTES fails it with a clear message
   m.def(
       "gemm_blocking",
-      [] {
-        const GemmBlocking b = gemm_blocking_f32();
+      [](const std::optional<std::string>& isa, const std::string& dtype) {
+        if (dtype != "float32" && dtype != "float64") {
+          throw py::value_error("gemm_blocking: dtype: expected 'float32' or 'float64', got '" + dtype + "'");
+        }
+        const GemmBlocking b = gemm_blocking(isa ? parse_isa(*isa) : current_isa(), dtype == "float64");
         py::dict out;
         out["mr"] = b.mr;
         out["nr"] = b.nr;
         out["mc"] = b.mc;
         out["kc"] = b.kc;
         out["nc"] = b.nc;
+        out["l1d_bytes"] = b.l1d_bytes;
         out["l2_bytes"] = b.l2_bytes;
+        out["l3_bytes"] = b.l3_bytes;
         return out;
       },
-      "The float32 GEMM blocking of the current ISA, fitted to this core's L2 (GRADKIT_L2_CACHE_BYTES overrides it).");
+      py::arg("isa") = py::none(), py::arg("dtype") = "float32",
+      "The GEMM blocking of `isa`'s kernels (default: the current ISA) for dtype, derived from this core's "
+      "caches (l3_bytes: one core's share; 0 = unknown). GRADKIT_L1_CACHE_BYTES, GRADKIT_L2_CACHE_BYTES and "
+      "GRADKIT_L3_CACHE_BYTES override the sizes.");
   m.def(
       "kernel_isas",
       [] {

@@ -9,11 +9,11 @@
 // of FMAs on 1 or n threads: results are bit-identical.
 #include "gradkit/gemm.h"
 
-#include <unistd.h>
-
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 
+#include "gradkit/cpu_cache.h"
 #include "gradkit/isa.h"
 #include "gradkit/parallel.h"
 
@@ -32,33 +32,57 @@ const GemmKernels<T>& kernels_for(const GemmTable& t) {
   }
 }
 
-// This core's L2 in bytes, 0 when unknown (glibc reads it from cpuid, on Intel and AMD).
-// GRADKIT_L2_CACHE_BYTES overrides it: tests and benchmarks use it to run the blocking a
-// smaller cache gets.
-index_t l2_cache_bytes() {
-  static const index_t bytes = [] {
-    if (const char* env = std::getenv("GRADKIT_L2_CACHE_BYTES")) return static_cast<index_t>(std::atoll(env));
-#if defined(_SC_LEVEL2_CACHE_SIZE)
-    return static_cast<index_t>(std::max<long>(sysconf(_SC_LEVEL2_CACHE_SIZE), 0));
-#else
-    return index_t{0};
-#endif
-  }();
-  return bytes;
+}  // namespace
+
+// The cache blocks, derived from this core's caches (cpu_cache.h) and the micro-tile
+// (BLIS's analytical model, Low et al. 2016, in capacities rather than ways). Our
+// micro-kernel broadcasts A and loads B vectors, and the macro-kernel runs the jr loop
+// inside the ir loop, so the operands' roles are BLIS's swapped: the MR x kc micro-panel
+// of A stays in L1 while the kc x NR slivers of B stream through it from L2.
+// - kc (L1): the streaming sliver of B gets 2/3 of L1 and the resident panel of A 1/3;
+//   kc is the largest multiple of 8 with both in their share (and a K of several blocks
+//   is cut into equal blocks, kc_for).
+// - nc (L2): the kc x nc block of packed B is read once per micro-panel of A: it keeps
+//   half of L2 (whole slivers, at least 4).
+// - mc (L2): the packed mc x kc block of A is read once, right after packing: it takes a
+//   quarter of L2, next to B's half (whole micro-panels, at least one).
+// The L3 bounds neither: the blocks above are all that is reused. On a 48 KiB L1d /
+// 2 MiB L2 Xeon this gives the AVX-512 table's former constants (f32 8x32: mc/kc/nc
+// 512/256/1024; f64 8x16: 256/256/512); on Zen 3 (32 KiB / 512 KiB) AVX2 f32 6x16:
+// 96/336/192. Unknown sizes count as 32 KiB L1d and 512 KiB L2. Only kc changes
+// results: each element's chain of FMAs is cut at the K blocks alone.
+GemmBlocking gemm_blocking_for(index_t mr, index_t nr, index_t elem_bytes, const CacheSizes& cs) {
+  const index_t l1 = cs.l1d > 0 ? cs.l1d : 32 * 1024;
+  const index_t l2 = cs.l2 > 0 ? cs.l2 : 512 * 1024;
+  const index_t kc = std::max<index_t>(std::min(2 * l1 / (3 * nr * elem_bytes), l1 / (3 * mr * elem_bytes)) / 8 * 8, 8);
+  const index_t nc = std::max<index_t>(l2 / 2 / (kc * elem_bytes) / nr, 4) * nr;
+  const index_t mc = std::max<index_t>(l2 / 4 / (kc * elem_bytes) / mr, 1) * mr;
+  return {mr, nr, mc, kc, nc, cs.l1d, cs.l2, cs.l3};
 }
 
-// The macro-kernel streams the kc x nc block of packed B from L2 once per MR-row
-// panel of A. The tables' nc fill at most the L2 of the cores they were tuned on
-// (Zen 4 and Xeon: 1-2 MiB; Zen 2/3: 512 KiB); on a core whose L2 is smaller than
-// the block (Haswell to Skylake client cores: 256 KiB) the block is cut to half of
-// that L2, whole slivers, at least 4 of them. The blocking of N never changes a
-// result's bits: each element's chain of FMAs is fixed by KC alone.
+namespace {
+
+// The current table's kernels with their blocks (worked out once per ISA: the caches never change).
 template <class T>
-GemmKernels<T> fitted_to_l2(GemmKernels<T> kk, index_t l2) {
-  if (l2 > 0 && kk.kc * kk.nc * index_t{sizeof(T)} > l2) {
-    kk.nc = std::max(l2 / 2 / (kk.kc * index_t{sizeof(T)}) / kk.nr, index_t{4}) * kk.nr;
-  }
+GemmKernels<T> blocked(GemmKernels<T> kk) {
+  static const auto per_isa = [] {
+    std::array<GemmBlocking, kNumIsa> out{};
+    for (int i = 0; i < kNumIsa; ++i) out[i] = gemm_blocking(static_cast<Isa>(i), sizeof(T) == 8);
+    return out;
+  }();
+  const GemmBlocking& b = per_isa[static_cast<int>(gemm_table_isa())];
+  kk.mc = b.mc;
+  kk.kc = b.kc;
+  kk.nc = b.nc;
   return kk;
+}
+
+// The depth of the K blocks of a product of depth K: equal blocks of at most kc_max
+// (a multiple of 8), not kc_max blocks and a thin last one (K = 1024 with kc_max = 336:
+// four of 256, not 336 + 336 + 336 + 16). Depends on K and kc_max only.
+index_t kc_for(index_t K, index_t kc_max) {
+  if (K <= kc_max) return kc_max;
+  return std::min(kc_max, round_up(ceil_div(K, ceil_div(K, kc_max)), 8));
 }
 
 // Per-thread scratch, kept between calls (packing buffers are reused, never
@@ -157,8 +181,8 @@ void macro_kernel(const GemmKernels<T>& kk, const Problem<T>& pb, const Operands
 // so that nothing outside A or B is read.
 template <class T>
 void gemm_direct(const GemmKernels<T>& kk, const Problem<T>& pb) {
-  const index_t MR = kk.mr, NR = kk.nr, KC = kk.kc;
-  const index_t M = pb.M, N = pb.N, K = pb.K;
+  const index_t MR = kk.mr, NR = kk.nr;
+  const index_t M = pb.M, N = pb.N, K = pb.K, KC = kc_for(K, kk.kc);
   const index_t full_m = M / MR * MR;
   const bool pack_b = pb.csb != 1;
   const index_t full_n = pack_b ? 0 : N / NR * NR;  // columns of B read in place
@@ -186,8 +210,8 @@ void gemm_direct(const GemmKernels<T>& kk, const Problem<T>& pb) {
 // stays in L2) -> 3rd ic (MC, pack A) -> macro-kernel.
 template <class T>
 void gemm_packed(const GemmKernels<T>& kk, const Problem<T>& pb) {
-  const index_t MR = kk.mr, NR = kk.nr, MC = kk.mc, KC = kk.kc, NC = kk.nc;
-  const index_t M = pb.M, N = pb.N, K = pb.K;
+  const index_t MR = kk.mr, NR = kk.nr, MC = kk.mc, NC = kk.nc;
+  const index_t M = pb.M, N = pb.N, K = pb.K, KC = kc_for(K, kk.kc);
   const index_t kc_max = std::min(KC, K);
   T* a_pack = scratch<T, 0>(kc_max * std::min(MC, round_up(M, MR)));
   T* b_pack = scratch<T, 1>(kc_max * std::min(NC, round_up(N, NR)));
@@ -321,7 +345,7 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
           index_t csb, T beta, T* C, index_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
   if (M <= 0 || N <= 0) return;
   if (K < 0) K = 0;
-  const GemmKernels<T> kk = fitted_to_l2(kernels_for<T>(gemm_table()), l2_cache_bytes());
+  const GemmKernels<T> kk = blocked(kernels_for<T>(gemm_table()));
   // alpha == 0: A and B are not read (BLAS); C = act(beta * C + bias).
   static const T zero_operand[1] = {T(0)};
   if (alpha == T(0)) K = 0;
@@ -342,10 +366,12 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
   gemm_threads(kk, pb, direct, nt);
 }
 
-GemmBlocking gemm_blocking_f32() {
-  const index_t l2 = l2_cache_bytes();
-  const GemmKernels<float> kk = fitted_to_l2(gemm_table().f32, l2);
-  return {kk.mr, kk.nr, kk.mc, kk.kc, kk.nc, l2};
+GemmBlocking gemm_blocking(Isa isa, bool f64) {
+  const GemmTable* tables[kNumIsa] = {&gemm_table_generic, GK_X86_TABLE(gemm_table_avx2),
+                                      GK_X86_TABLE(gemm_table_avx512)};
+  const GemmTable& t = tables[static_cast<int>(isa)] != nullptr ? *tables[static_cast<int>(isa)] : gemm_table_generic;
+  return f64 ? gemm_blocking_for(t.f64.mr, t.f64.nr, sizeof(double), cache_sizes())
+             : gemm_blocking_for(t.f32.mr, t.f32.nr, sizeof(float), cache_sizes());
 }
 
 template void gemm<float>(index_t, index_t, index_t, float, const float*, index_t, index_t, const float*, index_t,

@@ -384,12 +384,13 @@ void gemm_pack_b(index_t k, index_t n, const T* b, index_t rs, index_t cs, T* ds
 namespace gk {
 namespace GK_ISA_NS {
 
-// One dtype's entry of an ISA's table: the micro-kernel, this ISA's packing
-// routines for its MR x NR, and the cache block sizes.
+// One dtype's entry of an ISA's table: the micro-kernel and this ISA's packing
+// routines for its MR x NR. The cache blocks are derived from the core's caches at
+// run time (gemm.cpp, gemm_blocking_for).
 template <class T, int MR, int NR>
-constexpr GemmKernels<T> gemm_kernels(GemmUkernelFn<T> ukernel, index_t mc, index_t kc, index_t nc) {
+constexpr GemmKernels<T> gemm_kernels(GemmUkernelFn<T> ukernel) {
   static_assert(MR > 0 && NR > 0, "empty micro-tile");
-  return {ukernel, &gemm_pack_a<T, MR>, &gemm_pack_b<T, NR>, MR, NR, mc, kc, nc};
+  return {ukernel, &gemm_pack_a<T, MR>, &gemm_pack_b<T, NR>, MR, NR, 0, 0, 0};
 }
 
 }  // namespace GK_ISA_NS

@@ -83,9 +83,10 @@ def show_config() -> str:
 
 
 def _gemm_line(b: dict) -> str:
-    l2 = f"{b['l2_bytes'] // 1024} KiB" if b["l2_bytes"] else "unknown"
+    def size(n):
+        return f"{n // 1024} KiB" if n else "unknown"
     return (f"  sgemm: {b['mr']}x{b['nr']} micro-tile, blocks mc/kc/nc {b['mc']}/{b['kc']}/{b['nc']} "
-            f"(L2 {l2})")
+            f"(L1d {size(b['l1d_bytes'])}, L2 {size(b['l2_bytes'])}, L3 {size(b['l3_bytes'])} per core)")
 
 
 _grad_state = threading.local()

@@ -211,9 +211,9 @@ def gemm(a: typing.Any, b: typing.Any, trans_a: bool = False, trans_b: bool = Fa
     """
     out = act(alpha * op(a) @ op(b) + beta * out + bias). op(x) = x.T when trans_x. bias has one value per column of out (or per row with bias_per_row).
     """
-def gemm_blocking() -> dict:
+def gemm_blocking(isa: str | None = None, dtype: str = 'float32') -> dict:
     """
-    The float32 GEMM blocking of the current ISA, fitted to this core's L2 (GRADKIT_L2_CACHE_BYTES overrides it).
+    The GEMM blocking of `isa`'s kernels (default: the current ISA) for dtype, derived from this core's caches (l3_bytes: one core's share; 0 = unknown). GRADKIT_L1_CACHE_BYTES, GRADKIT_L2_CACHE_BYTES and GRADKIT_L3_CACHE_BYTES override the sizes.
     """
 def get_isa() -> str:
     """

@@ -13,11 +13,17 @@ depends on returns it from ``state_dict()`` and takes it back in
 """
 from __future__ import annotations
 
+import copy
 import glob
 import math
 import os
 import warnings
 import zipfile
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock file
+    fcntl = None
 
 import numpy as np
 
@@ -227,9 +233,9 @@ class ModelCheckpoint(Callback, _Monitor):
         self.best, self.last_saved = float(state["best"]), state["last_saved"]
 
 
-_BACKUP_FORMAT = "gradkit-backup-2"
+_BACKUP_FORMAT = "gradkit-backup-3"
 _BACKUP_KEYS = ("format", "fit", "position", "rng", "epoch_rng", "sums", "steps", "stop_training", "model",
-                "optimizer", "scheduler", "callbacks", "history")
+                "optimizer", "scheduler", "classes", "callbacks", "history")
 
 
 def _rng_pair(value) -> tuple:
@@ -255,6 +261,15 @@ class BackupAndRestore(Callback):
     (including an EarlyStopping stop) the backup is deleted; when it ends by an
     exception the backup stays.
 
+    A backup records what it belongs to: the fit's settings (epochs, shuffle, batch_size,
+    drop_last, the number of samples and of ranks) and a fingerprint of the training data
+    (shapes, dtypes and a hash of 64 rows at fixed positions). A fit resumes a backup only
+    when all of these match, and only after checking the whole backup against the model,
+    the optimizer, the scheduler and the callbacks: a backup that is refused raises
+    ValueError naming what differs, changes nothing, and is kept. A lock file
+    (``backup_dir/.lock``, ``fcntl.flock``) makes a second process given the same
+    backup_dir fail at once (RuntimeError) instead of sharing it.
+
     Args:
         backup_dir: directory for the backup files (created if missing). Use one
             directory per training run.
@@ -270,8 +285,8 @@ class BackupAndRestore(Callback):
     resume needs the same number of ranks.
 
     Raises (in ``fit``) ValueError when the backup cannot be read, or was written by
-    a different setup (other data size, batch size, number of ranks, callbacks or
-    scheduler); the model's and the optimizer's ``load_state_dict`` check the rest.
+    a different setup (other settings or data, model, optimizer, scheduler or callbacks),
+    before anything is restored; RuntimeError when another process holds backup_dir.
     """
 
     _runs_last = True  # the Trainer calls it after the other callbacks
@@ -292,6 +307,7 @@ class BackupAndRestore(Callback):
         self.delete_checkpoint = bool(delete_checkpoint)
         self._epoch = 0
         self._steps = 0  # batches trained over all epochs, resumed ones included
+        self._lock = None  # the open lock file while a fit runs (rank 0)
 
     @property
     def _paths(self):
@@ -331,14 +347,49 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs=None):
         if not self.delete_checkpoint or not self._writes():
             return
+        # Only this fit's own backup is here: a backup of another fit stopped it in on_train_begin.
         for path in self._paths:
             if os.path.exists(path):
                 os.remove(path)
         self._remove_temp_files()
+        self._fit_ended()
         try:
             os.rmdir(self.backup_dir)  # only when nothing else is in it
         except OSError:
             pass
+
+    # -- the lock ---------------------------------------------------------------------
+    def _take_lock(self):
+        """Hold ``backup_dir/.lock`` (an exclusive flock) until the fit ends; RuntimeError if another holds it."""
+        if fcntl is None or self._lock is not None:
+            return
+        path = os.path.join(self.backup_dir, ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RuntimeError(f"BackupAndRestore: backup_dir: {self.backup_dir!r} is in use by another "
+                               f"training process (pid {holder}, holding {path}); give each run its own "
+                               "backup_dir") from None
+        except OSError:  # a file system without flock (some network mounts): run unlocked, as before
+            os.close(fd)
+            return
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock = fd
+
+    def _fit_ended(self):
+        """Remove the lock file and release the lock (the Trainer calls this however fit ends)."""
+        if self._lock is None:
+            return
+        try:  # removed while held: a process that opens it later gets a new file and its own lock
+            os.remove(os.path.join(self.backup_dir, ".lock"))
+        except OSError:
+            pass
+        os.close(self._lock)  # closing the descriptor releases the flock
+        self._lock = None
 
     # -- ranks ------------------------------------------------------------------------
     def _comm(self):
@@ -378,16 +429,16 @@ class BackupAndRestore(Callback):
             "model": trainer.model.state_dict(),
             "optimizer": trainer.optimizer.state_dict(),
             "scheduler": None if trainer.scheduler is None else trainer.scheduler.state_dict(),
+            "classes": {"model": type(trainer.model).__name__, "optimizer": type(trainer.optimizer).__name__,
+                        "scheduler": None if trainer.scheduler is None else type(trainer.scheduler).__name__},
             "callbacks": [[type(cb).__name__, cb.state_dict()] for cb in self._others()],
             "history": {"history": history.history, "epoch": history.epoch, "epoch_time": history.epoch_time,
                         "train_time": history.train_time},
         }
 
     def _fit_settings(self) -> dict:
-        """What a resumed fit must share with the one backed up (batches are cut the same way)."""
-        params, shard = self.trainer.history.params, self.trainer._shard
-        return {"samples": params["samples"], "batch_size": params["batch_size"],
-                "ranks": 1 if shard is None else shard.world}
+        """What a resumed fit must share with the one backed up: its settings and data fingerprint."""
+        return dict(self.trainer._fit_setup)
 
     def _others(self):
         return [cb for cb in self.trainer.callbacks if cb is not self]
@@ -411,7 +462,8 @@ class BackupAndRestore(Callback):
         if os.path.exists(self.backup_dir) and not os.path.isdir(self.backup_dir):
             raise ValueError(f"BackupAndRestore: backup_dir: expected a directory, got the file {self.backup_dir!r}")
         os.makedirs(self.backup_dir, exist_ok=True)
-        self._remove_temp_files()
+        self._take_lock()  # before anything in the directory is touched
+        self._remove_temp_files()  # what a killed run left: no other process is writing here
         return self._read()
 
     def _read(self):
@@ -442,20 +494,10 @@ class BackupAndRestore(Callback):
         return None
 
     def _restore(self, state: dict) -> None:
+        """Check the whole backup against this fit, then (only then) restore it."""
+        self._check(state)
         trainer, history = self.trainer, self.trainer.history
-        who = f"BackupAndRestore: backup in {self.backup_dir!r}"
-        fit = self._fit_settings()
-        if state["fit"] != fit:
-            raise ValueError(f"{who} was written by a fit with {state['fit']}, this fit has {fit}; "
-                             "use another backup_dir or delete this one to train from the start")
-        saved_types = [name for name, _ in state["callbacks"]]
-        types = [type(cb).__name__ for cb in self._others()]
-        if saved_types != types:
-            raise ValueError(f"{who} was written with callbacks {saved_types}, this fit has {types}")
-        if (state["scheduler"] is None) != (trainer.scheduler is None):
-            raise ValueError(f"{who}: the backup has {'no' if state['scheduler'] is None else 'a'} scheduler, "
-                             f"this fit has {'none' if trainer.scheduler is None else 'one'}")
-        trainer.model.load_state_dict(state["model"])
+        trainer.model.load_state_dict(state["model"])  # all or nothing; checked by _check
         trainer.optimizer.load_state_dict(state["optimizer"])
         if trainer.scheduler is not None:
             trainer.scheduler.load_state_dict(state["scheduler"])
@@ -470,6 +512,96 @@ class BackupAndRestore(Callback):
         trainer._resume = {"epoch": int(position["epoch"]), "batch": int(position["batch"]),
                            "epoch_rng": _rng_pair(state["epoch_rng"]), "rng": _rng_pair(state["rng"]),
                            "sums": None if state["sums"] is None else state["sums"][self._rank()]}
+
+    def _check(self, state: dict) -> None:
+        """ValueError naming the first thing the backup does not share with this fit; changes nothing.
+
+        The optimizer's, the scheduler's and the callbacks' state dicts are loaded into shallow
+        copies of them (their own all-or-nothing checks), the model's entries are checked by keys,
+        shapes and kinds as ``Module.load_state_dict`` does.
+        """
+        trainer = self.trainer
+        who = f"BackupAndRestore: backup in {self.backup_dir!r}"
+        keep = "; the backup is kept: use another backup_dir, or delete this one to train from the start"
+        saved_types = [name for name, _ in state["callbacks"]]
+        types = [type(cb).__name__ for cb in self._others()]
+        if saved_types != types:
+            raise ValueError(f"{who} was written with callbacks {saved_types}, this fit has {types}{keep}")
+        if (state["scheduler"] is None) != (trainer.scheduler is None):
+            raise ValueError(f"{who}: the backup has {'no' if state['scheduler'] is None else 'a'} scheduler, "
+                             f"this fit has {'none' if trainer.scheduler is None else 'one'}{keep}")
+        classes = state["classes"]
+        for key, obj in (("model", trainer.model), ("optimizer", trainer.optimizer), ("scheduler", trainer.scheduler)):
+            name = None if obj is None else type(obj).__name__
+            if classes.get(key) != name:
+                raise ValueError(f"{who} was written with {key} {classes.get(key)}, this fit has {name}{keep}")
+        saved, fit = state["fit"], self._fit_settings()
+        if not isinstance(saved, dict):
+            raise ValueError(f"{who}: 'fit' entry: expected a dict of settings, got {type(saved).__name__}")
+        for key in fit:
+            if saved.get(key) == fit[key]:
+                continue
+            if key == "data" and isinstance(saved.get(key), dict):
+                part = next(k for k in fit[key] if saved[key].get(k) != fit[key][k])
+                what = {"rows": "the number of rows", "arrays": "the arrays' dtypes and shapes",
+                        "hash": "a hash of 64 sampled rows", "kind": "the dataset's type"}[part]
+                raise ValueError(f"{who} belongs to another fit: the training data differs ({what}: "
+                                 f"{saved[key].get(part)!r} there, {fit[key][part]!r} here){keep}")
+            raise ValueError(f"{who} belongs to another fit: {key} was {saved.get(key)!r} there, "
+                             f"{fit[key]!r} here{keep}")
+        try:
+            _check_model_state(trainer.model, state["model"])
+            _probe(trainer.optimizer).load_state_dict(state["optimizer"])
+            if trainer.scheduler is not None:
+                copy.copy(trainer.scheduler).load_state_dict(state["scheduler"])
+            for cb, (_, cb_state) in zip(self._others(), state["callbacks"]):
+                copy.copy(cb).load_state_dict(cb_state)
+            _check_progress(state)
+        except (TypeError, ValueError, KeyError, RuntimeError) as e:
+            raise ValueError(f"{who} does not fit this run: {type(e).__name__}: {e}{keep}") from None
+
+
+def _probe(optimizer):
+    """A shallow copy of ``optimizer`` whose ``load_state_dict`` changes nothing of the original."""
+    probe = copy.copy(optimizer)
+    probe.param_groups = [dict(group) for group in optimizer.param_groups]
+    probe._plans, probe._hypers = {}, {}
+    return probe
+
+
+def _check_model_state(model, saved) -> None:
+    """The checks of ``Module.load_state_dict`` (strict) without writing: keys, shapes, numeric kinds."""
+    current = model.state_dict()
+    if not isinstance(saved, dict):
+        raise TypeError(f"model: expected a dict of arrays, got {type(saved).__name__}")
+    missing, unexpected = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
+    if missing or unexpected:
+        raise RuntimeError(f"model: missing keys {missing}, unexpected keys {unexpected}")
+    for key, now in current.items():
+        value = np.asarray(saved[key])
+        now = np.asarray(now)
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"model: {key}: expected a numeric array, got dtype {value.dtype}")
+        if value.shape != now.shape:
+            raise ValueError(f"model: {key}: expected shape {now.shape}, got {value.shape}")
+        if now.dtype.kind in "biu" and value.dtype.kind == "f":
+            raise TypeError(f"model: {key}: expected an integer array (dtype {now.dtype}), got dtype {value.dtype}")
+
+
+def _check_progress(state) -> None:
+    """The position, generator states, running sums and history a resume reads."""
+    position = state["position"]
+    epoch, batch = int(position["epoch"]), int(position["batch"])
+    if epoch < 0 or batch < 0:
+        raise ValueError(f"position: expected epoch and batch >= 0, got {epoch}, {batch}")
+    _rng_pair(state["rng"])
+    _rng_pair(state["epoch_rng"])
+    if batch > 0 and not isinstance(state["sums"], (list, tuple)):
+        raise TypeError(f"sums: expected the running sums of a mid-epoch backup, got {type(state['sums']).__name__}")
+    int(state["steps"])
+    for key in ("history", "epoch", "epoch_time", "train_time"):
+        state["history"][key]
+
 
 # Diagnostics callbacks (gradkit/diagnostics/callbacks.py), imported last: they subclass Callback.
 from .diagnostics.callbacks import ActivationStats, UpdateRatio  # noqa: E402

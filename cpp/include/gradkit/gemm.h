@@ -10,6 +10,7 @@
 // fixed chunks summed in a fixed order. Either way results do not depend on the thread count.
 #pragma once
 #include "gradkit/common.h"
+#include "gradkit/cpu_cache.h"
 #include "gradkit/isa.h"
 
 namespace gk {
@@ -77,7 +78,7 @@ struct GemmKernels {
   GemmPackAFn<T> pack_a = nullptr;
   GemmPackBFn<T> pack_b = nullptr;
   index_t mr = 0, nr = 0;          // micro-tile
-  index_t mc = 0, kc = 0, nc = 0;  // cache blocks: packed A (L2), k depth, packed B (L3)
+  index_t mc = 0, kc = 0, nc = 0;  // cache blocks (gemm_blocking_for): packed A, k depth (kc_max), packed B
 };
 
 struct GemmTable {
@@ -92,11 +93,14 @@ extern const GemmTable gemm_table_generic, gemm_table_avx2, gemm_table_avx512;
 const GemmTable& gemm_table();
 Isa gemm_table_isa();
 
-// The float32 blocking GEMM runs with now: the current table's, fitted to this
-// core's L2 (l2_bytes, 0 when unknown). For show_config and tests.
+// A table's cache blocks on a core with these caches (gemm.cpp: BLIS's analytical model),
+// and the sizes they came from. For show_config and tests.
 struct GemmBlocking {
-  index_t mr, nr, mc, kc, nc, l2_bytes;
+  index_t mr, nr, mc, kc, nc;
+  index_t l1d_bytes, l2_bytes, l3_bytes;  // 0 when unknown
 };
-GemmBlocking gemm_blocking_f32();
+GemmBlocking gemm_blocking_for(index_t mr, index_t nr, index_t elem_bytes, const CacheSizes& cs);
+// The blocking `isa`'s float32 (or float64) kernels get on this core (cache_sizes()).
+GemmBlocking gemm_blocking(Isa isa, bool f64);
 
 }  // namespace gk

@@ -822,6 +822,21 @@ GK_ALWAYS_INLINE Vec<float> gelu_tail(Vec<float> x) {
 }  // namespace detail
 #endif
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// gelu() in two parts, for kernels that gather the tail lanes of many vectors into full
+// vectors (eltwise's GELU forward): gelu_fast(x, |x|) is gelu(x) in the lanes where
+// |x| < kGeluFastLimit (bit for bit), and detail::gelu_tail(x) in the others (NaN
+// included; lane-wise, so any lanes may be packed together).
+constexpr float kGeluFastLimit = 3.75f;
+GK_ALWAYS_INLINE Vec<float> gelu_fast(Vec<float> x, Vec<float> a) {
+  using V = Vec<float>;
+  Mask<float> idx;
+  const V w = detail::split_piece<0>(a, 2.0f, idx);  // piece j: 2a in [j - 1/2, j + 1/2]
+  const V q = detail::piece_poly(detail::kPhiTail8, idx, w);
+  return select_sign(x, x * q, (V)_mm256_fnmadd_ps((__m256)x, (__m256)q, (__m256)x));
+}
+#endif
+
 // GELU(x) = x Phi(x), float.
 // AVX-512: x detail::kPhiPiece(x) for |x| < 3.875 (about 19 operations).
 // AVX2: q = detail::kPhiTail8(|x|) = Phi(-|x|) for |x| < 3.75, y = x q for x < 0 and
@@ -837,13 +852,8 @@ GK_ALWAYS_INLINE Vec<float> gelu(Vec<float> x) {
   const V fast = x * detail::piece_poly(detail::kPhiPiece, idx, w);
   return detail::with_tail(abs(x), 3.875f, fast, [x] { return detail::gelu_tail(x); });
 #elif defined(__AVX2__)
-  using V = Vec<float>;
-  const V a = abs(x);
-  Mask<float> idx;
-  const V w = detail::split_piece<0>(a, 2.0f, idx);  // piece j: 2a in [j - 1/2, j + 1/2]
-  const V q = detail::piece_poly(detail::kPhiTail8, idx, w);
-  const V fast = select_sign(x, x * q, (V)_mm256_fnmadd_ps((__m256)x, (__m256)q, (__m256)x));
-  return detail::with_tail(a, 3.75f, fast, [x] { return detail::gelu_tail(x); });
+  const Vec<float> a = abs(x);
+  return detail::with_tail(a, kGeluFastLimit, gelu_fast(x, a), [x] { return detail::gelu_tail(x); });
 #else
   return gelu_general(x);
 #endif

@@ -1,5 +1,5 @@
-// The AVX2 GEMM table entries. Block sizes keep the kc x nc block of B
-// (512 KiB) within a typical AVX2 core's L2 (docs/kernels.md).
+// The AVX2 GEMM table entries; the cache blocks come from the core's caches at run time
+// (gemm.cpp, gemm_blocking_for; docs/kernels.md).
 #define GK_ISA_NS avx2
 #include "gemm/gemm_impl.h"
 
@@ -8,7 +8,7 @@ GK_DECLARE_GEMM_UKERNEL(f64_gemm_ukernel_6x8__avx2, double)
 
 namespace gk {
 constexpr GemmTable gemm_table_avx2 = {
-    GK_ISA_NS::gemm_kernels<float, 6, 16>(&GK_ISA_NS::f32_gemm_ukernel_6x16__avx2, 240, 256, 512),
-    GK_ISA_NS::gemm_kernels<double, 6, 8>(&GK_ISA_NS::f64_gemm_ukernel_6x8__avx2, 120, 256, 256),
+    GK_ISA_NS::gemm_kernels<float, 6, 16>(&GK_ISA_NS::f32_gemm_ukernel_6x16__avx2),
+    GK_ISA_NS::gemm_kernels<double, 6, 8>(&GK_ISA_NS::f64_gemm_ukernel_6x8__avx2),
     "avx2: f32 6x16, f64 6x8"};
 }  // namespace gk

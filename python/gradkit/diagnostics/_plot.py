@@ -32,9 +32,9 @@ def activation_stats(cb, path):
     names = list(cb.stats[0])
     ncols = min(len(names), 4)
     nrows = -(-len(names) // ncols)
+    fig = _figure("ActivationStats.plot", (14.0, 2.9 * nrows + 3.0))  # the install hint comes first
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure("ActivationStats.plot", (14.0, 2.9 * nrows + 3.0))
     top, bottom = fig.subfigures(2, 1, height_ratios=[2.9 * nrows, 3.0])
     x = np.arange(1, len(cb.stats) + 1)
     unit = "epoch" if cb.every_n_batches is None else f"recording (every {cb.every_n_batches} batches)"

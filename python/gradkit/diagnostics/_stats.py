@@ -44,8 +44,9 @@ def layer_kind(module):
 def _moments_std(moments, n):
     if n == 0:
         return math.nan, math.nan
-    mean = float(moments[0] / n)
-    return mean, math.sqrt(max(moments[1] / n - mean * mean, 0.0))
+    mean = float(moments[0]) / n  # Python floats: inf - inf is NaN without a warning (overflowed layers)
+    var = float(moments[1]) / n - mean * mean
+    return mean, (math.sqrt(max(var, 0.0)) if not math.isnan(var) else math.nan)
 
 
 class Accumulator:

@@ -102,6 +102,9 @@ class ActivationStats(Callback):
         dead / saturated fractions and standard deviations per recording as a PNG; returns path."""
         if not self.stats:
             raise ValueError("ActivationStats.plot: nothing to plot (no recording was made; train first)")
+        if not self.stats[0]:
+            raise ValueError("ActivationStats.plot: nothing to plot: the model has no activation layers "
+                             "(ReLU, Tanh, Sigmoid, GELU, ...) to record")
         return _plot.activation_stats(self, path)
 
 
@@ -125,7 +128,10 @@ class UpdateRatio(Callback):
 
     def __init__(self, low=1e-4, high=1e-2):
         super().__init__()
-        if not (0 < low < high):
+        for name, value in (("low", low), ("high", high)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"UpdateRatio: {name}: expected a number, got {type(value).__name__} ({value!r})")
+        if not (0 < low < high < math.inf):
             raise ValueError(f"UpdateRatio: low, high: expected 0 < low < high, got {low!r}, {high!r}")
         self.low, self.high = float(low), float(high)
         self.ratios = {}

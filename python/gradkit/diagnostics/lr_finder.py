@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .. import _random
+from ..train.trainer import check_optimizer_of
 from . import _plot
 from ._state import Snapshot
 
@@ -75,13 +76,17 @@ def lr_find(model, loss, optimizer, x, y, start_lr=1e-7, end_lr=10.0, num_iter=1
     for name, v in (("num_iter", num_iter), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2 - (name == "batch_size"):
             raise ValueError(f"lr_find: {name}: expected an integer >= {2 - (name == 'batch_size')}, got {v!r}")
+    check_optimizer_of("lr_find", model, optimizer)
     lrs, losses, raw = [], [], []
+    ratio = end_lr / start_lr
+    log_start, log_span = math.log(start_lr), math.log(end_lr) - math.log(start_lr)  # when the ratio overflows
     with Snapshot(model, optimizer):
         model.train()
         order = _random.permutation(len(x))
         pos, avg, best = 0, 0.0, math.inf
         for i in range(num_iter):
-            lr = start_lr * (end_lr / start_lr) ** (i / (num_iter - 1))
+            t = i / (num_iter - 1)
+            lr = start_lr * ratio ** t if math.isfinite(ratio) or not t else math.exp(log_start + log_span * t)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if pos >= len(x):

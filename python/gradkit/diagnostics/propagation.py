@@ -67,6 +67,12 @@ class PropagationReport:
 
 
 def _verdict(rows, input_std):
+    for r in rows:  # NaN statistics compare False everywhere below: name them first
+        acts_finite = math.isfinite(r["act_mean"]) and math.isfinite(r["act_std"])
+        if not acts_finite or (r["grad_std"] is not None and not math.isfinite(r["grad_std"])):
+            which, std = ("activations", r["act_std"]) if not acts_finite else ("gradients", r["grad_std"])
+            return (f"The {which} are not finite at layer '{r['name']}' ({r['type']}) (std {std:.3g}): the "
+                    "weights or the loss overflow; check the initialisation scale and the data.")
     ref = input_std if input_std > 0 else 1.0
     last_weighted = None  # the last layer with parameters before the current row
     previous_act = None
@@ -124,6 +130,11 @@ def propagation(model, x, y=None, loss=None):
         raise TypeError(f"propagation: model: expected a gk.nn.Module, got {type(model).__name__}")
     if not isinstance(x, np.ndarray):
         raise TypeError(f"propagation: x: expected a numpy.ndarray, got {type(x).__name__}")
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"propagation: x: expected a batch of at least one sample, got shape {x.shape}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ValueError(f"propagation: x: expected finite values, got {int(np.count_nonzero(~np.isfinite(x)))} "
+                         f"NaN/Inf of {x.size}")
     if (y is None) != (loss is None):
         raise ValueError("propagation: y, loss: expected both (to measure gradients) or neither, got "
                          f"{'only y' if loss is None else 'only loss'}")

@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .._config import no_grad
+from ..train.trainer import check_optimizer_of
 from ._state import Snapshot
 
 # The initial softmax cross-entropy must be within this fraction of ln(C).
@@ -76,13 +77,19 @@ def sanity_check(model, loss, x, y, optimizer=None):
             raise TypeError(f"sanity_check: {name}: expected a numpy.ndarray, got {type(a).__name__}")
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"sanity_check: x, y: expected the same number (>= 1) of samples, got {len(x)} and {len(y)}")
+    if optimizer is not None:
+        check_optimizer_of("sanity_check", model, optimizer)
     checks = []
     with Snapshot(model, optimizer):
         model.eval()
         initial = _data_loss(model, loss, x, y)
         with no_grad():
             out = model(x[:1])
-        if _is_cross_entropy(loss) and out.ndim == 2 and out.shape[1] > 1:
+        if _is_cross_entropy(loss) and out.ndim == 2 and out.shape[1] == 1:
+            ok = False  # softmax over one output is always 1: the loss is 0 whatever the weights
+            detail = (f"{initial:.4g}, but cross-entropy over 1 class is 0 for any weights: the model has one "
+                      "output; give it one output per class (>= 2), or use MSELoss for regression")
+        elif _is_cross_entropy(loss) and out.ndim == 2 and out.shape[1] > 1:
             expected = math.log(out.shape[1])
             ok = math.isfinite(initial) and abs(initial - expected) <= INITIAL_LOSS_TOLERANCE * expected
             detail = (f"{initial:.4f} against ln({out.shape[1]}) = {expected:.4f}"

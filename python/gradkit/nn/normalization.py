@@ -149,6 +149,15 @@ class _BatchNorm(_AffineNorm):
                              f"got shape {x.shape}")
         if self.running_mean is not None:
             self._check_dtype(x, self.running_mean.dtype)
+        # One value per channel has no batch statistics (SyncBatchNorm counts over all ranks itself).
+        if (type(self)._norm_forward is _BatchNorm._norm_forward and (self.training or self.running_mean is None)
+                and x.shape[1] and x.size // x.shape[1] == 1):
+            err = ValueError(f"{type(self).__name__}({self.num_features}): input: Expected more than 1 value per "
+                             f"channel when training (batch statistics), got shape {x.shape} (a batch of "
+                             "one sample: drop it with Trainer.fit(drop_last=True) or DataLoader(drop_last=True), "
+                             "or call .eval())")
+            err.module = self  # the Trainer names the layer
+            raise err
         return x
 
     def _stats_args(self):

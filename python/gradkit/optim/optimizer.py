@@ -35,10 +35,10 @@ def _float(owner: str, name: str, value) -> float:
 
 
 def check_nonneg(owner: str, name: str, value) -> None:
-    """ValueError unless ``value`` is a number >= 0 (NaN is rejected)."""
+    """ValueError unless ``value`` is a finite number >= 0 (NaN and inf are rejected)."""
     v = _float(owner, name, value)
-    if not v >= 0.0:
-        raise ValueError(f"{owner}: {name}: expected a value >= 0, got {value}")
+    if not 0.0 <= v < math.inf:
+        raise ValueError(f"{owner}: {name}: expected a finite value >= 0, got {value}")
 
 
 def check_unit(owner: str, name: str, value) -> None:

@@ -9,7 +9,9 @@ can stand in for the arrays (its batches, shuffling and augmentation then apply)
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 import sys
 import time
 
@@ -59,7 +61,37 @@ class _Metric:
     def batch_sum(self, out, y) -> float:
         if self._count is not None:
             return self._count(out, y)
-        return float(self._mean(out, y)) * len(out)
+        value = self._mean(out, y)
+        if np.ndim(value) != 0 or isinstance(value, (str, bytes)):
+            got = f"shape {np.shape(value)}" if isinstance(value, np.ndarray) else type(value).__name__
+            raise TypeError(f"Trainer: metrics: the metric {self.name!r} must return the batch mean as one "
+                            f"number, got {got}")
+        return float(value) * len(out)
+
+
+# The metrics argument's default: accuracy, for classification losses only (see Trainer).
+_DEFAULT_METRICS = ("accuracy",)
+_CLASSIFICATION_LOSSES = ("CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss")
+
+
+def _is_classification(loss) -> bool:
+    return any(c.__name__ in _CLASSIFICATION_LOSSES for c in type(loss).__mro__)
+
+
+def check_optimizer_of(who, model, optimizer) -> None:
+    """TypeError unless ``optimizer`` looks like a gk.optim optimizer; ValueError when it updates
+    none of ``model``'s parameters (it was built over another model: training would change nothing)."""
+    for attr in ("step", "zero_grad", "param_groups"):
+        if isinstance(optimizer, type) or not hasattr(optimizer, attr):
+            got = f"the class {optimizer.__name__}" if isinstance(optimizer, type) else type(optimizer).__name__
+            raise TypeError(f"{who}: optimizer: expected a gk.optim optimizer instance (e.g. "
+                            f"gk.optim.Adam(model.parameters())), got {got}")
+    mine = {id(p) for p in model.parameters()}
+    theirs = [p for group in optimizer.param_groups for p in group["params"]]
+    if mine and theirs and not any(id(p) in mine for p in theirs):
+        raise ValueError(f"{who}: optimizer: expected an optimizer over the model's parameters, got one over "
+                         f"{len(theirs)} other parameters (another model's?); build it with "
+                         "optimizer_class(model.parameters(), ...)")
 
 
 # -- argument checks -------------------------------------------------------------
@@ -94,8 +126,10 @@ class Trainer:
             epoch (``ReduceLROnPlateau`` with val_loss, else loss; ``OneCycleLR``
             once per batch).
         metrics (("accuracy",)): names ("accuracy") or callables
-            ``f(outputs, targets) -> batch mean``, reported per epoch.
-        callbacks (()): ``gk.callbacks.Callback`` instances.
+            ``f(outputs, targets) -> batch mean`` (one number), reported per epoch; None for
+            none. Left at its default, accuracy is reported for classification losses only
+            (``CrossEntropyLoss``), not for regression (``MSELoss``).
+        callbacks (()): ``gk.callbacks.Callback`` instances (a list, one callback, or None).
         clip_grad_norm (None): clip the global gradient L2 norm to this value
             before each step (``gk.optim.clip_grad_norm_``).
 
@@ -104,31 +138,46 @@ class Trainer:
         history: the ``History`` of the last ``fit``.
     """
 
-    def __init__(self, model, loss, optimizer, scheduler=None, metrics=("accuracy",), callbacks=(),
+    def __init__(self, model, loss, optimizer, scheduler=None, metrics=_DEFAULT_METRICS, callbacks=(),
                  clip_grad_norm=None):
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model: expected a gk.nn.Module, got {type(model).__name__}")
+        if isinstance(loss, type):
+            raise TypeError(f"Trainer: loss: expected a loss instance (e.g. gk.nn.CrossEntropyLoss()), got the "
+                            f"class {loss.__name__} itself (call it: {loss.__name__}())")
         if not (callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None))):
             raise TypeError(f"Trainer: loss: expected a loss module with forward and backward "
                             f"(e.g. gk.nn.CrossEntropyLoss()), got {type(loss).__name__}")
-        for attr in ("step", "zero_grad", "param_groups"):
-            if not hasattr(optimizer, attr):
-                raise TypeError(f"Trainer: optimizer: expected a gk.optim optimizer (missing .{attr}), "
-                                f"got {type(optimizer).__name__}")
+        check_optimizer_of("Trainer", model, optimizer)
         if scheduler is not None and not callable(getattr(scheduler, "step", None)):
             raise TypeError(f"Trainer: scheduler: expected a scheduler with .step(), got {type(scheduler).__name__}")
+        if metrics is _DEFAULT_METRICS and not _is_classification(loss):
+            metrics = ()  # accuracy means nothing for a regression loss
+        if metrics is None:
+            metrics = ()
         if isinstance(metrics, str) or callable(metrics):
             metrics = (metrics,)
+        if not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"Trainer: metrics: expected a list of names or callables (or None), "
+                            f"got {type(metrics).__name__}")
         self._metrics = [_Metric(m) for m in metrics]
         names = [m.name for m in self._metrics]
         if len(set(names)) != len(names) or "loss" in names or "lr" in names:
             raise ValueError(f"Trainer: metrics: names must be distinct and not 'loss' or 'lr', got {names}")
         from ..callbacks import Callback
 
+        if callbacks is None:
+            callbacks = []
+        elif isinstance(callbacks, Callback):
+            callbacks = [callbacks]
+        elif isinstance(callbacks, (str, bytes, dict)) or not hasattr(callbacks, "__iter__"):
+            raise TypeError(f"Trainer: callbacks: expected a list of gk.callbacks.Callback instances (or None), "
+                            f"got {type(callbacks).__name__}")
         callbacks = list(callbacks)
         for cb in callbacks:
             if not isinstance(cb, Callback):
-                raise TypeError(f"Trainer: callbacks: expected gk.callbacks.Callback instances, got {type(cb).__name__}")
+                got = f"the class {cb.__name__}" if isinstance(cb, type) else type(cb).__name__
+                raise TypeError(f"Trainer: callbacks: expected gk.callbacks.Callback instances, got {got}")
         # BackupAndRestore runs after the others: it restores their state after their on_train_begin
         # resets it, and backs up after their on_batch_end / on_epoch_end.
         callbacks.sort(key=lambda cb: bool(getattr(cb, "_runs_last", False)))
@@ -153,6 +202,8 @@ class Trainer:
         self._epoch_rng = None
         self._running = None
         self._shard = None  # this rank's part of the data when the model is distributed
+        self._fit_setup = None  # the running fit's settings and data fingerprint (for BackupAndRestore)
+        self._sample_of = None  # (batch, row) -> sample index in the running epoch (for error messages)
 
     # -- inputs -----------------------------------------------------------------
     def _check_x(self, x, who):
@@ -181,7 +232,7 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
-            verbose=1, initial_epoch=0):
+            verbose=1, initial_epoch=0, drop_last=False):
         """Train for ``epochs`` epochs of mini-batches; returns a ``History``.
 
         Args:
@@ -197,17 +248,25 @@ class Trainer:
             shuffle (True): reshuffle the training set every epoch (``gk.manual_seed``).
             verbose (1): 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
             initial_epoch (0): epoch to start at (to resume from a checkpoint).
+            drop_last (False): leave out each epoch's last batch when it is smaller than
+                batch_size (arrays; a DataLoader has its own drop_last). Batch norm cannot train on
+                a last batch of one sample.
 
         Raises:
-            FloatingPointError ("non-finite ... epoch E, batch B") when a loss or
-            gradient is NaN/Inf; the model keeps its last finite parameters and buffers.
+            FloatingPointError ("non-finite ... epoch E, batch B") when a loss or gradient is
+            NaN/Inf, or when an update made a parameter NaN/Inf (the update is undone): the
+            model keeps its last finite parameters and buffers.
+            An error inside a batch (a bad label, a layer refusing the batch) is raised again
+            with the epoch, the batch and the sample indices.
         """
         who = "Trainer.fit"
         x, y = self._check_xy(x, y, who)
+        if not isinstance(drop_last, (bool, np.bool_)):
+            raise TypeError(f"{who}: drop_last: expected True or False, got {drop_last!r}")
         epochs = _check_int(who, "epochs", epochs, 0)
         batch_size = _check_int(who, "batch_size", batch_size, 1)
         initial_epoch = _check_int(who, "initial_epoch", initial_epoch, 0)
-        if verbose not in (0, 1, 2):
+        if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
             raise ValueError(f"{who}: verbose: expected 0, 1 or 2, got {verbose!r}")
         if not (isinstance(validation_split, (int, float, np.number)) and 0.0 <= validation_split < 1.0):
             raise ValueError(f"{who}: validation_split: expected a fraction in [0, 1), got {validation_split!r}")
@@ -216,6 +275,9 @@ class Trainer:
             if validation_split > 0:
                 raise ValueError(f"{who}: validation_split: not available with a DataLoader; pass "
                                  "validation_data=<another DataLoader>")
+            if drop_last:
+                raise ValueError(f"{who}: drop_last: not available with a DataLoader; pass "
+                                 "DataLoader(..., drop_last=True)")
             batch_size, shuffle = loader.batch_size, loader.shuffle
         if isinstance(validation_data, DataLoader):
             x_val, y_val = validation_data, None
@@ -246,6 +308,12 @@ class Trainer:
                 local_n -= local_n % batch_size
             if shard.rank != 0:
                 verbose = 0  # only rank 0 prints
+        if drop_last:
+            local_n -= local_n % batch_size
+            if local_n == 0:
+                raise ValueError(f"{who}: drop_last: expected batch_size <= the training samples "
+                                 f"{'of each rank ' if shard is not None else ''}when dropping the last "
+                                 f"batch, got batch_size {batch_size} for {n} samples (no batch is left)")
 
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
@@ -253,8 +321,23 @@ class Trainer:
                           "validation_samples": 0 if x_val is None else _num_samples(x_val)}
         self.history = history
         self.stop_training = False
+        # What a BackupAndRestore backup must share with this fit to resume it (callbacks.py).
+        self._fit_setup = {"epochs": epochs, "shuffle": bool(shuffle), "batch_size": batch_size, "samples": n,
+                           "drop_last": bool(drop_last), "ranks": 1 if shard is None else shard.world,
+                           "data": _fingerprint(loader.dataset if loader is not None else (x, y))}
         for cb in self.callbacks:
             cb.set_trainer(self)
+        try:
+            return self._fit_epochs(x, y, loader, x_val, y_val, n, local_n, shard, epochs, batch_size, shuffle,
+                                    verbose, initial_epoch, drop_last, history, who)
+        finally:  # callbacks holding resources (BackupAndRestore's lock) release them however fit ends
+            for cb in self.callbacks:
+                release = getattr(cb, "_fit_ended", None)
+                if release is not None:
+                    release()
+
+    def _fit_epochs(self, x, y, loader, x_val, y_val, n, local_n, shard, epochs, batch_size, shuffle, verbose,
+                    initial_epoch, drop_last, history, who):
         for cb in self.callbacks:
             cb.on_train_begin({})
         # BackupAndRestore restored a killed run in on_train_begin: continue from its backup's position.
@@ -268,6 +351,7 @@ class Trainer:
         elif loader is None:
             x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
         nbatches = len(loader) if loader is not None and shard is None else -(-local_n // batch_size)
+        stop = n - n % batch_size if drop_last else n  # unshuffled arrays: where the batches end
 
         logs = {k: v[-1] for k, v in history.history.items()}  # the last epoch's, when resumed
         for epoch in range(initial_epoch, epochs):
@@ -288,6 +372,8 @@ class Trainer:
                 order = _random.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
             if shard is not None:
                 order = shard.indices(order)
+            if loader is None and drop_last and (shuffle or shard is not None):
+                order = order[:len(order) - len(order) % batch_size]
             start_batch, sums = 0, None
             if mid_epoch:  # then skip the batches done, with the generator where the backup left it
                 _core.set_rng_state(*resume["rng"])
@@ -298,7 +384,11 @@ class Trainer:
                 batches = _gathered_batches(x, y, order[start_batch * batch_size:], bufs)
             else:
                 batches = ((x[lo:lo + batch_size], y[lo:lo + batch_size])
-                           for lo in range(start_batch * batch_size, n, batch_size))
+                           for lo in range(start_batch * batch_size, stop, batch_size))
+                order = None
+            # The sample (index into the training data) of row r of batch b, for error messages.
+            self._sample_of = (lambda b, r, order=order: int(order[b * batch_size + r]) if order is not None
+                               else b * batch_size + r)
             bar = self._progress_bar(epoch, epochs, local_n, verbose)
             try:
                 logs = self._train_epoch(epoch, batches, nbatches, bar, start_batch, sums)
@@ -373,6 +463,27 @@ class Trainer:
                                  "which keeps its last finite state. Lower the learning rate, clip gradients "
                                  "(clip_grad_norm=...) or check the data for NaN/Inf.")
 
+    def _batch_error(self, e, epoch, batch, nbatches, xb, yb):
+        """Raise ``e`` again naming the epoch, the batch and its samples (and the sample of a bad label)."""
+        rows = [self._sample_of(batch, r) for r in range(len(xb))]
+        span = (f"sample {rows[0]}" if len(rows) == 1 else f"samples {rows[0]}..{rows[-1]}"
+                if rows == list(range(rows[0], rows[0] + len(rows))) else f"samples {rows[:4]}... (shuffled)")
+        where = f"epoch {epoch + 1}, batch {batch + 1} of {nbatches} (1-based; {span})"
+        found = re.search(r"got label (-?\d+) at index (\d+)", str(e))
+        if found is not None and int(found.group(2)) < len(xb):
+            sample = self._sample_of(batch, int(found.group(2)))
+            where = f"y[{sample}] = {found.group(1)} (sample {sample}, epoch {epoch + 1}, batch {batch + 1} of {nbatches})"
+        layer = getattr(e, "module", None)
+        if layer is not None:
+            name = next((n for n, m in self.model.named_modules() if m is layer), None)
+            if name:
+                where += f" in layer {name!r}"
+        try:
+            again = type(e)(f"Trainer.fit: {where}: {e}")
+        except Exception:  # an exception type with other constructor arguments: as it came
+            raise e from None
+        raise again from e
+
     def _grads_finite(self, params) -> bool:
         """True when every trainable parameter's gradient is finite (frozen ones are not looked at)."""
         params = [p for p in params if p._requires_grad]
@@ -422,14 +533,18 @@ class Trainer:
         ranks = 1 if self._shard is None else self._shard.world  # the bar shows the rate over all ranks
         seen_before, start = seen, time.perf_counter()
         model.train()
+        guard = _StepGuard(params, opt)
         for b, (xb, yb) in enumerate(batches, start_batch):
             m = len(xb)
             for cb in begin_cbs:
                 cb.on_batch_begin(b, {"size": m})
             snapshot = [mod._buffers[name].copy() for mod, name in refs]
             opt.zero_grad()
-            out = model(xb)
-            value = float(loss.forward(out, yb))
+            try:
+                out = model(xb)
+                value = float(loss.forward(out, yb))
+            except (ValueError, TypeError, IndexError) as e:
+                self._batch_error(e, epoch, b, nbatches, xb, yb)
             if not math.isfinite(value):
                 self._non_finite(f"loss ({value})", epoch, b, nbatches, snapshot, refs)
             model._backward_maybe_input(loss.backward(), False)  # nothing needs d input
@@ -439,7 +554,12 @@ class Trainer:
                     self._non_finite(f"gradient (norm {norm})", epoch, b, nbatches, snapshot, refs)
             elif not self._grads_finite(params):
                 self._non_finite("gradient", epoch, b, nbatches, snapshot, refs)
+            guard.save()
             opt.step()
+            if not guard.finite():  # the update overflowed: undo it, then stop as for a non-finite gradient
+                guard.undo()
+                self._non_finite("parameters after the update (the update was undone)",
+                                 epoch, b, nbatches, snapshot, refs)
             if per_batch_sched:
                 self.scheduler.step()
             loss_sum += value * m
@@ -507,6 +627,7 @@ class Trainer:
             with no_grad():
                 for xb, yb in self._inference_batches(x, y, batch_size, who, targets=True):
                     out = self.model(xb)
+                    _check_batch_axis(who, xb, out)
                     loss_sum += float(self.loss.forward(out, yb)) * len(xb)
                     for i, metric in enumerate(self._metrics):
                         metric_sums[i] += metric.batch_sum(out, yb)
@@ -541,6 +662,7 @@ class Trainer:
                     return np.asarray(self.model(x))
                 for xb, _ in self._inference_batches(x, None, batch_size, who, targets=False):
                     out = self.model(xb)
+                    _check_batch_axis(who, xb, out)
                     if result is None:
                         result = np.empty((total,) + out.shape[1:], dtype=out.dtype)
                     result[lo:lo + len(xb)] = out
@@ -591,6 +713,15 @@ class Trainer:
         return int(state["epoch"])
 
 
+def _check_batch_axis(who, xb, out) -> None:
+    """ValueError when the model's output does not keep the batch axis of its input (x without one)."""
+    out = np.asarray(out)
+    if out.ndim == 0 or len(out) != len(xb):
+        raise ValueError(f"{who}: x: expected a batch of samples (N, ...) with the batch axis first, got x of "
+                         f"shape {xb.shape}, for which the model returned shape {out.shape}; for one sample "
+                         "pass x[None] (or x[i:i + 1])")
+
+
 def _num_samples(x) -> int:
     """Samples in an array, or per epoch of a DataLoader."""
     return x.num_samples if isinstance(x, DataLoader) else len(x)
@@ -604,6 +735,72 @@ def _gathered_batches(x, y, order, bufs):
         idx = order[lo:lo + bs]
         m = len(idx)
         yield gather(x, idx, xbuf[:m]), gather(y, idx, ybuf[:m])
+
+
+class _StepGuard:
+    """A copy of the parameters from before a step, to undo a step whose update overflowed
+    (finite gradients, a huge learning rate): ``save()`` before ``opt.step()`` (into buffers kept
+    across steps), ``finite()`` after it (one pass over the parameters), ``undo()`` if it was not.
+
+    The model's parameters come back bit for bit. The optimizer's state is not copied (for Adam
+    that would be three times the parameters, every step): state the undone step created is
+    removed, so a first step is undone exactly; existing moments keep that batch's (finite) gradient.
+    """
+
+    def __init__(self, params, optimizer):
+        self.params, self.opt = params, optimizer
+        self.copies = {}  # id(array) -> (array, its copy): reused while the arrays stay the same
+
+    def _copy(self, a):
+        kept = self.copies.get(id(a))
+        if kept is None or kept[0] is not a:
+            kept = self.copies[id(a)] = (a, np.empty_like(a))
+        np.copyto(kept[1], a)
+        return kept
+
+    def save(self):
+        self.saved_params = [self._copy(p.data) for p in self.params]
+        self.had_state = {p: set(st) for p, st in self.opt.state.items()}
+
+    def finite(self) -> bool:
+        total = 0.0
+        with np.errstate(over="ignore", invalid="ignore"):  # decided exactly below
+            for p in self.params:  # a sum of squares (BLAS: the fastest pass) is NaN/inf if any value is
+                d = p.data.reshape(-1)
+                total += float(np.dot(d, d))
+        if math.isfinite(total):
+            return True
+        return all(bool(np.isfinite(p.data).all()) for p in self.params)  # large finite squares overflow
+
+    def undo(self):
+        for a, saved in self.saved_params:
+            np.copyto(a, saved)
+        state = self.opt.state
+        for p in list(state):  # what this step created
+            if p not in self.had_state:
+                del state[p]
+            else:
+                for key in set(state[p]) - self.had_state[p]:
+                    del state[p][key]
+        self.opt._plans.clear()  # its prepared argument lists may hold arrays of the undone step
+
+
+def _fingerprint(data) -> dict:
+    """A cheap identity of the training data: sizes, dtypes and a hash of up to 64 rows at fixed
+    positions of each array (a DataLoader's ArrayDataset), so a resumed fit checks it has the same data."""
+    arrays = data if isinstance(data, tuple) else getattr(data, "arrays", None)
+    if arrays is None:  # another Dataset: its length and type only
+        return {"rows": len(data), "kind": type(data).__name__}
+    digest = hashlib.blake2b(digest_size=16)
+    described = []
+    for a in arrays:
+        a = np.asarray(a)
+        described.append(f"{a.dtype.str}{a.shape}")
+        if a.dtype.hasobject or len(a) == 0:
+            continue
+        rows = np.unique(np.linspace(0, len(a) - 1, num=min(len(a), 64)).astype(np.int64))
+        digest.update(np.ascontiguousarray(a[rows]).tobytes())
+    return {"rows": len(arrays[0]), "arrays": " ".join(described), "hash": digest.hexdigest()}
 
 
 def _callback_base():
