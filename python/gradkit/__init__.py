@@ -10,7 +10,7 @@ from . import nn
 from . import optim
 from .gradcheck import gradcheck
 from .serialization import load, save
-from . import callbacks, data, datasets, diagnostics, distributed, models
+from . import callbacks, data, datasets, diagnostics, distributed, models, onnx
 from .train import Trainer
 
 __version__ = _core.__version__
@@ -18,5 +18,5 @@ __version__ = _core.__version__
 __all__ = [
     "__version__", "get_num_threads", "set_num_threads", "manual_seed", "show_config", "no_grad",
     "is_grad_enabled", "gradcheck", "save", "load", "Trainer",
-    "ops", "nn", "optim", "callbacks", "data", "datasets", "diagnostics", "distributed", "models",
+    "ops", "nn", "optim", "callbacks", "data", "datasets", "diagnostics", "distributed", "models", "onnx",
 ]

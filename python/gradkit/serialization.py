@@ -214,18 +214,25 @@ def save(obj, path, *, compress: bool = False) -> None:
     if hasattr(path, "write") and not isinstance(path, (str, bytes, os.PathLike)):
         _write_npz(path, payload, compress)
         return
+    _atomic_write(path, lambda f: _write_npz(f, payload, compress), "gk.save")
+
+
+def _atomic_write(path, write, owner: str) -> None:
+    """Call ``write(f)`` on a temporary file in ``path``'s directory, fsync it and rename it over
+    ``path`` (``os.replace``): an existing file is replaced only by a complete one. ``owner``
+    names the caller in the error for a missing directory (gk.save, gk.onnx.export)."""
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"gk.save: path: directory {directory!r} does not exist")
+        raise FileNotFoundError(f"{owner}: path: directory {directory!r} does not exist")
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     # O_EXCL: never clobber another writer's temp file; mode 0o666 lets the umask decide, as open() does
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            _write_npz(f, payload, compress)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

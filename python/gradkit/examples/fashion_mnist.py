@@ -5,6 +5,7 @@ Run:
     python -m gradkit.examples.fashion_mnist --model mlp     # the MLP
     python examples/fashion_mnist.py --epochs 1 --subset 6000
     python -m gradkit.examples.fashion_mnist --augment       # random crops and flips
+    python examples/fashion_mnist.py --export model.onnx    # also write the trained model as ONNX
     mpiexec -n 2 python examples/fashion_mnist.py             # data parallel on 2 ranks
 
 The CNN is Conv(1,32,3,p1)-BN-ReLU-MaxPool2-Conv(32,64,3,p1)-BN-ReLU-MaxPool2-
@@ -18,7 +19,8 @@ from them, and the test set is touched once, at the end. ``--augment`` trains fr
 pads by 2, crops back to 28x28 at a random place and flips half the images,
 prepared on ``--workers`` background threads while the model trains. Per-epoch progress and
 test accuracy are printed; the learning curves (PNG) and the trained model
-(``gk.save`` of its state_dict) are written to ``--out``.
+(``gk.save`` of its state_dict) are written to ``--out``; ``--export PATH`` writes it as ONNX too
+(``gk.onnx.export``, needs ``pip install "gradkit[onnx]"``), for onnxruntime and other ONNX runtimes.
 
 Started by ``mpiexec -n N``, it trains data-parallel (``gk.distributed``): every rank takes
 ``--batch-size`` samples per step (N times that in all), only rank 0 prints and writes, and each
@@ -27,6 +29,7 @@ rank runs cores / N kernel threads unless ``--threads`` says otherwise.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -95,6 +98,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="directory with the four IDX files (default: search, then download)")
     p.add_argument("--out", default=os.path.join("runs", "fashion_mnist"), help="where to write curves and model")
+    p.add_argument("--export", metavar="PATH", default=None,
+                   help="write the trained model as an ONNX file to PATH (needs the onnx package)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     return p.parse_args(argv)
 
@@ -102,6 +107,8 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     """Train and evaluate; returns {"test_accuracy", "test_loss", "epoch_seconds", "history", "model"}."""
     args = parse_args(argv)
+    if args.export is not None and importlib.util.find_spec("onnx") is None:  # before training, not after
+        raise SystemExit('--export: gk.onnx.export needs the onnx package: pip install "gradkit[onnx]"')
     epochs = args.epochs if args.epochs is not None else (5 if args.model == "cnn" else 10)
     if args.schedule is None:
         args.schedule = "onecycle" if args.model == "cnn" else "cosine"
@@ -169,6 +176,10 @@ def main(argv=None) -> dict:
         model_path = os.path.join(args.out, f"{args.model}.npz")
         gk.save(model.state_dict(), model_path)
         print(f"saved the model to {model_path} (load with model.load_state_dict(gk.load(path)))")
+        if args.export is not None:
+            gk.onnx.export(model, x_test[:1], args.export)
+            print(f"exported the model to {args.export} (ONNX: input 'input', float32 (batch, 1, 28, 28) "
+                  "images prepared as prepare() does; output 'output', the logits)")
         try:
             curves = history.plot(os.path.join(args.out, f"{args.model}_curves.png"))
             print(f"saved the learning curves to {curves}")
