@@ -12,25 +12,8 @@ from gradkit.nn import _record
 from gradkit.nn import functional as F
 
 
-class Block(nn.Module):
-    """torchvision's BasicBlock (API.md's example)."""
-
-    def __init__(self, cin, cout, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(F.add(out, identity))
+# API.md's example block: torchvision's BasicBlock, written forward-only as a user writes it
+Block = gk.models.BasicBlock
 
 
 class HandBlock(nn.Module):

@@ -1,10 +1,11 @@
-"""DistributedDataParallel and Trainer over ranks: N ranks with batches of b train as one process with
+"""DistributedDataParallel and Trainer over ranks (derived-backward models too): N ranks with batches of b train as one process with
 batches of N * b; every rank holds the same bits after every step; only rank 0 writes."""
 import numpy as np
 import pytest
 
 import gradkit as gk
 from gradkit import nn
+from gradkit.nn import functional as F
 from dist_helpers import same_on_every_rank
 from nn_helpers import assert_close
 
@@ -46,6 +47,23 @@ class TwoLinear(nn.Module):
         return self.flatten.backward(self.a.backward(self.b.backward(dy)))
 
 
+class Branches(nn.Module):
+    """A residual join, a concatenation and a shared Linear called twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.body = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+        self.shared = nn.Linear(8, 8)
+        self.head = nn.Linear(64 + 8, 3)
+
+    def forward(self, x):
+        h = F.relu(self.stem(x))
+        h = F.max_pool2d(F.add(h, self.body(h)), 2)
+        g = self.shared(F.tanh(self.shared(F.global_avg_pool2d(F.cat([h, h])))))
+        return self.head(F.cat([F.flatten(h), g]))
+
+
 def fit(model, x, y, batch_size, epochs=2, callbacks=(), **fit_args):
     gk.manual_seed(7)  # the same permutations in both runs
     trainer = gk.Trainer(model, nn.CrossEntropyLoss(), gk.optim.Adam(model.parameters(), lr=1e-2),
@@ -54,7 +72,8 @@ def fit(model, x, y, batch_size, epochs=2, callbacks=(), **fit_args):
     return trainer, history
 
 
-@pytest.mark.parametrize("build, bucket_cap_mb", [(cnn, 25), (cnn, 1e-3), (residual, 1e-4), (TwoLinear, 25)])
+@pytest.mark.parametrize("build, bucket_cap_mb", [(cnn, 25), (cnn, 1e-3), (residual, 1e-4), (TwoLinear, 25),
+                                                  (Branches, 25), (Branches, 1e-4)])
 def test_ranks_with_batches_of_b_match_one_process_with_batches_of_world_b(world, build, bucket_cap_mb):
     rank, size, comm = world
     b = 6

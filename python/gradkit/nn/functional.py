@@ -348,6 +348,13 @@ def global_avg_pool2d(x):
 
 
 # -- layers as functions -------------------------------------------------------------------------------
+def _layer_arrays(op: str, x, weight, bias) -> list:
+    """``[x, weight]`` (+ ``bias`` unless None), checked as arrays of one float dtype."""
+    arrays = [_array(x, op, "x"), _array(weight, op, "weight")] + ([] if bias is None else [_array(bias, op, "bias")])
+    _same_dtype(op, arrays, ["x", "weight", "bias"])
+    return arrays
+
+
 class _Linear(Function):
     name = "linear"
 
@@ -364,12 +371,7 @@ class _Linear(Function):
 
 def linear(x, weight, bias=None):
     """``x @ weight.T + bias`` (as ``nn.Linear``): x (*, in), weight (out, in), bias (out,) or None."""
-    x, weight = _array(x, "linear", "x"), _array(weight, "linear", "weight")
-    arrays, names = [x, weight], ["x", "weight"]
-    if bias is not None:
-        arrays.append(_array(bias, "linear", "bias"))
-        names.append("bias")
-    _same_dtype("linear", arrays, names)
+    arrays = _layer_arrays("linear", x, weight, bias)
     ws = _shape(weight)
     if len(ws) != 2:
         raise ValueError(f"linear: weight: expected a 2-D array (out_features, in_features), got shape {ws}")
@@ -406,12 +408,7 @@ class _Conv2d(Function):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (as ``nn.Conv2d``): x (N, C, H, W), weight (OC, C/groups, KH, KW), bias (OC,) or None."""
-    x, weight = _array(x, "conv2d", "x"), _array(weight, "conv2d", "weight")
-    arrays, names = [x, weight], ["x", "weight"]
-    if bias is not None:
-        arrays.append(_array(bias, "conv2d", "bias"))
-        names.append("bias")
-    _same_dtype("conv2d", arrays, names)
+    arrays = _layer_arrays("conv2d", x, weight, bias)
     args = (stride, padding, dilation, groups)
 
     def compute(fn, d, w, b=None):
