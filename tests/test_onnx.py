@@ -496,8 +496,11 @@ def test_derived_blocks_in_a_sequential(tmp_path, rng):
 MODELS = {  # name: (builder, input shape, ONNX ops it must contain)
     "resnet18": (lambda: gk.models.resnet18(num_classes=10), (3, 64, 64), {"Add": 8, "GlobalAveragePool": 1}),
     "resnet20": (lambda: gk.models.resnet20(), (3, 32, 32), {"Add": 9, "GlobalAveragePool": 1}),
+    "resnet34": (lambda: gk.models.resnet34(num_classes=10), (3, 64, 64), {"Add": 16, "GlobalAveragePool": 1}),
+    "resnet56": (lambda: gk.models.resnet56(), (3, 32, 32), {"Add": 27, "GlobalAveragePool": 1}),
     # at 32x32 the features end at 1x1: the 7x7 adaptive pool copies them (two MatMuls with PyTorch's bins)
     "vgg11_bn": (lambda: gk.models.vgg11_bn(num_classes=10), (3, 32, 32), {"MatMul": 2, "Gemm": 3}),
+    "vgg16_bn": (lambda: gk.models.vgg16_bn(num_classes=10), (3, 32, 32), {"MatMul": 2, "Gemm": 3}),
     "mlp": (lambda: gk.models.mlp(784, [64, 32], 10, dropout=0.2), (1, 28, 28), {"Gemm": 3}),
 }
 
