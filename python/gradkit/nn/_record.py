@@ -78,10 +78,6 @@ def _subtree_caches(module) -> list:
     return [(m, m.__dict__.get("_cache")) for m in module.modules()]
 
 
-def _has_trainable(module) -> bool:
-    return any(getattr(p, "requires_grad", True) for p in module.parameters())
-
-
 # -- the derived backward ----------------------------------------------------------------------------
 class Node:
     """One recorded call: a module or a functional op, the value ids it read and returned.
@@ -315,7 +311,7 @@ def _or_zeros(d, meta):
 
 def _node_trainable(node) -> bool:
     if node.module is not None:
-        return _has_trainable(node.module)
+        return node.module._has_trainable_parameters()
     return node.fn.trainable()
 
 
@@ -391,7 +387,7 @@ class Function:
 
     def _param(self, i):
         p = self.slots[i] if i < len(self.slots) else None
-        return p if p is not None and getattr(p, "requires_grad", True) else None
+        return p if p is not None and p.requires_grad else None
 
     def trainable(self) -> bool:
         return any(self._param(i) is not None for i in range(len(self.slots)))

@@ -486,15 +486,7 @@ class Trainer:
 
     def _grads_finite(self, params) -> bool:
         """True when every trainable parameter's gradient is finite (frozen ones are not looked at)."""
-        params = [p for p in params if p._requires_grad]
-        total = 0.0
-        for p in params:
-            g = p.grad.reshape(-1)
-            total += float(np.dot(g, g))
-        if math.isfinite(total):
-            return True
-        # float32 squares of large but finite values can overflow: decide exactly.
-        return all(bool(np.isfinite(p.grad).all()) for p in params)
+        return _all_finite([p.grad for p in params if p._requires_grad])
 
     def _loader_batches(self, batches, who):
         """(x, y) of each DataLoader batch; the first x is checked like an array x."""
@@ -737,6 +729,18 @@ def _gathered_batches(x, y, order, bufs):
         yield gather(x, idx, xbuf[:m]), gather(y, idx, ybuf[:m])
 
 
+def _all_finite(arrays) -> bool:
+    """True when no array holds a NaN or an infinity: a sum of squares (BLAS, the fastest pass) is
+    finite then; only when it is not (float32 squares of large finite values overflow too) is each
+    array looked at exactly."""
+    total = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for a in arrays:
+            d = a.reshape(-1)
+            total += float(np.dot(d, d))
+    return math.isfinite(total) or all(bool(np.isfinite(a).all()) for a in arrays)
+
+
 class _StepGuard:
     """A copy of the parameters from before a step, to undo a step whose update overflowed
     (finite gradients, a huge learning rate): ``save()`` before ``opt.step()`` (into buffers kept
@@ -763,14 +767,7 @@ class _StepGuard:
         self.had_state = {p: set(st) for p, st in self.opt.state.items()}
 
     def finite(self) -> bool:
-        total = 0.0
-        with np.errstate(over="ignore", invalid="ignore"):  # decided exactly below
-            for p in self.params:  # a sum of squares (BLAS: the fastest pass) is NaN/inf if any value is
-                d = p.data.reshape(-1)
-                total += float(np.dot(d, d))
-        if math.isfinite(total):
-            return True
-        return all(bool(np.isfinite(p.data).all()) for p in self.params)  # large finite squares overflow
+        return _all_finite([p.data for p in self.params])
 
     def undo(self):
         for a, saved in self.saved_params:
