@@ -120,16 +120,18 @@ def test_p_zero_and_validation():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_module(dtype):
     m = gk.nn.Dropout(0.4)
-    assert repr(m) == "Dropout(p=0.4)"
+    assert repr(m) == "Dropout(p=0.4)" and m.training
     x = x_of(2 * 3 * 50, dtype).reshape(2, 3, 50)
     gk.manual_seed(3)
     y = m(x)
     gk.manual_seed(3)
     y_ops, mask = ops.dropout(x, 0.4)
+    assert y.dtype == dtype
     np.testing.assert_array_equal(y, y_ops)
     assert m._saved()["mask"].dtype == np.uint8  # only the packed mask is kept
     dy = x_of(300, dtype, seed=5).reshape(2, 3, 50)
     np.testing.assert_array_equal(m.backward(dy), ops.dropout_backward(dy, mask, 0.4))
+    assert not np.array_equal(m(x), y), "the next call draws a new mask"
     with pytest.raises(ValueError, match=r"dy: expected shape \(2, 3, 50\)"):
         m.backward(dy[0])
     m.eval()

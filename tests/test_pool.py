@@ -192,6 +192,8 @@ def test_pool_modules(rng, dtype, cls, kind):
         cls(0)
     with pytest.raises(ValueError, match="expected a 4-D array"):
         m(x[0])
+    with pytest.raises(ValueError, match="kernel_size"):  # a kernel larger than the input
+        cls(2)(np.ones((1, 1, 1, 1), dtype))
     with gk.no_grad():
         m(x)
     with pytest.raises(RuntimeError, match="no cached forward"):
