@@ -18,7 +18,7 @@ import pytest
 
 import gradkit as gk
 from nn_helpers import assert_close, check_backward_contract
-from test_pool import ref_adaptive_avg_pool
+from test_nn_pooling import ref_adaptive_avg_pool
 
 nn = gk.nn
 _erf = np.vectorize(math.erf)

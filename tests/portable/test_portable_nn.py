@@ -1,17 +1,17 @@
 """Every layer of gk.nn, forward and backward, float32 and float64, on small shapes with SIMD
 tails (1, 7, 17, 33 features or channels), for the emulated-CPU runs of .ci/run.
 
-The checks are tests/test_nn_all.py's (float64 forward against NumPy, gradcheck in float64,
+The checks are tests/test_nn_layer_contract.py's (float64 forward against NumPy, gradcheck in float64,
 float32 against float64 on every ISA and 1 and 2 threads), run on this file's table.
 """
 import numpy as np
 import pytest
 
 import gradkit as gk
-import test_nn_all as all_
+import test_nn_layer_contract as all_
 from gradkit import nn
-from test_nn_all import Spec, ref_batchnorm, ref_groupnorm, ref_instancenorm, ref_layernorm, ref_linear, ref_pool
-from test_pool import ref_adaptive_avg_pool
+from test_nn_layer_contract import Spec, ref_batchnorm, ref_groupnorm, ref_instancenorm, ref_layernorm, ref_linear, ref_pool
+from test_nn_pooling import ref_adaptive_avg_pool
 
 SPECS = [
     Spec("Linear(17,33)", lambda: nn.Linear(17, 33), (7, 17), ref_linear, ("Linear",)),
