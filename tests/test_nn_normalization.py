@@ -108,6 +108,13 @@ def rand(rng, shape, dtype, loc=0.0, scale=1.0):
 DTYPES = [np.float32, np.float64]
 
 
+def case(rng, shape, dtype, pshape, affine, loc, scale):
+    """x (mean loc, std scale), dy, and weight and bias of shape pshape (None unless affine)."""
+    x, dy = rand(rng, shape, dtype, loc=loc, scale=scale), rand(rng, shape, dtype)
+    w, b = (rand(rng, pshape, dtype), rand(rng, pshape, dtype)) if affine else (None, None)
+    return x, dy, w, b
+
+
 def run_and_check(kind, arg, x, dy, w, b, eps, tol, tol_dx, scale_dx=1.0):
     """Forward and backward of one kernel ("ln": arg = normalized_shape, "gn": arg = num_groups,
     "bn": batch statistics) against the float64 reference; the parameter gradients are
@@ -156,10 +163,7 @@ BN_SHAPES = [(2, 1), (5, 3), (33, 17), (70, 130), (4, 3, 7), (2, 3, 5, 7), (3, 5
 @pytest.mark.parametrize("affine", [True, False])
 def test_batch_norm_train_matches_reference(isa, threads, rng, dtype, shape, affine):
     c = shape[1]
-    x = rand(rng, shape, dtype, loc=0.5, scale=2.0)
-    dy = rand(rng, shape, dtype)
-    w = rand(rng, c, dtype) if affine else None
-    b = rand(rng, c, dtype) if affine else None
+    x, dy, w, b = case(rng, shape, dtype, c, affine, loc=0.5, scale=2.0)
     rm0, rv0 = rand(rng, c, dtype), (1.0 + rng.random(c)).astype(dtype)
     rm, rv = rm0.copy(), rv0.copy()
     y, mean, rstd = ops.batch_norm_forward(x, w, b, rm, rv, training=True, momentum=0.1, eps=1e-5)
@@ -199,11 +203,8 @@ BN_RELU_SHAPES = [(2, 1), (5, 3), (70, 130), (1, 4, 3, 3), (2, 3, 5, 7), (3, 5, 
 @pytest.mark.parametrize("affine", [True, False])
 def test_batch_norm_relu_matches_reference(isa, threads, rng, dtype, shape, with_res, affine):
     c = shape[1]
-    x = rand(rng, shape, dtype, loc=0.5, scale=2.0)
-    dy = rand(rng, shape, dtype)
+    x, dy, w, b = case(rng, shape, dtype, c, affine, loc=0.5, scale=2.0)
     res = rand(rng, shape, dtype) if with_res else None
-    w = rand(rng, c, dtype) if affine else None
-    b = rand(rng, c, dtype) if affine else None
     rm0, rv0 = rand(rng, c, dtype), (1.0 + rng.random(c)).astype(dtype)
     rm, rv = rm0.copy(), rv0.copy()
     y, mean, rstd = ops.batch_norm_relu_forward(x, w, b, rm, rv, residual=res, training=True, eps=1e-5)
@@ -468,10 +469,7 @@ LN_CASES = [((4, 5), (5,)), ((3, 2, 7), (2, 7)), ((1, 1), (1,)), ((0, 5), (5,)),
 @pytest.mark.parametrize("shape,nshape", LN_CASES, ids=str)
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm_matches_reference(isa, threads, rng, dtype, shape, nshape, affine):
-    x = rand(rng, shape, dtype, loc=-1.0, scale=3.0)
-    dy = rand(rng, shape, dtype)
-    w = rand(rng, nshape, dtype) if affine else None
-    b = rand(rng, nshape, dtype) if affine else None
+    x, dy, w, b = case(rng, shape, dtype, nshape, affine, loc=-1.0, scale=3.0)
     run_and_check("ln", nshape, x, dy, w, b, 1e-5, tol=TOL[dtype] * 10, tol_dx=TOL[dtype] * 20)
 
 
@@ -501,11 +499,7 @@ GN_CASES = [((2, 6, 5, 3), 1), ((2, 6, 5, 3), 2), ((2, 6, 5, 3), 3), ((2, 6, 5, 
 @pytest.mark.parametrize("shape,groups", GN_CASES, ids=str)
 @pytest.mark.parametrize("affine", [True, False])
 def test_group_norm_matches_reference(isa, threads, rng, dtype, shape, groups, affine):
-    c = shape[1]
-    x = rand(rng, shape, dtype, loc=1.0, scale=2.0)
-    dy = rand(rng, shape, dtype)
-    w = rand(rng, c, dtype) if affine else None
-    b = rand(rng, c, dtype) if affine else None
+    x, dy, w, b = case(rng, shape, dtype, shape[1], affine, loc=1.0, scale=2.0)
     run_and_check("gn", groups, x, dy, w, b, 1e-5, tol=TOL[dtype] * 10, tol_dx=TOL[dtype] * 20)
 
 

@@ -10,7 +10,8 @@ import pytest
 import gradkit as gk
 import test_nn_layer_contract as all_
 from gradkit import nn
-from test_nn_layer_contract import Spec, ref_batchnorm, ref_groupnorm, ref_instancenorm, ref_layernorm, ref_linear, ref_pool
+from test_nn_layer_contract import (Spec, ref_batchnorm, ref_groupnorm, ref_instancenorm, ref_layernorm, ref_linear,
+                                    ref_pool)
 from test_nn_pooling import ref_adaptive_avg_pool
 
 SPECS = [

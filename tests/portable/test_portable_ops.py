@@ -91,8 +91,7 @@ def group_norm(dtype, isa, threads, rng):
 def instance_norm(dtype, isa, threads, rng):
     for shape in [(2, 7, 3, 5), (1, 17, 1, 1), (1, 33, 2, 2)]:
         c = shape[1]
-        x, dy = test_nn_normalization.rand(rng, shape, dtype, loc=1.0, scale=2.0), test_nn_normalization.rand(rng, shape, dtype)
-        w, b = test_nn_normalization.rand(rng, c, dtype), test_nn_normalization.rand(rng, c, dtype)
+        x, dy, w, b = test_nn_normalization.case(rng, shape, dtype, c, True, loc=1.0, scale=2.0)
         dw, db = np.zeros(c, dtype), np.zeros(c, dtype)
         y, mean, rstd = ops.instance_norm_forward(x, w, b)
         dx = ops.instance_norm_backward(dy, x, mean, rstd, w, dw, db)
@@ -100,7 +99,8 @@ def instance_norm(dtype, isa, threads, rng):
         tol = test_nn_normalization.TOL[dtype] * 20
         for got, want, what in [(y, y_ref, "y"), (mean, mean_ref, "mean"), (rstd / rstd_ref, 1.0, "rstd"),
                                 (dx, dx_ref, "dx"), (dw, dw_ref, "dweight"), (db, db_ref, "dbias")]:
-            test_nn_normalization.assert_close(got, np.broadcast_to(want, np.shape(got)), tol, f"instance norm {shape} {what}")
+            test_nn_normalization.assert_close(got, np.broadcast_to(want, np.shape(got)), tol,
+                                               f"instance norm {shape} {what}")
 
 
 def batch_norm_relu(dtype, isa, threads, rng):
@@ -140,17 +140,17 @@ def conv2d_backward_parts(dtype, isa, threads, rng):
 
 
 def max_pool2d(dtype, isa, threads, rng):
-    test_nn_pooling.test_max_pool2d(isa, threads, rng, dtype, 1, 1, 0, (1, 1, 1, 1))
+    test_nn_pooling.test_pool2d(isa, threads, rng, "max", dtype, 1, 1, 0, (1, 1, 1, 1))
     for shape in POOL_SHAPES:
         for kernel, stride, padding in POOLS:
-            test_nn_pooling.test_max_pool2d(isa, threads, rng, dtype, kernel, stride, padding, shape)
+            test_nn_pooling.test_pool2d(isa, threads, rng, "max", dtype, kernel, stride, padding, shape)
 
 
 def avg_pool2d(dtype, isa, threads, rng):
-    test_nn_pooling.test_avg_pool2d(isa, threads, rng, dtype, 1, 1, 0, (1, 1, 1, 1))
+    test_nn_pooling.test_pool2d(isa, threads, rng, "avg", dtype, 1, 1, 0, (1, 1, 1, 1))
     for shape in POOL_SHAPES:
         for kernel, stride, padding in POOLS:
-            test_nn_pooling.test_avg_pool2d(isa, threads, rng, dtype, kernel, stride, padding, shape)
+            test_nn_pooling.test_pool2d(isa, threads, rng, "avg", dtype, kernel, stride, padding, shape)
 
 
 def global_avg_pool2d(dtype, isa, threads, rng):
