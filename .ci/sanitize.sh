@@ -34,8 +34,8 @@ export GK_FUZZ_SCALE=0.2   # a fifth of the fuzz cases: each runs ~5x slower und
 # (written to fd 2 by C code) reaches the log instead of dying with pytest's capture file.
 # (Not the tests that start Python under qemu: ASan's shadow memory does not run emulated.)
 python -m pytest -q -p no:cacheprovider --capture=sys -k "not emulated" \
-  tests/test_fuzz_ops.py tests/test_fuzz_layers.py tests/test_loss.py tests/test_pool.py tests/test_dropout.py \
-  tests/test_serialization.py tests/test_fork.py tests/test_core.py tests/test_size_overflow.py \
+  tests/test_fuzz_ops.py tests/test_fuzz_layers.py tests/test_nn_loss.py tests/test_nn_pooling.py tests/test_nn_dropout.py \
+  tests/test_serialization.py tests/test_fork.py tests/test_config.py tests/test_size_overflow.py \
   tests/test_module_threads.py \
   "$@"
 

@@ -6,6 +6,7 @@ would be on an AVX2 CPU. Each library reads its limit from the environment when 
 module sets the variables (unless already set) and must be imported first. Without GRADKIT_ISA it
 does nothing.
 """
+import argparse
 import os
 import sys
 
@@ -28,3 +29,11 @@ def describe() -> str:
     """One line naming the ISA each side runs."""
     limits = ", ".join(f"{k}={os.environ[k]}" for k in _LIMITS.get(ISA, {}) if k in os.environ)
     return f"GRADKIT_ISA={ISA or '(best)'}" + (f"; baselines held to it: {limits}" if limits else "")
+
+
+def side_by_side_parser(doc: str, rounds: int) -> argparse.ArgumentParser:
+    """The command line every side-by-side script starts from: --threads (2) and --rounds."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=rounds)
+    return p

@@ -13,7 +13,6 @@ channel) computes no input gradient.
 from __future__ import annotations
 
 import baseline_isa  # noqa: F401  (first: holds NumPy and PyTorch to GRADKIT_ISA)
-import argparse
 import time
 
 import numpy as np
@@ -29,9 +28,7 @@ SHAPES = [  # N, C, H, W, OC, need_dx
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=60)
+    p = baseline_isa.side_by_side_parser(__doc__, rounds=60)
     args = p.parse_args(argv)
     import torch
     from threadpoolctl import threadpool_limits

@@ -13,7 +13,6 @@ Set GRADKIT_ISA=avx2 (or generic) to run another ISA's kernels on the same cores
 from __future__ import annotations
 
 import baseline_isa  # noqa: F401  (first: holds NumPy and PyTorch to GRADKIT_ISA)
-import argparse
 import time
 
 import numpy as np
@@ -23,9 +22,7 @@ from bench_optim import CASES, TOTAL, bytes_moved, make_problem, make_step, make
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=30)
+    p = baseline_isa.side_by_side_parser(__doc__, rounds=30)
     p.add_argument("--only", default="", help="run the cases whose optimizer name contains this text")
     args = p.parse_args(argv)
     import torch

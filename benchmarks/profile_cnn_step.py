@@ -16,7 +16,6 @@ loaded machine, with ``--threads 1``, it leaves out the time other processes tak
 from __future__ import annotations
 
 import baseline_isa  # noqa: F401  (first: holds NumPy and PyTorch to GRADKIT_ISA)
-import argparse
 import time
 
 import numpy as np
@@ -46,9 +45,7 @@ def _best(fn, rounds):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=30)
+    p = baseline_isa.side_by_side_parser(__doc__, rounds=30)
     p.add_argument("--cpu", action="store_true", help="process CPU time instead of wall time")
     args = p.parse_args(argv)
     global CLOCK

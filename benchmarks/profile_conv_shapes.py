@@ -16,7 +16,6 @@ gradkit's fused batch_norm_relu ops against PyTorch's three ops (not in the tota
 from __future__ import annotations
 
 import baseline_isa  # noqa: F401  (first: holds NumPy and PyTorch to GRADKIT_ISA)
-import argparse
 import os
 import time
 
@@ -133,9 +132,7 @@ def bn_pairs(torch, n, c, h):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=15)
+    p = baseline_isa.side_by_side_parser(__doc__, rounds=15)
     p.add_argument("--batch", type=int, nargs="+", default=[32, 128, 512])
     p.add_argument("--net", nargs="+", default=list(NETS))
     p.add_argument("--only", default="")

@@ -118,17 +118,22 @@ def test_load_from_root(isolated, rng, compress):
     check_loaded(gk.datasets.load_fashion_mnist(root=isolated / "root", download=False), arrays)
 
 
+def check_root_env_cache(isolated, monkeypatch, load, check, sets):
+    """load finds root= first, then $GRADKIT_DATA, then the user cache (sets written there)."""
+    monkeypatch.setenv("GRADKIT_DATA", str(isolated / "env"))
+    check(load(root=isolated / "root", download=False), sets["root"])
+    check(load(download=False), sets["env"])
+    monkeypatch.delenv("GRADKIT_DATA")
+    check(load(download=False), sets["cache"])
+
+
 def test_search_order_root_env_cache_system(isolated, rng, monkeypatch):
     sets = {name: make_set(rng) for name in ("root", "env", "cache", "system")}
     write_set(isolated / "system", sets["system"])
     write_set(isolated / "cache" / "gradkit" / "fashion-mnist", sets["cache"], compress=False)
     write_set(isolated / "env" / "fashion-mnist", sets["env"])
     write_set(isolated / "root", sets["root"])
-    monkeypatch.setenv("GRADKIT_DATA", str(isolated / "env"))
-    check_loaded(gk.datasets.load_fashion_mnist(root=isolated / "root", download=False), sets["root"])
-    check_loaded(gk.datasets.load_fashion_mnist(download=False), sets["env"])
-    monkeypatch.delenv("GRADKIT_DATA")
-    check_loaded(gk.datasets.load_fashion_mnist(download=False), sets["cache"])
+    check_root_env_cache(isolated, monkeypatch, gk.datasets.load_fashion_mnist, check_loaded, sets)
     for name in NAMES:
         os.unlink(isolated / "cache" / "gradkit" / "fashion-mnist" / name)
     check_loaded(gk.datasets.load_fashion_mnist(download=False), sets["system"])
@@ -386,11 +391,7 @@ def test_cifar_search_order_root_env_cache(isolated, rng, monkeypatch):
     write_cifar(isolated / "cache" / "gradkit" / "cifar-10" / "cifar-10-batches-py", sets["cache"])
     write_cifar(isolated / "env" / "cifar-10-batches-py", sets["env"])
     write_cifar(isolated / "root", sets["root"])
-    monkeypatch.setenv("GRADKIT_DATA", str(isolated / "env"))
-    check_cifar(gk.datasets.load_cifar10(root=isolated / "root", download=False), sets["root"])
-    check_cifar(gk.datasets.load_cifar10(download=False), sets["env"])
-    monkeypatch.delenv("GRADKIT_DATA")
-    check_cifar(gk.datasets.load_cifar10(download=False), sets["cache"])
+    check_root_env_cache(isolated, monkeypatch, gk.datasets.load_cifar10, check_cifar, sets)
     os.unlink(isolated / "cache" / "gradkit" / "cifar-10" / "cifar-10-batches-py" / "test_batch")
     with pytest.raises(FileNotFoundError) as err:  # an incomplete directory is skipped
         gk.datasets.load_cifar10(download=False)

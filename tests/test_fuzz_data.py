@@ -36,14 +36,8 @@ class PerSample:
         return self.x[int(i)], int(self.y[int(i)])
 
 
-class BatchWise:
+class BatchWise(PerSample):
     """ds[index_array] -> (images, labels); no single-index access."""
-
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self):
-        return len(self.x)
 
     def __getitem__(self, idx):
         if np.ndim(idx) != 1:

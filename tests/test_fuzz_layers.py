@@ -165,7 +165,7 @@ MISUSE_LAYERS = {  # layer -> (a new one, whether it takes (n, 3) rows or (n, 2,
     "Sequential": (lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), True),
 }
 MISUSES = ["backward_first", "no_grad", "wrong_dy_shape", "wrong_dy_dtype"]
-BATCHES = [2, 3, 4, 5]  # batch norm refuses one sample per channel (tested in test_norm.py)
+BATCHES = [2, 3, 4, 5]  # batch norm refuses one sample per channel (tested in test_nn_normalization.py)
 MISUSE_SPACE = list(itertools.product(sorted(MISUSE_LAYERS), FLOATS, BATCHES, MISUSES))
 MISUSE_SEEN = set()
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import gradkit as gk
 from fuzz_helpers import (CASES, FLOATS, SIZES, SMALL, WRONG_DTYPES, arrays, check_close, check_error, check_ran,
                           checked, count, fuzz)
-from test_conv import ref_conv
+from test_nn_conv import ref_conv
 
 ops = gk.ops
 SQRT2 = np.sqrt(2.0)
@@ -348,7 +348,7 @@ def test_conv2d_forward(case):
 @checked
 def test_conv2d_backward(case, seed):
     """dx, dweight and dbias in the drawn dtype against the float64 NumPy reference's backward
-    (test_conv.ref_conv); and in float64, dx and dweight are the adjoints of the library's own
+    (test_nn_conv.ref_conv); and in float64, dx and dweight are the adjoints of the library's own
     forward: <conv(v, w), dy> = <v, dx> and <conv(x, u), dy> = <u, dweight>."""
     x, w, _, stride, pad, dil, groups, _ = case
     assume(conv_valid(x, w, stride, pad, dil))  # a kernel larger than the padded input
@@ -361,7 +361,7 @@ def test_conv2d_backward(case, seed):
     # in any order, with or without FMA, it is off by at most (L + 1)u times the sum of the |products|,
     # which is the same backward on |dy|, |x|, |w|. (The strategy's 3x3 kernels have at most 3
     # channels per group, on the direct kernels: Winograd, whose transforms round differently, is
-    # tested in test_conv.py.)
+    # tested in test_nn_conv.py.)
     n, oc, oh, ow = y_ref.shape
     lengths = ((oc // groups) * w.shape[2] * w.shape[3], n * oh * ow, n * oh * ow)
     sizes = ref_conv(np.abs(x), np.abs(w), None, stride, pad, dil, groups)[1](np.abs(dy))

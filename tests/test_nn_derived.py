@@ -107,16 +107,21 @@ def _double(m):
     return m.double()
 
 
+def _backward_once(m, rng, x):
+    """Forward, then backward of a random dy into zeroed gradients: y, dy, dx."""
+    y = m(x)
+    dy = rng.standard_normal(y.shape)
+    m.zero_grad()
+    return y, dy, m.backward(dy)
+
+
 @pytest.mark.parametrize("stride, cin, cout", [(1, 4, 4), (2, 3, 5)])
 def test_block_matches_the_hand_written_backward_and_central_differences(stride, cin, cout, rng):
     gk.manual_seed(0)
     block = _double(Block(cin, cout, stride))
     x = rng.standard_normal((2, cin, 7, 6))
     assert gk.gradcheck(block, x)
-    y = block(x)
-    dy = rng.standard_normal(y.shape)
-    block.zero_grad()
-    dx = block.backward(dy)
+    y, dy, dx = _backward_once(block, rng, x)
     grads = {n: p.grad.copy() for n, p in block.named_parameters()}
     ref = HandBlock(block)
     block.zero_grad()
@@ -139,10 +144,7 @@ def test_a_module_called_twice_gets_both_contributions(rng):
     gk.manual_seed(2)
     m = _double(Shared())
     x = rng.standard_normal((5, 4))
-    y = m(x)
-    dy = rng.standard_normal(y.shape)
-    m.zero_grad()
-    m.backward(dy)
+    y, dy, _ = _backward_once(m, rng, x)
     # the same computation unrolled into separate copies of the shared layers
     a, b = copy.deepcopy(m.lin), copy.deepcopy(m.lin)
     c, d = copy.deepcopy(m.seq), copy.deepcopy(m.seq)
@@ -273,10 +275,7 @@ def test_input_grad_false_skips_the_input_gradient_and_keeps_parameter_gradients
     gk.manual_seed(5)
     m = _double(TwoBranches())
     x = rng.standard_normal((3, 5))
-    y = m(x)
-    dy = rng.standard_normal(y.shape)
-    m.zero_grad()
-    m.backward(dy)
+    _, dy, _ = _backward_once(m, rng, x)
     full = [p.grad.copy() for p in m.parameters()]
     m(x)
     m.zero_grad()

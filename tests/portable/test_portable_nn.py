@@ -1,17 +1,22 @@
 """Every layer of gk.nn, forward and backward, float32 and float64, on small shapes with SIMD
 tails (1, 7, 17, 33 features or channels), for the emulated-CPU runs of .ci/run.
 
-The checks are tests/test_nn_all.py's (float64 forward against NumPy, gradcheck in float64,
-float32 against float64 on every ISA and 1 and 2 threads), run on this file's table.
+The checks are tests/test_nn_layer_contract.py's (float64 forward against NumPy, gradcheck in float64,
+float32 against float64 on every ISA and 1 and 2 threads), run on this file's table, and the Dropout,
+BatchNorm and loss module tests of test_nn_dropout.py, test_nn_normalization.py and test_nn_loss.py.
 """
 import numpy as np
 import pytest
 
 import gradkit as gk
-import test_nn_all as all_
+import test_nn_dropout
+import test_nn_layer_contract as all_
+import test_nn_loss
+import test_nn_normalization
 from gradkit import nn
-from test_nn_all import Spec, ref_batchnorm, ref_groupnorm, ref_instancenorm, ref_layernorm, ref_linear, ref_pool
-from test_pool import ref_adaptive_avg_pool
+from test_nn_layer_contract import (Spec, ref_batchnorm, ref_groupnorm, ref_instancenorm, ref_layernorm, ref_linear,
+                                    ref_pool)
+from test_nn_pooling import ref_adaptive_avg_pool
 
 SPECS = [
     Spec("Linear(17,33)", lambda: nn.Linear(17, 33), (7, 17), ref_linear, ("Linear",)),
@@ -120,23 +125,23 @@ def test_float32_against_float64(spec, isa, threads):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dropout_train_vs_eval(dtype):
-    all_.test_dropout_train_vs_eval(dtype)
+def test_dropout_module(dtype):
+    test_nn_dropout.test_module(dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name,shape", [("BatchNorm1d", (16, 4)), ("BatchNorm2d", (6, 4, 3, 5))])
-def test_batchnorm_running_statistics(name, shape, dtype):
-    all_.test_batchnorm_train_vs_eval_and_running_stats(name, shape, dtype)
+def test_batchnorm_running_statistics(name, shape, dtype, rng):
+    test_nn_normalization.test_batch_norm_module_defaults(rng, name, shape, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,c", [(1, 1), (7, 17), (2, 33)])
 def test_cross_entropy_loss(n, c, dtype):
-    all_.test_cross_entropy_matches_numpy_and_gradcheck(0.1, n, c, dtype)
+    test_nn_loss.test_cross_entropy_module_matches_float64_and_gradcheck(n, c, 0.1, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1,), (7, 17), (2, 33)])
 def test_mse_loss(shape, dtype):
-    all_.test_mse_matches_numpy_and_gradcheck(shape, dtype)
+    test_nn_loss.test_mse_module_matches_float64_and_gradcheck(shape, dtype)

@@ -4,6 +4,7 @@ import pytest
 
 import gradkit as gk
 from gradkit import ops
+from nn_helpers import check_backward_contract
 
 SIZES = [0, 1, 15, 17, 31, 33, 1000, 1000003]
 
@@ -120,16 +121,18 @@ def test_p_zero_and_validation():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_module(dtype):
     m = gk.nn.Dropout(0.4)
-    assert repr(m) == "Dropout(p=0.4)"
+    assert repr(m) == "Dropout(p=0.4)" and m.training
     x = x_of(2 * 3 * 50, dtype).reshape(2, 3, 50)
     gk.manual_seed(3)
     y = m(x)
     gk.manual_seed(3)
     y_ops, mask = ops.dropout(x, 0.4)
+    assert y.dtype == dtype
     np.testing.assert_array_equal(y, y_ops)
     assert m._saved()["mask"].dtype == np.uint8  # only the packed mask is kept
     dy = x_of(300, dtype, seed=5).reshape(2, 3, 50)
     np.testing.assert_array_equal(m.backward(dy), ops.dropout_backward(dy, mask, 0.4))
+    assert not np.array_equal(m(x), y), "the next call draws a new mask"
     with pytest.raises(ValueError, match=r"dy: expected shape \(2, 3, 50\)"):
         m.backward(dy[0])
     m.eval()
@@ -147,10 +150,4 @@ def test_module_validation_and_no_cache():
             gk.nn.Dropout(bad)
     with pytest.raises(TypeError, match="Dropout: p: expected a float"):
         gk.nn.Dropout(None)
-    m = gk.nn.Dropout(0.5)
-    with pytest.raises(RuntimeError, match="no cached forward"):
-        m.backward(np.ones(3, np.float32))
-    with gk.no_grad():
-        m(np.ones(3, np.float32))
-    with pytest.raises(RuntimeError, match="no cached forward"):
-        m.backward(np.ones(3, np.float32))
+    check_backward_contract(gk.nn.Dropout(0.5), np.ones(3, np.float32))

@@ -295,20 +295,26 @@ def test_conv2d_module_matches_reference_and_accumulates(rng, dtype):
     assert not m.weight.grad.any() and not m.bias.grad.any()
 
 
-def test_conv2d_module_init_as_pytorch():
+@pytest.mark.parametrize("cin,cout,k,groups", [(6, 8, 3, 2), (3, 8, 3, 1), (8, 16, (3, 5), 4), (1, 32, 3, 1)])
+def test_conv2d_module_init_as_pytorch(cin, cout, k, groups):
     gk.manual_seed(3)
-    m = gk.nn.Conv2d(6, 8, 3, groups=2)
-    assert m.weight.shape == (8, 3, 3, 3) and m.bias.shape == (8,) and m.weight.dtype == np.float32
-    bound = 1 / np.sqrt(3 * 3 * 3)
+    m = gk.nn.Conv2d(cin, cout, k, groups=groups)
+    kh, kw = _pair(k)
+    assert m.weight.shape == (cout, cin // groups, kh, kw) and m.bias.shape == (cout,)
+    assert m.weight.dtype == np.float32 and m.bias.dtype == np.float32
+    bound = 1 / np.sqrt(cin // groups * kh * kw)  # kaiming_uniform(a=sqrt(5)); fan_in counts groups
     for p in (m.weight.data, m.bias.data):
         assert np.abs(p).max() <= bound and np.abs(p).max() > 0.8 * bound
     assert abs(m.weight.data.mean()) < 0.1 * bound
     assert [n for n, _ in m.named_parameters()] == ["weight", "bias"]
     gk.manual_seed(3)
-    np.testing.assert_array_equal(gk.nn.Conv2d(6, 8, 3, groups=2).weight.data, m.weight.data)
-    nb = gk.nn.Conv2d(1, 2, 1, bias=False)
+    np.testing.assert_array_equal(gk.nn.Conv2d(cin, cout, k, groups=groups).weight.data, m.weight.data)
+    nb = gk.nn.Conv2d(cin, cout, k, groups=groups, bias=False)
     assert nb.bias is None and [n for n, _ in nb.named_parameters()] == ["weight"]
-    assert repr(m) == "Conv2d(6, 8, kernel_size=(3, 3), stride=(1, 1), groups=2)"
+
+
+def test_conv2d_module_repr():
+    assert repr(gk.nn.Conv2d(6, 8, 3, groups=2)) == "Conv2d(6, 8, kernel_size=(3, 3), stride=(1, 1), groups=2)"
     assert repr(gk.nn.Conv2d(1, 2, 3, padding=1, dilation=2, bias=False)) == \
         "Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(2, 2), bias=False)"
 

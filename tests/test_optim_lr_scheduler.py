@@ -289,6 +289,17 @@ def _advance(s, n):
         s.step(1.0) if isinstance(s, sched.ReduceLROnPlateau) else s.step()
 
 
+def assert_same_schedule(s, ref, steps=5):
+    """s and ref give the same lr at each of the next steps and end on the same epoch."""
+    seq, ref_seq = [], []
+    for _ in range(steps):
+        _advance(s, 1)
+        _advance(ref, 1)
+        seq.append(s.get_last_lr())
+        ref_seq.append(ref.get_last_lr())
+    assert seq == ref_seq and s.last_epoch == ref.last_epoch
+
+
 @pytest.mark.parametrize("kind,key,value,error,text", BAD_SCHEDULER_STATE)
 def test_scheduler_bad_state_dict_raises_and_changes_nothing(kind, key, value, error, text):
     opt, ref_opt = make_opt(momentum=0.9), make_opt(momentum=0.9)
@@ -306,13 +317,7 @@ def test_scheduler_bad_state_dict_raises_and_changes_nothing(kind, key, value, e
     with pytest.raises(error, match=text) as info:
         s.load_state_dict(bad)
     assert kind in str(info.value)
-    seq, ref_seq = [], []
-    for _ in range(5):
-        _advance(s, 1)
-        _advance(ref, 1)
-        seq.append(s.get_last_lr())
-        ref_seq.append(ref.get_last_lr())
-    assert seq == ref_seq and s.last_epoch == ref.last_epoch
+    assert_same_schedule(s, ref)
 
 
 @pytest.mark.parametrize("kind", list(SCHEDULERS))
@@ -324,10 +329,4 @@ def test_scheduler_state_dict_loads_through_a_file(kind, tmp_path):
     loaded = gk.load(tmp_path / "s.npz")
     opt2.load_state_dict(loaded["o"])
     s2.load_state_dict(loaded["s"])
-    seq, seq2 = [], []
-    for _ in range(5):
-        _advance(s, 1)
-        _advance(s2, 1)
-        seq.append(s.get_last_lr())
-        seq2.append(s2.get_last_lr())
-    assert seq == seq2
+    assert_same_schedule(s2, s)

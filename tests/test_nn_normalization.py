@@ -108,6 +108,13 @@ def rand(rng, shape, dtype, loc=0.0, scale=1.0):
 DTYPES = [np.float32, np.float64]
 
 
+def case(rng, shape, dtype, pshape, affine, loc, scale):
+    """x (mean loc, std scale), dy, and weight and bias of shape pshape (None unless affine)."""
+    x, dy = rand(rng, shape, dtype, loc=loc, scale=scale), rand(rng, shape, dtype)
+    w, b = (rand(rng, pshape, dtype), rand(rng, pshape, dtype)) if affine else (None, None)
+    return x, dy, w, b
+
+
 def run_and_check(kind, arg, x, dy, w, b, eps, tol, tol_dx, scale_dx=1.0):
     """Forward and backward of one kernel ("ln": arg = normalized_shape, "gn": arg = num_groups,
     "bn": batch statistics) against the float64 reference; the parameter gradients are
@@ -156,10 +163,7 @@ BN_SHAPES = [(2, 1), (5, 3), (33, 17), (70, 130), (4, 3, 7), (2, 3, 5, 7), (3, 5
 @pytest.mark.parametrize("affine", [True, False])
 def test_batch_norm_train_matches_reference(isa, threads, rng, dtype, shape, affine):
     c = shape[1]
-    x = rand(rng, shape, dtype, loc=0.5, scale=2.0)
-    dy = rand(rng, shape, dtype)
-    w = rand(rng, c, dtype) if affine else None
-    b = rand(rng, c, dtype) if affine else None
+    x, dy, w, b = case(rng, shape, dtype, c, affine, loc=0.5, scale=2.0)
     rm0, rv0 = rand(rng, c, dtype), (1.0 + rng.random(c)).astype(dtype)
     rm, rv = rm0.copy(), rv0.copy()
     y, mean, rstd = ops.batch_norm_forward(x, w, b, rm, rv, training=True, momentum=0.1, eps=1e-5)
@@ -199,11 +203,8 @@ BN_RELU_SHAPES = [(2, 1), (5, 3), (70, 130), (1, 4, 3, 3), (2, 3, 5, 7), (3, 5, 
 @pytest.mark.parametrize("affine", [True, False])
 def test_batch_norm_relu_matches_reference(isa, threads, rng, dtype, shape, with_res, affine):
     c = shape[1]
-    x = rand(rng, shape, dtype, loc=0.5, scale=2.0)
-    dy = rand(rng, shape, dtype)
+    x, dy, w, b = case(rng, shape, dtype, c, affine, loc=0.5, scale=2.0)
     res = rand(rng, shape, dtype) if with_res else None
-    w = rand(rng, c, dtype) if affine else None
-    b = rand(rng, c, dtype) if affine else None
     rm0, rv0 = rand(rng, c, dtype), (1.0 + rng.random(c)).astype(dtype)
     rm, rv = rm0.copy(), rv0.copy()
     y, mean, rstd = ops.batch_norm_relu_forward(x, w, b, rm, rv, residual=res, training=True, eps=1e-5)
@@ -383,6 +384,41 @@ def test_batch_norm_module_train_eval_and_running_stats(rng, dtype):
     assert_close(m.bias.grad, dy.astype(np.float64).sum(axis=(0, 2, 3)), TOL[dtype] * 10, "eval dbias")
 
 
+@pytest.mark.parametrize("name,shape", [("BatchNorm1d", (16, 4)), ("BatchNorm1d", (8, 4, 3)),
+                                        ("BatchNorm2d", (6, 4, 3, 5))], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_module_defaults(rng, name, shape, dtype):
+    """PyTorch's defaults: weight 1, bias 0, running stats 0 and 1, momentum 0.1 (the unbiased
+    variance over N * L or N * H * W values averaged in); eval leaves the running statistics
+    alone; a training-mode forward under no_grad still moves them (as PyTorch)."""
+    m = getattr(gk.nn, name)(4).to(dtype)
+    for array, value in ((m.weight.data, 1), (m.bias.data, 0), (m.running_mean, 0), (m.running_var, 1)):
+        np.testing.assert_array_equal(array, np.full(4, value))
+    x = rand(rng, shape, dtype, loc=2.0, scale=3.0)
+    y_ref, mean_ref, var_ref, _, _, _ = bn_ref(x, None, None, x, 1e-5)
+    count = x.size // 4
+    assert_close(m(x), y_ref, TOL[dtype] * 10, "y")
+    assert_close(m.running_mean, 0.1 * mean_ref, TOL[dtype], "running_mean")
+    assert_close(m.running_var, 0.9 + 0.1 * var_ref * count / (count - 1), TOL[dtype], "running_var")
+    m(x)
+    assert_close(m.running_mean, 0.19 * mean_ref, TOL[dtype], "running_mean after two steps")
+    rm, rv = m.running_mean.copy(), m.running_var.copy()
+    m.eval()(x)
+    np.testing.assert_array_equal(m.running_mean, rm)
+    np.testing.assert_array_equal(m.running_var, rv)
+    with gk.no_grad():
+        m.train()(x)
+    assert not np.array_equal(m.running_mean, rm)
+
+
+def test_batch_norm_eps_and_momentum_arguments():
+    m = gk.nn.BatchNorm1d(2, eps=0.5, momentum=0.5, affine=False).double()
+    assert m.parameters() == []
+    x = np.array([[0.0, 1.0], [2.0, 5.0]])
+    assert_close(m(x), (x - x.mean(0)) / np.sqrt(x.var(0) + 0.5), 1e-12, "eps=0.5")
+    assert_close(m.running_mean, 0.5 * x.mean(0), 1e-12, "momentum=0.5")
+
+
 def test_batch_norm_cumulative_momentum(rng):
     m = gk.nn.BatchNorm1d(3, momentum=None).double()
     means, vars_ = [], []
@@ -409,6 +445,9 @@ def test_batch_norm_without_running_stats_uses_batch_stats_in_eval(rng):
     y_ref, _, _, dx_ref, _, _ = bn_ref(x, None, None, dy, 1e-5)
     assert_close(y_eval, y_ref, 2e-4, "y")
     assert_close(m.backward(dy), dx_ref, 2e-4, "dx")  # batch-stat gradient in eval too
+    affine = gk.nn.BatchNorm2d(3, track_running_stats=False)
+    assert affine.running_mean is None and list(affine.state_dict()) == ["weight", "bias"]
+    np.testing.assert_array_equal(affine.eval()(x), affine.train()(x))
 
 
 def test_batch_norm_empty_batch_keeps_running_stats():
@@ -430,10 +469,7 @@ LN_CASES = [((4, 5), (5,)), ((3, 2, 7), (2, 7)), ((1, 1), (1,)), ((0, 5), (5,)),
 @pytest.mark.parametrize("shape,nshape", LN_CASES, ids=str)
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm_matches_reference(isa, threads, rng, dtype, shape, nshape, affine):
-    x = rand(rng, shape, dtype, loc=-1.0, scale=3.0)
-    dy = rand(rng, shape, dtype)
-    w = rand(rng, nshape, dtype) if affine else None
-    b = rand(rng, nshape, dtype) if affine else None
+    x, dy, w, b = case(rng, shape, dtype, nshape, affine, loc=-1.0, scale=3.0)
     run_and_check("ln", nshape, x, dy, w, b, 1e-5, tol=TOL[dtype] * 10, tol_dx=TOL[dtype] * 20)
 
 
@@ -463,11 +499,7 @@ GN_CASES = [((2, 6, 5, 3), 1), ((2, 6, 5, 3), 2), ((2, 6, 5, 3), 3), ((2, 6, 5, 
 @pytest.mark.parametrize("shape,groups", GN_CASES, ids=str)
 @pytest.mark.parametrize("affine", [True, False])
 def test_group_norm_matches_reference(isa, threads, rng, dtype, shape, groups, affine):
-    c = shape[1]
-    x = rand(rng, shape, dtype, loc=1.0, scale=2.0)
-    dy = rand(rng, shape, dtype)
-    w = rand(rng, c, dtype) if affine else None
-    b = rand(rng, c, dtype) if affine else None
+    x, dy, w, b = case(rng, shape, dtype, shape[1], affine, loc=1.0, scale=2.0)
     run_and_check("gn", groups, x, dy, w, b, 1e-5, tol=TOL[dtype] * 10, tol_dx=TOL[dtype] * 20)
 
 
@@ -502,6 +534,8 @@ def test_instance_norm_module(isa, rng, dtype, affine):
 
 def test_group_norm_module(rng):
     m = gk.nn.GroupNorm(3, 6)
+    assert [n for n, _ in m.named_parameters()] == ["weight", "bias"] and m.weight.shape == (6,)
+    assert np.all(m.weight.data == 1) and np.all(m.bias.data == 0)
     x = rand(rng, (2, 6, 4, 4), np.float32)
     dy = rand(rng, x.shape, np.float32)
     y_ref, _, _, dx_ref, dw_ref, db_ref = gn_ref(x, 3, m.weight.data, m.bias.data, dy, 1e-5)

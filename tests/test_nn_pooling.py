@@ -68,29 +68,26 @@ SHAPES = [(2, 3, 9, 11), (1, 1, 5, 5), (3, 2, 28, 28),
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel,stride,padding", POOL_CASES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_max_pool2d(isa, threads, rng, dtype, kernel, stride, padding, shape):
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool2d(isa, threads, rng, kind, dtype, kernel, stride, padding, shape):
+    """Max pooling is exact (and its argmax indices are PyTorch's); average pooling sums."""
     x = rng.standard_normal(shape).astype(dtype)
-    y_ref, arg_ref, backward = ref_pool(x, kernel, stride, padding, "max")
-    y, idx = ops.max_pool2d_forward(x, kernel, stride, padding)
-    assert idx.dtype == np.int32
-    assert_close(y, y_ref, dtype, "y")
-    np.testing.assert_array_equal(idx, arg_ref)
+    y_ref, arg_ref, backward = ref_pool(x, kernel, stride, padding, kind)
+    summed = {np.float32: 1e-5, np.float64: 1e-13}[dtype]
+    if kind == "max":
+        y, idx = ops.max_pool2d_forward(x, kernel, stride, padding)
+        assert idx.dtype == np.int32
+        np.testing.assert_array_equal(idx, arg_ref)
+        assert_close(y, y_ref, dtype, "y")
+    else:
+        y = ops.avg_pool2d_forward(x, kernel, stride, padding)
+        assert_close(y, y_ref, dtype, "y", tol=summed)
     dy = rng.standard_normal(y.shape).astype(dtype)
-    dx = ops.max_pool2d_backward(dy, idx, x.shape, kernel, stride, padding)
-    assert_close(dx, backward(dy), dtype, "dx", tol={np.float32: 1e-5, np.float64: 1e-13}[dtype])
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kernel,stride,padding", POOL_CASES)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_avg_pool2d(isa, threads, rng, dtype, kernel, stride, padding, shape):
-    x = rng.standard_normal(shape).astype(dtype)
-    y_ref, _, backward = ref_pool(x, kernel, stride, padding, "avg")
-    y = ops.avg_pool2d_forward(x, kernel, stride, padding)
-    assert_close(y, y_ref, dtype, "y", tol={np.float32: 1e-5, np.float64: 1e-13}[dtype])
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    dx = ops.avg_pool2d_backward(dy, x.shape, kernel, stride, padding)
-    assert_close(dx, backward(dy), dtype, "dx", tol={np.float32: 1e-5, np.float64: 1e-13}[dtype])
+    if kind == "max":
+        dx = ops.max_pool2d_backward(dy, idx, x.shape, kernel, stride, padding)
+    else:
+        dx = ops.avg_pool2d_backward(dy, x.shape, kernel, stride, padding)
+    assert_close(dx, backward(dy), dtype, "dx", tol=summed)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -192,6 +189,8 @@ def test_pool_modules(rng, dtype, cls, kind):
         cls(0)
     with pytest.raises(ValueError, match="expected a 4-D array"):
         m(x[0])
+    with pytest.raises(ValueError, match="kernel_size"):  # a kernel larger than the input
+        cls(2)(np.ones((1, 1, 1, 1), dtype))
     with gk.no_grad():
         m(x)
     with pytest.raises(RuntimeError, match="no cached forward"):

@@ -168,17 +168,28 @@ def test_cross_entropy_bad_inputs():
         _core.cross_entropy(x, np.array([0, 0, 0, 0], np.int32))
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("n,c", [(1, 1), (7, 10), (32, 10), (33, 3), (128, 10)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cross_entropy_module(dtype):
+def test_cross_entropy_module_matches_float64_and_gradcheck(n, c, smoothing, dtype):
+    m = gk.nn.CrossEntropyLoss(label_smoothing=smoothing)
+    x = logits(n, c, dtype)
+    y = labels_of(n, c, np.int32)
+    loss = m(x, y)
+    ref_loss, ref_d = ce_ref(x, y, smoothing)
+    assert isinstance(loss, float) and abs(loss - ref_loss) <= 1e-5 * abs(ref_loss) + 1e-6
+    d = m.backward()
+    assert d.dtype == dtype and d.shape == (n, c)
+    assert np.abs(d - ref_d).max() < 8 * np.finfo(dtype).eps / n
+    assert gk.gradcheck(gk.nn.CrossEntropyLoss(label_smoothing=smoothing), x, y)
+
+
+def test_cross_entropy_module():
     m = gk.nn.CrossEntropyLoss(label_smoothing=0.1)
     assert repr(m) == "CrossEntropyLoss(label_smoothing=0.1)"
-    x = logits(32, 10, dtype)
+    x = logits(32, 10, np.float32)
     y = labels_of(32, 10, np.int32)
-    loss = m(x, y)
-    ref_loss, ref_d = ce_ref(x, y, 0.1)
-    assert isinstance(loss, float) and abs(loss - ref_loss) < 1e-5 * ref_loss
-    d = m.backward()
-    assert d.dtype == dtype and np.abs(d - ref_d).max() < 8 * np.finfo(dtype).eps / 32
+    m(x, y)
     with pytest.raises(TypeError, match="takes no gradient argument"):
         m.backward(np.ones(1))
     with pytest.raises(ValueError, match="input: expected a 2-D array"):
@@ -201,6 +212,19 @@ def test_loss_modules_validation_and_no_cache():
             assert isinstance(m(*args), float)
         with pytest.raises(RuntimeError, match="no cached forward"):
             m.backward()
+
+
+def test_loss_ends_a_model_and_accumulates():
+    model = gk.nn.Sequential(gk.nn.Linear(5, 4), gk.nn.Linear(4, 3))
+    ce = gk.nn.CrossEntropyLoss()
+    x = np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32)
+    y = np.arange(6) % 3
+    ce(model(x), y)
+    model.backward(ce.backward())
+    g = model[0].weight.grad.copy()
+    ce(model(x), y)
+    model.backward(ce.backward())
+    np.testing.assert_allclose(model[0].weight.grad, 2 * g, rtol=1e-6, atol=1e-7, err_msg="accumulated")
 
 
 # ---- MSE -----------------------------------------------------------------------------------------
@@ -234,6 +258,22 @@ def test_mse_threads_bit_identical_and_shapes(isa):
         out.append(ops.mse_loss(x, t))
     assert out[0][0] == out[1][0] and np.array_equal(out[0][1], out[1][1])
     assert out[0][1].shape == x.shape
+
+
+@pytest.mark.parametrize("shape", [(1,), (7, 5), (3, 2, 4, 4)], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mse_module_matches_float64_and_gradcheck(shape, dtype):
+    rng = np.random.default_rng(len(shape))
+    x, t = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    m = gk.nn.MSELoss()
+    loss = m(x, t)
+    diff = x.astype(np.float64) - t
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    assert isinstance(loss, float) and abs(loss - np.mean(diff**2)) <= rtol * np.mean(diff**2)
+    d = m.backward()
+    assert d.dtype == dtype and d.shape == shape
+    np.testing.assert_allclose(d, 2 * diff / diff.size, rtol=4 * np.finfo(dtype).eps, atol=0)
+    assert gk.gradcheck(gk.nn.MSELoss(), x, t)
 
 
 def test_mse_module_and_validation():

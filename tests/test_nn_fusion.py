@@ -10,7 +10,7 @@ import pytest
 
 import gradkit as gk
 from gradkit import nn, ops
-from test_norm import assert_close  # scaled max difference, printed on failure
+from test_nn_normalization import assert_close  # scaled max difference, printed on failure
 
 TOL = {np.float32: 3e-5, np.float64: 1e-11}
 EPS = 1e-5
