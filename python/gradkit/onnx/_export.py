@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from .. import _core
 from ..nn import _record
 from ..nn.module import Module
 from ..nn.parameter import Parameter
@@ -291,9 +292,7 @@ def export(model, example_input, path, opset: int = 17, dynamic_batch: bool = Tr
     with _model_preserved(model):
         model.eval()
         trace = _record.trace(model, *inputs)
-    from .. import __version__
-
-    proto = _Graph(onnx, trace, model, int(opset), dynamic_batch).build(__version__)
+    proto = _Graph(onnx, trace, model, int(opset), dynamic_batch).build(_core.__version__)
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
     _atomic_write(path, lambda f: f.write(data), "gk.onnx.export")
