@@ -365,32 +365,37 @@ void gemm_pack_b(index_t k, index_t n, const T* b, index_t rs, index_t cs, T* ds
 }  // namespace GK_ISA_NS
 }  // namespace gk
 
-// The micro-kernel signature (GemmUkernelFn) and, for each per-ISA file, the
-// one line that defines its micro-kernel from the template above or declares it.
-#define GK_GEMM_UKERNEL_ARGS(T)                                                                                   \
-  ::gk::index_t kc, const T *a, ::gk::index_t rs_a, ::gk::index_t cs_a, const T *b, ::gk::index_t rs_b, T *c, \
-      ::gk::index_t rs_c, ::gk::index_t m, ::gk::index_t n, const ::gk::GemmUkernelParams<T> &p
-#define GK_DECLARE_GEMM_UKERNEL(name, T) \
-  namespace gk::GK_ISA_NS {              \
-  void name(GK_GEMM_UKERNEL_ARGS(T));    \
-  }
-#define GK_DEFINE_GEMM_UKERNEL(name, T, MR, NV)                                     \
-  namespace gk::GK_ISA_NS {                                                         \
-  void name(GK_GEMM_UKERNEL_ARGS(T)) {                                              \
-    gemm_ukernel<T, MR, NV>(kc, a, rs_a, cs_a, b, rs_b, c, rs_c, m, n, p);         \
-  }                                                                                 \
-  }
-
 namespace gk {
 namespace GK_ISA_NS {
 
-// One dtype's entry of an ISA's table: the micro-kernel and this ISA's packing
-// routines for its MR x NR. The cache blocks are derived from the core's caches at
-// run time (gemm.cpp, gemm_blocking_for).
-template <class T, int MR, int NR>
-constexpr GemmKernels<T> gemm_kernels(GemmUkernelFn<T> ukernel) {
-  static_assert(MR > 0 && NR > 0, "empty micro-tile");
-  return {ukernel, &gemm_pack_a<T, MR>, &gemm_pack_b<T, NR>, MR, NR, 0, 0, 0};
+// The micro-kernel of an MR x (NV * W) tile as a function of its own (GemmUkernelFn):
+// the template above is always inlined, so that its k loop keeps the accumulators in registers.
+template <class T, int MR, int NV>
+void gemm_ukernel_fn(index_t kc, const T* a, index_t rs_a, index_t cs_a, const T* b, index_t rs_b, T* c,
+                     index_t rs_c, index_t m, index_t n, const GemmUkernelParams<T>& p) {
+  gemm_ukernel<T, MR, NV>(kc, a, rs_a, cs_a, b, rs_b, c, rs_c, m, n, p);
+}
+
+// This ISA's micro-tile for T: MR rows of C by NV vectors of W lanes (docs/kernels.md has the
+// reasons): AVX-512 8 x 2 zmm (f32 8x32, f64 8x16: 16 accumulators), AVX2 + FMA 6 x 2 ymm
+// (f32 6x16, f64 6x8: 12 accumulators), generic 4 x 8 in plain C++.
+template <class T>
+struct GemmTile {
+#if defined(__AVX512F__)
+  static constexpr int MR = 8, NV = 2;
+#elif defined(__AVX2__) && defined(__FMA__)
+  static constexpr int MR = 6, NV = 2;
+#else
+  static constexpr int MR = 4, NV = 8 / GemmVec<T>::W;
+#endif
+};
+
+// This ISA's table entry for T: the micro-kernel and the packing routines for its MR x NR.
+// The cache blocks are derived from the core's caches at run time (gemm.cpp, gemm_blocking_for).
+template <class T>
+constexpr GemmKernels<T> gemm_kernels() {
+  constexpr int MR = GemmTile<T>::MR, NR = GemmTile<T>::NV * GemmVec<T>::W;
+  return {&gemm_ukernel_fn<T, MR, GemmTile<T>::NV>, &gemm_pack_a<T, MR>, &gemm_pack_b<T, NR>, MR, NR, 0, 0, 0};
 }
 
 }  // namespace GK_ISA_NS

@@ -13,12 +13,6 @@ GK_DEFINE_DISPATCH(optim, OptimTable)
 
 namespace {
 
-template <class T>
-const OptimKernels<T>& kernels_of(const OptimTable& t) {
-  if constexpr (std::is_same_v<T, float>) return t.f32;
-  else return t.f64;
-}
-
 // Work is handed out in blocks of this many elements of one tensor: pieces
 // start at a multiple of kBlock inside their tensor, so every element is
 // processed by the same code path (vector body or tail) whatever the thread
@@ -97,7 +91,7 @@ void optim_step(const TensorList<T>& t, int nthreads) {
   if (count == 0) return;
   std::vector<OptimStepScalars> sc(count);
   std::vector<OptimKernel<T>> kernel(count);
-  const auto& k = kernels_of<T>(optim_table());
+  const auto& k = optim_table().get<T>();
   for (size_t i = 0; i < count; ++i) {
     sc[i] = step_scalars(*t.hyper[i], t.step[i]);
     kernel[i] = k.step[static_cast<int>(t.hyper[i]->kind)];
@@ -124,7 +118,7 @@ double grad_norm_partial(const std::vector<const T*>& x, const std::vector<index
     total += n[i];
   }
   std::vector<double> part(chunks.size());
-  const auto& k = kernels_of<T>(optim_table());
+  const auto& k = optim_table().get<T>();
   dynamic_for(static_cast<index_t>(chunks.size()), total, nthreads, [&](index_t c) {
     part[c] = norm_inf ? k.absmax(chunks[c].p, chunks[c].len) : k.sumsq(chunks[c].p, chunks[c].len);
   });
@@ -138,7 +132,7 @@ double grad_norm_partial(const std::vector<const T*>& x, const std::vector<index
 
 template <class T>
 void scale_tensors(const std::vector<T*>& x, const std::vector<index_t>& n, T c, int nthreads) {
-  const auto scale = kernels_of<T>(optim_table()).scale;
+  const auto scale = optim_table().get<T>().scale;
   for_each_piece(n, nthreads, [&](size_t i, index_t lo, index_t hi) { scale(x[i] + lo, c, hi - lo); });
 }
 

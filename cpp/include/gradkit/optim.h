@@ -64,16 +64,8 @@ struct OptimKernels {
   ScaleKernel<T> scale = nullptr;
 };
 
-struct OptimTable {
-  OptimKernels<float> f32;
-  OptimKernels<double> f64;
-};
-
-// Each ISA's kernels: constant data defined by that ISA's code (cpp/optim/optim_isa.cpp.in).
-extern const OptimTable optim_table_generic, optim_table_avx2, optim_table_avx512;
-// The current ISA's table, and the ISA it belongs to.
-const OptimTable& optim_table();
-Isa optim_table_isa();
+using OptimTable = DtypeTable<OptimKernels>;
+GK_DECLARE_DISPATCH(optim, OptimTable)
 
 // The tensors of one call, all of dtype T; entry i is one parameter of n[i]
 // elements, updated with the hyperparameters *hyper[i] (its param group's).
