@@ -61,26 +61,6 @@ void for_each_piece(const std::vector<index_t>& n, int nthreads, F&& f) {
   });
 }
 
-OptimStepScalars step_scalars(const OptimHyper& h, double step) {
-  OptimStepScalars s;
-  s.lr = h.lr;
-  switch (h.kind) {
-    case OptimKind::sgd:
-      s.first = step <= 1;
-      break;
-    case OptimKind::adagrad:
-      s.lr = h.lr / (1 + (step - 1) * h.lr_decay);
-      break;
-    case OptimKind::rmsprop:
-      break;
-    case OptimKind::adam:
-      s.lr = h.lr / (1 - std::pow(h.beta1, step));
-      s.bc2_sqrt = std::sqrt(1 - std::pow(h.beta2, step));
-      break;
-  }
-  return s;
-}
-
 }  // namespace
 
 // Per tensor i: p (n[i]), g (n[i]), state slots (n[i] or nullptr); parallel over
@@ -93,7 +73,7 @@ void optim_step(const TensorList<T>& t, int nthreads) {
   std::vector<OptimKernel<T>> kernel(count);
   const auto& k = optim_table().get<T>();
   for (size_t i = 0; i < count; ++i) {
-    sc[i] = step_scalars(*t.hyper[i], t.step[i]);
+    sc[i] = optim_step_scalars(*t.hyper[i], t.step[i]);
     kernel[i] = k.step[static_cast<int>(t.hyper[i]->kind)];
   }
   for_each_piece(t.n, nthreads, [&](size_t i, index_t lo, index_t hi) {

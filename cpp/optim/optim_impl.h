@@ -261,10 +261,10 @@ void scale_kernel(T* GK_RESTRICT x, T c, index_t n) {
 
 template <class T>
 constexpr void fill_kernels(OptimKernels<T>& k) {
-  k.step[static_cast<int>(OptimKind::sgd)] = &sgd_kernel<T>;
-  k.step[static_cast<int>(OptimKind::adagrad)] = &adagrad_kernel<T>;
-  k.step[static_cast<int>(OptimKind::rmsprop)] = &rmsprop_kernel<T>;
-  k.step[static_cast<int>(OptimKind::adam)] = &adam_kernel<T>;
+  // Every rule of the list in gradkit/optim.h: its kernel is `kind`_kernel above.
+#define GK_OPTIM_KERNEL(kind, ...) k.step[static_cast<int>(OptimKind::kind)] = &kind##_kernel<T>;
+  GK_OPTIM_RULES(GK_OPTIM_KERNEL)
+#undef GK_OPTIM_KERNEL
   k.sumsq = &sumsq_kernel<T>;
   k.absmax = &absmax_kernel<T>;
   k.scale = &scale_kernel<T>;
