@@ -1,6 +1,7 @@
 // Optimizer steps and gradient clipping over lists of arrays (gradkit.optim).
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "common.h"
 #include "gradkit/optim.h"
@@ -9,32 +10,41 @@ namespace gk::bind {
 
 namespace {
 
-// The state slot names of each kind (see gradkit/optim.h), for error messages.
-constexpr const char* kSlotNames[kNumOptimKinds][3] = {
-    {"momentum_buffer", "", ""},
-    {"sum", "", ""},
-    {"square_avg", "momentum_buffer", "grad_avg"},
-    {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-};
+// The rules and their slots come from the one list of gradkit/optim.h (kOptimRules).
+const char* kind_name(OptimKind k) { return kOptimRules[static_cast<int>(k)].kind; }
+const char* slot_name(const OptimHyper& h, int k) { return kOptimRules[static_cast<int>(h.kind)].slot[k]; }
 
 OptimKind parse_kind(const std::string& kind) {
-  if (kind == "sgd") return OptimKind::sgd;
-  if (kind == "adagrad") return OptimKind::adagrad;
-  if (kind == "rmsprop") return OptimKind::rmsprop;
-  if (kind == "adam") return OptimKind::adam;
-  value_error("kind", "one of 'sgd', 'adagrad', 'rmsprop', 'adam'", "'" + kind + "'");
+  std::string names;
+  for (int k = 0; k < kNumOptimKinds; ++k) {
+    if (kind == kOptimRules[k].kind) return static_cast<OptimKind>(k);
+    names += std::string(k > 0 ? ", '" : "'") + kOptimRules[k].kind + "'";
+  }
+  value_error("kind", "one of " + names, "'" + kind + "'");
 }
 
-// Which state slots the update reads and writes.
-void needed_slots(const OptimHyper& h, bool need[3]) {
-  need[0] = need[1] = need[2] = false;
-  switch (h.kind) {
-    case OptimKind::sgd: need[0] = h.momentum != 0; break;
-    case OptimKind::adagrad: need[0] = true; break;
-    case OptimKind::rmsprop: need[0] = true; need[1] = h.momentum > 0; need[2] = h.centered; break;
-    case OptimKind::adam: need[0] = need[1] = true; need[2] = h.amsgrad; break;
+// OptimHyper's fields by name (GK_OPTIM_HYPER_FIELDS): set one from a Python value, and repr.
+template <class T>
+T hyper_value(const py::handle& value, const char* name) {
+  py::detail::make_caster<T> c;
+  if (!c.load(value, true)) {
+    type_error(std::string("OptimHyper: ") + name, std::is_same_v<T, bool> ? "a bool" : "a real number",
+               py::str(py::type::handle_of(value).attr("__name__")).cast<std::string>());
   }
+  return py::detail::cast_op<T>(c);
 }
+bool set_hyper_field(OptimHyper& h, const std::string& key, const py::handle& value) {
+#define GK_SET_FIELD(type, name, doc)              \
+  if (key == #name) {                              \
+    h.name = hyper_value<type>(value, #name);      \
+    return true;                                   \
+  }
+  GK_OPTIM_HYPER_FIELDS(GK_SET_FIELD)
+#undef GK_SET_FIELD
+  return false;
+}
+std::string repr_of(double v) { return py::repr(py::float_(v)).cast<std::string>(); }
+std::string repr_of(bool v) { return v ? "True" : "False"; }
 
 std::string item(const std::string& name, size_t i) { return name + "[" + std::to_string(i) + "]"; }
 
@@ -110,7 +120,7 @@ void add_tensor(TensorList<T>& t, std::vector<py::object>& keep, const OptimHype
     if (need[k]) {
       PyObject* o = PyList_GET_ITEM(slots[k], static_cast<py::ssize_t>(i));
       s = quick_array<T>(o, nd, dims, true);
-      if (s == nullptr) s = checked_inplace<T>(o, full_shape(), item(prefix + kSlotNames[static_cast<int>(h.kind)][k], i));
+      if (s == nullptr) s = checked_inplace<T>(o, full_shape(), item(prefix + slot_name(h, k), i));
     }
     t.state[k].push_back(s);
   }
@@ -128,12 +138,12 @@ void add_group(const OptimHyper& h, const py::list& params, const py::list& grad
   if (grads.size() != count) value_error(prefix + "grads", std::to_string(count) + " arrays", std::to_string(grads.size()));
   if (steps.size() != count) value_error(prefix + "steps", std::to_string(count) + " values", std::to_string(steps.size()));
   bool need[3];
-  needed_slots(h, need);
+  optim_slots_used(h, need);
   const py::object* objs[3] = {&s0, &s1, &s2};
   PyObject* slots[3] = {nullptr, nullptr, nullptr};
   for (int k = 0; k < 3; ++k) {
     if (!need[k]) continue;
-    const std::string name = prefix + kSlotNames[static_cast<int>(h.kind)][k];
+    const std::string name = prefix + slot_name(h, k);
     if (!py::isinstance<py::list>(*objs[k])) value_error(name, "a list of " + std::to_string(count) + " arrays", "None");
     const auto list = py::reinterpret_borrow<py::list>(*objs[k]);
     if (list.size() != count) value_error(name, std::to_string(count) + " arrays", std::to_string(list.size()));
@@ -157,11 +167,6 @@ void add_group(const OptimHyper& h, const py::list& params, const py::list& grad
       });
     }
   }
-}
-
-const char* kind_name(OptimKind k) {
-  constexpr const char* names[kNumOptimKinds] = {"sgd", "adagrad", "rmsprop", "adam"};
-  return names[static_cast<int>(k)];
 }
 
 // One entry of the `groups` list: (hyper, params, grads, state0, state1, state2, steps).
@@ -236,62 +241,37 @@ double clip_impl(const py::list& grads, double max_norm, double norm_type) {
 }  // namespace
 
 void bind_optim(py::module_& m) {
-  py::class_<OptimHyper>(m, "OptimHyper",
-                         "The hyperparameters of one param group's update, by name (PyTorch's meanings; "
-                         "gradkit/optim.h). weight_decay is the coupled L2 term except with decoupled (AdamW); "
-                         "l1 adds l1 * sign(p) to the gradient.")
-      .def(py::init([](const std::string& kind, double lr, double weight_decay, double l1, double eps, double momentum,
-                       double dampening, bool nesterov, double alpha, bool centered, double lr_decay, double beta1,
-                       double beta2, bool amsgrad, bool decoupled) {
-             OptimHyper h;
-             h.kind = parse_kind(kind);
-             h.lr = lr;
-             h.weight_decay = weight_decay;
-             h.l1 = l1;
-             h.eps = eps;
-             h.momentum = momentum;
-             h.dampening = dampening;
-             h.nesterov = nesterov;
-             h.alpha = alpha;
-             h.centered = centered;
-             h.lr_decay = lr_decay;
-             h.beta1 = beta1;
-             h.beta2 = beta2;
-             h.amsgrad = amsgrad;
-             h.decoupled = decoupled;
-             return h;
-           }),
-           py::kw_only(), py::arg("kind"), py::arg("lr"), py::arg("weight_decay") = 0.0, py::arg("l1") = 0.0,
-           py::arg("eps") = 0.0, py::arg("momentum") = 0.0, py::arg("dampening") = 0.0, py::arg("nesterov") = false,
-           py::arg("alpha") = 0.0, py::arg("centered") = false, py::arg("lr_decay") = 0.0, py::arg("beta1") = 0.0,
-           py::arg("beta2") = 0.0, py::arg("amsgrad") = false, py::arg("decoupled") = false)
+  py::class_<OptimHyper> hyper(m, "OptimHyper",
+                               "The hyperparameters of one param group's update, by name (PyTorch's meanings; "
+                               "the rules and fields are listed in gradkit/optim.h). weight_decay is the coupled L2 "
+                               "term except with decoupled (AdamW); l1 adds l1 * sign(p) to the gradient.");
+  hyper.def(py::init([](const std::string& kind, const py::kwargs& fields) {
+              OptimHyper h;
+              h.kind = parse_kind(kind);
+              for (const auto& [key, value] : fields) {
+                const std::string name = py::str(key);
+                if (!set_hyper_field(h, name, value)) {
+                  throw py::type_error("OptimHyper: unexpected keyword argument '" + name + "'");
+                }
+              }
+              return h;
+            }),
+            py::kw_only(), py::arg("kind"),
+            "OptimHyper(*, kind, **fields): kind names a rule of gradkit/optim.h ('sgd', 'adam', ...); every "
+            "other field is 0 / False unless given.")
       .def_property(
           "kind", [](const OptimHyper& h) { return std::string(kind_name(h.kind)); },
-          [](OptimHyper& h, const std::string& kind) { h.kind = parse_kind(kind); },
-          "'sgd', 'adagrad', 'rmsprop' or 'adam' (Adam and AdamW)")
-      .def_readwrite("lr", &OptimHyper::lr)
-      .def_readwrite("weight_decay", &OptimHyper::weight_decay)
-      .def_readwrite("l1", &OptimHyper::l1)
-      .def_readwrite("eps", &OptimHyper::eps)
-      .def_readwrite("momentum", &OptimHyper::momentum, "SGD and RMSprop")
-      .def_readwrite("dampening", &OptimHyper::dampening, "SGD")
-      .def_readwrite("nesterov", &OptimHyper::nesterov, "SGD")
-      .def_readwrite("alpha", &OptimHyper::alpha, "RMSprop")
-      .def_readwrite("centered", &OptimHyper::centered, "RMSprop")
-      .def_readwrite("lr_decay", &OptimHyper::lr_decay, "Adagrad")
-      .def_readwrite("beta1", &OptimHyper::beta1, "Adam")
-      .def_readwrite("beta2", &OptimHyper::beta2, "Adam")
-      .def_readwrite("amsgrad", &OptimHyper::amsgrad, "Adam")
-      .def_readwrite("decoupled", &OptimHyper::decoupled, "Adam: AdamW's decoupled weight decay")
+          [](OptimHyper& h, const std::string& kind) { h.kind = parse_kind(kind); }, "the rule's name")
       .def("__repr__", [](const OptimHyper& h) {
-        auto f = [](double v) { return py::repr(py::float_(v)).cast<std::string>(); };
-        auto b = [](bool v) { return std::string(v ? "True" : "False"); };
-        return "OptimHyper(kind='" + std::string(kind_name(h.kind)) + "', lr=" + f(h.lr) + ", weight_decay=" +
-               f(h.weight_decay) + ", l1=" + f(h.l1) + ", eps=" + f(h.eps) + ", momentum=" + f(h.momentum) +
-               ", dampening=" + f(h.dampening) + ", nesterov=" + b(h.nesterov) + ", alpha=" + f(h.alpha) +
-               ", centered=" + b(h.centered) + ", lr_decay=" + f(h.lr_decay) + ", beta1=" + f(h.beta1) +
-               ", beta2=" + f(h.beta2) + ", amsgrad=" + b(h.amsgrad) + ", decoupled=" + b(h.decoupled) + ")";
+        std::string r = "OptimHyper(kind='" + std::string(kind_name(h.kind)) + "'";
+#define GK_FIELD_REPR(type, name, doc) r += ", " #name "=" + repr_of(h.name);
+        GK_OPTIM_HYPER_FIELDS(GK_FIELD_REPR)
+#undef GK_FIELD_REPR
+        return r + ")";
       });
+#define GK_FIELD_PROPERTY(type, name, doc) hyper.def_readwrite(#name, &OptimHyper::name, doc);
+  GK_OPTIM_HYPER_FIELDS(GK_FIELD_PROPERTY)
+#undef GK_FIELD_PROPERTY
   m.def("optim_step", &step_impl, py::arg("groups"),
         "One optimizer update of every param group in place: groups is a list of tuples (hyper, params, grads, "
         "state0, state1, state2, steps) with hyper an OptimHyper. state0..2 are lists of arrays (or None) in the "

@@ -2,7 +2,6 @@
 #include "gradkit/conv.h"
 
 #include <algorithm>
-#include <type_traits>
 
 #include "gradkit/isa.h"
 #include "gradkit/parallel.h"
@@ -12,15 +11,6 @@ namespace gk {
 GK_DEFINE_DISPATCH(conv, ConvTable)
 
 namespace {
-
-template <class T>
-const ConvKernels<T>& kernels() {
-  if constexpr (std::is_same_v<T, float>) {
-    return conv_table().f32;
-  } else {
-    return conv_table().f64;
-  }
-}
 
 // Scratch memory reused across calls (per calling thread and slot; grows, never shrinks):
 // a fresh multi-megabyte allocation per call costs a page fault per 4 KiB.
@@ -109,20 +99,11 @@ void reduce_chunks(T* part, index_t psize, index_t nch, int nthreads) {
 
 // ---- Winograd F(2x2, 3x3) -------------------------------------------------------------
 
-// The current ISA's GEMM kernels for T: the Winograd passes call its micro-kernel directly.
-template <class T>
-const GemmKernels<T>& gemm_kernels() {
-  if constexpr (std::is_same_v<T, float>) {
-    return gemm_table().f32;
-  } else {
-    return gemm_table().f64;
-  }
-}
-
-// The GEMM micro-kernel's column count (its B slivers) for T.
+// The GEMM micro-kernel's column count (its B slivers) for T. The Winograd passes call the
+// current ISA's GEMM micro-kernel directly (gemm_table().get<T>()).
 template <class T>
 index_t gemm_nr() {
-  return gemm_kernels<T>().nr;
+  return gemm_table().get<T>().nr;
 }
 
 // Winograd-domain products of small channel counts (a transformed weight plane of at most this
@@ -284,11 +265,11 @@ int wino_tile(index_t OH, index_t OW) {
 // (zero rows) when the products run the micro-kernel directly, so that its A panels are read in place.
 template <class T>
 bool wino_direct(index_t Cout, index_t Cin) {
-  return round_up(Cout, gemm_kernels<T>().mr) * Cin * static_cast<index_t>(sizeof(T)) <= kWinoDirectBytes;
+  return round_up(Cout, gemm_table().get<T>().mr) * Cin * static_cast<index_t>(sizeof(T)) <= kWinoDirectBytes;
 }
 template <class T>
 index_t wino_weight_rows(index_t Cout, index_t Cin) {
-  return wino_direct<T>(Cout, Cin) ? round_up(Cout, gemm_kernels<T>().mr) : Cout;
+  return wino_direct<T>(Cout, Cin) ? round_up(Cout, gemm_table().get<T>().mr) : Cout;
 }
 
 // y (N, Cout, OH, OW) = act(conv3x3(x (N, Cin, H, W), padding (ph, pw)) + bias) from U ((MT+2)^2,
@@ -298,8 +279,8 @@ template <int MT, class T>
 void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N, index_t Cin, index_t H, index_t W,
                index_t Cout, index_t OH, index_t OW, index_t ph, index_t pw, int nthreads) {
   constexpr index_t NP = (MT + 2) * (MT + 2);
-  const ConvKernels<T>& k = kernels<T>();
-  const GemmKernels<T>& gk = gemm_kernels<T>();
+  const ConvKernels<T>& k = conv_table().get<T>();
+  const GemmKernels<T>& gk = gemm_table().get<T>();
   const index_t Up = wino_weight_rows<T>(Cout, Cin);
   const bool direct = wino_direct<T>(Cout, Cin);
   GemmUkernelParams<T> prm;  // alpha 1, beta 0: M = U V
@@ -364,11 +345,11 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
   constexpr index_t NP = (MT + 2) * (MT + 2);
   // The plane of dM whose entries are the sums of each tile of dy (row and column 1 of A are ones).
   constexpr index_t kSumPlane = (MT + 2) + 1;
-  const ConvKernels<T>& k = kernels<T>();
+  const ConvKernels<T>& k = conv_table().get<T>();
   const auto input = MT == 2 ? k.wino_input : k.wino4_input;
   const auto grad_output = MT == 2 ? k.wino_grad_output : k.wino4_grad_output;
   const index_t TH = ceil_div(s.OH, MT), TW = ceil_div(s.OW, MT), P = s.OH * s.OW;
-  const GemmKernels<T>& gk = gemm_kernels<T>();
+  const GemmKernels<T>& gk = gemm_table().get<T>();
   const bool direct = wino_direct<T>(s.OC, s.C);
   // direct: the micro-kernel reads dM's rows in place, whole panels of MR (rows past OC zeroed)
   const index_t OCp = direct ? round_up(s.OC, gk.mr) : s.OC;
@@ -442,7 +423,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvShape& s
               nthreads);
     return;
   }
-  const ConvKernels<T>& k = kernels<T>();
+  const ConvKernels<T>& k = conv_table().get<T>();
   const int nt = static_cast<int>(std::min<index_t>(threads_for(s.N * s.OC * pl.P * pl.Kg, nthreads), s.N));
   if (pl.padded) {
     const index_t xpsize = pl.Cg * pl.pad.plane;
@@ -505,7 +486,7 @@ void conv2d_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, c
     }
     return;
   }
-  const ConvKernels<T>& k = kernels<T>();
+  const ConvKernels<T>& k = conv_table().get<T>();
   const bool need_w = dw != nullptr || db != nullptr;
   const index_t nch = need_w ? std::min(s.N, kWeightChunks) : s.N;
   const index_t wsize = s.OC * pl.Kg, psize = wsize + s.OC;

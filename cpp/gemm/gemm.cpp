@@ -21,19 +21,6 @@ namespace gk {
 
 GK_DEFINE_DISPATCH(gemm, GemmTable)
 
-namespace {
-
-template <class T>
-const GemmKernels<T>& kernels_for(const GemmTable& t) {
-  if constexpr (sizeof(T) == 4) {
-    return t.f32;
-  } else {
-    return t.f64;
-  }
-}
-
-}  // namespace
-
 // The cache blocks, derived from this core's caches (cpu_cache.h) and the micro-tile
 // (BLIS's analytical model, Low et al. 2016, in capacities rather than ways). Our
 // micro-kernel broadcasts A and loads B vectors, and the macro-kernel runs the jr loop
@@ -345,7 +332,7 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
           index_t csb, T beta, T* C, index_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
   if (M <= 0 || N <= 0) return;
   if (K < 0) K = 0;
-  const GemmKernels<T> kk = blocked(kernels_for<T>(gemm_table()));
+  const GemmKernels<T> kk = blocked(gemm_table().get<T>());
   // alpha == 0: A and B are not read (BLAS); C = act(beta * C + bias).
   static const T zero_operand[1] = {T(0)};
   if (alpha == T(0)) K = 0;
@@ -367,9 +354,7 @@ void gemm(index_t M, index_t N, index_t K, T alpha, const T* A, index_t rsa, ind
 }
 
 GemmBlocking gemm_blocking(Isa isa, bool f64) {
-  const GemmTable* tables[kNumIsa] = {&gemm_table_generic, GK_X86_TABLE(gemm_table_avx2),
-                                      GK_X86_TABLE(gemm_table_avx512)};
-  const GemmTable& t = tables[static_cast<int>(isa)] != nullptr ? *tables[static_cast<int>(isa)] : gemm_table_generic;
+  const GemmTable& t = gemm_tables.of(isa);
   return f64 ? gemm_blocking_for(t.f64.mr, t.f64.nr, sizeof(double), cache_sizes())
              : gemm_blocking_for(t.f32.mr, t.f32.nr, sizeof(float), cache_sizes());
 }

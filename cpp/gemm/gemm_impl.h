@@ -2,148 +2,51 @@
 //
 // Include only after defining GK_ISA_NS (generic, avx2, avx512): everything
 // here lives in gk::GK_ISA_NS so that an AVX-512 instantiation can never be
-// merged into the generic path (docs/design.md). The vector width follows the
-// flags of the including file: AVX-512 (zmm), AVX2+FMA (ymm), or plain scalar
-// C++ for the reference kernels.
+// merged into the generic path (docs/design.md). The micro-kernel is written on
+// simd.h's vectors, whose width follows the flags of the including file:
+// AVX-512 (zmm), AVX2 + FMA (ymm), or 16 bytes of plain C++ (generic).
 #pragma once
 #ifndef GK_ISA_NS
 #error "define GK_ISA_NS before including gemm/gemm_impl.h"
 #endif
 
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
+#if defined(__AVX2__)
+#include <immintrin.h>  // transpose_block, the packing's micro-kernel
 #endif
-
 
 #include "gradkit/gemm.h"
 #include "gradkit/isa_common.h"
+#include "gradkit/simd.h"
 
 namespace gk {
 namespace GK_ISA_NS {
 
-// The few vector operations a GEMM needs: W lanes of T.
+// relu(x) = max(0, x) = (0 > x ? 0 : x): NaN propagates (as in PyTorch), one max per vector.
 template <class T>
-struct GemmVec;
-
-#if defined(__AVX512F__)
-template <>
-struct GemmVec<float> {
-  using V = __m512;
-  static constexpr int W = 16;
-  static V zero() { return _mm512_setzero_ps(); }
-  static V set1(float x) { return _mm512_set1_ps(x); }
-  static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-  static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
-  static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
-  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static V max(V a, V b) { return _mm512_max_ps(a, b); }
-  static __mmask16 mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
-};
-template <>
-struct GemmVec<double> {
-  using V = __m512d;
-  static constexpr int W = 8;
-  static V zero() { return _mm512_setzero_pd(); }
-  static V set1(double x) { return _mm512_set1_pd(x); }
-  static V load(const double* p) { return _mm512_loadu_pd(p); }
-  static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
-  static V load_n(const double* p, int n) { return _mm512_maskz_loadu_pd(mask(n), p); }
-  static void store_n(double* p, V v, int n) { _mm512_mask_storeu_pd(p, mask(n), v); }
-  static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
-  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
-  static V add(V a, V b) { return _mm512_add_pd(a, b); }
-  static V max(V a, V b) { return _mm512_max_pd(a, b); }
-  static __mmask8 mask(int n) { return static_cast<__mmask8>((1u << n) - 1u); }
-};
-#elif defined(__AVX2__) && defined(__FMA__)
-template <>
-struct GemmVec<float> {
-  using V = __m256;
-  static constexpr int W = 8;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V set1(float x) { return _mm256_set1_ps(x); }
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V load_n(const float* p, int n) { return _mm256_maskload_ps(p, mask(n)); }
-  static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, mask(n), v); }
-  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static V max(V a, V b) { return _mm256_max_ps(a, b); }
-  static __m256i mask(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  }
-};
-template <>
-struct GemmVec<double> {
-  using V = __m256d;
-  static constexpr int W = 4;
-  static V zero() { return _mm256_setzero_pd(); }
-  static V set1(double x) { return _mm256_set1_pd(x); }
-  static V load(const double* p) { return _mm256_loadu_pd(p); }
-  static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
-  static V load_n(const double* p, int n) { return _mm256_maskload_pd(p, mask(n)); }
-  static void store_n(double* p, V v, int n) { _mm256_maskstore_pd(p, mask(n), v); }
-  static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
-  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
-  static V add(V a, V b) { return _mm256_add_pd(a, b); }
-  static V max(V a, V b) { return _mm256_max_pd(a, b); }
-  static __m256i mask(int n) {
-    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
-  }
-};
-#else
-// Reference: one lane, plain C++ (the compiler may still vectorize the tile).
-template <class T>
-struct GemmVec {
-  using V = T;
-  static constexpr int W = 1;
-  static V zero() { return T(0); }
-  static V set1(T x) { return x; }
-  static V load(const T* p) { return *p; }
-  static void store(T* p, V v) { *p = v; }
-  static V load_n(const T* p, int n) { return n > 0 ? *p : T(0); }
-  static void store_n(T* p, V v, int n) {
-    if (n > 0) *p = v;
-  }
-  static V fmadd(V a, V b, V c) { return a * b + c; }
-  static V mul(V a, V b) { return a * b; }
-  static V add(V a, V b) { return a + b; }
-  static V max(V a, V b) { return a > b ? a : b; }  // like x86 max: b when either is NaN
-};
-#endif
-
-// relu(x) = max(0, x) with x second: x86 max returns its second operand when
-// either is NaN, so NaN propagates (as in PyTorch).
-template <class S>
-GK_ALWAYS_INLINE typename S::V relu(typename S::V x) {
-  return S::max(S::zero(), x);
+GK_ALWAYS_INLINE simd::Vec<T> relu(simd::Vec<T> x) {
+  return simd::max(simd::zero<T>(), x);
 }
 
 // The k loop of an MR x (NV * W) tile: acc += a(:, p) b(p, :) for p < kc.
 // A_RS / A_CS > 0 are compile-time strides of the packed layout; 0 means
 // "use the run-time value".
 template <class T, int MR, int NV, int A_RS, int A_CS>
-GK_ALWAYS_INLINE void gemm_kloop(typename GemmVec<T>::V (&acc)[MR][NV], index_t kc, const T* GK_RESTRICT a,
-                                 index_t rs_a_rt, index_t cs_a_rt, const T* GK_RESTRICT b, index_t rs_b) {
-  using S = GemmVec<T>;
-  using V = typename S::V;
-  constexpr int W = S::W;
+GK_ALWAYS_INLINE void gemm_kloop(simd::Vec<T> (&acc)[MR][NV], index_t kc, const T* GK_RESTRICT a, index_t rs_a_rt,
+                                 index_t cs_a_rt, const T* GK_RESTRICT b, index_t rs_b) {
+  using V = simd::Vec<T>;
+  constexpr int W = simd::kLanes<T>;
   const index_t rs_a = A_RS > 0 ? A_RS : rs_a_rt;
   const index_t cs_a = A_CS > 0 ? A_CS : cs_a_rt;
 #pragma GCC unroll 4
   for (index_t p = 0; p < kc; ++p) {
     V bv[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * W);
+    for (int v = 0; v < NV; ++v) bv[v] = simd::load(b + v * W);
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
-      const V ai = S::set1(a[i * rs_a]);
+      const V ai = simd::set1(a[i * rs_a]);
 #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = simd::fmadd(ai, bv[v], acc[i][v]);
     }
     a += cs_a;
     b += rs_b;
@@ -156,15 +59,14 @@ template <class T, int MR, int NV>
 GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t rs_a, index_t cs_a,
                                    const T* GK_RESTRICT b, index_t rs_b, T* GK_RESTRICT c, index_t rs_c, index_t m,
                                    index_t n, const GemmUkernelParams<T>& prm) {
-  using S = GemmVec<T>;
-  using V = typename S::V;
-  constexpr int W = S::W;
+  using V = simd::Vec<T>;
+  constexpr int W = simd::kLanes<T>;
   constexpr int NR = NV * W;
   V acc[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
+    for (int v = 0; v < NV; ++v) acc[i][v] = simd::zero<T>();
   }
   // The k loop, in two parts: the C tile is prefetched for the epilogue
   // kPrefetch iterations before the end (rows >= m included: a prefetch never faults).
@@ -200,8 +102,8 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
   }
 
   // Epilogue on the tile in registers: c = act(alpha * acc + beta * c + bias).
-  const V valpha = S::set1(prm.alpha);
-  const V vbeta = S::set1(prm.beta);
+  const V valpha = simd::set1(prm.alpha);
+  const V vbeta = simd::set1(prm.beta);
   const bool use_beta = prm.beta != T(0);  // beta == 0: C is never read
   const bool use_alpha = prm.alpha != T(1);  // alpha * x == x exactly when alpha == 1
   const bool use_relu = prm.act == Activation::relu;
@@ -214,7 +116,7 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) S::store(c + i * rs_c + v * W, use_alpha ? S::mul(valpha, acc[i][v]) : acc[i][v]);
+      for (int v = 0; v < NV; ++v) simd::store(c + i * rs_c + v * W, use_alpha ? valpha * acc[i][v] : acc[i][v]);
     }
     return;
   }
@@ -222,33 +124,34 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
   if (col_bias) {
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
-      vbias[v] = nn == NR ? S::load(bias + v * W) : S::load_n(bias + v * W, clamp(nn - v * W, 0, W));
+      vbias[v] = nn == NR ? simd::load(bias + v * W) : simd::load_partial(bias + v * W, clamp(nn - v * W, 0, W));
     }
   }
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) {
     if (i >= m) break;
     T* ci = c + i * rs_c;
-    const V vrow = row_bias ? S::set1(bias[i]) : S::zero();
+    const V vrow = row_bias ? simd::set1(bias[i]) : simd::zero<T>();
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
-      V r = use_alpha ? S::mul(valpha, acc[i][v]) : acc[i][v];
+      V r = use_alpha ? valpha * acc[i][v] : acc[i][v];
       const int lanes = clamp(nn - v * W, 0, W);  // valid lanes of this vector
-      if (use_beta) r = S::fmadd(vbeta, nn == NR ? S::load(ci + v * W) : S::load_n(ci + v * W, lanes), r);
-      if (row_bias) r = S::add(r, vrow);
-      if (col_bias) r = S::add(r, vbias[v]);
-      if (use_relu) r = relu<S>(r);
+      if (use_beta) r = simd::fmadd(vbeta, nn == NR ? simd::load(ci + v * W) : simd::load_partial(ci + v * W, lanes), r);
+      if (row_bias) r = r + vrow;
+      if (col_bias) r = r + vbias[v];
+      if (use_relu) r = relu<T>(r);
       if (nn == NR || lanes == W) {
-        S::store(ci + v * W, r);
+        simd::store(ci + v * W, r);
       } else if (lanes > 0) {
-        S::store_n(ci + v * W, r, lanes);
+        simd::store_partial(ci + v * W, r, lanes);
       }
     }
   }
 }
 
-// Transposes a square L x L block: dst[q * ds + r] = src[r * ss + q]
-// (L = 8 floats or 4 doubles, one ymm per row). Only with AVX2 or better.
+// The packing's micro-kernel: transposes a square L x L block, dst[q * ds + r] = src[r * ss + q]
+// (L = 8 floats or 4 doubles, one ymm per row), in AVX shuffles (as XNNPACK's packing kernels;
+// simd.h's vectors have no shuffles). Only with AVX2 or better.
 #if defined(__AVX2__)
 constexpr int transpose_block_size(float*) { return 8; }
 constexpr int transpose_block_size(double*) { return 4; }
@@ -365,32 +268,37 @@ void gemm_pack_b(index_t k, index_t n, const T* b, index_t rs, index_t cs, T* ds
 }  // namespace GK_ISA_NS
 }  // namespace gk
 
-// The micro-kernel signature (GemmUkernelFn) and, for each per-ISA file, the
-// one line that defines its micro-kernel from the template above or declares it.
-#define GK_GEMM_UKERNEL_ARGS(T)                                                                                   \
-  ::gk::index_t kc, const T *a, ::gk::index_t rs_a, ::gk::index_t cs_a, const T *b, ::gk::index_t rs_b, T *c, \
-      ::gk::index_t rs_c, ::gk::index_t m, ::gk::index_t n, const ::gk::GemmUkernelParams<T> &p
-#define GK_DECLARE_GEMM_UKERNEL(name, T) \
-  namespace gk::GK_ISA_NS {              \
-  void name(GK_GEMM_UKERNEL_ARGS(T));    \
-  }
-#define GK_DEFINE_GEMM_UKERNEL(name, T, MR, NV)                                     \
-  namespace gk::GK_ISA_NS {                                                         \
-  void name(GK_GEMM_UKERNEL_ARGS(T)) {                                              \
-    gemm_ukernel<T, MR, NV>(kc, a, rs_a, cs_a, b, rs_b, c, rs_c, m, n, p);         \
-  }                                                                                 \
-  }
-
 namespace gk {
 namespace GK_ISA_NS {
 
-// One dtype's entry of an ISA's table: the micro-kernel and this ISA's packing
-// routines for its MR x NR. The cache blocks are derived from the core's caches at
-// run time (gemm.cpp, gemm_blocking_for).
-template <class T, int MR, int NR>
-constexpr GemmKernels<T> gemm_kernels(GemmUkernelFn<T> ukernel) {
-  static_assert(MR > 0 && NR > 0, "empty micro-tile");
-  return {ukernel, &gemm_pack_a<T, MR>, &gemm_pack_b<T, NR>, MR, NR, 0, 0, 0};
+// The micro-kernel of an MR x (NV * W) tile as a function of its own (GemmUkernelFn):
+// the template above is always inlined, so that its k loop keeps the accumulators in registers.
+template <class T, int MR, int NV>
+void gemm_ukernel_fn(index_t kc, const T* a, index_t rs_a, index_t cs_a, const T* b, index_t rs_b, T* c,
+                     index_t rs_c, index_t m, index_t n, const GemmUkernelParams<T>& p) {
+  gemm_ukernel<T, MR, NV>(kc, a, rs_a, cs_a, b, rs_b, c, rs_c, m, n, p);
+}
+
+// This ISA's micro-tile for T: MR rows of C by NV vectors of W lanes (docs/kernels.md has the
+// reasons): AVX-512 8 x 2 zmm (f32 8x32, f64 8x16: 16 accumulators), AVX2 + FMA 6 x 2 ymm
+// (f32 6x16, f64 6x8: 12 accumulators), generic 4 x 8 (2 or 4 vectors of 16 bytes a row).
+template <class T>
+struct GemmTile {
+#if defined(__AVX512F__)
+  static constexpr int MR = 8, NV = 2;
+#elif defined(__AVX2__) && defined(__FMA__)
+  static constexpr int MR = 6, NV = 2;
+#else
+  static constexpr int MR = 4, NV = 8 / simd::kLanes<T>;
+#endif
+};
+
+// This ISA's table entry for T: the micro-kernel and the packing routines for its MR x NR.
+// The cache blocks are derived from the core's caches at run time (gemm.cpp, gemm_blocking_for).
+template <class T>
+constexpr GemmKernels<T> gemm_kernels() {
+  constexpr int MR = GemmTile<T>::MR, NR = GemmTile<T>::NV * simd::kLanes<T>;
+  return {&gemm_ukernel_fn<T, MR, GemmTile<T>::NV>, &gemm_pack_a<T, MR>, &gemm_pack_b<T, NR>, MR, NR, 0, 0, 0};
 }
 
 }  // namespace GK_ISA_NS

@@ -13,12 +13,6 @@ GK_DEFINE_DISPATCH(optim, OptimTable)
 
 namespace {
 
-template <class T>
-const OptimKernels<T>& kernels_of(const OptimTable& t) {
-  if constexpr (std::is_same_v<T, float>) return t.f32;
-  else return t.f64;
-}
-
 // Work is handed out in blocks of this many elements of one tensor: pieces
 // start at a multiple of kBlock inside their tensor, so every element is
 // processed by the same code path (vector body or tail) whatever the thread
@@ -67,26 +61,6 @@ void for_each_piece(const std::vector<index_t>& n, int nthreads, F&& f) {
   });
 }
 
-OptimStepScalars step_scalars(const OptimHyper& h, double step) {
-  OptimStepScalars s;
-  s.lr = h.lr;
-  switch (h.kind) {
-    case OptimKind::sgd:
-      s.first = step <= 1;
-      break;
-    case OptimKind::adagrad:
-      s.lr = h.lr / (1 + (step - 1) * h.lr_decay);
-      break;
-    case OptimKind::rmsprop:
-      break;
-    case OptimKind::adam:
-      s.lr = h.lr / (1 - std::pow(h.beta1, step));
-      s.bc2_sqrt = std::sqrt(1 - std::pow(h.beta2, step));
-      break;
-  }
-  return s;
-}
-
 }  // namespace
 
 // Per tensor i: p (n[i]), g (n[i]), state slots (n[i] or nullptr); parallel over
@@ -97,9 +71,9 @@ void optim_step(const TensorList<T>& t, int nthreads) {
   if (count == 0) return;
   std::vector<OptimStepScalars> sc(count);
   std::vector<OptimKernel<T>> kernel(count);
-  const auto& k = kernels_of<T>(optim_table());
+  const auto& k = optim_table().get<T>();
   for (size_t i = 0; i < count; ++i) {
-    sc[i] = step_scalars(*t.hyper[i], t.step[i]);
+    sc[i] = optim_step_scalars(*t.hyper[i], t.step[i]);
     kernel[i] = k.step[static_cast<int>(t.hyper[i]->kind)];
   }
   for_each_piece(t.n, nthreads, [&](size_t i, index_t lo, index_t hi) {
@@ -124,7 +98,7 @@ double grad_norm_partial(const std::vector<const T*>& x, const std::vector<index
     total += n[i];
   }
   std::vector<double> part(chunks.size());
-  const auto& k = kernels_of<T>(optim_table());
+  const auto& k = optim_table().get<T>();
   dynamic_for(static_cast<index_t>(chunks.size()), total, nthreads, [&](index_t c) {
     part[c] = norm_inf ? k.absmax(chunks[c].p, chunks[c].len) : k.sumsq(chunks[c].p, chunks[c].len);
   });
@@ -138,7 +112,7 @@ double grad_norm_partial(const std::vector<const T*>& x, const std::vector<index
 
 template <class T>
 void scale_tensors(const std::vector<T*>& x, const std::vector<index_t>& n, T c, int nthreads) {
-  const auto scale = kernels_of<T>(optim_table()).scale;
+  const auto scale = optim_table().get<T>().scale;
   for_each_piece(n, nthreads, [&](size_t i, index_t lo, index_t hi) { scale(x[i] + lo, c, hi - lo); });
 }
 

@@ -16,10 +16,6 @@
 #include "gradkit/optim.h"
 #include "gradkit/simd.h"
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 // No FMA contraction here: PyTorch rounds each product and sum separately.
 #if defined(__clang__)
 #pragma clang fp contract(off)
@@ -64,23 +60,6 @@ GK_ALWAYS_INLINE void for_vectors(index_t n, Body&& body) {
   index_t i = 0;
   for (; i + L <= n; i += L) body(i, Full<T>{});
   if (i < n) body(i, Part<T>{n - i});
-}
-
-// sqrt of every lane, correctly rounded (one instruction per vector).
-template <class T>
-GK_ALWAYS_INLINE Vec<T> vsqrt(Vec<T> x) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm512_sqrt_ps((__m512)x);
-  else return (Vec<T>)_mm512_sqrt_pd((__m512d)x);
-#elif defined(__AVX2__)
-  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm256_sqrt_ps((__m256)x);
-  else return (Vec<T>)_mm256_sqrt_pd((__m256d)x);
-#elif defined(__SSE2__)
-  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm_sqrt_ps((__m128)x);
-  else return (Vec<T>)_mm_sqrt_pd((__m128d)x);
-#else
-  return map_lanes(x, [](T v) { return std::sqrt(v); });
-#endif
 }
 
 // The penalties added to the gradient: g + weight_decay * p + l1 * sign(p), each
@@ -156,7 +135,7 @@ void adagrad_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRI
       const Vec<T> gi = pen(io.ld(g + i), pi);
       const Vec<T> acc = io.ld(sum + i) + gi * gi;
       io.st(sum + i, acc);
-      io.st(p + i, pi + neg_clr * (gi / (vsqrt<T>(acc) + eps)));
+      io.st(p + i, pi + neg_clr * (gi / (simd::sqrt(acc) + eps)));
     });
   });
 }
@@ -180,9 +159,9 @@ void rmsprop_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRI
           if constexpr (kCentered()) {
             const Vec<T> m = lerp(io.ld(ga + i), gi);
             io.st(ga + i, m);
-            avg = vsqrt<T>(v + -(m * m)) + eps;
+            avg = simd::sqrt(v + -(m * m)) + eps;
           } else {
-            avg = vsqrt<T>(v) + eps;
+            avg = simd::sqrt(v) + eps;
           }
           if constexpr (kMom()) {
             const Vec<T> b = io.ld(buf + i) * mom + gi / avg;
@@ -224,7 +203,7 @@ void adam_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRICT 
             vi = vm > vi ? vm : vi;
             io.st(vmax + i, vi);
           }
-          const Vec<T> denom = vsqrt<T>(vi) * inv_bc2 + eps;
+          const Vec<T> denom = simd::sqrt(vi) * inv_bc2 + eps;
           io.st(p + i, pi + neg_step * (mi / denom));
         });
       });
@@ -261,10 +240,10 @@ void scale_kernel(T* GK_RESTRICT x, T c, index_t n) {
 
 template <class T>
 constexpr void fill_kernels(OptimKernels<T>& k) {
-  k.step[static_cast<int>(OptimKind::sgd)] = &sgd_kernel<T>;
-  k.step[static_cast<int>(OptimKind::adagrad)] = &adagrad_kernel<T>;
-  k.step[static_cast<int>(OptimKind::rmsprop)] = &rmsprop_kernel<T>;
-  k.step[static_cast<int>(OptimKind::adam)] = &adam_kernel<T>;
+  // Every rule of the list in gradkit/optim.h: its kernel is `kind`_kernel above.
+#define GK_OPTIM_KERNEL(kind, ...) k.step[static_cast<int>(OptimKind::kind)] = &kind##_kernel<T>;
+  GK_OPTIM_RULES(GK_OPTIM_KERNEL)
+#undef GK_OPTIM_KERNEL
   k.sumsq = &sumsq_kernel<T>;
   k.absmax = &absmax_kernel<T>;
   k.scale = &scale_kernel<T>;

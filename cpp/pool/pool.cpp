@@ -2,7 +2,6 @@
 #include "gradkit/pool.h"
 
 #include <atomic>
-#include <type_traits>
 
 #include "gradkit/isa.h"
 #include "gradkit/parallel.h"
@@ -11,23 +10,10 @@ namespace gk {
 
 GK_DEFINE_DISPATCH(pool, PoolTable)
 
-namespace {
-
-template <class T>
-const PoolKernels<T>& kernels() {
-  if constexpr (std::is_same_v<T, float>) {
-    return pool_table().f32;
-  } else {
-    return pool_table().f64;
-  }
-}
-
-}  // namespace
-
 // x (NC,H,W) -> y, idx (NC,OH,OW); parallel over planes.
 template <class T>
 void max_pool2d_forward(T* y, std::int32_t* idx, const T* x, const PoolShape& s, int nthreads) {
-  const auto& k = kernels<T>();
+  const auto& k = pool_table().get<T>();
   const index_t op = s.OH * s.OW, ip = s.H * s.W;
   parallel_for(s.NC, s.NC * (ip + op * s.KH * s.KW), [&](index_t p0, index_t p1) {
     k.max_forward(y + p0 * op, idx + p0 * op, x + p0 * ip, s, p1 - p0);
@@ -37,7 +23,7 @@ void max_pool2d_forward(T* y, std::int32_t* idx, const T* x, const PoolShape& s,
 // dy, idx (NC,OH,OW) -> dx (NC,H,W); parallel over planes.
 template <class T>
 index_t max_pool2d_backward(T* dx, const T* dy, const std::int32_t* idx, const PoolShape& s, int nthreads) {
-  const auto& k = kernels<T>();
+  const auto& k = pool_table().get<T>();
   const index_t op = s.OH * s.OW, ip = s.H * s.W;
   std::atomic<index_t> bad{0};
   parallel_for(s.NC, s.NC * (ip + op), [&](index_t p0, index_t p1) {
@@ -49,7 +35,7 @@ index_t max_pool2d_backward(T* dx, const T* dy, const std::int32_t* idx, const P
 // x (NC,H,W) -> y (NC,OH,OW); parallel over planes.
 template <class T>
 void avg_pool2d_forward(T* y, const T* x, const PoolShape& s, int nthreads) {
-  const auto& k = kernels<T>();
+  const auto& k = pool_table().get<T>();
   const index_t op = s.OH * s.OW, ip = s.H * s.W;
   parallel_for(s.NC, s.NC * (ip + op * s.KH * s.KW), [&](index_t p0, index_t p1) {
     k.avg_forward(y + p0 * op, x + p0 * ip, s, p1 - p0);
@@ -59,7 +45,7 @@ void avg_pool2d_forward(T* y, const T* x, const PoolShape& s, int nthreads) {
 // dy (NC,OH,OW) -> dx (NC,H,W); parallel over planes.
 template <class T>
 void avg_pool2d_backward(T* dx, const T* dy, const PoolShape& s, int nthreads) {
-  const auto& k = kernels<T>();
+  const auto& k = pool_table().get<T>();
   const index_t op = s.OH * s.OW, ip = s.H * s.W;
   parallel_for(s.NC, s.NC * (ip + op * s.KH * s.KW), [&](index_t p0, index_t p1) {
     k.avg_backward(dx + p0 * ip, dy + p0 * op, s, p1 - p0);
@@ -69,7 +55,7 @@ void avg_pool2d_backward(T* dx, const T* dy, const PoolShape& s, int nthreads) {
 // x (NC, HW) -> y (NC,); parallel over planes.
 template <class T>
 void global_avg_pool2d_forward(T* y, const T* x, index_t NC, index_t HW, int nthreads) {
-  const auto& k = kernels<T>();
+  const auto& k = pool_table().get<T>();
   parallel_for(NC, NC * HW, [&](index_t p0, index_t p1) { k.global_forward(y + p0, x + p0 * HW, p1 - p0, HW); },
                nthreads);
 }
@@ -77,7 +63,7 @@ void global_avg_pool2d_forward(T* y, const T* x, index_t NC, index_t HW, int nth
 // dy (NC,) -> dx (NC, HW); parallel over planes.
 template <class T>
 void global_avg_pool2d_backward(T* dx, const T* dy, index_t NC, index_t HW, int nthreads) {
-  const auto& k = kernels<T>();
+  const auto& k = pool_table().get<T>();
   parallel_for(NC, NC * HW, [&](index_t p0, index_t p1) { k.global_backward(dx + p0 * HW, dy + p0, p1 - p0, HW); },
                nthreads);
 }

@@ -109,15 +109,7 @@ struct ConvKernels {
   void (*transpose)(T* dst, index_t ldd, const T* src, index_t lds, index_t rows, index_t cols);
 };
 
-struct ConvTable {
-  ConvKernels<float> f32;
-  ConvKernels<double> f64;
-};
-
-// Each ISA's kernels: constant data defined by that ISA's code (cpp/conv/conv_isa.cpp.in).
-extern const ConvTable conv_table_generic, conv_table_avx2, conv_table_avx512;
-// The current ISA's table, and the ISA it belongs to.
-const ConvTable& conv_table();
-Isa conv_table_isa();
+using ConvTable = DtypeTable<ConvKernels>;
+GK_DECLARE_DISPATCH(conv, ConvTable)
 
 }  // namespace gk

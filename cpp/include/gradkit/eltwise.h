@@ -60,22 +60,10 @@ struct EltwiseKernels {
   SquaredErrorFn<T> squared_error;
 };
 
-struct EltwiseTable {
+struct EltwiseTable : DtypeTable<EltwiseKernels> {
   DropoutMaskFn dropout_mask;
-  EltwiseKernels<float> f32;
-  EltwiseKernels<double> f64;
-  template <class T>
-  const EltwiseKernels<T>& get() const {
-    if constexpr (sizeof(T) == 4) return f32;
-    else return f64;
-  }
 };
-
-// Each ISA's kernels: constant data defined by that ISA's code (cpp/eltwise/eltwise_isa.cpp.in).
-extern const EltwiseTable eltwise_table_generic, eltwise_table_avx2, eltwise_table_avx512;
-// The current ISA's table, and the ISA it belongs to.
-const EltwiseTable& eltwise_table();
-Isa eltwise_table_isa();
+GK_DECLARE_DISPATCH(eltwise, EltwiseTable)
 
 // x (n,) -> y (n,); y may be x (in place). Parallel over contiguous blocks.
 // nthreads: 0 = the global setting.

@@ -81,17 +81,8 @@ struct GemmKernels {
   index_t mc = 0, kc = 0, nc = 0;  // cache blocks (gemm_blocking_for): packed A, k depth (kc_max), packed B
 };
 
-struct GemmTable {
-  GemmKernels<float> f32;
-  GemmKernels<double> f64;
-  const char* name = "";  // e.g. "f32 12x32 avx512" for diagnostics
-};
-
-// Each ISA's kernels: constant data defined by that ISA's code (cpp/gemm/gemm_init__<isa>.cpp).
-extern const GemmTable gemm_table_generic, gemm_table_avx2, gemm_table_avx512;
-// The current ISA's table, and the ISA it belongs to.
-const GemmTable& gemm_table();
-Isa gemm_table_isa();
+using GemmTable = DtypeTable<GemmKernels>;
+GK_DECLARE_DISPATCH(gemm, GemmTable)
 
 // A table's cache blocks on a core with these caches (gemm.cpp: BLIS's analytical model),
 // and the sizes they came from. For show_config and tests.

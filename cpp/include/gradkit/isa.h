@@ -10,6 +10,7 @@
 #pragma once
 #include <cstddef>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace gk {
@@ -38,6 +39,24 @@ void init_isa_from_env();
 #define GK_X86_TABLE(table) nullptr
 #endif
 
+// An area's kernels for float32 and float64, and the one accessor of a dtype's:
+// table.get<T>(). An area's table is one of these (or derives from one and adds
+// kernels that take no dtype).
+template <template <class> class Kernels>
+struct DtypeTable {
+  Kernels<float> f32;
+  Kernels<double> f64;
+  template <class T>
+  constexpr const Kernels<T>& get() const {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
+    if constexpr (std::is_same_v<T, float>) {
+      return f32;
+    } else {
+      return f64;
+    }
+  }
+};
+
 // An area's tables, one per ISA. Built at compile time (GK_DEFINE_DISPATCH):
 // nothing runs at load. A build without x86 tables passes nullptr for them and
 // uses the generic table for every ISA. (Two constructors rather than a test
@@ -51,17 +70,29 @@ class DispatchTable {
   constexpr DispatchTable(const Table& generic, std::nullptr_t, std::nullptr_t)
       : tables_{&generic, &generic, &generic}, isas_{Isa::generic, Isa::generic, Isa::generic} {}
   // The current ISA's table (set_isa only accepts an ISA the CPU has).
-  const Table& get() const { return *tables_[static_cast<int>(current_isa())]; }
+  const Table& get() const { return of(current_isa()); }
   // The ISA whose kernels get() returns now (for show_config).
   Isa isa() const { return isas_[static_cast<int>(current_isa())]; }
+  // The table of `isa` (the generic one in a build without it). Only its data may be
+  // read: its kernels run only once `isa` is current (the CPU check).
+  const Table& of(Isa isa) const { return *tables_[static_cast<int>(isa)]; }
 
  private:
   const Table* tables_[kNumIsa];
   Isa isas_[kNumIsa];
 };
 
-// Defines `area`_table() and `area`_table_isa() of an area's header from its
-// tables area_table_generic, area_table_avx2 and area_table_avx512 (in a driver, inside namespace gk).
+// In an area's header (inside namespace gk): its tables, area_table_generic,
+// area_table_avx2 and area_table_avx512 (constant data, each defined by the ISA's
+// code generated from cpp/<area>/<area>_isa.cpp.in), and the current one,
+// area_table() with area_table_isa(), the ISA it belongs to.
+#define GK_DECLARE_DISPATCH(area, Table)                                              \
+  extern const Table area##_table_generic, area##_table_avx2, area##_table_avx512;    \
+  const Table& area##_table();                                                        \
+  Isa area##_table_isa();
+
+// In the area's driver (inside namespace gk): defines area_table() and
+// area_table_isa(), and area_tables, the DispatchTable over its ISAs.
 #define GK_DEFINE_DISPATCH(area, Table)                                                                  \
   namespace {                                                                                           \
   constexpr DispatchTable<Table> area##_tables(area##_table_generic, GK_X86_TABLE(area##_table_avx2),   \

@@ -85,21 +85,8 @@ struct NormKernels {
 // The code of a pooled output that passes no gradient (its window max was <= 0).
 constexpr std::uint8_t kPoolNoGrad = 0xFF;
 
-struct NormTable {
-  NormKernels<float> f32;
-  NormKernels<double> f64;
-  template <class T>
-  const NormKernels<T>& get() const {
-    if constexpr (sizeof(T) == sizeof(float)) return f32;
-    else return f64;
-  }
-};
-
-// Each ISA's kernels: constant data defined by that ISA's code (cpp/norm/norm_isa.cpp.in).
-extern const NormTable norm_table_generic, norm_table_avx2, norm_table_avx512;
-// The current ISA's table, and the ISA it belongs to.
-const NormTable& norm_table();
-Isa norm_table_isa();
+using NormTable = DtypeTable<NormKernels>;
+GK_DECLARE_DISPATCH(norm, NormTable)
 
 // Batch norm. x, y (N, C, S) contiguous (S = H*W, or 1 for (N, C) input);
 // weight, bias (C,) or null; running_mean, running_var (C,) or null.

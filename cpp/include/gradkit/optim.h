@@ -8,6 +8,7 @@
 // that depend on the step count (bias corrections, Adagrad's decayed lr) are
 // computed in double by the driver.
 #pragma once
+#include <cmath>
 #include <vector>
 
 #include "gradkit/common.h"
@@ -15,36 +16,111 @@
 
 namespace gk {
 
-enum class OptimKind : int { sgd = 0, adagrad = 1, rmsprop = 2, adam = 3 };
-constexpr int kNumOptimKinds = 4;
+// ---- The optimizer rules: the one list (docs/design.md, "Adding an optimizer") ----------
+//
+// One row per rule, X(kind, slot0, uses0, slot1, uses1, slot2, uses2): its name (the Python
+// class's _kind; its kernel is `kind`_kernel in cpp/optim/optim_impl.h), then its three state
+// slots, each a name (PyTorch's state key; "" for none) and when an update with the
+// hyperparameters `h` reads and writes it. OptimKind, the per-ISA kernel tables and the
+// binding's kind names, slot checks and messages are generated from it.
+#define GK_OPTIM_RULES(X)                                                                    \
+  X(sgd, "momentum_buffer", h.momentum != 0, "", false, "", false)                           \
+  X(adagrad, "sum", true, "", false, "", false)                                              \
+  X(rmsprop, "square_avg", true, "momentum_buffer", h.momentum > 0, "grad_avg", h.centered)  \
+  X(adam, "exp_avg", true, "exp_avg_sq", true, "max_exp_avg_sq", h.amsgrad)
 
-// Hyperparameters of one parameter group (PyTorch's names and meanings).
-// weight_decay is the coupled L2 term (g += weight_decay * p) except for
-// AdamW (decoupled: p *= 1 - lr * weight_decay first); l1 adds l1 * sign(p) to g.
+// The hyperparameters of one param group, X(type, name, doc) (PyTorch's names and meanings):
+// the fields of OptimHyper (zero or false unless set), which the binding takes by name.
+// weight_decay is the coupled L2 term (g += weight_decay * p) except for AdamW (decoupled:
+// p *= 1 - lr * weight_decay first); l1 adds l1 * sign(p) to g.
+#define GK_OPTIM_HYPER_FIELDS(X)                                               \
+  X(double, lr, "learning rate")                                               \
+  X(double, weight_decay, "L2 term added to the gradient (AdamW: decoupled)")  \
+  X(double, l1, "adds l1 * sign(p) to the gradient")                           \
+  X(double, eps, "added to the denominator")                                   \
+  X(double, momentum, "SGD and RMSprop")                                       \
+  X(double, dampening, "SGD")                                                  \
+  X(bool, nesterov, "SGD")                                                     \
+  X(double, alpha, "RMSprop's smoothing constant")                             \
+  X(bool, centered, "RMSprop")                                                 \
+  X(double, lr_decay, "Adagrad")                                               \
+  X(double, beta1, "Adam")                                                     \
+  X(double, beta2, "Adam")                                                     \
+  X(bool, amsgrad, "Adam")                                                     \
+  X(bool, decoupled, "Adam: AdamW's decoupled weight decay")
+
+enum class OptimKind : int {
+#define GK_OPTIM_KIND(kind, ...) kind,
+  GK_OPTIM_RULES(GK_OPTIM_KIND)
+#undef GK_OPTIM_KIND
+};
+#define GK_OPTIM_COUNT(...) +1
+constexpr int kNumOptimKinds = 0 GK_OPTIM_RULES(GK_OPTIM_COUNT);
+#undef GK_OPTIM_COUNT
+
 struct OptimHyper {
   OptimKind kind = OptimKind::sgd;
-  double lr = 0, weight_decay = 0, l1 = 0, eps = 0;
-  double momentum = 0, dampening = 0;  // SGD (and RMSprop's momentum)
-  bool nesterov = false;
-  double alpha = 0;                     // RMSprop smoothing constant
-  bool centered = false;
-  double lr_decay = 0;                  // Adagrad
-  double beta1 = 0, beta2 = 0;          // Adam
-  bool amsgrad = false, decoupled = false;
+#define GK_OPTIM_FIELD(type, name, doc) type name = type();
+  GK_OPTIM_HYPER_FIELDS(GK_OPTIM_FIELD)
+#undef GK_OPTIM_FIELD
 };
 
-// Scalars of one tensor's update at its step count, computed in double.
+// Each rule's name and state slot names ("" for none), in OptimKind order.
+struct OptimRuleNames {
+  const char* kind;
+  const char* slot[3];
+};
+inline constexpr OptimRuleNames kOptimRules[kNumOptimKinds] = {
+#define GK_OPTIM_NAMES(kind, s0, u0, s1, u1, s2, u2) {#kind, {s0, s1, s2}},
+    GK_OPTIM_RULES(GK_OPTIM_NAMES)
+#undef GK_OPTIM_NAMES
+};
+
+// Which state slots the update of h reads and writes.
+inline void optim_slots_used(const OptimHyper& h, bool used[3]) {
+  switch (h.kind) {
+#define GK_OPTIM_USES(kind, s0, u0, s1, u1, s2, u2) \
+  case OptimKind::kind:                             \
+    used[0] = (u0);                                 \
+    used[1] = (u1);                                 \
+    used[2] = (u2);                                 \
+    return;
+    GK_OPTIM_RULES(GK_OPTIM_USES)
+#undef GK_OPTIM_USES
+  }
+}
+
+// Scalars of one tensor's update at its step count, computed in double by the driver.
 struct OptimStepScalars {
   double lr = 0;        // Adagrad: lr / (1 + (step-1) lr_decay); Adam: lr / (1 - beta1^step); else lr
   double bc2_sqrt = 1;  // Adam: sqrt(1 - beta2^step)
   bool first = false;   // SGD: the momentum buffer is new (buf = g, no dampening)
 };
 
-// The state slots each kind uses (nullptr when unused):
-//   sgd: s0 momentum_buffer (momentum != 0)
-//   adagrad: s0 sum
-//   rmsprop: s0 square_avg, s1 momentum_buffer (momentum > 0), s2 grad_avg (centered)
-//   adam: s0 exp_avg, s1 exp_avg_sq, s2 max_exp_avg_sq (amsgrad)
+// The scalars of an update at `step` (the step count after it, >= 1). A rule whose update
+// does not depend on the step count needs no case here.
+inline OptimStepScalars optim_step_scalars(const OptimHyper& h, double step) {
+  OptimStepScalars s;
+  s.lr = h.lr;
+  switch (h.kind) {
+    case OptimKind::sgd:
+      s.first = step <= 1;
+      break;
+    case OptimKind::adagrad:
+      s.lr = h.lr / (1 + (step - 1) * h.lr_decay);
+      break;
+    case OptimKind::adam:
+      s.lr = h.lr / (1 - std::pow(h.beta1, step));
+      s.bc2_sqrt = std::sqrt(1 - std::pow(h.beta2, step));
+      break;
+    default:
+      break;
+  }
+  return s;
+}
+
+// A rule's kernel updates n elements: p and the state slots of GK_OPTIM_RULES (nullptr when
+// unused) in place from g.
 template <class T>
 using OptimKernel = void (*)(const OptimHyper& h, const OptimStepScalars& s, T* p, const T* g, T* s0, T* s1, T* s2,
                              index_t n);
@@ -64,16 +140,8 @@ struct OptimKernels {
   ScaleKernel<T> scale = nullptr;
 };
 
-struct OptimTable {
-  OptimKernels<float> f32;
-  OptimKernels<double> f64;
-};
-
-// Each ISA's kernels: constant data defined by that ISA's code (cpp/optim/optim_isa.cpp.in).
-extern const OptimTable optim_table_generic, optim_table_avx2, optim_table_avx512;
-// The current ISA's table, and the ISA it belongs to.
-const OptimTable& optim_table();
-Isa optim_table_isa();
+using OptimTable = DtypeTable<OptimKernels>;
+GK_DECLARE_DISPATCH(optim, OptimTable)
 
 // The tensors of one call, all of dtype T; entry i is one parameter of n[i]
 // elements, updated with the hyperparameters *hyper[i] (its param group's).

@@ -48,15 +48,7 @@ struct PoolKernels {
   void (*global_backward)(T* dx, const T* dy, index_t np, index_t HW);
 };
 
-struct PoolTable {
-  PoolKernels<float> f32;
-  PoolKernels<double> f64;
-};
-
-// Each ISA's kernels: constant data defined by that ISA's code (cpp/pool/pool_isa.cpp.in).
-extern const PoolTable pool_table_generic, pool_table_avx2, pool_table_avx512;
-// The current ISA's table, and the ISA it belongs to.
-const PoolTable& pool_table();
-Isa pool_table_isa();
+using PoolTable = DtypeTable<PoolKernels>;
+GK_DECLARE_DISPATCH(pool, PoolTable)
 
 }  // namespace gk

@@ -33,7 +33,7 @@
 #include "gradkit/common.h"
 #include "gradkit/isa_common.h"
 
-#if defined(__AVX2__) || defined(__AVX512F__)
+#if defined(__SSE2__) || defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -373,6 +373,39 @@ template <class V, class F>
 GK_ALWAYS_INLINE V map_lanes(V v, F f) {
   for (int i = 0; i < static_cast<int>(sizeof(V) / sizeof(v[0])); ++i) v[i] = f(v[i]);
   return v;
+}
+
+// a * b + c in one rounding on AVX2 and AVX-512, whatever the compiler contracts (the GEMM's
+// chains of FMAs); elsewhere a * b + c (two roundings on x86's generic ISA).
+template <class V>
+GK_ALWAYS_INLINE V fmadd(V a, V b, V c) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<elem_t<V>, float>) return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+  else return (V)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#elif defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<elem_t<V>, float>) return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+  else return (V)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+  return a * b + c;
+#endif
+}
+
+// sqrt of every lane, correctly rounded (one instruction per vector on x86).
+template <class V>
+GK_ALWAYS_INLINE V sqrt(V x) {
+  using T = elem_t<V>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm512_sqrt_ps((__m512)x);
+  else return (V)_mm512_sqrt_pd((__m512d)x);
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm256_sqrt_ps((__m256)x);
+  else return (V)_mm256_sqrt_pd((__m256d)x);
+#elif defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float>) return (V)_mm_sqrt_ps((__m128)x);
+  else return (V)_mm_sqrt_pd((__m128d)x);
+#else
+  return map_lanes(x, [](T v) { return std::sqrt(v); });
+#endif
 }
 
 // ---- float math ----------------------------------------------------------------------------

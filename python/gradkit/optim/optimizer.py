@@ -2,7 +2,8 @@
 
 A subclass names its C++ update (``_kind``), its state slots, its
 hyperparameter checks and its rule's hyperparameters (``_rule_hyper``, passed
-to C++ by name as a ``_core.OptimHyper``); the base keeps ``param_groups`` and ``state``, creates
+to C++ by name as a ``_core.OptimHyper``, whose ``kind`` is looked up in the one list of
+rules, ``GK_OPTIM_RULES`` in cpp/include/gradkit/optim.h); the base keeps ``param_groups`` and ``state``, creates
 state lazily on the first step (with the parameter's dtype) and sends every
 parameter of every group to ONE C++ call (multi-tensor apply: all tensors in
 one parallel region, no per-element work in Python). The argument lists are
@@ -69,7 +70,7 @@ class Optimizer(metaclass=abc.ABCMeta):
         defaults: the hyperparameters a group takes when it does not set them.
     """
 
-    _kind = ""           # the C++ update: "sgd", "adagrad", "rmsprop", "adam"
+    _kind = ""           # the C++ rule's name in GK_OPTIM_RULES (cpp/include/gradkit/optim.h), e.g. "adam"
     _counts_steps = True  # keeps state["step"] (SGD does not)
 
     def __init__(self, params, defaults: dict):

@@ -1,5 +1,0 @@
-// f64 GEMM micro-kernel: a 6 x 8 tile of C (6 rows x 2 ymm, 12 accumulators), AVX2 + FMA.
-#define GK_ISA_NS avx2
-#include "gemm/gemm_impl.h"
-
-GK_DEFINE_GEMM_UKERNEL(f64_gemm_ukernel_6x8__avx2, double, 6, 2)
