@@ -1,20 +1,13 @@
 """Activation layers (element-wise, any input shape; float32 or float64)."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .. import ops
+from .._checks import real
 from .module import Module
 
 __all__ = ["Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU"]
-
-
-def _check_float(value, name: str, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name}: expected a float, got {type(value).__name__}")
-    return float(value)
 
 
 class _Activation(Module):
@@ -92,7 +85,7 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = _check_float(negative_slope, "negative_slope", "LeakyReLU")
+        self.negative_slope = real("LeakyReLU", "negative_slope", negative_slope)
 
     def _args(self) -> tuple:
         return (self.negative_slope,)
@@ -115,7 +108,7 @@ class ELU(_Activation):
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()
-        self.alpha = _check_float(alpha, "alpha", "ELU")
+        self.alpha = real("ELU", "alpha", alpha)
 
     def _args(self) -> tuple:
         return (self.alpha,)
