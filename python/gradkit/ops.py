@@ -83,23 +83,23 @@ def relu_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = Non
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01, *, out: np.ndarray | None = None) -> np.ndarray:
     """``x if x > 0 else negative_slope * x``."""
-    return _core.leaky_relu_forward(x, out, negative_slope)
+    return _core.leaky_relu_forward(x, out, real("leaky_relu", "negative_slope", negative_slope))
 
 
 def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01, *,
                         out: np.ndarray | None = None) -> np.ndarray:
     """``dy if x > 0 else negative_slope * dy`` from the forward input ``x``."""
-    return _core.leaky_relu_backward(dy, x, out, negative_slope)
+    return _core.leaky_relu_backward(dy, x, out, real("leaky_relu_backward", "negative_slope", negative_slope))
 
 
 def elu(x: np.ndarray, alpha: float = 1.0, *, out: np.ndarray | None = None) -> np.ndarray:
     """``x if x > 0 else alpha * expm1(x)``."""
-    return _core.elu_forward(x, out, alpha)
+    return _core.elu_forward(x, out, real("elu", "alpha", alpha))
 
 
 def elu_backward(dy: np.ndarray, x: np.ndarray, alpha: float = 1.0, *, out: np.ndarray | None = None) -> np.ndarray:
     """``dy if x > 0 else dy * alpha * exp(x)`` from the forward input ``x``."""
-    return _core.elu_backward(dy, x, out, alpha)
+    return _core.elu_backward(dy, x, out, real("elu_backward", "alpha", alpha))
 
 
 def gelu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -214,6 +214,7 @@ __all__ += [
     "batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward",
     "group_norm_forward", "group_norm_backward", "instance_norm_forward", "instance_norm_backward",
 ]
+
 
 def _bn_args(fn: str, momentum, eps) -> tuple:
     """(momentum in [0, 1], eps >= 0), checked: the only check they get (the binding trusts them)."""
@@ -368,7 +369,8 @@ def layer_norm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, rstd: n
                         weight: np.ndarray | None = None, dweight: np.ndarray | None = None,
                         dbias: np.ndarray | None = None) -> np.ndarray:
     """Gradient of ``layer_norm_forward``: returns dx and ADDS into dweight, dbias (when given)."""
-    return _core.layer_norm_backward(dy, x, mean, rstd, _shape_tuple("layer_norm_backward", normalized_shape), weight, dweight, dbias)
+    return _core.layer_norm_backward(dy, x, mean, rstd, _shape_tuple("layer_norm_backward", normalized_shape), weight,
+                                     dweight, dbias)
 
 
 def group_norm_forward(x: np.ndarray, num_groups: int, weight: np.ndarray | None = None,
@@ -389,7 +391,8 @@ def group_norm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, rstd: n
                         weight: np.ndarray | None = None, dweight: np.ndarray | None = None,
                         dbias: np.ndarray | None = None) -> np.ndarray:
     """Gradient of ``group_norm_forward``: returns dx and ADDS into dweight, dbias (when given)."""
-    return _core.group_norm_backward(dy, x, mean, rstd, integer("group_norm_backward", "num_groups", num_groups, low=1), weight, dweight, dbias)
+    return _core.group_norm_backward(dy, x, mean, rstd, integer("group_norm_backward", "num_groups", num_groups, low=1),
+                                     weight, dweight, dbias)
 
 
 def instance_norm_forward(x: np.ndarray, weight: np.ndarray | None = None, bias: np.ndarray | None = None,

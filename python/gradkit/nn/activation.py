@@ -3,11 +3,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import _core, ops
 from .._checks import real
 from .module import Module
 
 __all__ = ["Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU"]
+
+
+# The kernels with a scalar argument, for callers that checked it already (the layers in their
+# constructor, gk.nn.functional at the call): gk.ops.leaky_relu / elu would check it again.
+def _leaky_relu(x, negative_slope):
+    return _core.leaky_relu_forward(x, None, negative_slope)
+
+
+def _leaky_relu_backward(dy, x, negative_slope):
+    return _core.leaky_relu_backward(dy, x, None, negative_slope)
+
+
+def _elu(x, alpha):
+    return _core.elu_forward(x, None, alpha)
+
+
+def _elu_backward(dy, x, alpha):
+    return _core.elu_backward(dy, x, None, alpha)
 
 
 class _Activation(Module):
@@ -80,8 +98,8 @@ class LeakyReLU(_Activation):
     Shape: any; output like the input.
     """
 
-    _forward = staticmethod(ops.leaky_relu)
-    _backward = staticmethod(ops.leaky_relu_backward)
+    _forward = staticmethod(_leaky_relu)
+    _backward = staticmethod(_leaky_relu_backward)
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
@@ -103,8 +121,8 @@ class ELU(_Activation):
     Shape: any; output like the input.
     """
 
-    _forward = staticmethod(ops.elu)
-    _backward = staticmethod(ops.elu_backward)
+    _forward = staticmethod(_elu)
+    _backward = staticmethod(_elu_backward)
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()

@@ -15,6 +15,7 @@ import numpy as np
 from .. import _core, ops
 from .._checks import boolean, integer, real
 from ._record import Function, call_function
+from .activation import _elu, _elu_backward, _leaky_relu, _leaky_relu_backward
 from .parameter import Parameter
 
 __all__ = ["add", "sub", "mul", "cat", "flatten", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh",
@@ -201,8 +202,8 @@ _Relu = _activation("relu", ops.relu, ops.relu_backward, True)
 _Sigmoid = _activation("sigmoid", ops.sigmoid, ops.sigmoid_backward, True)
 _Tanh = _activation("tanh", ops.tanh, ops.tanh_backward, True)
 _Gelu = _activation("gelu", ops.gelu, ops.gelu_backward, False)
-_LeakyRelu = _activation("leaky_relu", ops.leaky_relu, ops.leaky_relu_backward, False)
-_Elu = _activation("elu", ops.elu, ops.elu_backward, False)
+_LeakyRelu = _activation("leaky_relu", _leaky_relu, _leaky_relu_backward, False)  # slope checked at the call
+_Elu = _activation("elu", _elu, _elu_backward, False)
 globals().update({c.__name__: c for c in (_Relu, _Sigmoid, _Tanh, _Gelu, _LeakyRelu, _Elu)})
 
 
