@@ -146,9 +146,9 @@ def test_tolerances_matter(rng):
 def test_bad_arguments():
     with pytest.raises(TypeError, match="module_or_fn: expected a gk.nn.Module"):
         gk.gradcheck(3, np.ones(2))
-    with pytest.raises(ValueError, match="eps: expected a number > 0, got 0"):
+    with pytest.raises(ValueError, match="gradcheck: eps: expected a value > 0, got 0"):
         gk.gradcheck(Scale(2), np.ones((1, 2)), eps=0)
-    with pytest.raises(ValueError, match="rtol: expected a number >= 0"):
+    with pytest.raises(ValueError, match="gradcheck: rtol: expected a value >= 0, got -1"):
         gk.gradcheck(Scale(2), np.ones((1, 2)), rtol=-1)
     with pytest.raises(TypeError, match=r"inputs\[0\]: expected a float or integer array, got dtype <U1"):
         gk.gradcheck(Scale(2), np.array(["a"]))

@@ -322,7 +322,7 @@ def test_mlp():
     h = np.maximum(h @ w[2].T + w[3], 0)
     np.testing.assert_allclose(m(x), h @ w[4].T + w[5], rtol=1e-12, atol=1e-12)
     assert gk.gradcheck(m.train(), x)
-    with pytest.raises(ValueError, match=r"mlp: dropout: expected a number in \[0, 1\), got 1.5"):
+    with pytest.raises(ValueError, match=r"mlp: dropout: expected a value in \[0, 1\), got 1.5"):
         models.mlp(4, [3], 2, dropout=1.5)
     with pytest.raises(TypeError, match="mlp: hidden: expected a sequence of widths"):
         models.mlp(4, 3, 2)

@@ -357,8 +357,8 @@ def test_module_backward_needs_forward(cls, name, kwargs):
 
 
 def test_module_argument_validation():
-    with pytest.raises(TypeError, match="negative_slope: expected a float"):
+    with pytest.raises(TypeError, match="LeakyReLU: negative_slope: expected a real number"):
         gk.nn.LeakyReLU("0.1")
-    with pytest.raises(TypeError, match="alpha: expected a float"):
+    with pytest.raises(TypeError, match="ELU: alpha: expected a real number"):
         gk.nn.ELU(None)
     assert gk.nn.LeakyReLU().negative_slope == 0.01 and gk.nn.ELU().alpha == 1.0

@@ -221,12 +221,12 @@ def _xw(dtype=np.float32):
     (dict(weight=np.zeros((8, 4, 9, 3), np.float32)), r"kernel_size: expected an effective kernel height .* 6 \+ 2\*0 = 6, got 9"),
     (dict(weight=np.zeros((8, 4, 3, 3), np.float32), dilation=4), r"kernel_size: .* got 9"),
     (dict(groups=3), r"groups: expected a divisor of in_channels \(4\) and out_channels \(8\), got 3"),
-    (dict(groups=0), r"groups: expected a positive integer, got 0"),
+    (dict(groups=0), r"conv2d_forward: groups: expected an integer >= 1, got 0"),
     (dict(weight=np.zeros((6, 1, 3, 3), np.float32), groups=4), r"groups: expected a divisor .* out_channels \(6\), got 4"),
-    (dict(stride=0), r"stride: expected positive values, got \(0, 0\)"),
-    (dict(stride=(1, -2)), r"stride: expected positive values, got \(1, -2\)"),
-    (dict(padding=-1), r"padding: expected non-negative values, got \(-1, -1\)"),
-    (dict(dilation=(0, 1)), r"dilation: expected positive values, got \(0, 1\)"),
+    (dict(stride=0), r"conv2d_forward: stride: expected an integer >= 1, got 0"),
+    (dict(stride=(1, -2)), r"conv2d_forward: stride: expected an integer >= 1, got -2"),
+    (dict(padding=-1), r"conv2d_forward: padding: expected an integer >= 0, got -1"),
+    (dict(dilation=(0, 1)), r"conv2d_forward: dilation: expected an integer >= 1, got 0"),
     (dict(weight=np.zeros((8, 4, 0, 3), np.float32)), r"weight: expected a kernel of positive size"),
     (dict(weight=np.zeros((0, 4, 3, 3), np.float32)), r"weight: expected at least 1 output channel"),
     (dict(x=np.zeros((2, 0, 6, 6), np.float32), weight=np.zeros((8, 0, 3, 3), np.float32)), r"x: expected at least 1 channel"),
@@ -332,13 +332,13 @@ def test_conv2d_module_first_layer_skips_input_grad(rng):
 
 
 @pytest.mark.parametrize("args,kwargs,error,match", [
-    ((0, 4, 3), {}, ValueError, "in_channels: expected a positive integer, got 0"),
-    ((4, -1, 3), {}, ValueError, "out_channels: expected a positive integer, got -1"),
+    ((0, 4, 3), {}, ValueError, "Conv2d: in_channels: expected an integer >= 1, got 0"),
+    ((4, -1, 3), {}, ValueError, "Conv2d: out_channels: expected an integer >= 1, got -1"),
     ((4, 6, 3), dict(groups=4), ValueError, r"groups: expected a divisor of in_channels \(4\) and out_channels \(6\)"),
-    ((4, 4, 0), {}, ValueError, "kernel_size: expected positive values"),
-    ((4, 4, 3), dict(stride=0), ValueError, "stride: expected positive values"),
-    ((4, 4, 3), dict(padding=-1), ValueError, "padding: expected non-negative values"),
-    ((4, 4, 3), dict(dilation=(1, 0)), ValueError, "dilation: expected positive values"),
+    ((4, 4, 0), {}, ValueError, "Conv2d: kernel_size: expected an integer >= 1, got 0"),
+    ((4, 4, 3), dict(stride=0), ValueError, "Conv2d: stride: expected an integer >= 1, got 0"),
+    ((4, 4, 3), dict(padding=-1), ValueError, "Conv2d: padding: expected an integer >= 0, got -1"),
+    ((4, 4, 3), dict(dilation=(1, 0)), ValueError, "Conv2d: dilation: expected an integer >= 1, got 0"),
     ((4, 4, 2.5), {}, TypeError, "kernel_size: expected an int or a pair of ints"),
 ])
 def test_conv2d_module_rejects_bad_arguments(args, kwargs, error, match):

@@ -134,9 +134,9 @@ def test_pool_empty_batch(fn):
 @pytest.mark.parametrize("fn", [ops.max_pool2d_forward, ops.avg_pool2d_forward])
 @pytest.mark.parametrize("args,error,match", [
     ((np.zeros((3, 6, 6), np.float32), 2), ValueError, r"x: expected a 4-D array .* got 3-D"),
-    ((np.zeros((1, 1, 6, 6), np.float32), 0), ValueError, r"kernel_size: expected positive values, got \(0, 0\)"),
-    ((np.zeros((1, 1, 6, 6), np.float32), 2, -1), ValueError, r"stride: expected positive values"),
-    ((np.zeros((1, 1, 6, 6), np.float32), 2, 2, -1), ValueError, r"padding: expected non-negative values"),
+    ((np.zeros((1, 1, 6, 6), np.float32), 0), ValueError, r"kernel_size: expected an integer >= 1, got 0"),
+    ((np.zeros((1, 1, 6, 6), np.float32), 2, -1), ValueError, r"stride: expected an integer >= 1, got -1"),
+    ((np.zeros((1, 1, 6, 6), np.float32), 2, 2, -1), ValueError, r"padding: expected an integer >= 0, got -1"),
     ((np.zeros((1, 1, 6, 6), np.float32), 2, 2, 2), ValueError, r"padding: expected at most half the kernel size"),
     ((np.zeros((1, 1, 2, 6), np.float32), 3), ValueError, r"kernel_size: .*height .* 2 \+ 2\*0 = 2, got 3"),
     ((np.zeros((1, 1, 6, 6), np.int32), 2), TypeError, r"x: expected a numpy.ndarray of float32 or float64, got int32"),
@@ -185,7 +185,7 @@ def test_pool_modules(rng, dtype, cls, kind):
         m.backward(dy[:, :, :4])
     with pytest.raises(ValueError, match="padding: expected at most half the kernel size"):
         cls(2, padding=2)
-    with pytest.raises(ValueError, match="kernel_size: expected positive values"):
+    with pytest.raises(ValueError, match="kernel_size: expected an integer >= 1, got 0"):
         cls(0)
     with pytest.raises(ValueError, match="expected a 4-D array"):
         m(x[0])
@@ -293,8 +293,14 @@ def test_adaptive_avg_pool2d_module_contract(rng):
         m(x.astype(np.int32))
     with pytest.raises(ValueError, match=r"expected a non-empty spatial size, got shape \(2, 3, 0, 6\)"):
         m(x[:, :, :0])
-    for bad in [0, -1, (2, 0), (2, 2, 2), None, 2.5, (None,), True]:
-        with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d: output_size: expected a positive int"):
+    for bad in [0, -1, (2, 0)]:
+        with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d: output_size: expected an integer >= 1, got"):
+            gk.nn.AdaptiveAvgPool2d(bad)
+    for bad in [(2, 2, 2), None, (None,)]:
+        with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d: output_size: expected a positive int or a pair"):
+            gk.nn.AdaptiveAvgPool2d(bad)
+    for bad in [2.5, True, (2, True)]:
+        with pytest.raises(TypeError, match=r"AdaptiveAvgPool2d: output_size: expected an int, got"):
             gk.nn.AdaptiveAvgPool2d(bad)
     with gk.no_grad():
         m(x)

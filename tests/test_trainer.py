@@ -450,7 +450,7 @@ def test_update_that_overflows_is_undone(rng, make_opt):
                                           ("SGD", dict(lr=1.0, weight_decay=float("inf"))),
                                           ("RMSprop", dict(lr=float("inf"))), ("Adagrad", dict(lr=-float("inf")))])
 def test_optimizers_refuse_infinite_hyperparameters(name, kwargs):
-    with pytest.raises(ValueError, match=rf"{name}: (lr|weight_decay): expected a finite value >= 0, got -?inf"):
+    with pytest.raises(ValueError, match=rf"{name}: (lr|weight_decay): expected a finite number, got -?inf"):
         getattr(gk.optim, name)(mlp().parameters(), **kwargs)
 
 

@@ -1,4 +1,8 @@
 // conv2d and pooling: validation (shapes, sizes, dtypes) here, then the GIL is released.
+// The hyper-parameters (stride, padding, dilation, groups, kernel_size) arrive checked by the
+// Python layer (gk.ops, or the layers, which hold them read-only): stride, dilation, kernel >= 1,
+// padding >= 0 (at most half the kernel for pooling), groups >= 1. They are not checked again here;
+// what depends on the arrays (groups dividing the channels, the output size, overflow) is.
 #include <array>
 #include <cstdint>
 #include <limits>
@@ -13,16 +17,6 @@ namespace gk::bind {
 namespace {
 
 using Pair = std::array<index_t, 2>;
-
-std::string pair_str(const Pair& p) { return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")"; }
-
-void check_positive(const Pair& p, const char* name) {
-  if (p[0] < 1 || p[1] < 1) value_error(name, "positive values", pair_str(p));
-}
-
-void check_nonnegative(const Pair& p, const char* name) {
-  if (p[0] < 0 || p[1] < 0) value_error(name, "non-negative values", pair_str(p));
-}
 
 // Output size of one dimension; ValueError when the (dilated) kernel exceeds the padded input.
 // Sizes are checked for overflow (padding and dilation up to 2**63 - 1 reach here).
@@ -53,9 +47,6 @@ ConvShape conv_shape(const py::array& x, const py::array& w, const Pair& stride,
     value_error("weight", "a 4-D array (out_channels, in_channels/groups, kh, kw)",
                 std::to_string(w.ndim()) + "-D array of shape " + shape_str(w));
   }
-  check_positive(stride, "stride");
-  check_nonnegative(padding, "padding");
-  check_positive(dilation, "dilation");
   ConvShape s{};
   s.N = x.shape(0);
   s.C = x.shape(1);
@@ -64,7 +55,6 @@ ConvShape conv_shape(const py::array& x, const py::array& w, const Pair& stride,
   s.OC = w.shape(0);
   s.KH = w.shape(2);
   s.KW = w.shape(3);
-  if (groups < 1) value_error("groups", "a positive integer", std::to_string(groups));
   if (s.C < 1) value_error("x", "at least 1 channel", "shape " + shape_str(x));
   if (s.OC < 1) value_error("weight", "at least 1 output channel", "shape " + shape_str(w));
   if (s.KH < 1 || s.KW < 1) value_error("weight", "a kernel of positive size", "shape " + shape_str(w));
@@ -175,12 +165,6 @@ py::tuple conv_backward_impl(const py::handle& dy_obj, const py::handle& x_obj, 
 
 PoolShape pool_shape(index_t N, index_t C, index_t H, index_t W, const Pair& kernel, const Pair& stride,
                      const Pair& padding) {
-  check_positive(kernel, "kernel_size");
-  check_positive(stride, "stride");
-  check_nonnegative(padding, "padding");
-  if (padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2) {  // 2*padding > kernel, without overflow
-    value_error("padding", "at most half the kernel size " + pair_str(kernel), pair_str(padding));
-  }
   PoolShape s{};
   s.NC = N * C;
   s.H = H;

@@ -68,13 +68,8 @@ py::array act_backward_impl(Act act, const py::handle& dy_obj, const py::handle&
   return dx;
 }
 
-void check_p(double p) {
-  if (!(p >= 0.0 && p < 1.0)) value_error("p", "a dropout probability in [0, 1)", std::to_string(p));
-}
-
 template <class T>
 py::tuple dropout_forward_impl(const py::handle& x_obj, double p) {
-  check_p(p);
   carray<T> x = in<T>(x_obj, "x");
   std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
   carray<T> y(shape);
@@ -92,7 +87,6 @@ py::tuple dropout_forward_impl(const py::handle& x_obj, double p) {
 
 template <class T>
 py::array dropout_backward_impl(const py::handle& dy_obj, const py::handle& mask_obj, double p) {
-  check_p(p);
   carray<T> dy = in<T>(dy_obj, "dy");
   if (!is_array_of<std::uint8_t>(mask_obj)) {
     type_error("mask", "a numpy.ndarray of uint8 (from dropout_forward)", dtype_str(mask_obj));
@@ -124,9 +118,6 @@ py::tuple cross_entropy_impl(const py::handle& logits_obj, const py::handle& lab
   auto labels = carray<std::int64_t>::ensure(py::reinterpret_borrow<py::array>(labels_obj));
   check_shape(labels, {static_cast<py::ssize_t>(N)}, "target");
   if (C < 1 && N > 0) value_error("input", "at least one class (C >= 1)", "shape " + shape_str(logits));
-  if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0)) {
-    value_error("label_smoothing", "a value in [0, 1]", std::to_string(label_smoothing));
-  }
   const std::int64_t* pl = labels.data();
   for (index_t i = 0; i < N; ++i) {
     if (pl[i] < 0 || pl[i] >= C) {

@@ -72,10 +72,6 @@ carray<double> stats_in(const py::handle& obj, const char* name, const std::vect
   return a;
 }
 
-void check_eps(double eps) {
-  if (!(eps >= 0.0)) value_error("eps", "a number >= 0", std::to_string(eps));
-}
-
 // The shared tail of every forward: optional weight and bias of param_shape, an output like x and
 // float64 statistics of stat_shape; kernel(y, mean, rstd, x, weight, bias) runs without the GIL.
 template <class T, class F>
@@ -84,7 +80,6 @@ py::tuple forward_common(const carray<T>& x, const py::handle& w_obj, const py::
                          double eps, F&& kernel) {
   auto w = opt_in<T>(w_obj, "weight", param_shape);
   auto b = opt_in<T>(b_obj, "bias", param_shape);
-  check_eps(eps);
   auto y = empty<T>(shape_of(x));
   auto mean = empty<double>(stat_shape);
   auto rstd = empty<double>(stat_shape);
@@ -138,7 +133,6 @@ py::tuple batch_norm_forward_impl(const py::handle& x_obj, const py::handle& w_o
   if ((rm.ptr == nullptr) != (rv.ptr == nullptr)) {
     value_error("running_var", "running_mean and running_var both given or both None", "only one of them");
   }
-  if (!(momentum >= 0.0 && momentum <= 1.0)) value_error("momentum", "a number in [0, 1]", std::to_string(momentum));
   const bool batch_stats = training || rm.ptr == nullptr;
   if (batch_stats && d.N * d.S == 1) {
     throw py::value_error("input: Expected more than 1 value per channel when training, got input size " +
@@ -224,8 +218,6 @@ py::tuple bn_relu_pool2_forward_impl(const py::handle& x_obj, const py::handle& 
   if ((rm.ptr == nullptr) != (rv.ptr == nullptr)) {
     value_error("running_var", "running_mean and running_var both given or both None", "only one of them");
   }
-  if (!(momentum >= 0.0 && momentum <= 1.0)) value_error("momentum", "a number in [0, 1]", std::to_string(momentum));
-  check_eps(eps);
   const bool batch_stats = training || rm.ptr == nullptr;  // (H, W >= 2: never one value per channel)
   auto y = empty<T>({d.N, d.C, d.H / 2, d.W / 2});
   auto code = empty<std::uint8_t>({d.N, d.C, d.H / 2, d.W / 2});
@@ -282,7 +274,6 @@ py::array bn_relu_pool2_backward_impl(const py::handle& dy_obj, const py::handle
 
 // ------------------------------------------------------------------------------------------
 void check_groups(index_t num_groups, index_t C) {
-  if (num_groups <= 0) value_error("num_groups", "a positive integer", std::to_string(num_groups));
   if (C % num_groups != 0) {
     value_error("num_groups", "a divisor of the number of channels " + std::to_string(C),
                 std::to_string(num_groups));

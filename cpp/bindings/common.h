@@ -1,6 +1,10 @@
 // Helpers shared by every binding file: argument validation with clear
 // messages, dtype dispatch, and array allocation. Validation happens here,
 // before the GIL is released; kernels below never see a bad argument.
+// Each argument is checked once: scalar hyper-parameters (stride, eps, p, ...)
+// by the Python layer (gradkit/_checks.py, in gk.ops or a layer's constructor),
+// arrays (dtype, rank, shapes against each other, sizes that could overflow)
+// here.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>

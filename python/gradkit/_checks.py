@@ -24,35 +24,35 @@ def _type_error(who: str, name: str, expected: str, value) -> TypeError:
     return TypeError(f"{who}: {name}: expected {expected}, got {type(value).__name__}")
 
 
-def _bounds_text(low, high, low_open: bool) -> str:
+def _bounds_text(low, high, low_open: bool = False, high_open: bool = False) -> str:
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low}, {high}]"
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     if low is not None:
         return f"{'>' if low_open else '>='} {low}"
-    return f"<= {high}"
+    return f"{'<' if high_open else '<='} {high}"
 
 
 def integer(who: str, name: str, value, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an int within [low, high] (either bound optional).
 
     TypeError for anything that is not an integer (``bool`` and ``np.bool_`` included),
-    ValueError outside the bounds or beyond int64."""
+    ValueError outside the bounds, or beyond int64 unless both bounds are given (a seed takes uint64)."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{who}: {name}: expected an int, got bool {value!r}")
     try:
         v = operator.index(value)
     except TypeError:
         raise _type_error(who, name, "an int", value) from None
-    if not -_INT64_MAX <= v < _INT64_MAX:
-        raise ValueError(f"{who}: {name}: expected a value below 2**63 in magnitude, got {v}")
     if (low is not None and v < low) or (high is not None and v > high):
-        raise ValueError(f"{who}: {name}: expected an integer {_bounds_text(low, high, False)}, got {v}")
+        raise ValueError(f"{who}: {name}: expected an integer {_bounds_text(low, high)}, got {v}")
+    if not -_INT64_MAX <= v < _INT64_MAX and (low is None or high is None):
+        raise ValueError(f"{who}: {name}: expected a value below 2**63 in magnitude, got {v}")
     return v
 
 
 def real(who: str, name: str, value, low: float | None = None, high: float | None = None, *,
-         low_open: bool = False, finite: bool = True) -> float:
-    """``value`` as a float within [low, high] ((low, high] with ``low_open``).
+         low_open: bool = False, high_open: bool = False, finite: bool = True) -> float:
+    """``value`` as a float within [low, high] (an open end with ``low_open`` / ``high_open``).
 
     TypeError for a non-number or a bool; ValueError for NaN, for +-inf unless ``finite=False``,
     and outside the bounds."""
@@ -61,8 +61,10 @@ def real(who: str, name: str, value, low: float | None = None, high: float | Non
     v = float(value)
     if math.isnan(v) or (finite and math.isinf(v)):
         raise ValueError(f"{who}: {name}: expected a finite number, got {value!r}")
-    if (low is not None and (v < low or (low_open and v == low))) or (high is not None and v > high):
-        raise ValueError(f"{who}: {name}: expected a value {_bounds_text(low, high, low_open)}, got {value!r}")
+    if ((low is not None and (v < low or (low_open and v == low)))
+            or (high is not None and (v > high or (high_open and v == high)))):
+        raise ValueError(f"{who}: {name}: expected a value {_bounds_text(low, high, low_open, high_open)}, "
+                         f"got {value!r}")
     return v
 
 

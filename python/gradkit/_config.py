@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import contextlib
-import operator
 import threading
 
-import numpy as np
-
 from . import _core
+from ._checks import integer
 
 __all__ = ["set_num_threads", "get_num_threads", "manual_seed", "show_config", "no_grad", "is_grad_enabled"]
 
@@ -18,13 +16,8 @@ _MAX_THREADS = 1024
 
 
 def _int_arg(value, who: str, name: str) -> int:
-    """value as an int; TypeError naming the argument for anything else, bool included."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{who}: {name}: expected an int, got bool {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{who}: {name}: expected an int, got {type(value).__name__}") from None
+    """Kept for data/loader.py (owned elsewhere); new code calls ``_checks.integer``."""
+    return integer(who, name, value)
 
 
 def set_num_threads(n: int) -> None:
@@ -34,9 +27,7 @@ def set_num_threads(n: int) -> None:
     one thread: OpenMP's thread pool does not survive fork. There ``n > 1`` raises
     ``RuntimeError``; use the "spawn" or "forkserver" start method for multi-threaded workers.
     """
-    n = _int_arg(n, "set_num_threads", "n")
-    if not 1 <= n <= _MAX_THREADS:
-        raise ValueError(f"set_num_threads: n: expected an integer in [1, {_MAX_THREADS}], got {n}")
+    n = integer("set_num_threads", "n", n, 1, _MAX_THREADS)
     global _threads_set
     _threads_set = True  # gk.distributed.init() then keeps the user's choice
     _core.set_num_threads(n)
@@ -56,9 +47,7 @@ def manual_seed(seed: int) -> None:
     The generator is counter-based (Philox4x32-10), so a seed gives the same
     numbers whatever the thread count.
     """
-    seed = _int_arg(seed, "manual_seed", "seed")
-    if not -(2**63) <= seed < 2**64:
-        raise ValueError(f"manual_seed: seed: expected a value in [-2**63, 2**64), got {seed}")
+    seed = integer("manual_seed", "seed", seed, -(2**63), 2**64 - 1)
     _core.manual_seed(seed % 2**64)
 
 

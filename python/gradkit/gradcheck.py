@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from . import _core
+from ._checks import real
 from ._config import no_grad
 from .nn.module import Module
 
@@ -87,11 +88,8 @@ def gradcheck(module_or_fn, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol
     Random layers (Dropout) see the same random numbers in every evaluation: the library
     generator is reset to its current state before each one, and restored afterwards.
     """
-    for name, v in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0:
-            raise ValueError(f"gradcheck: {name}: expected a number >= 0, got {v!r}")
-    if not eps > 0:
-        raise ValueError(f"gradcheck: eps: expected a number > 0, got {eps!r}")
+    eps = real("gradcheck", "eps", eps, low=0, low_open=True)
+    atol, rtol = real("gradcheck", "atol", atol, low=0), real("gradcheck", "rtol", rtol, low=0)
     model, params = _as_checked(module_or_fn)
     xs = []
     for i, x in enumerate(inputs):

@@ -6,11 +6,10 @@ TypeError, wrong shapes raise ValueError; kernels release the GIL and run on
 """
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 
 from . import _core
+from ._checks import integer, pair, real
 
 __all__ = [
     "matmul",
@@ -84,23 +83,23 @@ def relu_backward(dy: np.ndarray, y: np.ndarray, *, out: np.ndarray | None = Non
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01, *, out: np.ndarray | None = None) -> np.ndarray:
     """``x if x > 0 else negative_slope * x``."""
-    return _core.leaky_relu_forward(x, out, negative_slope)
+    return _core.leaky_relu_forward(x, out, real("leaky_relu", "negative_slope", negative_slope))
 
 
 def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01, *,
                         out: np.ndarray | None = None) -> np.ndarray:
     """``dy if x > 0 else negative_slope * dy`` from the forward input ``x``."""
-    return _core.leaky_relu_backward(dy, x, out, negative_slope)
+    return _core.leaky_relu_backward(dy, x, out, real("leaky_relu_backward", "negative_slope", negative_slope))
 
 
 def elu(x: np.ndarray, alpha: float = 1.0, *, out: np.ndarray | None = None) -> np.ndarray:
     """``x if x > 0 else alpha * expm1(x)``."""
-    return _core.elu_forward(x, out, alpha)
+    return _core.elu_forward(x, out, real("elu", "alpha", alpha))
 
 
 def elu_backward(dy: np.ndarray, x: np.ndarray, alpha: float = 1.0, *, out: np.ndarray | None = None) -> np.ndarray:
     """``dy if x > 0 else dy * alpha * exp(x)`` from the forward input ``x``."""
-    return _core.elu_backward(dy, x, out, alpha)
+    return _core.elu_backward(dy, x, out, real("elu_backward", "alpha", alpha))
 
 
 def gelu(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -116,13 +115,9 @@ def gelu_backward(dy: np.ndarray, x: np.ndarray, *, out: np.ndarray | None = Non
 # ---- dropout ---------------------------------------------------------------------------------
 
 
-def _check_p(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-        raise TypeError(f"dropout: p: expected a float in [0, 1), got {type(p).__name__}")
-    p = float(p)
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout: p: expected a probability in [0, 1), got {p}")
-    return p
+def _check_p(who: str, p) -> float:
+    """A drop probability in [0, 1)."""
+    return real(who, "p", p, 0, 1, high_open=True)
 
 
 def dropout(x: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
@@ -139,12 +134,12 @@ def dropout(x: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
         ``(y, mask)``: y like x, and the keep-mask packed 8 elements a byte
         (``numpy.unpackbits(mask, count=x.size, bitorder="little")`` unpacks it).
     """
-    return _core.dropout_forward(x, _check_p(p))
+    return _core.dropout_forward(x, _check_p("dropout", p))
 
 
 def dropout_backward(dy: np.ndarray, mask: np.ndarray, p: float) -> np.ndarray:
     """``dy / (1 - p)`` where the forward kept the element, 0 elsewhere (``mask`` from ``dropout``)."""
-    return _core.dropout_backward(dy, mask, _check_p(p))
+    return _core.dropout_backward(dy, mask, _check_p("dropout_backward", p))
 
 
 # ---- losses -----------------------------------------------------------------------------------
@@ -194,9 +189,7 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, label_smoothing: float 
                         f"got {type(input).__name__}")
     if input.ndim != 2:
         raise ValueError(f"cross_entropy: input: expected a 2-D array (N, C), got {input.ndim}-D of shape {input.shape}")
-    ls = float(label_smoothing)
-    if not 0.0 <= ls <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing: expected a value in [0, 1], got {label_smoothing}")
+    ls = real("cross_entropy", "label_smoothing", label_smoothing, 0, 1)
     labels = _labels_int64(target, input.shape[0], input.shape[1])
     return _core.cross_entropy(input, labels, ls, bool(grad))
 
@@ -222,6 +215,12 @@ __all__ += [
     "group_norm_forward", "group_norm_backward", "instance_norm_forward", "instance_norm_backward",
 ]
 
+
+def _bn_args(fn: str, momentum, eps) -> tuple:
+    """(momentum in [0, 1], eps >= 0), checked: the only check they get (the binding trusts them)."""
+    return real(fn, "momentum", momentum, 0, 1), real(fn, "eps", eps, low=0)
+
+
 def batch_norm_forward(x: np.ndarray, weight: np.ndarray | None = None, bias: np.ndarray | None = None,
                        running_mean: np.ndarray | None = None, running_var: np.ndarray | None = None, *,
                        training: bool = True, momentum: float = 0.1, eps: float = 1e-5):
@@ -246,8 +245,8 @@ def batch_norm_forward(x: np.ndarray, weight: np.ndarray | None = None, bias: np
         ValueError: N * prod(spatial) == 1 with batch statistics ("Expected more than 1 value per
             channel when training"), or shapes that do not match C.
     """
-    return _core.batch_norm_forward(x, weight, bias, running_mean, running_var, bool(training), float(momentum),
-                                    float(eps))
+    return _core.batch_norm_forward(x, weight, bias, running_mean, running_var, bool(training),
+                                    *_bn_args("batch_norm_forward", momentum, eps))
 
 
 def batch_norm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, rstd: np.ndarray,
@@ -285,7 +284,7 @@ def batch_norm_relu_forward(x: np.ndarray, weight: np.ndarray | None = None, bia
         (y, mean, rstd): y like x; mean and rstd (C,) float64, for ``batch_norm_relu_backward``.
     """
     return _core.batch_norm_relu_forward(x, residual, weight, bias, running_mean, running_var, bool(training),
-                                         float(momentum), float(eps))
+                                         *_bn_args("batch_norm_relu_forward", momentum, eps))
 
 
 def batch_norm_relu_backward(dy: np.ndarray, y: np.ndarray, x: np.ndarray, mean: np.ndarray, rstd: np.ndarray,
@@ -331,7 +330,7 @@ def batch_norm_relu_pool2_forward(x: np.ndarray, weight: np.ndarray | None = Non
         rstd (C,) float64. code, mean and rstd go to ``batch_norm_relu_pool2_backward``.
     """
     return _core.batch_norm_relu_pool2_forward(x, weight, bias, running_mean, running_var, bool(training),
-                                               float(momentum), float(eps))
+                                               *_bn_args("batch_norm_relu_pool2_forward", momentum, eps))
 
 
 def batch_norm_relu_pool2_backward(dy: np.ndarray, x: np.ndarray, code: np.ndarray, mean: np.ndarray,
@@ -362,14 +361,16 @@ def layer_norm_forward(x: np.ndarray, normalized_shape, weight: np.ndarray | Non
     Returns:
         (y, mean, rstd): mean and rstd float64 of shape x.shape[:-len(normalized_shape)].
     """
-    return _core.layer_norm_forward(x, _shape_tuple(normalized_shape), weight, bias, float(eps))
+    return _core.layer_norm_forward(x, _shape_tuple("layer_norm_forward", normalized_shape), weight, bias,
+                                    real("layer_norm_forward", "eps", eps, low=0))
 
 
 def layer_norm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, rstd: np.ndarray, normalized_shape,
                         weight: np.ndarray | None = None, dweight: np.ndarray | None = None,
                         dbias: np.ndarray | None = None) -> np.ndarray:
     """Gradient of ``layer_norm_forward``: returns dx and ADDS into dweight, dbias (when given)."""
-    return _core.layer_norm_backward(dy, x, mean, rstd, _shape_tuple(normalized_shape), weight, dweight, dbias)
+    return _core.layer_norm_backward(dy, x, mean, rstd, _shape_tuple("layer_norm_backward", normalized_shape), weight,
+                                     dweight, dbias)
 
 
 def group_norm_forward(x: np.ndarray, num_groups: int, weight: np.ndarray | None = None,
@@ -382,14 +383,16 @@ def group_norm_forward(x: np.ndarray, num_groups: int, weight: np.ndarray | None
     Returns:
         (y, mean, rstd): mean and rstd (N, num_groups) float64.
     """
-    return _core.group_norm_forward(x, _int_arg(num_groups, "num_groups"), weight, bias, float(eps))
+    return _core.group_norm_forward(x, integer("group_norm_forward", "num_groups", num_groups, low=1),
+                                    weight, bias, real("group_norm_forward", "eps", eps, low=0))
 
 
 def group_norm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, rstd: np.ndarray, num_groups: int,
                         weight: np.ndarray | None = None, dweight: np.ndarray | None = None,
                         dbias: np.ndarray | None = None) -> np.ndarray:
     """Gradient of ``group_norm_forward``: returns dx and ADDS into dweight, dbias (when given)."""
-    return _core.group_norm_backward(dy, x, mean, rstd, _int_arg(num_groups, "num_groups"), weight, dweight, dbias)
+    return _core.group_norm_backward(dy, x, mean, rstd, integer("group_norm_backward", "num_groups", num_groups, low=1),
+                                     weight, dweight, dbias)
 
 
 def instance_norm_forward(x: np.ndarray, weight: np.ndarray | None = None, bias: np.ndarray | None = None,
@@ -406,22 +409,11 @@ def instance_norm_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, rstd
     return group_norm_backward(dy, x, mean, rstd, _channels(x), weight, dweight, dbias)
 
 
-def _int_arg(value, name: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}") from None
-
-
-def _shape_tuple(normalized_shape) -> tuple:
+def _shape_tuple(who: str, normalized_shape) -> tuple:
     """normalized_shape as a tuple of ints (an int means a 1-tuple)."""
-    if isinstance(normalized_shape, (int, np.integer)):
-        return (operator.index(normalized_shape),)
-    try:
-        return tuple(operator.index(s) for s in normalized_shape)
-    except TypeError:
-        raise TypeError(f"normalized_shape: expected an int or a sequence of ints, "
-                        f"got {normalized_shape!r}") from None
+    if isinstance(normalized_shape, (tuple, list)):
+        return tuple(integer(who, f"normalized_shape[{i}]", s) for i, s in enumerate(normalized_shape))
+    return (integer(who, "normalized_shape", normalized_shape),)
 
 
 def _channels(x) -> int:
@@ -434,43 +426,14 @@ def _channels(x) -> int:
 # ---- convolution and pooling ----------------------------------------------------------------
 
 def _pair(value, name: str, fn: str) -> tuple:
-    """An int or a pair of ints as a 2-tuple (TypeError/ValueError naming the argument otherwise)."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{fn}: {name}: expected an int or a pair of ints, got {len(value)} values {tuple(value)}")
-        items = value
-    else:
-        items = (value, value)
-    try:
-        if any(isinstance(v, bool) for v in items):
-            raise TypeError
-        pair = tuple(operator.index(v) for v in items)
-    except TypeError:
-        raise TypeError(f"{fn}: {name}: expected an int or a pair of ints, got {value!r}") from None
-    for v in pair:
-        _check_int64(v, name, fn)
-    return pair
-
-
-def _check_int64(value: int, name: str, fn: str) -> int:
-    if not -(2**63) <= value < 2**63:
-        raise ValueError(f"{fn}: {name}: expected a value below 2**63 in magnitude, got {value}")
-    return value
-
-
-def _int(value, name: str, fn: str) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{fn}: {name}: expected an int, got {value!r}") from None
-    return _check_int64(value, name, fn)
+    """Kept for nn/fusion.py (owned elsewhere); new code calls ``_checks.pair``."""
+    return pair(fn, name, value)
 
 
 def _conv_args(fn, stride, padding, dilation, groups):
-    return (_pair(stride, "stride", fn), _pair(padding, "padding", fn), _pair(dilation, "dilation", fn),
-            _int(groups, "groups", fn))
+    """(stride, padding, dilation, groups) checked: the only check they get (the binding trusts them)."""
+    return (pair(fn, "stride", stride, low=1), pair(fn, "padding", padding, low=0),
+            pair(fn, "dilation", dilation, low=1), integer(fn, "groups", groups, low=1))
 
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride=1, padding=0,
@@ -530,16 +493,22 @@ def conv2d_backward_weight(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, st
 
 
 def _pool_args(fn, kernel_size, stride, padding):
-    kernel = _pair(kernel_size, "kernel_size", fn)
-    return kernel, kernel if stride is None else _pair(stride, "stride", fn), _pair(padding, "padding", fn)
+    """(kernel, stride, padding) as pairs, checked: the only check they get (the binding trusts them).
+    stride None means kernel_size; padding at most half the kernel."""
+    kernel = pair(fn, "kernel_size", kernel_size, low=1)
+    stride = kernel if stride is None else pair(fn, "stride", stride, low=1)
+    pad = pair(fn, "padding", padding, low=0)
+    if 2 * pad[0] > kernel[0] or 2 * pad[1] > kernel[1]:
+        raise ValueError(f"{fn}: padding: expected at most half the kernel size {kernel}, got {padding!r}")
+    return kernel, stride, pad
 
 
 def _input_shape(input_shape, fn):
     try:
-        shape = tuple(_int(v, "input_shape", fn) for v in input_shape)
+        items = tuple(input_shape)
     except TypeError:
         raise TypeError(f"{fn}: input_shape: expected 4 ints (N, C, H, W), got {input_shape!r}") from None
-    return shape
+    return tuple(integer(fn, f"input_shape[{i}]", v) for i, v in enumerate(items))
 
 
 def max_pool2d_forward(x: np.ndarray, kernel_size, stride=None, padding=0):

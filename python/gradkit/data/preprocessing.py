@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import integer, real
+
 __all__ = ["ZeroCenter", "Standardize", "PCAWhiten"]
 
 _CHUNK_ROWS = 4096
@@ -208,15 +210,9 @@ class PCAWhiten(_Fitted):
     """
 
     def __init__(self, n_components=None, eps: float = 1e-5):
-        if n_components is not None:
-            if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)):
-                raise TypeError(f"PCAWhiten: n_components: expected an int or None, got {type(n_components).__name__}")
-            if n_components < 1:
-                raise ValueError(f"PCAWhiten: n_components: expected an integer >= 1, got {n_components}")
-        if not eps >= 0:
-            raise ValueError(f"PCAWhiten: eps: expected a value >= 0, got {eps}")
-        self.n_components = None if n_components is None else int(n_components)
-        self.eps = float(eps)
+        self.n_components = None if n_components is None else integer("PCAWhiten", "n_components", n_components,
+                                                                       low=1)
+        self.eps = real("PCAWhiten", "eps", eps, low=0)
         self.mean_ = self.components_ = self.explained_variance_ = None
         self._feature_shape = None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .._config import _int_arg
+from .._checks import integer, pair, real
 
 __all__ = ["RandomCrop", "RandomHorizontalFlip", "Normalize", "Compose"]
 
@@ -35,17 +35,6 @@ def _check_batch(x, who: str) -> np.ndarray:
     if x.dtype != np.float32:
         raise ValueError(f"{who}: x: expected dtype float32, got {x.dtype} (convert with x.astype(np.float32))")
     return x
-
-
-def _pair(value, who: str, name: str, low: int):
-    """An int or a pair of ints >= low, as a pair."""
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2:
-        raise ValueError(f"{who}: {name}: expected an int or a pair of ints, got {value!r}")
-    items = tuple(_int_arg(v, who, name) for v in items)
-    if min(items) < low or max(items) > _MAX_EXTENT:
-        raise ValueError(f"{who}: {name}: expected values in [{low}, 2**30], got {value!r}")
-    return items
 
 
 class Transform:
@@ -70,10 +59,8 @@ class RandomCrop(Transform):
     """
 
     def __init__(self, size, padding=0):
-        self.size = _pair(size, "RandomCrop", "size", 1)
-        self.padding = _int_arg(padding, "RandomCrop", "padding")
-        if not 0 <= self.padding <= _MAX_EXTENT:
-            raise ValueError(f"RandomCrop: padding: expected an integer in [0, 2**30], got {padding}")
+        self.size = pair("RandomCrop", "size", size, 1, _MAX_EXTENT)
+        self.padding = integer("RandomCrop", "padding", padding, 0, _MAX_EXTENT)
 
     def draws(self, n: int, h: int, w: int, key: int, stream: int = 0, slot: int = 0) -> np.ndarray:
         """The (n, 2) int32 offsets [oy, ox] into the padded images that these draws give."""
@@ -108,9 +95,7 @@ class RandomHorizontalFlip(Transform):
     """
 
     def __init__(self, p=0.5):
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.number)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"RandomHorizontalFlip: p: expected a probability in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = real("RandomHorizontalFlip", "p", p, 0, 1)
 
     def draws(self, n: int, key: int, stream: int = 0, slot: int = 0) -> np.ndarray:
         """The (n,) uint8 flip flags that these draws give."""

@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .. import _random
+from .._checks import integer, real
 from ..train.trainer import check_optimizer_of
 from . import _plot
 from ._state import Snapshot
@@ -29,12 +30,6 @@ class LRFinderResult:
 
     def __repr__(self):
         return f"LRFinderResult(suggestion={self.suggestion:.3g}, {len(self.lrs)} steps)"
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (0 < value < math.inf):
-        raise ValueError(f"lr_find: {name}: expected a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def _suggest(lrs, losses, start_lr, end_lr):
@@ -70,12 +65,12 @@ def lr_find(model, loss, optimizer, x, y, start_lr=1e-7, end_lr=10.0, num_iter=1
             raise TypeError(f"lr_find: {name}: expected a numpy.ndarray, got {type(a).__name__}")
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"lr_find: x, y: expected the same number (>= 1) of samples, got {len(x)} and {len(y)}")
-    start_lr, end_lr = _check_positive("start_lr", start_lr), _check_positive("end_lr", end_lr)
+    start_lr = real("lr_find", "start_lr", start_lr, low=0, low_open=True)
+    end_lr = real("lr_find", "end_lr", end_lr, low=0, low_open=True)
     if not start_lr < end_lr:
         raise ValueError(f"lr_find: start_lr, end_lr: expected start_lr < end_lr, got {start_lr} and {end_lr}")
-    for name, v in (("num_iter", num_iter), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2 - (name == "batch_size"):
-            raise ValueError(f"lr_find: {name}: expected an integer >= {2 - (name == 'batch_size')}, got {v!r}")
+    num_iter = integer("lr_find", "num_iter", num_iter, low=2)
+    batch_size = integer("lr_find", "batch_size", batch_size, low=1)
     check_optimizer_of("lr_find", model, optimizer)
     lrs, losses, raw = [], [], []
     ratio = end_lr / start_lr

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numbers
 
 from .. import nn
+from .._checks import real
 
 
 def mlp(in_features: int, hidden, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
@@ -19,8 +20,7 @@ def mlp(in_features: int, hidden, num_classes: int, dropout: float = 0.0) -> nn.
     """
     if isinstance(hidden, numbers.Integral):
         raise TypeError(f"mlp: hidden: expected a sequence of widths (e.g. [256, 128]), got {hidden!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-        raise ValueError(f"mlp: dropout: expected a number in [0, 1), got {dropout!r}")
+    dropout = real("mlp", "dropout", dropout, 0, 1, high_open=True)
     layers = [nn.Flatten()]
     prev = in_features
     for width in hidden:

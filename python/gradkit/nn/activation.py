@@ -1,20 +1,31 @@
 """Activation layers (element-wise, any input shape; float32 or float64)."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .. import ops
+from .. import _core, ops
+from .._checks import real
 from .module import Module
 
 __all__ = ["Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU"]
 
 
-def _check_float(value, name: str, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name}: expected a float, got {type(value).__name__}")
-    return float(value)
+# The kernels with a scalar argument, for callers that checked it already (the layers in their
+# constructor, gk.nn.functional at the call): gk.ops.leaky_relu / elu would check it again.
+def _leaky_relu(x, negative_slope):
+    return _core.leaky_relu_forward(x, None, negative_slope)
+
+
+def _leaky_relu_backward(dy, x, negative_slope):
+    return _core.leaky_relu_backward(dy, x, None, negative_slope)
+
+
+def _elu(x, alpha):
+    return _core.elu_forward(x, None, alpha)
+
+
+def _elu_backward(dy, x, alpha):
+    return _core.elu_backward(dy, x, None, alpha)
 
 
 class _Activation(Module):
@@ -87,12 +98,12 @@ class LeakyReLU(_Activation):
     Shape: any; output like the input.
     """
 
-    _forward = staticmethod(ops.leaky_relu)
-    _backward = staticmethod(ops.leaky_relu_backward)
+    _forward = staticmethod(_leaky_relu)
+    _backward = staticmethod(_leaky_relu_backward)
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = _check_float(negative_slope, "negative_slope", "LeakyReLU")
+        self.negative_slope = real("LeakyReLU", "negative_slope", negative_slope)
 
     def _args(self) -> tuple:
         return (self.negative_slope,)
@@ -110,12 +121,12 @@ class ELU(_Activation):
     Shape: any; output like the input.
     """
 
-    _forward = staticmethod(ops.elu)
-    _backward = staticmethod(ops.elu_backward)
+    _forward = staticmethod(_elu)
+    _backward = staticmethod(_elu_backward)
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()
-        self.alpha = _check_float(alpha, "alpha", "ELU")
+        self.alpha = real("ELU", "alpha", alpha)
 
     def _args(self) -> tuple:
         return (self.alpha,)

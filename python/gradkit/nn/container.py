@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .._checks import integer
 from . import _record, functional, fusion
 from .module import Module
 
@@ -194,8 +195,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
-        self.start_dim = operator.index(start_dim)
-        self.end_dim = operator.index(end_dim)
+        self.start_dim = integer("Flatten", "start_dim", start_dim)
+        self.end_dim = integer("Flatten", "end_dim", end_dim)
 
     def forward(self, x):
         x = self._check_input(x)

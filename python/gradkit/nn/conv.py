@@ -3,24 +3,16 @@ from __future__ import annotations
 
 import math
 
-from .. import _random, ops
+from .. import _core, _random
+from .._checks import integer, pair
 from .module import Module
 from .parameter import Parameter
 
 
-def _positive_int(value, name: str, cls: str) -> int:
-    value = ops._int(value, name, cls)
-    if value < 1:
-        raise ValueError(f"{cls}: {name}: expected a positive integer, got {value}")
-    return value
-
-
-def _checked_pair(value, name: str, cls: str, minimum: int) -> tuple:
-    pair = ops._pair(value, name, cls)
-    if min(pair) < minimum:
-        what = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{cls}: {name}: expected {what} values, got {value!r}")
-    return pair
+def _read_only(name: str) -> property:
+    """A hyperparameter fixed at construction: checked once there, then passed to the kernels as it is."""
+    return property(lambda self: getattr(self, "_" + name),
+                    doc=f"``{name}``, as checked at construction (read-only: build a new layer to change it).")
 
 
 class Conv2d(Module):
@@ -46,16 +38,16 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True):
         super().__init__()
         cls = "Conv2d"
-        self.in_channels = _positive_int(in_channels, "in_channels", cls)
-        self.out_channels = _positive_int(out_channels, "out_channels", cls)
-        self.groups = _positive_int(groups, "groups", cls)
+        self.in_channels = integer(cls, "in_channels", in_channels, low=1)
+        self.out_channels = integer(cls, "out_channels", out_channels, low=1)
+        self._groups = integer(cls, "groups", groups, low=1)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"{cls}: groups: expected a divisor of in_channels ({self.in_channels}) and "
                              f"out_channels ({self.out_channels}), got {self.groups}")
-        self.kernel_size = _checked_pair(kernel_size, "kernel_size", cls, 1)
-        self.stride = _checked_pair(stride, "stride", cls, 1)
-        self.padding = _checked_pair(padding, "padding", cls, 0)
-        self.dilation = _checked_pair(dilation, "dilation", cls, 1)
+        self.kernel_size = pair(cls, "kernel_size", kernel_size, low=1)
+        self._stride = pair(cls, "stride", stride, low=1)
+        self._padding = pair(cls, "padding", padding, low=0)
+        self._dilation = pair(cls, "dilation", dilation, low=1)
         kh, kw = self.kernel_size
         fan_in = self.in_channels // self.groups * kh * kw
         bound = 1.0 / math.sqrt(fan_in)
@@ -63,8 +55,11 @@ class Conv2d(Module):
                                                 -bound, bound))
         self.bias = Parameter(_random.uniform((self.out_channels,), -bound, bound)) if bias else None
 
+    # Passed to the kernels unchecked (the binding trusts them): read-only, so never unchecked.
+    stride, padding, dilation, groups = map(_read_only, ("stride", "padding", "dilation", "groups"))
+
     def _args(self):
-        return self.stride, self.padding, self.dilation, self.groups
+        return self._stride, self._padding, self._dilation, self._groups
 
     def forward(self, x):
         return self._forward(x)
@@ -76,7 +71,7 @@ class Conv2d(Module):
         if x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2d: input: expected {self.in_channels} channels (shape[1]), got shape {x.shape}")
         bias = self.bias.data if self.bias is not None else None
-        y = ops.conv2d_forward(x, self.weight.data, bias, *self._args(), activation=activation)
+        y = _core.conv2d_forward(x, self.weight.data, bias, *self._args(), activation)
         self._save_for_backward(x=x, y_shape=y.shape)
         return y
 
@@ -93,10 +88,10 @@ class Conv2d(Module):
         need_db = self.bias is not None and self.bias.requires_grad
         if not (input_grad or need_dw or need_db):
             return None
-        dx, _, _ = ops.conv2d_backward(dy, x, self.weight.data, *self._args(),
-                                       dweight=self.weight.grad if need_dw else None,
-                                       dbias=self.bias.grad if need_db else None,
-                                       need_dx=bool(input_grad), need_dweight=need_dw, need_dbias=need_db)
+        dx, _, _ = _core.conv2d_backward(dy, x, self.weight.data, *self._args(),
+                                         dweight=self.weight.grad if need_dw else None,
+                                         dbias=self.bias.grad if need_db else None,
+                                         need_dx=bool(input_grad), need_dweight=need_dw, need_dbias=need_db)
         return dx
 
     def extra_repr(self) -> str:

@@ -1,8 +1,6 @@
 """Dropout."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .. import ops
@@ -27,12 +25,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, numbers.Real):
-            raise TypeError(f"Dropout: p: expected a float in [0, 1), got {type(p).__name__}")
-        p = float(p)
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p: expected a probability in [0, 1), got {p}")
-        self.p = p
+        self.p = ops._check_p("Dropout", p)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)

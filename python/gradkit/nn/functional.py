@@ -9,13 +9,13 @@ takes a ``Parameter`` (``F.linear(x, self.weight)``): its gradient is then ADDED
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 
 import numpy as np
 
-from .. import ops
+from .. import _core, ops
+from .._checks import boolean, integer, real
 from ._record import Function, call_function
+from .activation import _elu, _elu_backward, _leaky_relu, _leaky_relu_backward
 from .parameter import Parameter
 
 __all__ = ["add", "sub", "mul", "cat", "flatten", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh",
@@ -42,21 +42,6 @@ def _same_dtype(op: str, arrays, names) -> None:
 
 def _shape(x):
     return (x.data if isinstance(x, Parameter) else x).shape
-
-
-def _int(value, op: str, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{op}: {name}: expected an int, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{op}: {name}: expected an int, got {type(value).__name__}") from None
-
-
-def _real(value, op: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{op}: {name}: expected a float, got {type(value).__name__}")
-    return float(value)
 
 
 def _unbroadcast(g: np.ndarray, shape) -> np.ndarray:
@@ -155,7 +140,7 @@ def cat(xs, dim: int = 1):
     names = [f"xs[{i}]" for i in range(len(xs))]
     xs = [_array(x, "cat", n) for x, n in zip(xs, names)]
     _same_dtype("cat", xs, names)
-    dim = _int(dim, "cat", "dim")
+    dim = integer("cat", "dim", dim)
     nd = len(_shape(xs[0]))
     if not -nd <= dim < nd:
         raise ValueError(f"cat: dim: expected a value in [{-nd}, {nd}) for {nd}-D arrays, got {dim}")
@@ -183,7 +168,7 @@ class _Flatten(Function):
 def flatten(x, start_dim: int = 1):
     """Merge the dimensions from ``start_dim`` on into one: (N, C, H, W) -> (N, C*H*W)."""
     x = _array(x, "flatten", "x")
-    start_dim = _int(start_dim, "flatten", "start_dim")
+    start_dim = integer("flatten", "start_dim", start_dim)
     shape = _shape(x)
     nd = len(shape)
     if not -nd <= start_dim < nd:
@@ -217,8 +202,8 @@ _Relu = _activation("relu", ops.relu, ops.relu_backward, True)
 _Sigmoid = _activation("sigmoid", ops.sigmoid, ops.sigmoid_backward, True)
 _Tanh = _activation("tanh", ops.tanh, ops.tanh_backward, True)
 _Gelu = _activation("gelu", ops.gelu, ops.gelu_backward, False)
-_LeakyRelu = _activation("leaky_relu", ops.leaky_relu, ops.leaky_relu_backward, False)
-_Elu = _activation("elu", ops.elu, ops.elu_backward, False)
+_LeakyRelu = _activation("leaky_relu", _leaky_relu, _leaky_relu_backward, False)  # slope checked at the call
+_Elu = _activation("elu", _elu, _elu_backward, False)
 globals().update({c.__name__: c for c in (_Relu, _Sigmoid, _Tanh, _Gelu, _LeakyRelu, _Elu)})
 
 
@@ -254,13 +239,13 @@ def gelu(x):
 
 def leaky_relu(x, negative_slope: float = 0.01):
     """``x`` where positive, ``negative_slope * x`` elsewhere."""
-    slope = _real(negative_slope, "leaky_relu", "negative_slope")
+    slope = real("leaky_relu", "negative_slope", negative_slope)
     return _apply(_LeakyRelu, x, {"negative_slope": slope}, (slope,))
 
 
 def elu(x, alpha: float = 1.0):
     """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere."""
-    alpha = _real(alpha, "elu", "alpha")
+    alpha = real("elu", "alpha", alpha)
     return _apply(_Elu, x, {"alpha": alpha}, (alpha,))
 
 
@@ -276,9 +261,8 @@ def dropout(x, p: float = 0.5, training: bool = True):
     """Inverted dropout (as ``nn.Dropout``): in training zero each element with probability ``p`` and
     scale the rest by ``1 / (1 - p)``; the identity when ``training`` is False or p = 0."""
     x = _array(x, "dropout", "x")
-    p = ops._check_p(p)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"dropout: training: expected a bool, got {type(training).__name__}")
+    p = ops._check_p("dropout", p)
+    training = boolean("dropout", "training", training)
 
     def compute(fn, d):
         if not training or p == 0.0:
@@ -287,7 +271,7 @@ def dropout(x, p: float = 0.5, training: bool = True):
         y, mask = ops.dropout(d, p)
         fn.saved = (mask, p)
         return y
-    return call_function(_Dropout, (x,), {"p": p, "training": bool(training)}, compute)
+    return call_function(_Dropout, (x,), {"p": p, "training": training}, compute)
 
 
 # -- pooling ---------------------------------------------------------------------------------------------
@@ -296,16 +280,16 @@ class _MaxPool(Function):
 
     def backward(self, dys, want):
         idx, shape, args = self.saved
-        return [self.to_input(0, want, lambda: ops.max_pool2d_backward(dys[0], idx, shape, *args))]
+        return [self.to_input(0, want, lambda: _core.max_pool2d_backward(dys[0], idx, shape, *args))]
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
     """Max pooling over (N, C, H, W) (as ``nn.MaxPool2d``); stride defaults to kernel_size."""
     x = _array(x, "max_pool2d", "x")
-    args = (kernel_size, stride, padding)
+    args = ops._pool_args("max_pool2d", kernel_size, stride, padding)  # checked once, here
 
     def compute(fn, d):
-        y, idx = ops.max_pool2d_forward(d, *args)
+        y, idx = _core.max_pool2d_forward(d, *args)
         fn.saved = (idx, d.shape, args)
         return y
     return call_function(_MaxPool, (x,), {"kernel_size": kernel_size, "stride": stride, "padding": padding}, compute)
@@ -316,17 +300,17 @@ class _AvgPool(Function):
 
     def backward(self, dys, want):
         shape, args = self.saved
-        return [self.to_input(0, want, lambda: ops.avg_pool2d_backward(dys[0], shape, *args))]
+        return [self.to_input(0, want, lambda: _core.avg_pool2d_backward(dys[0], shape, *args))]
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """Average pooling over (N, C, H, W), padded zeros counted (as ``nn.AvgPool2d``)."""
     x = _array(x, "avg_pool2d", "x")
-    args = (kernel_size, stride, padding)
+    args = ops._pool_args("avg_pool2d", kernel_size, stride, padding)  # checked once, here
 
     def compute(fn, d):
         fn.saved = (d.shape, args)
-        return ops.avg_pool2d_forward(d, *args)
+        return _core.avg_pool2d_forward(d, *args)
     return call_function(_AvgPool, (x,), {"kernel_size": kernel_size, "stride": stride, "padding": padding}, compute)
 
 
@@ -398,8 +382,8 @@ class _Conv2d(Function):
         need = [self.needs(i, want) for i in range(len(want))]
         dweight = self.grad_buffer(1)
         dbias = self.grad_buffer(2) if has_bias else None
-        dx, dw, db = ops.conv2d_backward(dys[0], x, w, *args, dweight=dweight, dbias=dbias, need_dx=need[0],
-                                         need_dweight=need[1], need_dbias=has_bias and need[2])
+        dx, dw, db = _core.conv2d_backward(dys[0], x, w, *args, dweight=dweight, dbias=dbias, need_dx=need[0],
+                                           need_dweight=need[1], need_dbias=has_bias and need[2])
         out = [dx if need[0] else None, None if dweight is not None else dw]
         if has_bias:
             out.append(None if dbias is not None else db)
@@ -409,10 +393,10 @@ class _Conv2d(Function):
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (as ``nn.Conv2d``): x (N, C, H, W), weight (OC, C/groups, KH, KW), bias (OC,) or None."""
     arrays = _layer_arrays("conv2d", x, weight, bias)
-    args = (stride, padding, dilation, groups)
+    args = ops._conv_args("conv2d", stride, padding, dilation, groups)  # checked once, here
 
     def compute(fn, d, w, b=None):
         fn.saved = (d, w, args)
-        return ops.conv2d_forward(d, w, b, *args)
+        return _core.conv2d_forward(d, w, b, *args)
     kwargs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
     return call_function(_Conv2d, arrays, kwargs, compute, trace_args=[x, weight, bias])

@@ -6,11 +6,11 @@ Each function returns its argument.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from .. import _core
+from .._checks import real
 from .parameter import Parameter, _FLOAT_DTYPES
 
 __all__ = [
@@ -29,15 +29,6 @@ def _array(t, fn: str) -> np.ndarray:
     if not arr.flags.writeable:
         raise ValueError(f"{fn}: tensor: expected a writeable array, got a read-only one")
     return arr
-
-
-def _real(value, name: str, fn: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name}: expected a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{fn}: {name}: expected a finite number, got {value}")
-    return value
 
 
 def _fill(arr: np.ndarray, draw) -> None:
@@ -63,7 +54,7 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
-        slope = 0.01 if param is None else _real(param, "param", "calculate_gain")
+        slope = 0.01 if param is None else real("calculate_gain", "param", param)
         return math.sqrt(2.0 / (1.0 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4.0
@@ -93,7 +84,7 @@ def _fan(arr: np.ndarray, mode: str, fn: str) -> int:
 def uniform_(tensor, a: float = 0.0, b: float = 1.0):
     """Fill with U(a, b)."""
     arr = _array(tensor, "uniform_")
-    a, b = _real(a, "a", "uniform_"), _real(b, "b", "uniform_")
+    a, b = real("uniform_", "a", a), real("uniform_", "b", b)
     if a > b:
         raise ValueError(f"uniform_: b: expected b >= a = {a}, got {b}")
     _fill(arr, lambda out: _core.rng_uniform(out, a, b))
@@ -103,7 +94,7 @@ def uniform_(tensor, a: float = 0.0, b: float = 1.0):
 def normal_(tensor, mean: float = 0.0, std: float = 0.01):
     """Fill with N(mean, std^2); the default is the small Gaussian N(0, 0.01^2)."""
     arr = _array(tensor, "normal_")
-    mean, std = _real(mean, "mean", "normal_"), _real(std, "std", "normal_")
+    mean, std = real("normal_", "mean", mean), real("normal_", "std", std)
     if std < 0:
         raise ValueError(f"normal_: std: expected a value >= 0, got {std}")
     _fill(arr, lambda out: _core.rng_normal(out, mean, std))
@@ -113,7 +104,7 @@ def normal_(tensor, mean: float = 0.0, std: float = 0.01):
 def constant_(tensor, val: float):
     """Fill with ``val``."""
     arr = _array(tensor, "constant_")
-    arr.fill(_real(val, "val", "constant_"))
+    arr.fill(real("constant_", "val", val))
     return tensor
 
 
@@ -142,7 +133,7 @@ def _scaled_(tensor, fn: str, std_of, uniform: bool):
 
 
 def _xavier_std(gain, fn):
-    gain = _real(gain, "gain", fn)
+    gain = real(fn, "gain", gain)
     return lambda arr: gain * math.sqrt(2.0 / sum(_fans(arr, fn)))
 
 

@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .. import ops
+from .._checks import integer
 from . import init
 from .module import Module
 from .parameter import Parameter
@@ -34,13 +35,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"Linear: {name}: expected an int, got {type(v).__name__}")
-            if v < 0:
-                raise ValueError(f"Linear: {name}: expected an integer >= 0, got {v}")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = integer("Linear", "in_features", in_features, low=0)
+        self.out_features = integer("Linear", "out_features", out_features, low=0)
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=np.float32))
         self.register_parameter("bias", Parameter(np.empty(self.out_features, dtype=np.float32)) if bias else None)
         self.reset_parameters()

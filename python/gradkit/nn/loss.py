@@ -1,11 +1,11 @@
 """Losses: ``loss(input, target)`` returns a Python float, ``backward()`` returns d loss / d input."""
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
 from .. import ops
+from .._checks import real
 from .._config import is_grad_enabled
 from .module import Module
 
@@ -45,13 +45,7 @@ class CrossEntropyLoss(_Loss):
 
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
-            raise TypeError(f"CrossEntropyLoss: label_smoothing: expected a float in [0, 1], "
-                            f"got {type(label_smoothing).__name__}")
-        label_smoothing = float(label_smoothing)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing: expected a value in [0, 1], got {label_smoothing}")
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = real("CrossEntropyLoss", "label_smoothing", label_smoothing, 0, 1)
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> float:
         input = self._check_input(input, "input", ndim=2)

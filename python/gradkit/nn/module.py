@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .._checks import instance
 from .._config import is_grad_enabled
 from . import _record
 from .parameter import Parameter, _FLOAT_DTYPES
@@ -326,9 +327,7 @@ class Module:
         that work: a frozen first layer's backward is not run at all) and optimizers leave it
         untouched. Returns the module, so ``model.features.requires_grad_(False)`` chains.
         """
-        if not isinstance(requires_grad, bool):
-            raise TypeError(f"{type(self).__name__}.requires_grad_: requires_grad: expected a bool, "
-                            f"got {type(requires_grad).__name__}")
+        instance(f"{type(self).__name__}.requires_grad_", "requires_grad", requires_grad, bool, "a bool")
         for p in self.parameters():
             p.requires_grad = requires_grad
         return self

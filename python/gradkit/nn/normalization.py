@@ -6,32 +6,15 @@ backward returns dx and ADDS into ``weight.grad`` and ``bias.grad`` (not into a 
 from __future__ import annotations
 
 import abc
-import numbers
-import operator
 
 import numpy as np
 
 from .. import ops
+from .._checks import integer, real
 from .module import Module
 from .parameter import Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm2d"]
-
-
-def _positive_int(value, name: str, owner: str) -> int:
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{owner}: {name}: expected an int, got {type(value).__name__}") from None
-    if v <= 0:
-        raise ValueError(f"{owner}: {name}: expected a positive integer, got {v}")
-    return v
-
-
-def _check_eps(eps, owner: str) -> float:
-    if not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"{owner}: eps: expected a number >= 0, got {eps!r}")
-    return float(eps)
 
 
 class _AffineNorm(Module, metaclass=abc.ABCMeta):
@@ -115,11 +98,9 @@ class _BatchNorm(_AffineNorm):
                  track_running_stats: bool = True):
         super().__init__()
         name = type(self).__name__
-        self.num_features = _positive_int(num_features, "num_features", name)
-        self.eps = _check_eps(eps, name)
-        if momentum is not None and (not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1):
-            raise ValueError(f"{name}: momentum: expected a number in [0, 1] or None, got {momentum!r}")
-        self.momentum = None if momentum is None else float(momentum)
+        self.num_features = integer(name, "num_features", num_features, low=1)
+        self.eps = real(name, "eps", eps, low=0)
+        self.momentum = None if momentum is None else real(name, "momentum", momentum, 0, 1)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         self._init_affine(self.affine, (self.num_features,))
@@ -218,18 +199,15 @@ class LayerNorm(_AffineNorm):
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True):
         super().__init__()
-        if isinstance(normalized_shape, numbers.Integral):
-            normalized_shape = (normalized_shape,)
-        try:
-            shape = tuple(operator.index(s) for s in normalized_shape)
-        except TypeError:
-            raise TypeError(f"LayerNorm: normalized_shape: expected an int or a tuple of ints, "
-                            f"got {normalized_shape!r}") from None
-        if len(shape) == 0 or any(s <= 0 for s in shape):
-            raise ValueError(f"LayerNorm: normalized_shape: expected a non-empty tuple of positive ints, "
-                             f"got {shape}")
+        if isinstance(normalized_shape, (tuple, list)):
+            if not normalized_shape:
+                raise ValueError("LayerNorm: normalized_shape: expected a non-empty tuple of positive ints, got ()")
+            shape = tuple(integer("LayerNorm", f"normalized_shape[{i}]", s, low=1)
+                          for i, s in enumerate(normalized_shape))
+        else:
+            shape = (integer("LayerNorm", "normalized_shape", normalized_shape, low=1),)
         self.normalized_shape = shape
-        self.eps = _check_eps(eps, "LayerNorm")
+        self.eps = real("LayerNorm", "eps", eps, low=0)
         self.elementwise_affine = bool(elementwise_affine)
         self._init_affine(self.elementwise_affine, shape)
 
@@ -267,12 +245,12 @@ class GroupNorm(_AffineNorm):
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True):
         super().__init__()
-        self.num_groups = _positive_int(num_groups, "num_groups", "GroupNorm")
-        self.num_channels = _positive_int(num_channels, "num_channels", "GroupNorm")
+        self.num_groups = integer("GroupNorm", "num_groups", num_groups, low=1)
+        self.num_channels = integer("GroupNorm", "num_channels", num_channels, low=1)
         if self.num_channels % self.num_groups != 0:
             raise ValueError(f"GroupNorm: num_groups: expected a divisor of num_channels={self.num_channels}, "
                              f"got {self.num_groups}")
-        self.eps = _check_eps(eps, "GroupNorm")
+        self.eps = real("GroupNorm", "eps", eps, low=0)
         self.affine = bool(affine)
         self._init_affine(self.affine, (self.num_channels,))
 
@@ -309,8 +287,8 @@ class InstanceNorm2d(_AffineNorm):
 
     def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = False):
         super().__init__()
-        self.num_features = _positive_int(num_features, "num_features", "InstanceNorm2d")
-        self.eps = _check_eps(eps, "InstanceNorm2d")
+        self.num_features = integer("InstanceNorm2d", "num_features", num_features, low=1)
+        self.eps = real("InstanceNorm2d", "eps", eps, low=0)
         self.affine = bool(affine)
         self._init_affine(self.affine, (self.num_features,))
 

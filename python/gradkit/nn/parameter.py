@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import instance
+
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _checked_bool(value, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{where}: expected a bool, got {type(value).__name__}")
-    return value
 
 
 class Parameter:
@@ -44,7 +40,7 @@ class Parameter:
                 raise TypeError(f"Parameter: data: expected a float32 or float64 array, got dtype {arr.dtype}")
         self.data = np.ascontiguousarray(arr)
         self.grad = np.zeros_like(self.data)
-        self._requires_grad = _checked_bool(requires_grad, "Parameter: requires_grad")
+        self._requires_grad = instance("Parameter", "requires_grad", requires_grad, bool, "a bool")
 
     @property
     def requires_grad(self) -> bool:
@@ -53,7 +49,7 @@ class Parameter:
 
     @requires_grad.setter
     def requires_grad(self, value) -> None:
-        value = _checked_bool(value, "Parameter.requires_grad")
+        value = instance("Parameter", "requires_grad", value, bool, "a bool")
         if value is not self._requires_grad:
             self._requires_grad = value
             Parameter._requires_grad_changes += 1

@@ -3,28 +3,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
-from .conv import _checked_pair
+from .. import _core, ops
+from .._checks import integer
+from .conv import _read_only
 from .module import Module
 
 
 class _Pool2d(Module):
-    """Shared arguments of MaxPool2d and AvgPool2d (stride defaults to kernel_size)."""
+    """Shared arguments of MaxPool2d and AvgPool2d (stride defaults to kernel_size).
+
+    The arguments are checked once, here, and read-only after: the kernels get the checked pairs."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        cls = type(self).__name__
-        self.kernel_size = kernel_size
-        self.stride = kernel_size if stride is None else stride
-        self.padding = padding
-        kernel = _checked_pair(kernel_size, "kernel_size", cls, 1)
-        _checked_pair(self.stride, "stride", cls, 1)
-        pad = _checked_pair(padding, "padding", cls, 0)
-        if 2 * pad[0] > kernel[0] or 2 * pad[1] > kernel[1]:
-            raise ValueError(f"{cls}: padding: expected at most half the kernel size {kernel}, got {padding!r}")
+        self._kernel_size, self._stride, self._padding = kernel_size, kernel_size if stride is None else stride, padding
+        self._pairs = ops._pool_args(type(self).__name__, kernel_size, stride, padding)
+
+    kernel_size, stride, padding = map(_read_only, ("kernel_size", "stride", "padding"))
 
     def _args(self):
-        return self.kernel_size, self.stride, self.padding
+        return self._pairs
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -44,14 +42,14 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         x = self._check_input(x, ndim=4)
-        y, idx = ops.max_pool2d_forward(x, *self._args())
+        y, idx = _core.max_pool2d_forward(x, *self._args())
         self._save_for_backward(idx=idx, x_shape=x.shape, y_shape=y.shape, dtype=x.dtype)
         return y
 
     def backward(self, dy):
         saved = self._saved()
         dy = self._check_grad(dy, saved["y_shape"], saved["dtype"])
-        return ops.max_pool2d_backward(dy, saved["idx"], saved["x_shape"], *self._args())
+        return _core.max_pool2d_backward(dy, saved["idx"], saved["x_shape"], *self._args())
 
 
 class AvgPool2d(_Pool2d):
@@ -67,14 +65,14 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         x = self._check_input(x, ndim=4)
-        y = ops.avg_pool2d_forward(x, *self._args())
+        y = _core.avg_pool2d_forward(x, *self._args())
         self._save_for_backward(x_shape=x.shape, y_shape=y.shape, dtype=x.dtype)
         return y
 
     def backward(self, dy):
         saved = self._saved()
         dy = self._check_grad(dy, saved["y_shape"], saved["dtype"])
-        return ops.avg_pool2d_backward(dy, saved["x_shape"], *self._args())
+        return _core.avg_pool2d_backward(dy, saved["x_shape"], *self._args())
 
 
 class GlobalAvgPool2d(Module):
@@ -125,11 +123,10 @@ class AdaptiveAvgPool2d(Module):
     def __init__(self, output_size):
         super().__init__()
         pair = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
-        if output_size is None or len(pair) != 2 or not all(
-                v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1) for v in pair):
+        if output_size is None or len(pair) != 2:
             raise ValueError(f"AdaptiveAvgPool2d: output_size: expected a positive int or a pair of positive "
                              f"ints or None, got {output_size!r}")
-        self._pair = tuple(None if v is None else int(v) for v in pair)
+        self._pair = tuple(None if v is None else integer("AdaptiveAvgPool2d", "output_size", v, low=1) for v in pair)
         self.output_size = self._pair if isinstance(output_size, (tuple, list)) else int(output_size)
 
     def _plan(self, x_shape):

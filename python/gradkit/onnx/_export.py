@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import numbers
 import os
 
 import numpy as np
 
 from .. import _core
+from .._checks import boolean, integer
 from ..nn import _record
 from ..nn.module import Module
 from ..nn.parameter import Parameter
@@ -278,17 +278,14 @@ def export(model, example_input, path, opset: int = 17, dynamic_batch: bool = Tr
         if not isinstance(x, np.ndarray):
             which = "example_input" if len(inputs) == 1 else f"example_input[{i}]"
             raise TypeError(f"gk.onnx.export: {which}: expected a numpy.ndarray, got {type(x).__name__}")
-    if not isinstance(dynamic_batch, bool):
-        raise TypeError(f"gk.onnx.export: dynamic_batch: expected a bool, got {type(dynamic_batch).__name__}")
+    dynamic_batch = boolean("gk.onnx.export", "dynamic_batch", dynamic_batch)
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"gk.onnx.export: path: expected a str or os.PathLike, got {type(path).__name__}")
     # one array passed twice is two inputs of the graph: the trace tells arrays apart by identity
     inputs = tuple(x.copy() if any(x is y for y in inputs[:i]) else x for i, x in enumerate(inputs))
     onnx = _import_onnx()
     newest = onnx.defs.onnx_opset_version()
-    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or not MIN_OPSET <= opset <= newest:
-        raise ValueError(f"gk.onnx.export: opset: expected an int in [{MIN_OPSET}, {newest}] (the installed "
-                         f"onnx's newest), got {opset!r}")
+    opset = integer("gk.onnx.export", "opset", opset, MIN_OPSET, newest)  # newest: the installed onnx's
     with _model_preserved(model):
         model.eval()
         trace = _record.trace(model, *inputs)

@@ -1,7 +1,8 @@
 """Adagrad (PyTorch's rule, with lr decay and an initial accumulator)."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, check_nonneg
+from .._checks import real
+from .optimizer import Optimizer
 
 __all__ = ["Adagrad"]
 
@@ -36,7 +37,7 @@ class Adagrad(Optimizer):
     def _validate(self, group):
         super()._validate(group)
         for key in ("lr_decay", "initial_accumulator_value", "eps"):
-            check_nonneg("Adagrad", key, group[key])
+            real("Adagrad", key, group[key], low=0)
 
     def _slots(self, group):
         return (("sum", float(group["initial_accumulator_value"])), None, None)

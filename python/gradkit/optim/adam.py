@@ -1,7 +1,8 @@
 """Adam and AdamW (PyTorch's rules, with AMSGrad)."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, _float, check_nonneg, check_unit
+from .._checks import real
+from .optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW"]
 
@@ -43,14 +44,13 @@ class Adam(Optimizer):
     def _validate(self, group):
         name = type(self).__name__
         super()._validate(group)
-        check_nonneg(name, "eps", group["eps"])
+        real(name, "eps", group["eps"], low=0)
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"{name}: betas: expected a pair (beta1, beta2), got {betas!r}")
         group["betas"] = tuple(betas)
         for i, b in enumerate(betas):
-            _float(name, f"betas[{i}]", b)
-            check_unit(name, f"betas[{i}]", b)
+            real(name, f"betas[{i}]", b, 0, 1, high_open=True)
 
     def _slots(self, group):
         return (("exp_avg", 0.0), ("exp_avg_sq", 0.0), ("max_exp_avg_sq", 0.0) if group["amsgrad"] else None)

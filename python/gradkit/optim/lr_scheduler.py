@@ -12,29 +12,11 @@ import math
 import numbers
 from collections import Counter
 
+from .._checks import instance, integer, real
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR",
            "ReduceLROnPlateau"]
-
-
-def _check_optimizer(owner: str, optimizer) -> None:
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"{owner}: optimizer: expected a gk.optim.Optimizer, got {type(optimizer).__name__}")
-
-
-def _check_int(owner: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{owner}: {name}: expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{owner}: {name}: expected an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_real(owner: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name}: expected a real number, got {type(value).__name__}")
-    return float(value)
 
 
 def _checked_like(where: str, value, like):
@@ -53,15 +35,15 @@ def _checked_like(where: str, value, like):
         if not isinstance(value, dict):
             fail("a dict milestone -> count")
         for k, v in value.items():
-            _check_int(where, f"milestone {k!r}", k, 0)
-            _check_int(where, f"count of milestone {k!r}", v, 1)
+            integer(where, f"milestone {k!r}", k, low=0)
+            integer(where, f"count of milestone {k!r}", v, low=1)
         return Counter({int(k): int(v) for k, v in value.items()})
     if isinstance(like, numbers.Integral):
-        return _check_int(where, "value", value, -(2 ** 63))
+        return integer(where, "value", value)
     if isinstance(like, numbers.Real) or like is None:  # None: ReduceLROnPlateau's per-group min_lr
         if value is None and like is None:
             return None
-        return _check_real(where, "value", value)
+        return real(where, "value", value, finite=False)  # inf: ReduceLROnPlateau's first best
     if isinstance(like, str):
         if not isinstance(value, str):
             fail("a str")
@@ -85,16 +67,11 @@ def _checked_like(where: str, value, like):
 
 
 def _rule_int(minimum: int):
-    return lambda owner, name, value: _check_int(owner, name, value, minimum)
+    return lambda owner, name, value: integer(owner, name, value, low=minimum)
 
 
-def _rule_range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False):
-    def check(owner, name, value):
-        ok = (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
-        if not ok:
-            interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-            raise ValueError(f"{owner}: {name}: expected a value in {interval}, got {value}")
-    return check
+def _rule_range(lo: float | None, hi: float, lo_open: bool = False, hi_open: bool = False):
+    return lambda owner, name, value: real(owner, name, value, lo, hi, low_open=lo_open, high_open=hi_open)
 
 
 def _rule_choice(*choices):
@@ -114,9 +91,9 @@ class LRScheduler:
     """
 
     def __init__(self, optimizer, last_epoch: int = -1):
-        _check_optimizer(type(self).__name__, optimizer)
+        instance(type(self).__name__, "optimizer", optimizer, Optimizer, "a gk.optim.Optimizer")
         self.optimizer = optimizer
-        last_epoch = _check_int(type(self).__name__, "last_epoch", last_epoch, -1)
+        last_epoch = integer(type(self).__name__, "last_epoch", last_epoch, low=-1)
         if last_epoch == -1:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -189,8 +166,8 @@ class StepLR(LRScheduler):
     _state_rules = {"step_size": _rule_int(1)}
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
-        self.step_size = _check_int("StepLR", "step_size", step_size, 1)
-        self.gamma = _check_real("StepLR", "gamma", gamma)
+        self.step_size = integer("StepLR", "step_size", step_size, low=1)
+        self.gamma = real("StepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -205,9 +182,9 @@ class MultiStepLR(LRScheduler):
     def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
         milestones = list(milestones)
         for i, m in enumerate(milestones):
-            _check_int("MultiStepLR", f"milestones[{i}]", m, 0)
+            integer("MultiStepLR", f"milestones[{i}]", m, low=0)
         self.milestones = Counter(int(m) for m in milestones)
-        self.gamma = _check_real("MultiStepLR", "gamma", gamma)
+        self.gamma = real("MultiStepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -221,7 +198,7 @@ class ExponentialLR(LRScheduler):
     """Multiply the lr by ``gamma`` every epoch: ``lr = base_lr * gamma ** epoch``."""
 
     def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
-        self.gamma = _check_real("ExponentialLR", "gamma", gamma)
+        self.gamma = real("ExponentialLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -240,8 +217,8 @@ class CosineAnnealingLR(LRScheduler):
     _state_rules = {"T_max": _rule_int(1)}
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
-        self.T_max = _check_int("CosineAnnealingLR", "T_max", T_max, 1)
-        self.eta_min = _check_real("CosineAnnealingLR", "eta_min", eta_min)
+        self.T_max = integer("CosineAnnealingLR", "T_max", T_max, low=1)
+        self.eta_min = real("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -266,15 +243,9 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5,
                  last_epoch: int = -1):
-        start_factor = _check_real("LinearLR", "start_factor", start_factor)
-        end_factor = _check_real("LinearLR", "end_factor", end_factor)
-        if not 0 < start_factor <= 1:
-            raise ValueError(f"LinearLR: start_factor: expected a value in (0, 1], got {start_factor}")
-        if not 0 <= end_factor <= 1:
-            raise ValueError(f"LinearLR: end_factor: expected a value in [0, 1], got {end_factor}")
-        self.start_factor = start_factor
-        self.end_factor = end_factor
-        self.total_iters = _check_int("LinearLR", "total_iters", total_iters, 0)
+        self.start_factor = real("LinearLR", "start_factor", start_factor, 0, 1, low_open=True)
+        self.end_factor = real("LinearLR", "end_factor", end_factor, 0, 1)
+        self.total_iters = integer("LinearLR", "total_iters", total_iters, low=0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -292,8 +263,8 @@ def _per_group(owner: str, name: str, optimizer, value) -> list:
         if len(value) != len(optimizer.param_groups):
             raise ValueError(f"{owner}: {name}: expected {len(optimizer.param_groups)} values (one per param group), "
                              f"got {len(value)}")
-        return [_check_real(owner, name, v) for v in value]
-    return [_check_real(owner, name, value)] * len(optimizer.param_groups)
+        return [real(owner, name, v) for v in value]
+    return [real(owner, name, value)] * len(optimizer.param_groups)
 
 
 class OneCycleLR(LRScheduler):
@@ -313,17 +284,15 @@ class OneCycleLR(LRScheduler):
                  cycle_momentum: bool = True, base_momentum=0.85, max_momentum=0.95, div_factor: float = 25.0,
                  final_div_factor: float = 1e4, three_phase: bool = False, last_epoch: int = -1):
         name = "OneCycleLR"
-        _check_optimizer(name, optimizer)
+        instance(name, "optimizer", optimizer, Optimizer, "a gk.optim.Optimizer")
         if total_steps is not None:
-            self.total_steps = _check_int(name, "total_steps", total_steps, 1)
+            self.total_steps = integer(name, "total_steps", total_steps, low=1)
         elif epochs is not None and steps_per_epoch is not None:
-            self.total_steps = (_check_int(name, "epochs", epochs, 1)
-                                * _check_int(name, "steps_per_epoch", steps_per_epoch, 1))
+            self.total_steps = (integer(name, "epochs", epochs, low=1)
+                                * integer(name, "steps_per_epoch", steps_per_epoch, low=1))
         else:
             raise ValueError(f"{name}: total_steps: expected total_steps or both epochs and steps_per_epoch, got none")
-        pct_start = _check_real(name, "pct_start", pct_start)
-        if not 0 <= pct_start <= 1:
-            raise ValueError(f"{name}: pct_start: expected a value in [0, 1], got {pct_start}")
+        pct_start = real(name, "pct_start", pct_start, 0, 1)
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"{name}: anneal_strategy: expected 'cos' or 'linear', got {anneal_strategy!r}")
         self.anneal_strategy = anneal_strategy
@@ -345,8 +314,8 @@ class OneCycleLR(LRScheduler):
                      start_momentum="base_momentum", end_momentum="max_momentum"),
             ]
         max_lrs = _per_group(name, "max_lr", optimizer, max_lr)
-        div_factor = _check_real(name, "div_factor", div_factor)
-        final_div_factor = _check_real(name, "final_div_factor", final_div_factor)
+        div_factor = real(name, "div_factor", div_factor)
+        final_div_factor = real(name, "final_div_factor", final_div_factor)
         if last_epoch == -1:
             for m, group in zip(max_lrs, optimizer.param_groups):
                 group["initial_lr"] = m / div_factor
@@ -411,17 +380,15 @@ class ReduceLROnPlateau(LRScheduler):
     ``eps`` are skipped.
     """
 
-    _state_rules = {"factor": _rule_range(-math.inf, 1.0, hi_open=True), "mode": _rule_choice("min", "max"),
+    _state_rules = {"factor": _rule_range(None, 1.0, hi_open=True), "mode": _rule_choice("min", "max"),
                     "threshold_mode": _rule_choice("rel", "abs"), "patience": _rule_int(0), "cooldown": _rule_int(0),
                     "cooldown_counter": _rule_int(0), "num_bad_epochs": _rule_int(0), "last_epoch": _rule_int(0)}
 
     def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr=0, eps: float = 1e-8):
         name = "ReduceLROnPlateau"
-        _check_optimizer(name, optimizer)
-        factor = _check_real(name, "factor", factor)
-        if factor >= 1.0:
-            raise ValueError(f"{name}: factor: expected a value < 1.0, got {factor}")
+        instance(name, "optimizer", optimizer, Optimizer, "a gk.optim.Optimizer")
+        factor = real(name, "factor", factor, high=1.0, high_open=True)
         if mode not in ("min", "max"):
             raise ValueError(f"{name}: mode: expected 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
@@ -432,13 +399,13 @@ class ReduceLROnPlateau(LRScheduler):
             self.default_min_lr = None
             self.min_lrs = _per_group(name, "min_lr", optimizer, min_lr)
         else:
-            self.default_min_lr = _check_real(name, "min_lr", min_lr)
+            self.default_min_lr = real(name, "min_lr", min_lr)
             self.min_lrs = [self.default_min_lr] * len(optimizer.param_groups)
-        self.patience = _check_int(name, "patience", patience, 0)
-        self.cooldown = _check_int(name, "cooldown", cooldown, 0)
-        self.eps = _check_real(name, "eps", eps)
+        self.patience = integer(name, "patience", patience, low=0)
+        self.cooldown = integer(name, "cooldown", cooldown, low=0)
+        self.eps = real(name, "eps", eps)
         self.mode = mode
-        self.threshold = _check_real(name, "threshold", threshold)
+        self.threshold = real(name, "threshold", threshold)
         self.threshold_mode = threshold_mode
         self.mode_worse = math.inf if mode == "min" else -math.inf
         self.last_epoch = 0

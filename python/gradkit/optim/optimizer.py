@@ -17,36 +17,16 @@ from __future__ import annotations
 import abc
 import copy
 import inspect
-import math
 import numbers
 from operator import is_
 
 import numpy as np
 
 from .. import _core
+from .._checks import integer, real
 from ..nn.parameter import Parameter
 
 __all__ = ["Optimizer"]
-
-
-def _float(owner: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{owner}: {name}: expected a real number, got {type(value).__name__}")
-    return float(value)
-
-
-def check_nonneg(owner: str, name: str, value) -> None:
-    """ValueError unless ``value`` is a finite number >= 0 (NaN and inf are rejected)."""
-    v = _float(owner, name, value)
-    if not 0.0 <= v < math.inf:
-        raise ValueError(f"{owner}: {name}: expected a finite value >= 0, got {value}")
-
-
-def check_unit(owner: str, name: str, value) -> None:
-    """ValueError unless 0 <= value < 1."""
-    v = _float(owner, name, value)
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"{owner}: {name}: expected a value in [0, 1), got {value}")
 
 
 class _Plan:
@@ -96,9 +76,8 @@ class Optimizer(metaclass=abc.ABCMeta):
     # -- hooks for subclasses ----------------------------------------------
     def _validate(self, group: dict) -> None:
         """Raise ValueError/TypeError for a bad hyperparameter of ``group``."""
-        check_nonneg(type(self).__name__, "lr", group["lr"])
-        check_nonneg(type(self).__name__, "weight_decay", group["weight_decay"])
-        check_nonneg(type(self).__name__, "l1", group["l1"])
+        for key in ("lr", "weight_decay", "l1"):
+            real(type(self).__name__, key, group[key], low=0)
 
     @abc.abstractmethod
     def _slots(self, group: dict) -> tuple:
@@ -331,11 +310,10 @@ class Optimizer(metaclass=abc.ABCMeta):
         except (TypeError, ValueError) as e:
             raise type(e)(f"{where}: {str(e).removeprefix(type(self).__name__ + ': ')}") from None
         for j, (idx, p) in enumerate(zip(indices, group["params"])):
-            if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
-                raise TypeError(f"{where}['params'][{j}]: expected an int index, got {type(idx).__name__}")
-            if int(idx) in by_index:
-                raise ValueError(f"{where}['params'][{j}]: expected each index once, got {int(idx)} twice")
-            by_index[int(idx)] = (p, new)
+            idx = integer(where, f"params[{j}] (a parameter index)", idx)
+            if idx in by_index:
+                raise ValueError(f"{where}['params'][{j}]: expected each index once, got {idx} twice")
+            by_index[idx] = (p, new)
         return new
 
     @staticmethod
@@ -370,11 +348,10 @@ class Optimizer(metaclass=abc.ABCMeta):
         entry = {}
         for key, value in st.items():
             if key == "step" and self._counts_steps:
-                if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-                    raise TypeError(f"{where}['step']: expected a number, got {type(value).__name__}")
-                if not (math.isfinite(value) and value >= 0 and float(value) == int(value)):
+                step = real(where, "['step']", value, low=0)
+                if step != int(step):
                     raise ValueError(f"{where}['step']: expected a whole number >= 0, got {value}")
-                entry[key] = float(value)
+                entry[key] = step
                 continue
             # A state array: this rule's slots, or one kept from other settings (amsgrad turned off).
             if not isinstance(value, np.ndarray) or value.dtype.kind != "f":

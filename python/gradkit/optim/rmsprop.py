@@ -1,7 +1,8 @@
 """RMSprop (PyTorch's rule: optional momentum and centering)."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, check_nonneg
+from .._checks import real
+from .optimizer import Optimizer
 
 __all__ = ["RMSprop"]
 
@@ -40,7 +41,7 @@ class RMSprop(Optimizer):
     def _validate(self, group):
         super()._validate(group)
         for key in ("alpha", "eps", "momentum"):
-            check_nonneg("RMSprop", key, group[key])
+            real("RMSprop", key, group[key], low=0)
 
     def _slots(self, group):
         return (("square_avg", 0.0), ("momentum_buffer", 0.0) if group["momentum"] > 0 else None,

@@ -1,7 +1,8 @@
 """Stochastic gradient descent with momentum, dampening and Nesterov (PyTorch's rule)."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, _float, check_nonneg
+from .._checks import real
+from .optimizer import Optimizer
 
 __all__ = ["SGD"]
 
@@ -36,8 +37,8 @@ class SGD(Optimizer):
 
     def _validate(self, group):
         super()._validate(group)
-        check_nonneg("SGD", "momentum", group["momentum"])
-        _float("SGD", "dampening", group["dampening"])
+        real("SGD", "momentum", group["momentum"], low=0)
+        real("SGD", "dampening", group["dampening"])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(f"SGD: nesterov: expected momentum > 0 and dampening == 0 with Nesterov momentum, "
                              f"got momentum={group['momentum']}, dampening={group['dampening']}")
