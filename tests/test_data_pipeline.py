@@ -679,10 +679,10 @@ def test_batch_indices_name_each_row_s_sample_in_the_dataset(rng):
     # What the Trainer needs to name a bad label by its sample, not its row in the batch.
     loader = DataLoader(ArrayDataset(np.arange(23) * 10), batch_size=5, shuffle=True, num_workers=2)
     gk.manual_seed(4)
-    plan = loader._plan_epoch()
-    for b, (values,) in enumerate(loader._batches(plan)):
-        assert np.array_equal(values, loader._batch_indices(plan, b) * 10)
-    assert b == 4 and len(loader._batch_indices(plan, 4)) == 3
+    plan = loader.plan_epoch()
+    for b, (values,) in enumerate(loader.batches(plan)):
+        assert np.array_equal(values, loader.batch_indices(plan, b) * 10)
+    assert b == 4 and len(loader.batch_indices(plan, 4)) == 3
 
 
 def test_transform_and_index_arguments_name_the_argument(rng):

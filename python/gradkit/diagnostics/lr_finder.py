@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .. import _random
-from ..train.trainer import check_optimizer_of
+from ..optim.optimizer import check_optimizer_of
 from . import _plot
 from ._state import Snapshot
 
