@@ -15,7 +15,8 @@ class TrainerState:
         batch: the batches of this epoch done (resumed ones included).
         shard: this rank's ``gk.distributed.shard.Shard`` when the model is a
             ``DistributedDataParallel`` (None in one process).
-        epoch_rng: the generator state (seed, offset) before this epoch's draws (its shuffle).
+        epoch_rng: the generator state (seed, offset) before this epoch's draws (its shuffle),
+            set after ``on_epoch_begin``.
         sums: (loss sum, samples, metric sums) over this epoch's batches done, on this rank
             (None before the first batch).
         setup: the fit's settings (epochs, shuffle, batch_size, samples, drop_last, ranks) and a
