@@ -14,7 +14,6 @@ allreduce algorithm may add the terms in a different order on different ranks.
 """
 from __future__ import annotations
 
-import operator
 import os
 import shutil
 import sys
@@ -22,6 +21,7 @@ import sys
 import numpy as np
 
 from . import _config, _core
+from ._checks import integer
 
 __all__ = ["init", "is_initialized", "rank", "world_size", "barrier", "all_reduce", "broadcast"]
 
@@ -209,11 +209,6 @@ def broadcast(array: np.ndarray, root: int = 0) -> np.ndarray:
     """Overwrite ``array`` on every rank with root's (in place). Returns ``array``."""
     comm = communicator("broadcast")
     array = _check_inplace("broadcast", array)
-    try:
-        root = operator.index(root)
-    except TypeError:
-        raise TypeError(f"gk.distributed.broadcast: root: expected an int, got {type(root).__name__}") from None
-    if not 0 <= root < state.world_size:
-        raise ValueError(f"gk.distributed.broadcast: root: expected a rank in [0, {state.world_size}), got {root}")
+    root = integer("gk.distributed.broadcast", "root", root, 0, state.world_size - 1)
     comm.Bcast(array, root=root)
     return array

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import NamedTuple
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 

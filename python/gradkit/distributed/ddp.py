@@ -14,13 +14,13 @@ when the set of trainable parameters changes.
 from __future__ import annotations
 
 import collections
-import numbers
 import os
 import time
 
 import numpy as np
 
 from .. import _core
+from .._checks import real
 from ..nn.container import Sequential
 from ..nn.module import Module
 from .._mpi import communicator, init, split_counts, state
@@ -105,12 +105,7 @@ class DistributedDataParallel(Module):
         super().__init__()
         if not isinstance(model, Module):
             raise TypeError(f"DistributedDataParallel: model: expected a gk.nn.Module, got {type(model).__name__}")
-        if isinstance(bucket_cap_mb, bool) or not isinstance(bucket_cap_mb, numbers.Real):
-            raise TypeError(f"DistributedDataParallel: bucket_cap_mb: expected a number, "
-                            f"got {type(bucket_cap_mb).__name__}")
-        if not 0 < bucket_cap_mb < float("inf"):
-            raise ValueError(f"DistributedDataParallel: bucket_cap_mb: expected a finite value > 0, "
-                             f"got {bucket_cap_mb}")
+        bucket_cap_mb = real("DistributedDataParallel", "bucket_cap_mb", bucket_cap_mb, 0, low_open=True)
         init()
         comm = communicator("DistributedDataParallel")
         self.module = model

@@ -151,7 +151,7 @@ class Trainer:
         # on_train_begin resets it, and backs up after their on_batch_end / on_epoch_end.
         callbacks = CallbackList.checked("Trainer", callbacks)
         if clip_grad_norm is not None:
-            clip_grad_norm = real("Trainer", "clip_grad_norm", clip_grad_norm, 0.0, low_open=True)
+            clip_grad_norm = real("Trainer", "clip_grad_norm", clip_grad_norm, 0, low_open=True)
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
