@@ -4,7 +4,8 @@ Usage: python backup_child.py BACKUP_DIR SAVE_FREQ OUT_FILE
 It prints progress markers the test waits for: "start", "resumed E B" (the backup's
 epoch and batch), "batch E B" after each batch, "save-begin" / "save-end" around each
 backup, "in-save" while a backup's temp file is written but not yet renamed (only with
-BACKUP_CHILD_SLOW_SAVE=seconds), and "done" after writing the final state to OUT_FILE.
+BACKUP_CHILD_SLOW_SAVE=seconds), "ending" when the fit has completed (before its backup is
+deleted), and "done" after writing the final state to OUT_FILE.
 BACKUP_CHILD_DELAY=seconds sleeps after each batch so that kills can land anywhere.
 """
 import os
@@ -24,8 +25,12 @@ def say(*words):
 class Marked(gk.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        resume = self.trainer._resume
+        resume = self.trainer.state.resume
         say("fresh" if resume is None else f"resumed {resume['epoch']} {resume['batch']}")
+
+    def on_train_end(self, logs=None):
+        say("ending")  # the fit completed: the backup is deleted next, so a run killed after this may start fresh
+        super().on_train_end(logs)
 
     def _write(self, epoch, batch):
         say("save-begin")

@@ -472,9 +472,8 @@ def random_kills(seed, count, wall):
 def assert_resumed_after_backups(runs):
     """Every run killed after it finished a backup was followed by a run that resumed from a backup
     (the next one that reached fit: a kill may land during the import); at least one was. A run killed
-    after its fit completed ("done": the backup is deleted then) is followed by a fresh run."""
-    after_backup = [i for i, lines in enumerate(runs[:-1])
-                    if "save-end" in lines and not any(line.startswith("done") for line in lines)]
+    after its fit completed ("ending": the backup is deleted then) may be followed by a fresh run."""
+    after_backup = [i for i, lines in enumerate(runs[:-1]) if "save-end" in lines and "ending" not in lines]
     assert after_backup, f"no kill landed after a backup: {runs}"
     for i in after_backup:
         later = [resumed_at(lines) for lines in runs[i + 1:]]

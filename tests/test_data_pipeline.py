@@ -679,10 +679,52 @@ def test_batch_indices_name_each_row_s_sample_in_the_dataset(rng):
     # What the Trainer needs to name a bad label by its sample, not its row in the batch.
     loader = DataLoader(ArrayDataset(np.arange(23) * 10), batch_size=5, shuffle=True, num_workers=2)
     gk.manual_seed(4)
-    plan = loader._plan_epoch()
-    for b, (values,) in enumerate(loader._batches(plan)):
-        assert np.array_equal(values, loader._batch_indices(plan, b) * 10)
-    assert b == 4 and len(loader._batch_indices(plan, 4)) == 3
+    plan = loader.plan_epoch()
+    for b, (values,) in enumerate(loader.batches(plan)):
+        assert np.array_equal(values, loader.batch_indices(plan, b) * 10)
+    assert b == 4 and len(loader.batch_indices(plan, 4)) == 3
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_epoch_plan_and_reused_batches_give_the_plain_batches(rng, shuffle, drop_last):
+    """plan_epoch + batches(reuse_buffers=True), the Trainer's way with arrays: the same values as
+    iterating, views of the arrays when in order, one pair of buffers reused when shuffled."""
+    x, y = rng.normal(size=(23, 3, 2)).astype(np.float32), rng.integers(0, 5, 23)
+    loader = DataLoader(ArrayDataset(x, y), batch_size=5, shuffle=shuffle, drop_last=drop_last)
+    gk.manual_seed(6)
+    expected = [tuple(a.copy() for a in batch) for batch in loader]
+    gk.manual_seed(6)
+    plan = loader.plan_epoch()
+    assert isinstance(plan, gk.data.loader.EpochPlan) and plan.key is None and len(plan.order) == 23
+    assert loader.num_batches(plan) == len(loader) == (4 if drop_last else 5)
+    got, bases = [], set()
+    for b, (xb, yb) in enumerate(loader.batches(plan, reuse_buffers=True)):
+        rows = loader.batch_indices(plan, b)
+        assert np.array_equal(xb, x[rows]) and np.array_equal(yb, y[rows])
+        assert np.shares_memory(xb, x) == (not shuffle)
+        bases.add(id(xb.base) if shuffle else None)
+        got.append((xb.copy(), yb.copy()))
+    assert len(bases) == 1  # shuffled: every batch is a view of the same buffer
+    assert len(got) == len(expected) and all(np.array_equal(a, b) for g, e in zip(got, expected)
+                                              for a, b in zip(g, e))
+    later = [yb.copy() for _, yb in loader.batches(plan, start_batch=2, reuse_buffers=True)]
+    assert len(later) == len(expected) - 2 and all(np.array_equal(a, e[1]) for a, e in zip(later, expected[2:]))
+
+
+def test_reused_batches_need_arrays_and_the_calling_thread(rng):
+    x = rng.normal(size=(6, 2)).astype(np.float32)
+    threaded = DataLoader(ArrayDataset(x), batch_size=2, num_workers=1)
+    with pytest.raises(ValueError, match="reuse_buffers: expected an ArrayDataset and num_workers=0, got "
+                                         "ArrayDataset and num_workers=1"):
+        next(threaded.batches(threaded.plan_epoch(), reuse_buffers=True))
+    per_sample = DataLoader([(v,) for v in x], batch_size=2)
+    with pytest.raises(ValueError, match="got list and num_workers=0"):
+        next(per_sample.batches(per_sample.plan_epoch(), reuse_buffers=True))
+    strided = np.asfortranarray(rng.normal(size=(6, 4)).astype(np.float32))  # not C-contiguous: gathered
+    loader = DataLoader(ArrayDataset(strided), batch_size=4)
+    batches = [b[0].copy() for b in loader.batches(loader.plan_epoch(), reuse_buffers=True)]
+    assert np.array_equal(np.concatenate(batches), strided)
 
 
 def test_transform_and_index_arguments_name_the_argument(rng):

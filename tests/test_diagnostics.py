@@ -465,9 +465,9 @@ def test_activation_stats_plot_without_activations_or_matplotlib(rng, tmp_path, 
 
 
 def test_update_ratio_checks_its_bounds_when_built():
-    for kwargs, exc, match in [(dict(low="a"), TypeError, r"UpdateRatio: low: expected a number, got str \('a'\)"),
-                               (dict(high=None), TypeError, r"UpdateRatio: high: expected a number, got NoneType"),
-                               (dict(low=True), TypeError, r"UpdateRatio: low: expected a number, got bool"),
+    for kwargs, exc, match in [(dict(low="a"), TypeError, r"UpdateRatio: low: expected a real number, got str"),
+                               (dict(high=None), TypeError, r"UpdateRatio: high: expected a real number, got NoneType"),
+                               (dict(low=True), TypeError, r"UpdateRatio: low: expected a real number, got bool"),
                                (dict(high=math.inf), ValueError, r"low, high: expected 0 < low < high"),
                                (dict(low=0.1, high=0.01), ValueError, r"low, high: expected 0 < low < high")]:
         with pytest.raises(exc, match=match):

@@ -13,22 +13,25 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import _random
-from .._config import _int_arg
-from .dataset import _is_batch_wise, fetch
+from .._checks import boolean, integer
+from .dataset import ArrayDataset, _is_batch_wise, fetch, gather
 from .transforms import Transform, draw_key
 
-__all__ = ["DataLoader"]
+__all__ = ["DataLoader", "EpochPlan"]
 
 
-def _check_count(name: str, value, low: int) -> int:
-    value = _int_arg(value, "DataLoader", name)
-    if value < low:
-        raise ValueError(f"DataLoader: {name}: expected an integer >= {low}, got {value}")
-    return value
+class EpochPlan(NamedTuple):
+    """One epoch's draws: ``order``, the dataset index of each sample in turn (the shuffle
+    permutation, or arange), and ``key``, the augmentation key (None without a gk.data transform).
+    A plan may be cut before its batches are taken (``plan._replace(order=...)``): the Trainer
+    keeps one rank's share of it."""
+    order: np.ndarray
+    key: object = None
 
 
 class DataLoader:
@@ -57,12 +60,12 @@ class DataLoader:
         if transform is not None and not callable(transform):
             raise TypeError(f"DataLoader: transform: expected a callable or None, got {type(transform).__name__}")
         self.dataset = dataset
-        self.batch_size = _check_count("batch_size", batch_size, 1)
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
+        self.batch_size = integer("DataLoader", "batch_size", batch_size, 1)
+        self.shuffle = boolean("DataLoader", "shuffle", shuffle)
+        self.drop_last = boolean("DataLoader", "drop_last", drop_last)
         self.transform = transform
-        self.num_workers = _check_count("num_workers", num_workers, 0)
-        self.prefetch = _check_count("prefetch", prefetch, 1)
+        self.num_workers = integer("DataLoader", "num_workers", num_workers, 0)
+        self.prefetch = integer("DataLoader", "prefetch", prefetch, 1)
         self._batch_wise = len(dataset) > 0 and _is_batch_wise(dataset)
 
     def __len__(self) -> int:
@@ -75,40 +78,59 @@ class DataLoader:
         return min(len(self) * self.batch_size, len(self.dataset))
 
     def __iter__(self):
-        return self._batches(self._plan_epoch())
+        return self.batches(self.plan_epoch())
 
-    # -- used by the Trainer -----------------------------------------------------------
-    def _plan_epoch(self):
-        """The epoch's draws, in the main thread: (sample order, augmentation key or None)."""
+    # -- an epoch in two steps: its draws, then its batches (what the Trainer uses) ---------------
+    def plan_epoch(self) -> EpochPlan:
+        """Draw the epoch, in the calling thread: the shuffle permutation (if shuffling), then the
+        augmentation key (if the transform is a gk.data transform). ``iter(loader)`` is
+        ``loader.batches(loader.plan_epoch())``."""
         n = len(self.dataset)
         order = _random.permutation(n) if self.shuffle else np.arange(n, dtype=np.int64)
         key = draw_key() if isinstance(self.transform, Transform) else None
-        return order, key
+        return EpochPlan(order, key)
 
-    def _batch_indices(self, plan, b: int) -> np.ndarray:
-        """The dataset indices of the samples in batch b of an epoch planned by ``_plan_epoch``
-        (row j of the batch is sample ``_batch_indices(plan, b)[j]`` of the dataset)."""
-        return plan[0][b * self.batch_size:(b + 1) * self.batch_size]
+    def num_batches(self, plan: EpochPlan) -> int:
+        """The batches of ``plan`` (of its order's length; the last one dropped when short and drop_last)."""
+        m = len(plan.order)
+        return m // self.batch_size if self.drop_last else -(-m // self.batch_size)
 
-    def _batch(self, plan, b: int, nthreads: int):
-        key = plan[1]
-        batch = fetch(self.dataset, self._batch_indices(plan, b), self._batch_wise, nthreads)
+    def batch_indices(self, plan: EpochPlan, b: int) -> np.ndarray:
+        """The dataset indices of the samples in batch b of ``plan``: row j of the batch is sample
+        ``batch_indices(plan, b)[j]`` of the dataset."""
+        return plan.order[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def _batch(self, plan, b: int, nthreads: int, reused=None):
+        idx = self.batch_indices(plan, b)
+        batch = reused.take(idx) if reused is not None else fetch(self.dataset, idx, self._batch_wise, nthreads)
         if self.transform is not None:
             x = batch[0]
-            x = self.transform._apply(x, key, b, 0, nthreads) if key is not None else self.transform(x)
+            x = self.transform._apply(x, plan.key, b, 0, nthreads) if plan.key is not None else self.transform(x)
             batch = (x,) + tuple(batch[1:])
         return batch
 
-    def _batches(self, plan, start_batch: int = 0):
-        """Iterator over batches start_batch.. of an epoch planned by ``_plan_epoch``.
+    def batches(self, plan: EpochPlan, start_batch: int = 0, reuse_buffers: bool = False):
+        """Iterator over batches start_batch.. of ``plan`` (from ``plan_epoch``), in its order.
 
-        The batches follow the plan's order, which the Trainer may cut to one rank's share.
         A child process fork()ed mid-epoch that goes on with the iterator prepares the rest
         of the epoch in its own thread (the parent's workers do not exist there): the same
         batches, as num_workers=0 would give them.
+
+        reuse_buffers (False): for an ``ArrayDataset`` with num_workers=0, gather every batch into
+            the same arrays (a batch is valid until the next one is taken), or, when the plan is
+            in order (not shuffled) over C-contiguous arrays, give views of them: no allocation or
+            copy per batch beyond the gather. The Trainer trains on arrays this way. The values
+            are the same.
         """
-        m = len(plan[0])
-        nbatches = m // self.batch_size if self.drop_last else -(-m // self.batch_size)
+        nbatches = self.num_batches(plan)
+        if reuse_buffers:
+            if self.num_workers != 0 or not isinstance(self.dataset, ArrayDataset):
+                raise ValueError(f"DataLoader.batches: reuse_buffers: expected an ArrayDataset and num_workers=0, "
+                                 f"got {type(self.dataset).__name__} and num_workers={self.num_workers}")
+            reused = _ReusedBatch(self.dataset.arrays, plan.order, min(self.batch_size, len(plan.order)))
+            for b in range(start_batch, nbatches):
+                yield self._batch(plan, b, 0, reused)
+            return
         if self.num_workers == 0:
             for b in range(start_batch, nbatches):
                 yield self._batch(plan, b, 0)
@@ -139,3 +161,23 @@ class DataLoader:
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, transform={self.transform!r}, num_workers={self.num_workers}, "
                 f"prefetch={self.prefetch})")
+
+
+class _ReusedBatch:
+    """Batches of arrays gathered into buffers reused from batch to batch (``DataLoader.batches``
+    with reuse_buffers). When the epoch's order is 0, 1, ..., n-1 (not shuffled, one rank) and the
+    arrays are C-contiguous, a batch is a view of its rows instead (checked once per epoch)."""
+
+    def __init__(self, arrays, order: np.ndarray, rows: int):
+        self.arrays = arrays
+        n = len(order)
+        self.views = (all(a.flags.c_contiguous for a in arrays) and n > 0 and order[0] == 0
+                      and bool((np.diff(order) == 1).all()))
+        self.buffers = None if self.views else [np.empty((rows,) + a.shape[1:], a.dtype) for a in arrays]
+
+    def take(self, idx: np.ndarray) -> tuple:
+        m = len(idx)
+        if self.views:
+            lo = int(idx[0])
+            return tuple(a[lo:lo + m] for a in self.arrays)
+        return tuple(gather(a, idx, buf[:m]) for a, buf in zip(self.arrays, self.buffers))

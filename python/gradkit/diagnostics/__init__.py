@@ -5,8 +5,9 @@
 - ``sanity_check(model, loss, x, y, optimizer=None)``: initial loss against ln(C), L2 raises the
   loss, the model can overfit 20 samples.
 - ``lr_find(model, loss, optimizer, x, y, ...)``: the learning-rate range test.
-- ``gk.callbacks.ActivationStats`` and ``gk.callbacks.UpdateRatio`` (in ``callbacks.py`` here):
-  statistics gathered during ``Trainer.fit``.
+- ``gk.callbacks.ActivationStats`` and ``gk.callbacks.UpdateRatio`` (in
+  ``gradkit/callbacks/diagnostics.py``, built on ``_stats`` and ``_plot`` here): statistics
+  gathered during ``Trainer.fit``.
 
 Each leaves the model, the optimizer and the random generator as it found them.
 """

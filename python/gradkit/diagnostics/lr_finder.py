@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import _random
 from .._checks import integer, real
-from ..train.trainer import check_optimizer_of
+from ..optim.optimizer import check_optimizer_of
 from . import _plot
 from ._state import Snapshot
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .._config import no_grad
-from ..train.trainer import check_optimizer_of
+from ..optim.optimizer import check_optimizer_of
 from ._state import Snapshot
 
 # The initial softmax cross-entropy must be within this fraction of ln(C).

@@ -14,16 +14,16 @@ when the set of trainable parameters changes.
 from __future__ import annotations
 
 import collections
-import numbers
 import os
 import time
 
 import numpy as np
 
 from .. import _core
+from .._checks import real
 from ..nn.container import Sequential
 from ..nn.module import Module
-from . import _comm, _state, init, split_counts
+from .._mpi import communicator, init, split_counts, state
 
 __all__ = ["DistributedDataParallel"]
 
@@ -105,14 +105,9 @@ class DistributedDataParallel(Module):
         super().__init__()
         if not isinstance(model, Module):
             raise TypeError(f"DistributedDataParallel: model: expected a gk.nn.Module, got {type(model).__name__}")
-        if isinstance(bucket_cap_mb, bool) or not isinstance(bucket_cap_mb, numbers.Real):
-            raise TypeError(f"DistributedDataParallel: bucket_cap_mb: expected a number, "
-                            f"got {type(bucket_cap_mb).__name__}")
-        if not 0 < bucket_cap_mb < float("inf"):
-            raise ValueError(f"DistributedDataParallel: bucket_cap_mb: expected a finite value > 0, "
-                             f"got {bucket_cap_mb}")
+        bucket_cap_mb = real("DistributedDataParallel", "bucket_cap_mb", bucket_cap_mb, 0, low_open=True)
         init()
-        comm = _comm("DistributedDataParallel")
+        comm = communicator("DistributedDataParallel")
         self.module = model
         self.bucket_cap_mb = float(bucket_cap_mb)
         descriptions = comm.allgather(_describe(model))
@@ -130,7 +125,7 @@ class DistributedDataParallel(Module):
                     mod._buffers[name] = comm.bcast(b, root=0)
         seed, offset = comm.bcast(_core.rng_state(), root=0)
         _core.set_rng_state(seed, offset)
-        self._world, self._rank = _state.world_size, _state.rank
+        self._world, self._rank = state.world_size, state.rank
         # Two communicators of our own: reduce-scatters start in bucket-ready order, allgathers in
         # completion order; each sequence is the same on every rank, the two interleave differently.
         self._scatter_comm, self._gather_comm = comm.Dup(), comm.Dup()

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _comm, _state, all_reduce
+from .._mpi import all_reduce, communicator, state
+from .ddp import DistributedDataParallel
 
 __all__ = ["Shard", "shard_of"]
 
@@ -40,12 +41,18 @@ class Shard:
             all_reduce(total)
         return total.tolist()
 
+    def gather(self, obj, who: str):
+        """Every rank's ``obj`` (any picklable value) as a list in rank order on rank 0; None on the others."""
+        return communicator(who).gather(obj, root=0)
+
+    def share(self, obj, who: str):
+        """Rank 0's ``obj`` (any picklable value), returned on every rank."""
+        return communicator(who).bcast(obj, root=0)
+
 
 def shard_of(model):
     """The ``Shard`` of a ``DistributedDataParallel`` model (None for any other model)."""
-    from .ddp import DistributedDataParallel
-
     if not isinstance(model, DistributedDataParallel):
         return None
-    _comm("Trainer")
-    return Shard(_state.rank, _state.world_size)
+    communicator("Trainer")
+    return Shard(state.rank, state.world_size)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import _mpi, ops
+from .module import Module
 from .normalization import _BatchNorm
 
 __all__ = ["SyncBatchNorm"]
@@ -61,12 +62,10 @@ class SyncBatchNorm(_BatchNorm):
         return stats
 
     def _norm_forward(self, x, weight, bias):
-        from .. import distributed
-
         use_batch_stats, update, momentum, _ = self._stats_args()
-        if not (use_batch_stats and distributed.is_initialized()):
+        if not (use_batch_stats and _mpi.is_initialized()):
             return super()._norm_forward(x, weight, bias)
-        comm = distributed._comm("SyncBatchNorm")
+        comm = _mpi.communicator("SyncBatchNorm")
         gathered = np.empty((comm.Get_size(), 3, x.shape[1]))
         comm.Allgather(self._local_stats(x), gathered)
         count, mean, m2 = _combine(gathered)
@@ -84,8 +83,6 @@ class SyncBatchNorm(_BatchNorm):
         return y, dict(mean=mean, rstd=1.0 / np.sqrt(var + self.eps), count=count, synced=True)
 
     def _norm_backward(self, dy, x, saved, weight, dweight, dbias):
-        from .. import distributed
-
         if not saved.get("synced"):
             return super()._norm_backward(dy, x, saved, weight, dweight, dbias)
         mean, rstd = saved["mean"], saved["rstd"]
@@ -96,7 +93,7 @@ class SyncBatchNorm(_BatchNorm):
             dweight += sums[0]
         if dbias is not None:
             dbias += sums[1]
-        sums = distributed.all_reduce(sums.astype(np.float64)) / saved["count"]
+        sums = _mpi.all_reduce(sums.astype(np.float64)) / saved["count"]
         # The batch statistics' part: dx -= weight * rstd * (mean(dy) + x_hat * mean(dy * x_hat)) = a + b * x
         scale = rstd if weight is None else rstd * weight
         b = scale * rstd * sums[0]
@@ -111,8 +108,6 @@ class SyncBatchNorm(_BatchNorm):
         """Replace every ``BatchNorm1d/2d`` in ``module`` by a ``SyncBatchNorm`` sharing its
         parameters, buffers and mode; returns the converted module (a new one if ``module``
         itself is a batch norm)."""
-        from .module import Module
-
         if not isinstance(module, Module):
             raise TypeError(f"SyncBatchNorm.convert_sync_batchnorm: module: expected a gk.nn.Module, "
                             f"got {type(module).__name__}")

@@ -375,3 +375,19 @@ class Optimizer(metaclass=abc.ABCMeta):
                 lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def check_optimizer_of(who, model, optimizer) -> None:
+    """TypeError unless ``optimizer`` looks like a gk.optim optimizer; ValueError when it updates
+    none of ``model``'s parameters (it was built over another model: training would change nothing)."""
+    for attr in ("step", "zero_grad", "param_groups"):
+        if isinstance(optimizer, type) or not hasattr(optimizer, attr):
+            got = f"the class {optimizer.__name__}" if isinstance(optimizer, type) else type(optimizer).__name__
+            raise TypeError(f"{who}: optimizer: expected a gk.optim optimizer instance (e.g. "
+                            f"gk.optim.Adam(model.parameters())), got {got}")
+    mine = {id(p) for p in model.parameters()}
+    theirs = [p for group in optimizer.param_groups for p in group["params"]]
+    if mine and theirs and not any(id(p) in mine for p in theirs):
+        raise ValueError(f"{who}: optimizer: expected an optimizer over the model's parameters, got one over "
+                         f"{len(theirs)} other parameters (another model's?); build it with "
+                         "optimizer_class(model.parameters(), ...)")

@@ -1,5 +1,6 @@
-"""Training loop: ``Trainer`` (fit / evaluate / predict) and its ``History``."""
-from .history import History
+"""Training loop: ``Trainer`` (fit / evaluate / predict), its ``TrainerState`` and ``History``."""
+from ..callbacks.history import History
+from .state import TrainerState
 from .trainer import Trainer
 
-__all__ = ["Trainer", "History"]
+__all__ = ["Trainer", "TrainerState", "History"]

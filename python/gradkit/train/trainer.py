@@ -2,10 +2,12 @@
 
 One training step is the PyTorch loop written once:
 ``zero_grad -> out = model(x) -> l = loss(out, y) -> model.backward(loss.backward())
--> (clip) -> optimizer.step()``. Arrays are shuffled per epoch by a permutation from
-the library's seeded generator; each batch is gathered (C++ gather) into one reused
-buffer, so an epoch never copies the whole training set. A ``gk.data.DataLoader``
-can stand in for the arrays (its batches, shuffling and augmentation then apply).
+-> (clip) -> optimizer.step()``. Batches come from a ``gk.data.DataLoader`` in one way:
+``plan_epoch`` draws the epoch (its shuffle), the Trainer keeps its rank's share, and
+``batches`` yields them. Arrays x, y are wrapped in a loader over ``ArrayDataset(x, y)``
+whose batches are gathered (C++ gather) into reused buffers, or are views of x and y when
+not shuffled, so an epoch never copies the whole training set. The callbacks see where the
+fit is through ``trainer.state`` (a ``TrainerState``).
 """
 from __future__ import annotations
 
@@ -17,14 +19,20 @@ import time
 
 import numpy as np
 
-from .. import _core, _random
+from .. import _core
+from .._checks import integer, real
 from .._config import no_grad
-from ..data.dataset import gather
+from .._mpi import is_writer
+from ..callbacks.base import CallbackList
+from ..callbacks.history import History
+from ..data.dataset import ArrayDataset
 from ..data.loader import DataLoader
-from ..distributed import _is_writer
 from ..distributed.shard import shard_of
 from ..nn.module import Module
-from .history import History
+from ..optim import clip_grad_norm_
+from ..optim.optimizer import check_optimizer_of
+from ..serialization import load, save
+from .state import TrainerState
 
 __all__ = ["Trainer"]
 
@@ -76,31 +84,6 @@ _CLASSIFICATION_LOSSES = ("CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogi
 
 def _is_classification(loss) -> bool:
     return any(c.__name__ in _CLASSIFICATION_LOSSES for c in type(loss).__mro__)
-
-
-def check_optimizer_of(who, model, optimizer) -> None:
-    """TypeError unless ``optimizer`` looks like a gk.optim optimizer; ValueError when it updates
-    none of ``model``'s parameters (it was built over another model: training would change nothing)."""
-    for attr in ("step", "zero_grad", "param_groups"):
-        if isinstance(optimizer, type) or not hasattr(optimizer, attr):
-            got = f"the class {optimizer.__name__}" if isinstance(optimizer, type) else type(optimizer).__name__
-            raise TypeError(f"{who}: optimizer: expected a gk.optim optimizer instance (e.g. "
-                            f"gk.optim.Adam(model.parameters())), got {got}")
-    mine = {id(p) for p in model.parameters()}
-    theirs = [p for group in optimizer.param_groups for p in group["params"]]
-    if mine and theirs and not any(id(p) in mine for p in theirs):
-        raise ValueError(f"{who}: optimizer: expected an optimizer over the model's parameters, got one over "
-                         f"{len(theirs)} other parameters (another model's?); build it with "
-                         "optimizer_class(model.parameters(), ...)")
-
-
-# -- argument checks -------------------------------------------------------------
-def _check_int(who, name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{who}: {name}: expected an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{who}: {name}: expected an integer >= {low}, got {value}")
-    return int(value)
 
 
 def _is_plateau(scheduler) -> bool:
@@ -164,29 +147,11 @@ class Trainer:
         names = [m.name for m in self._metrics]
         if len(set(names)) != len(names) or "loss" in names or "lr" in names:
             raise ValueError(f"Trainer: metrics: names must be distinct and not 'loss' or 'lr', got {names}")
-        from ..callbacks import Callback
-
-        if callbacks is None:
-            callbacks = []
-        elif isinstance(callbacks, Callback):
-            callbacks = [callbacks]
-        elif isinstance(callbacks, (str, bytes, dict)) or not hasattr(callbacks, "__iter__"):
-            raise TypeError(f"Trainer: callbacks: expected a list of gk.callbacks.Callback instances (or None), "
-                            f"got {type(callbacks).__name__}")
-        callbacks = list(callbacks)
-        for cb in callbacks:
-            if not isinstance(cb, Callback):
-                got = f"the class {cb.__name__}" if isinstance(cb, type) else type(cb).__name__
-                raise TypeError(f"Trainer: callbacks: expected gk.callbacks.Callback instances, got {got}")
-        # BackupAndRestore runs after the others: it restores their state after their on_train_begin
-        # resets it, and backs up after their on_batch_end / on_epoch_end.
-        callbacks.sort(key=lambda cb: bool(getattr(cb, "_runs_last", False)))
+        # BackupAndRestore (runs_last) runs after the others: it restores their state after their
+        # on_train_begin resets it, and backs up after their on_batch_end / on_epoch_end.
+        callbacks = CallbackList.checked("Trainer", callbacks)
         if clip_grad_norm is not None:
-            if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float, np.number)):
-                raise TypeError(f"Trainer: clip_grad_norm: expected a number or None, got {type(clip_grad_norm).__name__}")
-            if not clip_grad_norm > 0 or not math.isfinite(clip_grad_norm):
-                raise ValueError(f"Trainer: clip_grad_norm: expected a finite value > 0, got {clip_grad_norm}")
-            clip_grad_norm = float(clip_grad_norm)
+            clip_grad_norm = real("Trainer", "clip_grad_norm", clip_grad_norm, 0, low_open=True)
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
@@ -196,13 +161,7 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         self.stop_training = False
         self.history = None
-        # For BackupAndRestore (callbacks.py): where a restored fit continues (set in on_train_begin),
-        # the generator state before this epoch's draws, and the epoch's running sums.
-        self._resume = None
-        self._epoch_rng = None
-        self._running = None
-        self._shard = None  # this rank's part of the data when the model is distributed
-        self._fit_setup = None  # the running fit's settings and data fingerprint (for BackupAndRestore)
+        self.state = TrainerState()  # where the running (or last) fit is, for the callbacks
         self._sample_of = None  # (batch, row) -> sample index in the running epoch (for error messages)
 
     # -- inputs -----------------------------------------------------------------
@@ -261,14 +220,15 @@ class Trainer:
         """
         who = "Trainer.fit"
         x, y = self._check_xy(x, y, who)
-        if not isinstance(drop_last, (bool, np.bool_)):
+        if not isinstance(drop_last, (bool, np.bool_)):  # the wording the drop_last tests hold
             raise TypeError(f"{who}: drop_last: expected True or False, got {drop_last!r}")
-        epochs = _check_int(who, "epochs", epochs, 0)
-        batch_size = _check_int(who, "batch_size", batch_size, 1)
-        initial_epoch = _check_int(who, "initial_epoch", initial_epoch, 0)
-        if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
-            raise ValueError(f"{who}: verbose: expected 0, 1 or 2, got {verbose!r}")
-        if not (isinstance(validation_split, (int, float, np.number)) and 0.0 <= validation_split < 1.0):
+        drop_last = bool(drop_last)
+        epochs = integer(who, "epochs", epochs, 0)
+        batch_size = integer(who, "batch_size", batch_size, 1)
+        initial_epoch = integer(who, "initial_epoch", initial_epoch, 0)
+        verbose = integer(who, "verbose", verbose, 0, 2)
+        validation_split = real(who, "validation_split", validation_split, 0.0)
+        if validation_split >= 1.0:
             raise ValueError(f"{who}: validation_split: expected a fraction in [0, 1), got {validation_split!r}")
         loader = x if isinstance(x, DataLoader) else None  # data pipeline: batches come from the loader
         if loader is not None:
@@ -299,21 +259,25 @@ class Trainer:
             raise ValueError(f"{who}: x: expected at least one training sample, got "
                              f"{'an empty DataLoader' if loader is not None else f'shape {x.shape}'}")
         # A DistributedDataParallel model: each rank trains on its slice of every epoch (gradkit/distributed).
-        self._shard = shard = shard_of(self.model)
-        if shard is None:
-            local_n = n
-        else:
-            local_n = shard.samples(len(loader.dataset) if loader is not None else n)
-            if loader is not None and loader.drop_last:
-                local_n -= local_n % batch_size
-            if shard.rank != 0:
-                verbose = 0  # only rank 0 prints
-        if drop_last:
+        shard = shard_of(self.model)
+        local_n = n if shard is None else shard.samples(len(loader.dataset) if loader is not None else n)
+        if drop_last or (loader is not None and shard is not None and loader.drop_last):
             local_n -= local_n % batch_size
-            if local_n == 0:
-                raise ValueError(f"{who}: drop_last: expected batch_size <= the training samples "
-                                 f"{'of each rank ' if shard is not None else ''}when dropping the last "
-                                 f"batch, got batch_size {batch_size} for {n} samples (no batch is left)")
+        if shard is not None and shard.rank != 0:
+            verbose = 0  # only rank 0 prints
+        if drop_last and local_n == 0:
+            raise ValueError(f"{who}: drop_last: expected batch_size <= the training samples "
+                             f"{'of each rank ' if shard is not None else ''}when dropping the last "
+                             f"batch, got batch_size {batch_size} for {n} samples (no batch is left)")
+        # What a BackupAndRestore backup must share with this fit to resume it.
+        setup = {"epochs": epochs, "shuffle": bool(shuffle), "batch_size": batch_size, "samples": n,
+                 "drop_last": bool(drop_last), "ranks": 1 if shard is None else shard.world,
+                 "data": _fingerprint(loader.dataset if loader is not None else (x, y))}
+        if loader is None:  # arrays take the loader's way, gathered into reused buffers (see batches)
+            loader = DataLoader(ArrayDataset(x, y), batch_size, shuffle=bool(shuffle), drop_last=drop_last)
+            reuse = True
+        else:
+            reuse = False
 
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
@@ -321,77 +285,50 @@ class Trainer:
                           "validation_samples": 0 if x_val is None else _num_samples(x_val)}
         self.history = history
         self.stop_training = False
-        # What a BackupAndRestore backup must share with this fit to resume it (callbacks.py).
-        self._fit_setup = {"epochs": epochs, "shuffle": bool(shuffle), "batch_size": batch_size, "samples": n,
-                           "drop_last": bool(drop_last), "ranks": 1 if shard is None else shard.world,
-                           "data": _fingerprint(loader.dataset if loader is not None else (x, y))}
-        for cb in self.callbacks:
-            cb.set_trainer(self)
+        self.state = TrainerState(shard, setup)
+        callbacks = CallbackList(self.callbacks, trainer=self)
         try:
-            return self._fit_epochs(x, y, loader, x_val, y_val, n, local_n, shard, epochs, batch_size, shuffle,
-                                    verbose, initial_epoch, drop_last, history, who)
+            return self._fit_epochs(loader, reuse, x_val, y_val, n, local_n, epochs, batch_size, verbose,
+                                    initial_epoch, history, callbacks, who)
         finally:  # callbacks holding resources (BackupAndRestore's lock) release them however fit ends
-            for cb in self.callbacks:
-                release = getattr(cb, "_fit_ended", None)
-                if release is not None:
-                    release()
+            callbacks.release()
 
-    def _fit_epochs(self, x, y, loader, x_val, y_val, n, local_n, shard, epochs, batch_size, shuffle, verbose,
-                    initial_epoch, drop_last, history, who):
-        for cb in self.callbacks:
-            cb.on_train_begin({})
+    def _fit_epochs(self, loader, reuse, x_val, y_val, n, local_n, epochs, batch_size, verbose, initial_epoch,
+                    history, callbacks, who):
+        state = self.state
+        callbacks.on_train_begin({})
         # BackupAndRestore restored a killed run in on_train_begin: continue from its backup's position.
-        resume, self._resume = self._resume, None
+        resume, state.resume = state.resume, None
         if resume is not None:
             initial_epoch = resume["epoch"]
-
-        # Shuffled array epochs gather each batch into these buffers; unshuffled ones slice x directly.
-        if loader is None and (shuffle or shard is not None):
-            bufs = (np.empty((batch_size,) + x.shape[1:], x.dtype), np.empty((batch_size,) + y.shape[1:], y.dtype))
-        elif loader is None:
-            x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
-        nbatches = len(loader) if loader is not None and shard is None else -(-local_n // batch_size)
-        stop = n - n % batch_size if drop_last else n  # unshuffled arrays: where the batches end
+        nbatches = -(-local_n // batch_size)
 
         logs = {k: v[-1] for k, v in history.history.items()}  # the last epoch's, when resumed
         for epoch in range(initial_epoch, epochs):
             if self.stop_training:  # a restored run that had already stopped
                 break
-            for cb in self.callbacks:
-                cb.on_epoch_begin(epoch, {})
+            state.epoch, state.batch, state.sums = epoch, 0, None
+            callbacks.on_epoch_begin(epoch, {})
             start = time.perf_counter()
             mid_epoch = resume is not None and epoch == resume["epoch"] and resume["batch"] > 0
             if mid_epoch:  # redo the epoch's draws from the generator state they started from
                 _core.set_rng_state(*resume["epoch_rng"])
-            self._epoch_rng = _core.rng_state()
+            state.epoch_rng = _core.rng_state()
             # The epoch's random draws come first, in this thread: the permutation (if shuffling),
-            # then (DataLoader) the augmentation key. See gk.data.DataLoader.
-            if loader is not None:
-                order, key = loader._plan_epoch()
-            elif shuffle or shard is not None:
-                order = _random.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
-            if shard is not None:
-                order = shard.indices(order)
-            if loader is None and drop_last and (shuffle or shard is not None):
-                order = order[:len(order) - len(order) % batch_size]
+            # then the augmentation key (a gk.data transform). See gk.data.DataLoader.
+            plan = loader.plan_epoch()
+            if state.shard is not None:
+                plan = plan._replace(order=state.shard.indices(plan.order))
             start_batch, sums = 0, None
             if mid_epoch:  # then skip the batches done, with the generator where the backup left it
                 _core.set_rng_state(*resume["rng"])
                 start_batch, sums = resume["batch"], resume["sums"]
-            if loader is not None:
-                batches = self._loader_batches(loader._batches((order, key), start_batch), who)
-            elif shuffle or shard is not None:
-                batches = _gathered_batches(x, y, order[start_batch * batch_size:], bufs)
-            else:
-                batches = ((x[lo:lo + batch_size], y[lo:lo + batch_size])
-                           for lo in range(start_batch * batch_size, stop, batch_size))
-                order = None
+            batches = self._loader_batches(loader.batches(plan, start_batch, reuse_buffers=reuse), who)
             # The sample (index into the training data) of row r of batch b, for error messages.
-            self._sample_of = (lambda b, r, order=order: int(order[b * batch_size + r]) if order is not None
-                               else b * batch_size + r)
+            self._sample_of = lambda b, r, plan=plan: int(loader.batch_indices(plan, b)[r])
             bar = self._progress_bar(epoch, epochs, local_n, verbose)
             try:
-                logs = self._train_epoch(epoch, batches, nbatches, bar, start_batch, sums)
+                logs = self._train_epoch(epoch, batches, nbatches, bar, callbacks, start_batch, sums)
                 train_seconds = time.perf_counter() - start
                 lr = float(self.optimizer.param_groups[0]["lr"])
                 if x_val is not None:
@@ -414,12 +351,10 @@ class Trainer:
             if verbose == 2:
                 print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {n / train_seconds:.0f} samples/s - "
                       f"{self._format_logs(logs, with_lr=True)}", file=sys.stdout, flush=True)
-            for cb in self.callbacks:
-                cb.on_epoch_end(epoch, dict(logs))
+            callbacks.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        for cb in self.callbacks:
-            cb.on_train_end(dict(logs))
+        callbacks.on_train_end(logs)
         return history
 
     @staticmethod
@@ -486,7 +421,7 @@ class Trainer:
 
     def _grads_finite(self, params) -> bool:
         """True when every trainable parameter's gradient is finite (frozen ones are not looked at)."""
-        return _all_finite([p.grad for p in params if p._requires_grad])
+        return _all_finite([p.grad for p in params if p.requires_grad])
 
     def _loader_batches(self, batches, who):
         """(x, y) of each DataLoader batch; the first x is checked like an array x."""
@@ -500,21 +435,18 @@ class Trainer:
                 checked = True
             yield batch[0], batch[1]
 
-    def _train_epoch(self, epoch, batches, nbatches, bar, start_batch=0, sums=None):
+    def _train_epoch(self, epoch, batches, nbatches, bar, callbacks, start_batch=0, sums=None):
         """One epoch over ``batches`` (an iterable of (x, y), batch ``start_batch`` first) of ``nbatches``.
 
         ``sums`` is (loss sum, samples, metric sums) over the batches before ``start_batch``
-        (a resumed epoch); ``self._running`` holds the same after each batch.
+        (a resumed epoch); ``self.state.sums`` holds the same after each batch.
         """
-        model, loss, opt = self.model, self.loss, self.optimizer
+        model, loss, opt, state = self.model, self.loss, self.optimizer, self.state
         params = model.parameters()
         refs = self._buffer_refs()
         per_batch_sched = self.scheduler is not None and _is_per_batch(self.scheduler)
-        clip = None
-        if self.clip_grad_norm is not None:
-            from ..optim import clip_grad_norm_ as clip
-        batch_cbs = [cb for cb in self.callbacks if type(cb).on_batch_end is not _callback_base().on_batch_end]
-        begin_cbs = [cb for cb in self.callbacks if type(cb).on_batch_begin is not _callback_base().on_batch_begin]
+        clip = None if self.clip_grad_norm is None else clip_grad_norm_
+        batch_begin, batch_end = callbacks.wants_batch_begin, callbacks.wants_batch_end
         metrics = self._metrics
         if sums is None:
             loss_sum, seen, metric_sums = 0.0, 0, [0.0] * len(metrics)
@@ -522,14 +454,14 @@ class Trainer:
             loss_sum, seen, metric_sums = float(sums[0]), int(sums[1]), [float(s) for s in sums[2]]
         if bar is not None and seen:
             bar.update(seen)
-        ranks = 1 if self._shard is None else self._shard.world  # the bar shows the rate over all ranks
+        ranks = 1 if state.shard is None else state.shard.world  # the bar shows the rate over all ranks
         seen_before, start = seen, time.perf_counter()
         model.train()
         guard = _StepGuard(params, opt)
         for b, (xb, yb) in enumerate(batches, start_batch):
             m = len(xb)
-            for cb in begin_cbs:
-                cb.on_batch_begin(b, {"size": m})
+            if batch_begin:
+                callbacks.on_batch_begin(b, {"size": m})
             snapshot = [mod._buffers[name].copy() for mod, name in refs]
             opt.zero_grad()
             try:
@@ -558,20 +490,20 @@ class Trainer:
             seen += m
             for i, metric in enumerate(metrics):
                 metric_sums[i] += metric.batch_sum(out, yb)
-            self._running = (loss_sum, seen, tuple(metric_sums))
-            if batch_cbs or bar is not None:
+            state.sums, state.batch = (loss_sum, seen, tuple(metric_sums)), b + 1
+            if batch_end or bar is not None:
                 logs = {"loss": loss_sum / seen}
                 for metric, s in zip(metrics, metric_sums):
                     logs[metric.name] = s / seen
-                for cb in batch_cbs:
-                    cb.on_batch_end(b, dict(logs, size=m))
+                if batch_end:
+                    callbacks.on_batch_end(b, dict(logs, size=m))
                 if bar is not None:
                     rate = (seen - seen_before) * ranks / max(time.perf_counter() - start, 1e-9)
                     bar.set_postfix_str(f"{rate:.0f} samples/s, {self._format_logs(logs, with_lr=False)}",
                                         refresh=False)
                     bar.update(m)
-        if self._shard is not None:  # sums over every rank: every rank logs (and decides on) the same numbers
-            loss_sum, seen, *metric_sums = self._shard.sum([loss_sum, seen, *metric_sums])
+        if state.shard is not None:  # sums over every rank: every rank logs (and decides on) the same numbers
+            loss_sum, seen, *metric_sums = state.shard.sum([loss_sum, seen, *metric_sums])
         logs = {"loss": loss_sum / seen}
         for metric, s in zip(metrics, metric_sums):
             logs[metric.name] = s / seen
@@ -589,7 +521,7 @@ class Trainer:
                     self._check_x(batch[0], f"{who}: DataLoader batch")
                 yield batch[0], None
             return
-        batch_size = _check_int(who, "batch_size", batch_size, 1)
+        batch_size = integer(who, "batch_size", batch_size, 1)
         for lo in range(0, len(x), batch_size):
             yield x[lo:lo + batch_size], (y[lo:lo + batch_size] if targets else None)
 
@@ -666,10 +598,7 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, path, epoch: int) -> None:
         """Save model, optimizer (and scheduler) state, epochs completed and the RNG state (``gk.save``)."""
-        from .. import _core
-        from .. import save
-
-        if not _is_writer():  # distributed: rank 0 writes, the other ranks hold the same state
+        if not is_writer():  # distributed: rank 0 writes, the other ranks hold the same state
             return
         seed, offset = _core.rng_state()
         state = {
@@ -688,9 +617,6 @@ class Trainer:
         Continue with ``fit(..., initial_epoch=<returned value>)``: the run then
         proceeds exactly as if it had not been interrupted.
         """
-        from .. import _core
-        from .. import load
-
         state = load(path)
         for key in ("model", "optimizer", "epoch"):
             if key not in state:
@@ -717,16 +643,6 @@ def _check_batch_axis(who, xb, out) -> None:
 def _num_samples(x) -> int:
     """Samples in an array, or per epoch of a DataLoader."""
     return x.num_samples if isinstance(x, DataLoader) else len(x)
-
-
-def _gathered_batches(x, y, order, bufs):
-    """(x, y) batches of rows ``order`` gathered (C++) into the reused buffers ``bufs``."""
-    xbuf, ybuf = bufs
-    bs = len(xbuf)
-    for lo in range(0, len(order), bs):
-        idx = order[lo:lo + bs]
-        m = len(idx)
-        yield gather(x, idx, xbuf[:m]), gather(y, idx, ybuf[:m])
 
 
 def _all_finite(arrays) -> bool:
@@ -799,8 +715,3 @@ def _fingerprint(data) -> dict:
         digest.update(np.ascontiguousarray(a[rows]).tobytes())
     return {"rows": len(arrays[0]), "arrays": " ".join(described), "hash": digest.hexdigest()}
 
-
-def _callback_base():
-    from ..callbacks import Callback
-
-    return Callback

@@ -1,21 +1,8 @@
-"""Training callbacks with Keras's hooks: ``Callback``, ``EarlyStopping``, ``ModelCheckpoint``,
-``BackupAndRestore``.
-
-A callback passed to ``gk.Trainer(callbacks=...)`` is bound to the trainer
-(``self.trainer``, ``self.model``) before training and called at these points:
-``on_train_begin(logs)``, ``on_epoch_begin(epoch, logs)``, ``on_batch_end(batch, logs)``,
-``on_epoch_end(epoch, logs)``, ``on_train_end(logs)``. Epochs and batches are
-numbered from 0, as in Keras. ``logs`` at epoch end holds the epoch's "loss",
-metrics, "val_" variants and "lr". Setting ``self.trainer.stop_training = True``
-ends training after the current epoch. A callback with state that training
-depends on returns it from ``state_dict()`` and takes it back in
-``load_state_dict(state)``, so ``BackupAndRestore`` can back it up.
-"""
+"""``BackupAndRestore``: a killed ``fit`` started again resumes where it stopped (Keras's callback)."""
 from __future__ import annotations
 
 import copy
 import glob
-import math
 import os
 import warnings
 import zipfile
@@ -27,211 +14,12 @@ except ImportError:  # not POSIX: no lock file
 
 import numpy as np
 
-from . import _core
-from .serialization import load, save
-from .train.history import History
+from .. import _core
+from .._checks import boolean, integer
+from ..serialization import load, save
+from .base import Callback
 
-__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "BackupAndRestore", "History"]
-
-
-class Callback:
-    """Base class: override the hooks you need; each default does nothing."""
-
-    def __init__(self):
-        self.trainer = None
-        self.model = None
-
-    def set_trainer(self, trainer) -> None:
-        """Bind to the trainer (and its model) about to train."""
-        self.trainer = trainer
-        self.model = trainer.model
-
-    def set_model(self, model) -> None:
-        """Keras's name; the trainer calls ``set_trainer``, which sets the model too."""
-        self.model = model
-
-    def on_train_begin(self, logs=None):
-        pass
-
-    def on_train_end(self, logs=None):
-        pass
-
-    def on_epoch_begin(self, epoch, logs=None):
-        pass
-
-    def on_epoch_end(self, epoch, logs=None):
-        pass
-
-    def on_batch_begin(self, batch, logs=None):
-        pass
-
-    def on_batch_end(self, batch, logs=None):
-        pass
-
-    def state_dict(self) -> dict:
-        """The state training depends on, as a dict ``gk.save`` can write (default: none)."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Take back what ``state_dict()`` returned (default: nothing to restore)."""
-        if not isinstance(state, dict):
-            raise TypeError(f"{type(self).__name__}.load_state_dict: state: expected a dict, got {type(state).__name__}")
-
-
-def _resolve_mode(who: str, mode: str, monitor: str):
-    """'min' or 'max' from mode (auto: max for accuracy-like monitors, as Keras)."""
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"{who}: mode: expected 'auto', 'min' or 'max', got {mode!r}")
-    if mode == "auto":
-        return "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
-    return mode
-
-
-def _monitored(who: str, monitor: str, logs) -> float:
-    logs = logs or {}
-    if monitor not in logs:
-        hint = " (validation metrics need validation_data or validation_split in fit)" if monitor.startswith("val_") else ""
-        raise ValueError(f"{who}: monitor: {monitor!r} is not in the epoch logs; available: "
-                         f"{', '.join(sorted(logs)) or 'none'}{hint}")
-    return float(logs[monitor])
-
-
-class _Monitor:
-    """Best-value tracking shared by EarlyStopping and ModelCheckpoint."""
-
-    def _init_monitor(self, who, monitor, mode, min_delta=0.0):
-        if not isinstance(monitor, str) or not monitor:
-            raise TypeError(f"{who}: monitor: expected a metric name such as 'val_loss', got {monitor!r}")
-        self.monitor = monitor
-        self.mode = _resolve_mode(who, mode, monitor)
-        self.min_delta = abs(float(min_delta))
-        self._who = who
-        self.best = math.inf if self.mode == "min" else -math.inf
-
-    def _improved(self, current: float, best: float) -> bool:
-        if math.isnan(current):
-            return False
-        if self.mode == "min":
-            return current < best - self.min_delta
-        return current > best + self.min_delta
-
-
-class EarlyStopping(Callback, _Monitor):
-    """Stop training when a monitored quantity stops improving.
-
-    Args:
-        monitor ("val_loss"): the log entry to watch.
-        min_delta (0.0): smallest change that counts as an improvement.
-        patience (0): epochs without improvement before stopping.
-        mode ("auto"): "min", "max", or "auto" (max for names containing "acc").
-        restore_best_weights (False): at the end of training, load the weights
-            (and buffers) of the best epoch seen.
-
-    After training, ``stopped_epoch`` is the epoch (0-based) training stopped
-    at (0 if it ran to the end) and ``best_epoch`` the best one.
-    """
-
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
-                 restore_best_weights: bool = False):
-        super().__init__()
-        self._init_monitor("EarlyStopping", monitor, mode, min_delta)
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience: expected an integer >= 0, got {patience!r}")
-        self.patience = int(patience)
-        self.restore_best_weights = bool(restore_best_weights)
-        self.wait = 0
-        self.stopped_epoch = 0
-        self.best_epoch = None
-        self.best_weights = None
-
-    def on_train_begin(self, logs=None):
-        self.wait = 0
-        self.stopped_epoch = 0
-        self.best_epoch = None
-        self.best_weights = None
-        self.best = math.inf if self.mode == "min" else -math.inf
-
-    def on_epoch_end(self, epoch, logs=None):
-        current = _monitored("EarlyStopping", self.monitor, logs)
-        self.wait += 1
-        if self._improved(current, self.best):
-            self.best, self.best_epoch, self.wait = current, epoch, 0
-            if self.restore_best_weights:
-                self.best_weights = self.model.state_dict()
-            return
-        if self.wait >= self.patience and epoch > 0:  # Keras's rule
-            self.stopped_epoch = epoch
-            self.trainer.stop_training = True
-
-    def on_train_end(self, logs=None):
-        if self.restore_best_weights and self.best_weights is not None:
-            self.model.load_state_dict(self.best_weights)
-
-    def state_dict(self) -> dict:
-        return {"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch,
-                "best_epoch": self.best_epoch, "best_weights": self.best_weights}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.best, self.wait, self.stopped_epoch = float(state["best"]), int(state["wait"]), int(state["stopped_epoch"])
-        self.best_epoch, self.best_weights = state["best_epoch"], state["best_weights"]
-
-
-class ModelCheckpoint(Callback, _Monitor):
-    """Save the model and optimizer state at the end of epochs (to resume training).
-
-    The file (written atomically by ``gk.save``) holds a dict with "model"
-    (``model.state_dict()``), "optimizer" (``optimizer.state_dict()``),
-    "epoch" (epochs completed), "rng" (the library generator's state, so
-    shuffling and dropout continue identically) and "scheduler" when there is
-    one. Resume with ``trainer.load_checkpoint(path)`` then
-    ``trainer.fit(..., initial_epoch=<returned epoch>)``.
-
-    Args:
-        path: file name; may contain ``{epoch}`` (1-based) and log fields such as
-            ``{val_loss:.4f}``.
-        monitor ("val_loss"): the log entry that decides "best".
-        save_best_only (False): only save when ``monitor`` improves.
-        mode ("auto"): "min", "max", or "auto" (max for names containing "acc").
-    """
-
-    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"):
-        super().__init__()
-        self._init_monitor("ModelCheckpoint", monitor, mode)
-        self.path = os.fspath(path)
-        self.save_best_only = bool(save_best_only)
-        self.last_saved = None
-
-    def on_train_begin(self, logs=None):
-        self.best = math.inf if self.mode == "min" else -math.inf
-
-    def _format_path(self, epoch, logs) -> str:
-        try:
-            return self.path.format(epoch=epoch + 1, **(logs or {}))
-        except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"ModelCheckpoint: path: cannot fill {self.path!r} from epoch and logs "
-                             f"({', '.join(sorted(logs or {}))}): {e}") from None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.save_best_only:
-            current = _monitored("ModelCheckpoint", self.monitor, logs)
-            if not self._improved(current, self.best):
-                return
-            self.best = current
-        path = self._format_path(epoch, logs)
-        directory = os.path.dirname(path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        self.trainer.save_checkpoint(path, epoch + 1)
-        self.last_saved = path
-
-    def state_dict(self) -> dict:
-        return {"best": self.best, "last_saved": self.last_saved}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.best, self.last_saved = float(state["best"]), state["last_saved"]
-
+__all__ = ["BackupAndRestore"]
 
 _BACKUP_FORMAT = "gradkit-backup-3"
 _BACKUP_KEYS = ("format", "fit", "position", "rng", "epoch_rng", "sums", "steps", "stop_training", "model",
@@ -289,7 +77,7 @@ class BackupAndRestore(Callback):
     before anything is restored; RuntimeError when another process holds backup_dir.
     """
 
-    _runs_last = True  # the Trainer calls it after the other callbacks
+    runs_last = True  # called after the other callbacks
     _FILES = ("backup.npz", "backup.prev.npz")
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint: bool = False,
@@ -297,14 +85,16 @@ class BackupAndRestore(Callback):
         super().__init__()
         if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
             raise TypeError(f"BackupAndRestore: backup_dir: expected a directory path, got {backup_dir!r}")
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, (int, np.integer))
-                                     or save_freq < 1):
-            raise ValueError(f"BackupAndRestore: save_freq: expected 'epoch' or a positive number of batches, "
-                             f"got {save_freq!r}")
+        if save_freq != "epoch":
+            try:
+                save_freq = integer("BackupAndRestore", "save_freq", save_freq, 1)
+            except (TypeError, ValueError):  # one message for both: the argument is 'epoch' or a count
+                raise ValueError(f"BackupAndRestore: save_freq: expected 'epoch' or a positive number of batches, "
+                                 f"got {save_freq!r}") from None
         self.backup_dir = os.fspath(backup_dir)
-        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
-        self.double_checkpoint = bool(double_checkpoint)
-        self.delete_checkpoint = bool(delete_checkpoint)
+        self.save_freq = save_freq
+        self.double_checkpoint = boolean("BackupAndRestore", "double_checkpoint", double_checkpoint)
+        self.delete_checkpoint = boolean("BackupAndRestore", "delete_checkpoint", delete_checkpoint)
         self._epoch = 0
         self._steps = 0  # batches trained over all epochs, resumed ones included
         self._lock = None  # the open lock file while a fit runs (rank 0)
@@ -316,17 +106,17 @@ class BackupAndRestore(Callback):
     # -- hooks ------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
         self._epoch, self._steps = 0, 0
-        comm = self._comm()
-        if comm is None:
+        shard = self.trainer.state.shard
+        if shard is None:
             state = self._prepare_and_read()
         else:  # rank 0 reads; every rank gets its backup, or its error (no rank is left waiting)
             found = None
-            if comm.Get_rank() == 0:
+            if shard.rank == 0:
                 try:
                     found = (self._prepare_and_read(), None)
                 except (OSError, ValueError) as e:
                     found = (None, e)
-            state, error = comm.bcast(found, root=0)
+            state, error = shard.share(found, "BackupAndRestore")
             if error is not None:
                 raise error
         if state is not None:
@@ -352,7 +142,7 @@ class BackupAndRestore(Callback):
             if os.path.exists(path):
                 os.remove(path)
         self._remove_temp_files()
-        self._fit_ended()
+        self.release()
         try:
             os.rmdir(self.backup_dir)  # only when nothing else is in it
         except OSError:
@@ -380,7 +170,7 @@ class BackupAndRestore(Callback):
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock = fd
 
-    def _fit_ended(self):
+    def release(self):
         """Remove the lock file and release the lock (the Trainer calls this however fit ends)."""
         if self._lock is None:
             return
@@ -392,16 +182,9 @@ class BackupAndRestore(Callback):
         self._lock = None
 
     # -- ranks ------------------------------------------------------------------------
-    def _comm(self):
-        """The job's communicator when the model is a DistributedDataParallel (None in one process)."""
-        if self.trainer._shard is None:
-            return None
-        from .distributed import _comm
-
-        return _comm("BackupAndRestore")
-
     def _rank(self) -> int:
-        return 0 if self.trainer._shard is None else self.trainer._shard.rank
+        shard = self.trainer.state.shard
+        return 0 if shard is None else shard.rank
 
     def _writes(self) -> bool:
         """True in one process and on rank 0 of a distributed fit: the rank that owns the files."""
@@ -422,7 +205,7 @@ class BackupAndRestore(Callback):
             "fit": self._fit_settings(),
             "position": {"epoch": int(epoch), "batch": int(batch)},
             "rng": np.array(_core.rng_state(), dtype=np.uint64),
-            "epoch_rng": np.array(trainer._epoch_rng if mid_epoch else _core.rng_state(), dtype=np.uint64),
+            "epoch_rng": np.array(trainer.state.epoch_rng if mid_epoch else _core.rng_state(), dtype=np.uint64),
             "sums": sums,  # per rank
             "steps": self._steps,
             "stop_training": bool(trainer.stop_training),
@@ -438,7 +221,7 @@ class BackupAndRestore(Callback):
 
     def _fit_settings(self) -> dict:
         """What a resumed fit must share with the one backed up: its settings and data fingerprint."""
-        return dict(self.trainer._fit_setup)
+        return dict(self.trainer.state.setup)
 
     def _others(self):
         return [cb for cb in self.trainer.callbacks if cb is not self]
@@ -446,8 +229,8 @@ class BackupAndRestore(Callback):
     def _write(self, epoch: int, batch: int) -> None:
         sums = None
         if batch > 0:  # mid-epoch: the running loss and metric sums of every rank
-            comm, running = self._comm(), list(self.trainer._running)
-            sums = [running] if comm is None else comm.gather(running, root=0)
+            shard, running = self.trainer.state.shard, list(self.trainer.state.sums)
+            sums = [running] if shard is None else shard.gather(running, "BackupAndRestore")
         if not self._writes():
             return
         state = self._state(epoch, batch, sums)
@@ -509,9 +292,9 @@ class BackupAndRestore(Callback):
         self._steps = int(state["steps"])
         position = state["position"]
         _core.set_rng_state(*_rng_pair(state["rng"]))
-        trainer._resume = {"epoch": int(position["epoch"]), "batch": int(position["batch"]),
-                           "epoch_rng": _rng_pair(state["epoch_rng"]), "rng": _rng_pair(state["rng"]),
-                           "sums": None if state["sums"] is None else state["sums"][self._rank()]}
+        trainer.state.resume = {"epoch": int(position["epoch"]), "batch": int(position["batch"]),
+                                "epoch_rng": _rng_pair(state["epoch_rng"]), "rng": _rng_pair(state["rng"]),
+                                "sums": None if state["sums"] is None else state["sums"][self._rank()]}
 
     def _check(self, state: dict) -> None:
         """ValueError naming the first thing the backup does not share with this fit; changes nothing.
@@ -562,10 +345,10 @@ class BackupAndRestore(Callback):
 
 
 def _probe(optimizer):
-    """A shallow copy of ``optimizer`` whose ``load_state_dict`` changes nothing of the original."""
+    """A shallow copy of ``optimizer`` whose ``load_state_dict`` changes none of the original's
+    hyperparameters or state (it only empties the caches they share, rebuilt at the next step)."""
     probe = copy.copy(optimizer)
     probe.param_groups = [dict(group) for group in optimizer.param_groups]
-    probe._plans, probe._hypers = {}, {}
     return probe
 
 
@@ -601,9 +384,3 @@ def _check_progress(state) -> None:
     int(state["steps"])
     for key in ("history", "epoch", "epoch_time", "train_time"):
         state["history"][key]
-
-
-# Diagnostics callbacks (gradkit/diagnostics/callbacks.py), imported last: they subclass Callback.
-from .diagnostics.callbacks import ActivationStats, UpdateRatio  # noqa: E402
-
-__all__ += ["ActivationStats", "UpdateRatio"]
