@@ -85,12 +85,12 @@ class BackupAndRestore(Callback):
         super().__init__()
         if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
             raise TypeError(f"BackupAndRestore: backup_dir: expected a directory path, got {backup_dir!r}")
-        if save_freq != "epoch":
-            try:
-                save_freq = integer("BackupAndRestore", "save_freq", save_freq, 1)
-            except (TypeError, ValueError):  # one message for both: the argument is 'epoch' or a count
+        if isinstance(save_freq, str):
+            if save_freq != "epoch":
                 raise ValueError(f"BackupAndRestore: save_freq: expected 'epoch' or a positive number of batches, "
-                                 f"got {save_freq!r}") from None
+                                 f"got {save_freq!r}")
+        else:
+            save_freq = integer("BackupAndRestore", "save_freq", save_freq, 1)
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq
         self.double_checkpoint = boolean("BackupAndRestore", "double_checkpoint", double_checkpoint)
