@@ -1,8 +1,6 @@
-"""How the callbacks, the Trainer and the data path sit together: import graph, old module paths,
+"""How the callbacks, the Trainer and the data path sit together: old module paths,
 ``trainer.state``, ``CallbackList`` and the DataLoader's public epoch plan."""
-import ast
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,115 +9,6 @@ import gradkit as gk
 from gradkit import nn
 from gradkit.callbacks import CallbackList
 from gradkit.data import ArrayDataset, DataLoader
-
-PACKAGE = Path(gk.__file__).parent
-# The modules this layout is about: a cycle through any of them, or a gradkit import inside a function of one
-# (the way a cycle used to be dodged), fails. Imports of optional extras (tqdm, matplotlib, mpi4py) are not gradkit's.
-LAYERED = ("gradkit.callbacks", "gradkit.train", "gradkit.data.loader", "gradkit.distributed", "gradkit._mpi",
-           "gradkit.nn.sync_batchnorm")
-
-
-def _modules():
-    """{module name: (path, is package)} for every .py file of gradkit, and the extension _core."""
-    found = {"gradkit._core": (None, False)}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        is_pkg = parts[-1] == "__init__"
-        found[".".join(parts[:-1] if is_pkg else parts)] = (path, is_pkg)
-    return found
-
-
-def _imports(name, path, is_pkg, modules):
-    """(imported gradkit module, line, inside a function?) of each import in one module."""
-    package = name if is_pkg else name.rpartition(".")[0]
-    tree = ast.parse(path.read_text())
-    in_function = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                   for n in ast.walk(f)}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            names = [f"{target}.{a.name}" for a in node.names]
-            targets = [n if n in modules else target for n in names]
-        elif isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        else:
-            continue
-        for t in targets:
-            if t in modules and t != name:
-                yield t, node.lineno, id(node) in in_function
-
-
-def _graph():
-    modules = _modules()
-    return {name: list(_imports(name, path, is_pkg, modules)) if path is not None else []
-            for name, (path, is_pkg) in modules.items()}
-
-
-def _cycles(graph):
-    """The strongly connected components of more than one module (Tarjan)."""
-    index, low, stack, on, found = {}, {}, [], set(), []
-
-    def visit(v):
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on.add(v)
-        for w, _, _ in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for v in graph:
-        if v not in index:
-            visit(v)
-    return found
-
-
-def _layered(name):
-    return any(name == m or name.startswith(m + ".") for m in LAYERED)
-
-
-def test_the_cycle_finder_finds_a_cycle():
-    graph = {"a": [("b", 1, False)], "b": [("c", 1, False)], "c": [("a", 1, True)], "d": [("a", 1, False)]}
-    assert _cycles(graph) == [["a", "b", "c"]]
-    assert _cycles({"a": [("b", 1, False)], "b": []}) == []
-
-
-def test_no_import_cycle_through_callbacks_trainer_loader_or_distributed():
-    graph = _graph()
-    assert "gradkit.callbacks.base" in graph and "gradkit._mpi" in graph  # the graph sees the layout
-    assert ("gradkit.callbacks.base", ) == tuple(t for t, _, _ in graph["gradkit.train.trainer"]
-                                                 if t == "gradkit.callbacks.base")
-    cycles = [c for c in _cycles(graph) if any(_layered(m) or m.startswith("gradkit.diagnostics") for m in c)]
-    assert cycles == [], f"import cycles: {cycles}"
-
-
-def test_no_function_local_gradkit_import_in_the_layered_modules():
-    local = [(name, target, line) for name, edges in _graph().items() if _layered(name)
-             for target, line, inside in edges if inside]
-    assert local == [], f"function-local imports of gradkit modules: {local}"
-
-
-def test_nn_does_not_import_distributed():
-    graph = _graph()
-    assert [t for t, _, _ in graph["gradkit.nn.sync_batchnorm"] if t.startswith("gradkit.distributed")] == []
-    assert "gradkit._mpi" in [t for t, _, _ in graph["gradkit.nn.sync_batchnorm"]]
-
 
 # -- old module paths ------------------------------------------------------------------------
 def _pickled_under(obj, old_module):

@@ -223,6 +223,17 @@ def test_no_local_import_dodges_a_cycle():
     assert not dodges, "function-local imports that dodge a cycle:\n" + "\n".join(dodges)
 
 
+def test_layers_import_downwards():
+    """gk.nn sits below gk.distributed (SyncBatchNorm reaches MPI through gradkit._mpi), and the
+    Trainer reaches the callbacks' base at module level."""
+    edges, _ = import_graph(PACKAGE)
+    nn_up = [(m, t) for m, targets in edges.items() if m.startswith("gradkit.nn")
+             for t in targets if t.startswith(("gradkit.distributed", "gradkit.train", "gradkit.callbacks"))]
+    assert nn_up == [], f"gk.nn imports a layer above it: {nn_up}"
+    assert "gradkit._mpi" in edges["gradkit.nn.sync_batchnorm"]
+    assert "gradkit.callbacks.base" in edges["gradkit.train.trainer"]
+
+
 # ---------------------------------------------------------------------------------------
 # C++: includes between areas, intrinsics
 # ---------------------------------------------------------------------------------------
