@@ -2,6 +2,7 @@
 
 - ``Sequential``'s ``BatchNorm2d -> ReLU`` run (forward and backward) against a float64 NumPy
   reference and against the same layers run one by one;
+- ``fusion.batch_norm_relu``, the fused forward and backward gk.models' ResNets call;
 - the derived backward's replay of ``BatchNorm2d -> [F.add ->] ReLU`` chains (ResNet blocks) against
   the same replay with fusion off (``fusion.enabled = False``: every node runs its own backward):
   forward outputs, every parameter gradient, the input gradients and the running statistics;
@@ -236,11 +237,37 @@ class TwoBlocks(nn.Module):
         return self.blocks(x)
 
 
-BLOCKS = {  # name: (constructor, input channels, fused chains per forward)
-    "basic": (lambda: gk.models.BasicBlock(4, 4), 4, 2),
-    "basic-projection": (lambda: gk.models.BasicBlock(3, 5, stride=2), 3, 2),
-    "bottleneck": (lambda: Bottleneck(3, 2, stride=2), 3, 3),
-    "two-blocks": (lambda: TwoBlocks(lambda: [gk.models.BasicBlock(3, 4), gk.models.BasicBlock(4, 4)]), 3, 4),
+class UserBlock(nn.Module):
+    """API.md's Block, as a user writes it: plain calls, so only the backward of its chains is fused."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(F.add(out, identity))
+
+
+# name: (constructor, input channels, fused chains per forward, of which fused in the forward too)
+BLOCKS = {
+    "basic": (lambda: gk.models.BasicBlock(4, 4), 4, 2, 2),
+    "basic-projection": (lambda: gk.models.BasicBlock(3, 5, stride=2), 3, 2, 2),
+    "user-basic": (lambda: UserBlock(4, 4), 4, 2, 0),
+    "user-basic-projection": (lambda: UserBlock(3, 5, stride=2), 3, 2, 0),
+    "bottleneck": (lambda: Bottleneck(3, 2, stride=2), 3, 3, 0),
+    "two-blocks": (lambda: TwoBlocks(lambda: [UserBlock(3, 4), gk.models.BasicBlock(4, 4)]), 3, 4, 2),
+    "resnet": (lambda: gk.models.ResNet([1, 1], num_classes=3, widths=(4, 6), stem="cifar"), 3, 5, 5),
 }
 
 
@@ -258,18 +285,21 @@ def run_step(model, x, dy, fused: bool, input_grad=True):
     return y, dx, dy
 
 
-def compare(model, x, rng, tol, spy, expected_calls, training, input_grad=True, steps=2):
-    """Fused against unfused replay on a copy: outputs, input and parameter gradients, buffers."""
+def compare(model, x, rng, tol, spy, expected_calls, training, input_grad=True, steps=2, forward_calls=None):
+    """Fused against unfused on a copy: outputs, input and parameter gradients, buffers.
+    ``expected_calls``: fused backward kernels per step; ``forward_calls``: fused forward ones."""
     plain = copy.deepcopy(model)
     model.train(training)
     plain.train(training)
     for step in range(steps):
-        before = spy["backward"]
+        before = dict(spy)
         y, dx, dy = run_step(model, x, lambda shape: rng.normal(size=shape).astype(x.dtype), True, input_grad)
-        assert spy["backward"] - before == expected_calls, "the fused kernel ran once per chain"
-        before = spy["backward"]
+        assert spy["backward"] - before["backward"] == expected_calls, "the fused kernel ran once per chain"
+        if forward_calls is not None:
+            assert spy["forward"] - before["forward"] == forward_calls
+        before = dict(spy)
         y_ref, dx_ref, _ = run_step(plain, x, dy, False, input_grad)
-        assert spy["backward"] == before, "fusion off: no fused kernel"
+        assert spy == before, "fusion off: no fused kernel"
         assert_close(y, y_ref, tol, f"y (step {step})")
         if input_grad:
             assert_close(dx, dx_ref, tol, f"dx (step {step})")
@@ -286,17 +316,17 @@ def compare(model, x, rng, tol, spy, expected_calls, training, input_grad=True, 
 @pytest.mark.parametrize("block", sorted(BLOCKS))
 @pytest.mark.parametrize("training", [True, False])
 def test_blocks_fused_backward_matches_unfused(isa, threads, rng, spy, dtype, block, training):
-    make, cin, calls = BLOCKS[block]
+    make, cin, calls, forward_calls = BLOCKS[block]
     gk.manual_seed(7)
     model = perturb_bn(make().to(dtype), rng)
     x = rng.normal(size=(3, cin, 7, 5)).astype(dtype)  # odd spatial sizes
-    compare(model, x, rng, TOL[dtype], spy, calls, training)
+    compare(model, x, rng, TOL[dtype], spy, calls, training, forward_calls=forward_calls)
 
 
 @pytest.mark.parametrize("block", sorted(BLOCKS))
 @pytest.mark.parametrize("shape", [(1, 3, 3), (1, 1, 1), (2, 1, 1), (1, 9, 2)])
 def test_blocks_batch_1_and_odd_sizes(rng, spy, block, shape):
-    make, cin, calls = BLOCKS[block]
+    make, cin, calls, forward_calls = BLOCKS[block]
     gk.manual_seed(8)
     model = perturb_bn(make().to(np.float64), rng)
     x = rng.normal(size=(shape[0], cin) + shape[1:])
@@ -307,7 +337,7 @@ def test_blocks_batch_1_and_odd_sizes(rng, spy, block, shape):
     except ValueError as e:
         assert "Expected more than 1 value per channel" in str(e)
         training = False
-    compare(model, x, rng, TOL[np.float64], spy, calls, training, steps=1)
+    compare(model, x, rng, TOL[np.float64], spy, calls, training, steps=1, forward_calls=forward_calls)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -322,18 +352,6 @@ def test_frozen_batch_norm(threads, rng, spy, dtype, training):
     compare(model, x, rng, TOL[dtype], spy, 3, training)
     for m in batch_norms(model):
         assert np.all(m.weight.grad == 0.25) and np.all(m.bias.grad == 0)
-
-
-def test_input_grad_false_and_frozen_front(rng, spy):
-    """input_grad=False: the parameter gradients as unfused; a batch norm with nothing trainable in
-    front of it (and frozen itself) runs no backward at all, fused or not."""
-    gk.manual_seed(10)
-    model = perturb_bn(gk.models.BasicBlock(3, 4, stride=2), rng)
-    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
-    compare(model, x, rng, TOL[np.float32], spy, 2, True, input_grad=False, steps=1)
-    for m in (model.conv1, model.bn1, model.downsample):
-        m.requires_grad_(False)
-    compare(model, x, rng, TOL[np.float32], spy, 1, True, input_grad=False, steps=1)
 
 
 class Join(nn.Module):
@@ -457,3 +475,69 @@ def test_trace_is_unchanged(rng):
     ops_seen = [n.op if n.op != "module" else type(n.module).__name__ for n in graph.nodes]
     assert ops_seen == ["Conv2d", "BatchNorm2d", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "add",
                         "relu"]
+
+
+@pytest.mark.parametrize("make", [lambda: gk.models.BasicBlock(3, 5, stride=2), lambda: UserBlock(3, 5, stride=2)])
+def test_input_grad_false_with_a_frozen_front(rng, spy, make):
+    """input_grad=False: parameter gradients as unfused; with conv1, bn1 and the shortcut frozen,
+    bn1's chain has nothing to compute and runs no backward, fused or not."""
+    gk.manual_seed(10)
+    model = perturb_bn(make(), rng)
+    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    compare(model, x, rng, TOL[np.float32], spy, 2, True, input_grad=False, steps=1)
+    for m in (model.conv1, model.bn1, model.downsample):
+        m.requires_grad_(False)
+    compare(model, x, rng, TOL[np.float32], spy, 1, True, input_grad=False, steps=1)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_no_grad_forward_is_fused_and_records_nothing(rng, spy, training):
+    gk.manual_seed(13)
+    model = perturb_bn(gk.models.BasicBlock(3, 4, stride=2), rng).train(training)
+    plain = copy.deepcopy(model)
+    x = rng.normal(size=(2, 3, 5, 5)).astype(np.float32)
+    with gk.no_grad():
+        y = model(x)
+    assert spy["forward"] == 2
+    fusion.enabled = False
+    try:
+        with gk.no_grad():
+            y_ref = plain(x)
+    finally:
+        fusion.enabled = True
+    assert_close(y, y_ref, 1e-6, "y")
+    for (name, b), (_, b_ref) in zip(model.named_buffers(), plain.named_buffers()):
+        assert_close(b, b_ref, 1e-6, f"buffer {name}")
+    with pytest.raises(RuntimeError, match="no cached forward"):
+        model.backward(np.ones_like(y))
+
+
+def test_fused_forward_keeps_the_layer_errors(rng):
+    block = gk.models.BasicBlock(3, 3)
+    with pytest.raises(TypeError, match="Conv2d: input: expected dtype float32"):
+        block(rng.normal(size=(2, 3, 4, 4)))
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        block(rng.normal(size=(1, 3, 1, 1)).astype(np.float32))
+
+
+def test_activation_stats_see_the_fused_relu(rng):
+    """The diagnostics hook of the block's ReLU module is told of its output and gradient."""
+    from gradkit.diagnostics import _stats
+    gk.manual_seed(14)
+    block = gk.models.BasicBlock(3, 3)
+    _, recorder = _stats.install(block)
+    seen = []
+
+    class Spy:
+        def forward(self, layer, y):
+            seen.append(("forward", layer, y.shape))
+
+        def backward(self, layer, dy):
+            seen.append(("backward", layer, dy.shape))
+    object.__setattr__(block.relu, "_stats_hook", Spy())
+    try:
+        y = block(rng.normal(size=(2, 3, 4, 4)).astype(np.float32))
+        block.backward(np.ones_like(y))
+    finally:
+        _stats.uninstall(block)
+    assert seen == [("forward", block.relu, (2, 3, 4, 4)), ("backward", block.relu, (2, 3, 4, 4))]

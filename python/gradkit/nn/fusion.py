@@ -26,7 +26,8 @@ import collections
 
 from .. import ops
 from . import functional
-from ._record import restore_caches
+from . import _record
+from ._record import Function, call_function, restore_caches
 from .activation import ReLU
 from .conv import Conv2d
 from .linear import Linear
@@ -101,7 +102,8 @@ class _BatchNormReLU:
     def forward(mods, x):
         bn, relu = mods
         y, cache = bn._relu_forward(x)
-        relu._cache = None
+        for m in mods:
+            m._cache = None
         if relu._stats_hook is not None:  # diagnostics (gk.callbacks.ActivationStats)
             relu._stats_hook.forward(relu, y)
         cache["y"] = y
@@ -237,3 +239,48 @@ def replay_bn_relu(relu_node, bn_node, dy, need_dresidual: bool):
     restore_caches(bn_node)
     bn = bn_node.module
     return bn._relu_backward(dy, y, bn._saved(), need_dresidual=need_dresidual)
+
+
+# -- a recorded forward that asks for the fused call (gk.models' ResNets) ---------------------------------
+class _BatchNormReLUFunction(Function):
+    """``relu(bn(x) [+ residual])`` as one recorded call; arguments: x, [residual,] the batch norm's
+    weight and bias Parameters (their gradients are added by the kernel, unless frozen)."""
+
+    name = "batch_norm_relu"
+
+    def backward(self, dys, want):
+        relu, has_residual = self.relu, self.residual
+        if relu is not None and relu._stats_hook is not None:
+            relu._stats_hook.backward(relu, dys[0])
+        dx, dres = self.bn._relu_backward(dys[0], self.y, self.cache, need_dresidual=has_residual and want[1])
+        grads = [dx if want[0] else None] + ([dres] if has_residual else [])
+        return grads + [None] * (len(want) - len(grads))
+
+
+def batch_norm_relu(bn, relu, x, residual=None):
+    """``relu(bn(x))``, or ``relu(F.add(bn(x), residual))``, in one kernel forward and one backward.
+
+    For a forward that knows the batch norm's output is read by nothing else (gk.models' ResNets
+    call it; a recorded forward cannot know that of a user's ``bn(x)`` call, so it fuses only the
+    backward of such chains: ``tape_groups``). ``relu`` is an ``nn.ReLU`` (its diagnostics hook is
+    told) or None for ``F.relu``. Under a recording the call is one node (a functional op: the
+    batch norm's parameters get their gradients there; gk.distributed reduces them after the
+    backward rather than early). Runs the plain calls instead while tracing (the exported graph
+    shows each layer), with fusion off (diagnostics, profiles) or for other layer types.
+    """
+    if (not enabled or _record.tracing() or type(bn) is not BatchNorm2d
+            or not (relu is None or type(relu) is ReLU)):
+        h = bn(x)
+        if residual is not None:
+            h = functional.add(h, residual)
+        return functional.relu(h) if relu is None else relu(h)
+    params = [p for p in (bn.weight, bn.bias) if p is not None]
+    arrays = [x] + ([] if residual is None else [residual]) + params
+
+    def compute(fn, x, *rest):
+        fn.y, fn.cache = bn._relu_forward(x, None if residual is None else rest[0])
+        fn.bn, fn.relu, fn.residual = bn, relu, residual is not None
+        if relu is not None and relu._stats_hook is not None:  # diagnostics (gk.callbacks.ActivationStats)
+            relu._stats_hook.forward(relu, fn.y)
+        return fn.y
+    return call_function(_BatchNormReLUFunction, arrays, {}, compute)

@@ -189,13 +189,12 @@ class _BatchNorm(_AffineNorm):
 
     # Fused with the ReLU that reads this layer's output (nn/fusion.py): the same numbers in fewer passes.
     def _relu_forward(self, x, residual=None):
-        """``relu(self(x) + residual)`` (residual may be None) in one kernel; keeps no cache of its own.
-        -> (y, what ``_relu_backward`` needs: the layout of the cache ``forward`` keeps)."""
+        """``relu(self(x) + residual)`` (residual may be None) in one kernel; leaves this layer's cache
+        as it was. -> (y, what ``_relu_backward`` needs: the layout of the cache ``forward`` keeps)."""
         x = self._batched(self._check_input(x))
         weight = None if self.weight is None else self.weight.data
         (y, mean, rstd), batch_stats = self._run_kernel(ops.batch_norm_relu_forward, x, weight, self._bias_data(),
                                                         residual=residual)
-        self._cache = None
         return y, dict(x=x, saved=dict(mean=mean, rstd=rstd, batch_stats=batch_stats))
 
     def _relu_backward(self, dy, y, cache, need_dresidual: bool = False):
