@@ -12,6 +12,10 @@
 - ``Linear -> ReLU`` and ``Conv2d -> ReLU``: the ReLU applied in the GEMM / convolution output
   pass; backward applies the ReLU's gradient, then the layer's.
 
+Below them: the derived backward's fused replay of ``BatchNorm2d -> [F.add ->] ReLU`` chains
+(``tape_groups``) and the fused call gk.models' ResNets make (``batch_norm_relu``); see
+docs/design.md, "Fusion".
+
 A frozen (``requires_grad=False``) weight or bias gets no gradient work in a fused backward either.
 The layers keep their parameters, buffers and running-statistics updates; the layers whose work
 was folded into a neighbour keep no cache of their own (the run's cache lives in the Sequential),
@@ -20,13 +24,12 @@ forward" error.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import collections
 
+import numpy as np
+
 from .. import ops
-from . import functional
-from . import _record
+from . import _record, functional
 from ._record import Function, call_function, restore_caches
 from .activation import ReLU
 from .conv import Conv2d
