@@ -20,7 +20,7 @@ import gradkit as gk
 from gradkit import nn, ops
 from gradkit.nn import functional as F
 from gradkit.nn import fusion
-from test_norm import assert_close  # scaled max difference, printed on failure
+from test_nn_normalization import assert_close  # scaled max difference, printed on failure
 
 EPS = 1e-5
 TOL = {np.float32: 2e-5, np.float64: 1e-11}
