@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import nn
 from ..nn import functional as F
-from ..nn import init
+from ..nn import fusion, init
 
 
 class BasicBlock(nn.Module):
@@ -40,10 +40,11 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x):
+        # relu(bn1(conv1(x))), then relu(bn2(conv2(out)) + identity), each batch norm fused with its
+        # ReLU (and the join): the plain calls (as API.md's Block) when tracing or with fusion off.
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(F.add(out, identity))
+        out = fusion.batch_norm_relu(self.bn1, self.relu, self.conv1(x))
+        return fusion.batch_norm_relu(self.bn2, None, self.conv2(out), residual=identity)
 
 
 class ResNet(nn.Module):
@@ -102,7 +103,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = fusion.batch_norm_relu(self.bn1, self.relu, self.conv1(x))  # relu(bn1(conv1(x))) in one kernel
         if self.maxpool is not None:
             x = self.maxpool(x)
         for i in range(1, self.num_stages + 1):

@@ -263,11 +263,27 @@ class Tape:
             if node.active:
                 needs.update(node.outs)
         hook = getattr(self.owner, "_grads_ready_hook", None)
+        from . import fusion  # here: fusion imports the layers, which import this module
+        groups = {i: g for i, g in fusion.tape_groups(self.nodes, self.outputs).items() if g[0].active}
+        folded = {n.name for g in groups.values() for n in g[:2] if n is not None}
         for node in reversed(self.nodes):
-            if not node.active:
+            if not node.active or node.name in folded:
                 continue
             dys = [grads.pop(v, None) for v in node.outs]
             if all(d is None for d in dys):
+                continue
+            group = groups.get(node.name)
+            if group is not None:  # batch norm [-> add] -> relu: one kernel for the chain's backward
+                bn_node, add, k = group
+                ins = [bn_node.ins[0], None if add is None else add.ins[k]]
+                gins = fusion.replay_bn_relu(node, bn_node, dys[0], ins[1] is not None and ins[1] in needs)
+                for v, g in zip(ins, gins):
+                    if v is not None and v in needs and g is not None:
+                        _accumulate(grads, owned, v, g)
+                if hook is not None:
+                    for n in (node, bn_node):
+                        if n.module is not None and n.first:
+                            hook([n.module])
                 continue
             want = [v is not None and v in needs for v in node.ins]
             if node.module is not None:
@@ -315,12 +331,17 @@ def _node_trainable(node) -> bool:
     return node.fn.trainable()
 
 
+def restore_caches(node) -> None:
+    """A module called again later in the recording: put back this call's caches (of its subtree)."""
+    if node.snapshot is not None:
+        for m, cache in node.snapshot:
+            object.__setattr__(m, "_cache", cache)
+
+
 def _module_backward(node, dys, want):
     """Run a recorded module call's backward; returns one gradient per positional argument."""
     module = node.module
-    if node.snapshot is not None:  # a module called again later: put back this call's caches
-        for m, cache in node.snapshot:
-            object.__setattr__(m, "_cache", cache)
+    restore_caches(node)
     input_grad = any(want)
     dys = [_or_zeros(d, m) for d, m in zip(dys, node.out_meta)]
     if getattr(type(module), "_derived_backward", False):

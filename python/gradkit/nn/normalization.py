@@ -151,17 +151,41 @@ class _BatchNorm(_AffineNorm):
         running = (self.running_mean, self.running_var) if update or not use_batch_stats else (None, None)
         return use_batch_stats, update, momentum, running
 
-    def _norm_forward(self, x, weight, bias):
+    def _run_kernel(self, kernel, x, weight, bias, **kwargs):
+        """``kernel(x, weight, bias, running stats, ...)`` (an ``ops.batch_norm*_forward``) with this
+        layer's statistics settings; counts the batch. -> (the kernel's result, batch statistics used)."""
         use_batch_stats, update, momentum, running = self._stats_args()
-        y, mean, rstd = ops.batch_norm_forward(x, weight, bias, *running, training=use_batch_stats,
-                                               momentum=momentum, eps=self.eps)
+        out = kernel(x, weight, bias, *running, training=use_batch_stats, momentum=momentum, eps=self.eps, **kwargs)
         if update:
             self.num_batches_tracked += 1
-        return y, dict(mean=mean, rstd=rstd, batch_stats=use_batch_stats)
+        return out, use_batch_stats
+
+    def _norm_forward(self, x, weight, bias):
+        (y, mean, rstd), batch_stats = self._run_kernel(ops.batch_norm_forward, x, weight, bias)
+        return y, dict(mean=mean, rstd=rstd, batch_stats=batch_stats)
 
     def _norm_backward(self, dy, x, saved, weight, dweight, dbias):
         return ops.batch_norm_backward(dy, x, saved["mean"], saved["rstd"], weight, dweight, dbias,
                                        training=saved["batch_stats"])
+
+    # Fused with the ReLU that reads this layer's output (nn/fusion.py): the same numbers in fewer passes.
+    def _relu_forward(self, x, residual=None):
+        """``relu(self(x) + residual)`` (residual may be None) in one kernel; leaves this layer's cache
+        as it was. -> (y, what ``_relu_backward`` needs: the layout of the cache ``forward`` keeps)."""
+        x = self._batched(self._check_input(x))
+        weight = None if self.weight is None else self.weight.data
+        (y, mean, rstd), batch_stats = self._run_kernel(ops.batch_norm_relu_forward, x, weight, self._bias_data(),
+                                                        residual=residual)
+        return y, dict(x=x, saved=dict(mean=mean, rstd=rstd, batch_stats=batch_stats))
+
+    def _relu_backward(self, dy, y, cache, need_dresidual: bool = False):
+        """Gradient of ``y = relu(bn(x) [+ residual])`` from the output ``y`` and the batch norm's
+        ``cache`` (``_relu_forward``'s, or this layer's own after a plain forward): -> (dx, dresidual
+        or None); ADDS into the gradients of the trainable weight and bias."""
+        weight, dweight, dbias = self._affine_args()
+        saved = cache["saved"]
+        return ops.batch_norm_relu_backward(dy, y, cache["x"], saved["mean"], saved["rstd"], weight, dweight, dbias,
+                                            need_dresidual=need_dresidual, training=saved["batch_stats"])
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
