@@ -83,7 +83,7 @@ def paired_steps(x, y, steps, sample_every=8):
         start = time.perf_counter()
         opts[k].zero_grad()
         loss.forward(models[k](xb), yb)
-        models[k]._backward_maybe_input(loss.backward(), False)
+        models[k].backward_maybe_input(loss.backward(), False)
         opts[k].step()
         return time.perf_counter() - start
 

@@ -194,7 +194,7 @@ def compare(name, batch, threads, rounds):
     def gk_step():
         gopt.zero_grad()
         loss(g(x), y)
-        g._backward_maybe_input(loss.backward(), False)
+        g.backward_maybe_input(loss.backward(), False)
         gopt.step()
 
     def torch_step():

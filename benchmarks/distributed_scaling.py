@@ -26,7 +26,7 @@ from gradkit.examples.fashion_mnist import build_cnn
 def step(model, ddp, loss, opt, x, y):
     opt.zero_grad()
     loss.forward(model(x), y)
-    (ddp or model)._backward_maybe_input(loss.backward(), False)
+    (ddp or model).backward_maybe_input(loss.backward(), False)
     opt.step()
 
 

@@ -90,7 +90,7 @@ def main(argv=None):
                 gm(gx)
 
             def g_bwd():
-                gm._backward_maybe_input(dy, input_grad)
+                gm.backward_maybe_input(dy, input_grad)
 
             def t_fwd():
                 tm(tx)

@@ -67,7 +67,7 @@ def profile(model: Module, x, y, steps: int, by_type: bool):
         def step():
             opt.zero_grad()
             loss(model(x), y)
-            model._backward_maybe_input(loss.backward(), False)
+            model.backward_maybe_input(loss.backward(), False)
             opt.step()
         step()
         totals.clear()

@@ -157,7 +157,7 @@ def test_frozen_layer_without_input_gradient_does_nothing(name, rng, monkeypatch
     calls = []
     for op in ("matmul", "conv2d_backward", "relu_backward", "layer_norm_backward"):
         monkeypatch.setattr(ops, op, lambda *a, _op=op, **k: calls.append(_op))
-    assert layer._backward_maybe_input(np.ones_like(y), False) is None
+    assert layer.backward_maybe_input(np.ones_like(y), False) is None
     assert calls == []
     assert all(np.all(p.grad == SENTINEL) for p in layer.parameters())
 
@@ -178,8 +178,8 @@ def test_frozen_backbone_gradients_equal_the_unfrozen_models(dtype, stop, fused,
         ref.zero_grad()
         model.zero_grad()
         assert ref(x).tobytes() == model(x).tobytes()
-        dx_ref = ref._backward_maybe_input(dy, input_grad)
-        dx = model._backward_maybe_input(dy, input_grad)
+        dx_ref = ref.backward_maybe_input(dy, input_grad)
+        dx = model.backward_maybe_input(dy, input_grad)
         if input_grad:
             assert dx.tobytes() == dx_ref.tobytes()
         else:
@@ -199,14 +199,14 @@ def test_frozen_front_runs_no_backward(monkeypatch):
     calls = []
     for i, m in enumerate(model[0]):
         monkeypatch.setattr(m, "backward", lambda *a, _i=i, **k: calls.append(f"layer {_i}"), raising=False)
-        monkeypatch.setattr(m, "_backward_maybe_input", lambda *a, _i=i, **k: calls.append(f"layer {_i}"),
+        monkeypatch.setattr(m, "backward_maybe_input", lambda *a, _i=i, **k: calls.append(f"layer {_i}"),
                             raising=False)
     for op in ("conv2d_backward", "batch_norm_relu_pool2_backward", "batch_norm_backward", "relu_backward"):
         monkeypatch.setattr(ops, op, lambda *a, _op=op, **k: calls.append(_op))
     # Conv2d calls the kernel itself, with the arguments it checked at construction
     monkeypatch.setattr(_core, "conv2d_backward", lambda *a, **k: calls.append("_core.conv2d_backward"))
     model(x)
-    assert model._backward_maybe_input(np.ones((6, 3), np.float32), False) is None
+    assert model.backward_maybe_input(np.ones((6, 3), np.float32), False) is None
     assert calls == []
     # With the input gradient asked for, the frozen layers do run (for dx) and conv2d_backward is called
     # without the parameter gradients.
@@ -230,7 +230,7 @@ def test_first_trainable_layer_gets_its_parameter_gradients_only(monkeypatch):
     real = _core.conv2d_backward
     monkeypatch.setattr(_core, "conv2d_backward", lambda *a, **k: seen.append(k["need_dx"]) or real(*a, **k))
     model(x)
-    model._backward_maybe_input(np.ones((4, 3), np.float32), False)
+    model.backward_maybe_input(np.ones((4, 3), np.float32), False)
     assert seen == [False]  # only the second conv ran, for its weight and bias gradients
 
 

@@ -36,14 +36,12 @@ def _as_checked(module_or_fn):
     """(object with forward/backward run in float64, named parameters)."""
     if isinstance(module_or_fn, Module):
         # copy without the forward caches (they may be large and the float64 copy drops them anyway)
-        caches = [(m, m._cache) for m in module_or_fn.modules()]
+        caches = module_or_fn.saved_caches()
         try:
-            for m, _ in caches:
-                object.__setattr__(m, "_cache", None)
+            module_or_fn.clear_caches()
             m = copy.deepcopy(module_or_fn)
         finally:
-            for mod, cache in caches:
-                object.__setattr__(mod, "_cache", cache)
+            module_or_fn.restore_caches(caches)
         m.double()
         return m, [(name, p) for name, p in m.named_parameters() if p.requires_grad]  # frozen: not checked
     if isinstance(module_or_fn, (tuple, list)) and len(module_or_fn) == 2 and all(map(callable, module_or_fn)):

@@ -138,9 +138,9 @@ def test_buckets_start_reducing_before_the_backward_ends(world):
     model = cnn(dtype=np.float32)
     ddp = DDP(model, bucket_cap_mb=1e-4)
     events = []
-    start, first_backward = ddp._start, model[0]._backward_maybe_input
+    start, first_backward = ddp._start, model[0].backward_maybe_input
     ddp._start = lambda bucket: (events.append("start"), start(bucket))
-    model[0]._backward_maybe_input = lambda *a: (events.append("conv1"), first_backward(*a))[1]
+    model[0].backward_maybe_input = lambda *a: (events.append("conv1"), first_backward(*a))[1]
     x, y = images(8, dtype=np.float32)
     loss = nn.CrossEntropyLoss()
     loss.forward(ddp(x), y)

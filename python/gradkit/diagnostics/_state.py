@@ -16,9 +16,11 @@ class Snapshot:
     def __init__(self, model, optimizer=None):
         self.model, self.optimizer = model, optimizer
         self.params = [(p, p.data.copy(), p.grad.copy()) for p in model.parameters()]
-        self.modules = [(m, dict(m._buffers), {k: (v.copy() if isinstance(v, np.ndarray) else copy.deepcopy(v))
-                                                 for k, v in m._buffers.items()}, m.training, m._cache)
+        self.modules = [(m, dict(m.named_buffers(recurse=False)),
+                         {k: (v.copy() if isinstance(v, np.ndarray) else copy.deepcopy(v))
+                          for k, v in m.named_buffers(recurse=False)}, m.training)
                         for m in model.modules()]
+        self.caches = model.saved_caches()
         self.rng = _core.rng_state()
         self.opt_state = optimizer.state_dict() if optimizer is not None else None
 
@@ -26,16 +28,16 @@ class Snapshot:
         for p, data, grad in self.params:
             np.copyto(p.data, data)
             np.copyto(p.grad, grad)
-        for m, objects, values, training, cache in self.modules:
+        for m, objects, values, training in self.modules:
             for name, value in values.items():
                 original = objects[name]
                 if isinstance(original, np.ndarray) and original.shape == value.shape and original.dtype == value.dtype:
                     np.copyto(original, value)
-                    m._buffers[name] = original
+                    setattr(m, name, original)
                 else:
-                    m._buffers[name] = value
+                    setattr(m, name, value)
             object.__setattr__(m, "training", training)
-            object.__setattr__(m, "_cache", cache)
+        self.model.restore_caches(self.caches)
         _core.set_rng_state(*self.rng)
         if self.optimizer is not None:
             self.optimizer.load_state_dict(self.opt_state)

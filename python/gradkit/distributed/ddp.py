@@ -118,11 +118,11 @@ class DistributedDataParallel(Module):
         for p in model.parameters():
             comm.Bcast(p.data, root=0)
         for mod in model.modules():
-            for name, b in mod._buffers.items():
+            for name, b in mod.named_buffers(recurse=False):
                 if isinstance(b, np.ndarray):
                     comm.Bcast(b, root=0)
-                elif b is not None:
-                    mod._buffers[name] = comm.bcast(b, root=0)
+                else:
+                    setattr(mod, name, comm.bcast(b, root=0))
         seed, offset = comm.bcast(_core.rng_state(), root=0)
         _core.set_rng_state(seed, offset)
         self._world, self._rank = state.world_size, state.rank
@@ -215,7 +215,7 @@ class DistributedDataParallel(Module):
         for m in hooked:
             object.__setattr__(m, "_grads_ready_hook", self._grads_ready)
         try:
-            dx = self.module._backward_maybe_input(dy, input_grad)
+            dx = self.module.backward_maybe_input(dy, input_grad)
         finally:
             for m in hooked:
                 object.__setattr__(m, "_grads_ready_hook", None)

@@ -350,7 +350,7 @@ def _module_backward(node, dys, want):
             return [None] * len(node.ins)
         return list(g) if len(node.ins) > 1 else [g]
     dy = dys[0] if node.single_out else tuple(dys)
-    g = module._backward_maybe_input(dy, input_grad)
+    g = module.backward_maybe_input(dy, input_grad)
     return [g if v is not None else None for v in node.ins]
 
 

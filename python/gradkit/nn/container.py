@@ -139,7 +139,7 @@ class Sequential(Module):
                 dy = kind.backward(modules[start:i + 1], cache, dy, input_grad or start > first)
             else:
                 start = i
-                dy = modules[i]._backward_maybe_input(dy, input_grad or i > first)
+                dy = modules[i].backward_maybe_input(dy, input_grad or i > first)
             if hook is not None:
                 hook(modules[start:i + 1])
             i = start - 1
@@ -181,7 +181,7 @@ class Residual(Module):
         dy = self._check_grad(dy, saved["shape"], saved["dtype"])
         if not input_grad and not self.block._has_trainable_parameters():
             return None
-        dx = self.block._backward_maybe_input(dy, input_grad)
+        dx = self.block.backward_maybe_input(dy, input_grad)
         return dx + dy if input_grad else None
 
 

@@ -153,7 +153,7 @@ class _LayerReLU:
         dy = relu._check_grad(dy, y.shape, y.dtype)
         if relu._stats_hook is not None:
             relu._stats_hook.backward(relu, dy)
-        return layer._backward_maybe_input(ops.relu_backward(dy, y), input_grad)
+        return layer.backward_maybe_input(ops.relu_backward(dy, y), input_grad)
 
 
 _RUNS = (_BatchNormReLUPool2, _BatchNormReLU, _LayerReLU)

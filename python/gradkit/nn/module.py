@@ -219,7 +219,26 @@ class Module:
         """True when a parameter of this module or a descendant has requires_grad."""
         return any(p is not None and p.requires_grad for m in self.modules() for p in m._parameters.values())
 
-    def _backward_maybe_input(self, dy, input_grad: bool):
+    # -- forward caches ------------------------------------------------------
+    def saved_caches(self) -> list:
+        """(module, forward cache) of this module and every descendant: what their ``backward``
+        would read. ``restore_caches`` puts them back after work that replaces or drops them
+        (a diagnostic forward, an export trace, a copy made without them)."""
+        return [(m, m._cache) for m in self.modules()]
+
+    @staticmethod
+    def restore_caches(saved) -> None:
+        """Put back the caches ``saved_caches`` returned."""
+        for m, cache in saved:
+            object.__setattr__(m, "_cache", cache)
+
+    def clear_caches(self) -> None:
+        """Drop the forward cache of this module and every descendant (their backward then raises
+        until the next forward)."""
+        for m in self.modules():
+            object.__setattr__(m, "_cache", None)
+
+    def backward_maybe_input(self, dy, input_grad: bool):
         """``backward(dy)``, or ``backward(dy, input_grad=False)`` when the input gradient is not
         wanted and the module can skip it (then None comes back)."""
         if not input_grad and self._input_grad_optional:
@@ -293,10 +312,15 @@ class Module:
     def children(self):
         return [m for m in self._modules.values() if m is not None]
 
-    def named_parameters(self, prefix: str = ""):
-        """(dotted name, Parameter) pairs, e.g. ``2.block.0.weight``; shared parameters once."""
+    def named_children(self):
+        """(name, module) of the direct children."""
+        return [(name, m) for name, m in self._modules.items() if m is not None]
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        """(dotted name, Parameter) pairs, e.g. ``2.block.0.weight``; shared parameters once.
+        ``recurse=False``: this module's own parameters only."""
         seen, out = set(), []
-        for mod_name, mod in self.named_modules(prefix):
+        for mod_name, mod in (self.named_modules(prefix) if recurse else [(prefix, self)]):
             for name, p in mod._parameters.items():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
@@ -306,9 +330,11 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
-    def named_buffers(self, prefix: str = ""):
+    def named_buffers(self, prefix: str = "", recurse: bool = True):
+        """(dotted name, buffer) pairs of the buffers that are set (not None).
+        ``recurse=False``: this module's own buffers only; assign ``module.<name> = value`` to replace one."""
         out = []
-        for mod_name, mod in self.named_modules(prefix):
+        for mod_name, mod in (self.named_modules(prefix) if recurse else [(prefix, self)]):
             for name, b in mod._buffers.items():
                 if b is not None:
                     out.append((f"{mod_name}.{name}" if mod_name else name, b))
@@ -317,7 +343,7 @@ class Module:
     def zero_grad(self) -> None:
         """Set the gradient of every trainable parameter to zero (frozen ones are left as they are)."""
         for p in self.parameters():
-            if p._requires_grad:  # the slot: no property call per parameter
+            if p.requires_grad:
                 p.grad.fill(0)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Module":

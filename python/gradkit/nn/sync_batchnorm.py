@@ -113,12 +113,11 @@ class SyncBatchNorm(_BatchNorm):
                             f"got {type(module).__name__}")
         if isinstance(module, _BatchNorm) and not isinstance(module, cls):
             new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
-            for name, p in module._parameters.items():
+            for name, p in module.named_parameters(recurse=False):
                 new.register_parameter(name, p)
-            for name, b in module._buffers.items():
+            for name, b in module.named_buffers(recurse=False):
                 new.register_buffer(name, b)
             return new.train(module.training)
-        for name, child in module._modules.items():
-            if child is not None:
-                module._modules[name] = cls.convert_sync_batchnorm(child)
+        for name, child in module.named_children():
+            module._modules[name] = cls.convert_sync_batchnorm(child)  # in place: the children keep their order
         return module

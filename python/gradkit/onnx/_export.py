@@ -33,13 +33,13 @@ def _import_onnx():
 def _model_preserved(model: Module):
     """Put back every submodule's train/eval flag and forward cache, however the block ends
     (an eval forward under no_grad changes no weight or buffer, but it would drop the caches)."""
-    saved = [(m, m.training, m._cache) for m in model.modules()]
+    flags, caches = [(m, m.training) for m in model.modules()], model.saved_caches()
     try:
         yield
     finally:
-        for m, training, cache in saved:
+        for m, training in flags:
             object.__setattr__(m, "training", training)
-            object.__setattr__(m, "_cache", cache)
+        model.restore_caches(caches)
 
 
 class _Graph:

@@ -32,7 +32,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0) -> float:
     for i, p in enumerate(parameters):
         if not isinstance(p, Parameter):
             raise TypeError(f"clip_grad_norm_: parameters[{i}]: expected a gk.nn.Parameter, got {type(p).__name__}")
-        if p.grad is not None and p._requires_grad:
+        if p.grad is not None and p.requires_grad:
             grads.append(p.grad)
     try:
         max_norm = float(max_norm)

@@ -131,7 +131,7 @@ class Optimizer(metaclass=abc.ABCMeta):
         """Set every trainable parameter's gradient to zero (in place; frozen ones are left as they are)."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None and p._requires_grad:  # the slot: no property call per parameter
+                if p.grad is not None and p.requires_grad:
                     p.grad.fill(0)
 
     def step(self, closure=None):
@@ -190,7 +190,7 @@ class Optimizer(metaclass=abc.ABCMeta):
         call_params, call_grads, entries, steps, pending = [], [], [], [], []
         state = self.state
         for p, d, g in zip(params, datas, grads):
-            if g is None or not p._requires_grad:
+            if g is None or not p.requires_grad:
                 continue
             st = state.get(p)
             if st is None:
@@ -283,8 +283,13 @@ class Optimizer(metaclass=abc.ABCMeta):
             group.clear()
             group.update(new)
         self.state = new_state
-        self._plans.clear()
+        self.forget_plans()
         self._hypers.clear()
+
+    def forget_plans(self) -> None:
+        """Drop the prepared argument lists of the fused update (rebuilt at the next step): call it
+        after replacing state arrays or undoing a step, whose lists may hold arrays no longer in use."""
+        self._plans.clear()
 
     def _loaded_group(self, where: str, group: dict, sg, by_index: dict) -> dict:
         """The group ``sg`` will become (validated), with this optimizer's parameters; fills

@@ -380,17 +380,17 @@ class Trainer:
 
     def _buffer_refs(self):
         """(module, name) of every array buffer, to snapshot before each forward."""
-        return [(m, name) for m in self.model.modules() for name, b in m._buffers.items()
+        return [(m, name) for m in self.model.modules() for name, b in m.named_buffers(recurse=False)
                 if isinstance(b, np.ndarray)]
 
     def _non_finite(self, what, epoch, batch, nbatches, snapshot, refs):
         """Undo the batch's buffer updates and gradients, then raise."""
         for (mod, name), saved in zip(refs, snapshot):
-            buf = mod._buffers[name]
+            buf = getattr(mod, name)
             if isinstance(buf, np.ndarray) and buf.shape == saved.shape and buf.dtype == saved.dtype:
                 buf[...] = saved
             else:
-                mod._buffers[name] = saved
+                setattr(mod, name, saved)
         self.optimizer.zero_grad()
         self.model.zero_grad()
         raise FloatingPointError(f"Trainer.fit: non-finite {what} at epoch {epoch + 1}, batch {batch + 1} "
@@ -462,7 +462,7 @@ class Trainer:
             m = len(xb)
             if batch_begin:
                 callbacks.on_batch_begin(b, {"size": m})
-            snapshot = [mod._buffers[name].copy() for mod, name in refs]
+            snapshot = [getattr(mod, name).copy() for mod, name in refs]
             opt.zero_grad()
             try:
                 out = model(xb)
@@ -471,7 +471,7 @@ class Trainer:
                 self._batch_error(e, epoch, b, nbatches, xb, yb)
             if not math.isfinite(value):
                 self._non_finite(f"loss ({value})", epoch, b, nbatches, snapshot, refs)
-            model._backward_maybe_input(loss.backward(), False)  # nothing needs d input
+            model.backward_maybe_input(loss.backward(), False)  # nothing needs d input
             if clip is not None:
                 norm = float(clip(params, self.clip_grad_norm))
                 if not math.isfinite(norm):
@@ -695,7 +695,7 @@ class _StepGuard:
             else:
                 for key in set(state[p]) - self.had_state[p]:
                     del state[p][key]
-        self.opt._plans.clear()  # its prepared argument lists may hold arrays of the undone step
+        self.opt.forget_plans()  # its prepared argument lists may hold arrays of the undone step
 
 
 def _fingerprint(data) -> dict:
