@@ -1,12 +1,12 @@
 // Element-wise kernel templates, written once over the element type and the
-// vector type of gradkit/simd.h, instantiated per ISA by eltwise_generic.cpp,
+// vector type of gradkit/simd.h (math: gradkit/simd_math.h), instantiated per ISA by eltwise_generic.cpp,
 // x86/avx2/eltwise_avx2.cpp and x86/avx512/eltwise_avx512.cpp (each defines
 // GK_ISA_NS first, so every instantiation lives in its own namespace).
 #pragma once
 #include <cstdint>
 
 #include "gradkit/eltwise.h"
-#include "gradkit/simd.h"
+#include "gradkit/simd_math.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
