@@ -49,31 +49,30 @@ constexpr int kVecBytes = 32;
 constexpr int kVecBytes = 16;
 #endif
 
-template <class T>
-struct VecTypes;
-template <>
-struct VecTypes<float> {
-  typedef float V __attribute__((vector_size(kVecBytes)));
-  typedef std::int32_t I __attribute__((vector_size(kVecBytes)));
-};
-template <>
-struct VecTypes<double> {
-  typedef double V __attribute__((vector_size(kVecBytes)));
-  typedef std::int64_t I __attribute__((vector_size(kVecBytes)));
+// Vectors of B bytes of T: the native width kVecBytes, or a half or a quarter of it (16 bytes
+// at least) for kernels whose rows fill only part of a native vector (conv's Winograd).
+template <class T, int B = kVecBytes>
+struct VecTypes {
+  typedef T V __attribute__((vector_size(B)));
+  typedef std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t> I __attribute__((vector_size(B)));
 };
 
 // Vec<T>: kLanes<T> values. Mask<T>: same-width signed integers, a comparison
 // result (all ones = true) or raw bits (bit_cast).
-template <class T>
-using Vec = typename VecTypes<T>::V;
-template <class T>
-using Mask = typename VecTypes<T>::I;
+template <class T, int B = kVecBytes>
+using Vec = typename VecTypes<T, B>::V;
+template <class T, int B = kVecBytes>
+using Mask = typename VecTypes<T, B>::I;
 template <class T>
 constexpr int kLanes = kVecBytes / static_cast<int>(sizeof(T));
 
-// The element type of a vector type.
+// The element type of a vector type, its lane count and its mask type.
 template <class V>
 using elem_t = std::remove_cv_t<std::remove_reference_t<decltype(std::declval<V>()[0])>>;
+template <class V>
+constexpr int lanes_of = static_cast<int>(sizeof(V) / sizeof(elem_t<V>));
+template <class V>
+using mask_of = Mask<elem_t<V>, static_cast<int>(sizeof(V))>;
 
 // ---- construction, loads and stores -------------------------------------------------
 
@@ -97,23 +96,23 @@ GK_ALWAYS_INLINE Mask<T> mask_set1(elem_t<Mask<T>> a) {
   return v;
 }
 
-// Lane indices 0, 1, ..., kLanes-1 as integers.
-template <class T>
-GK_ALWAYS_INLINE Mask<T> iota() {
-  Mask<T> v;
-  for (int i = 0; i < kLanes<T>; ++i) v[i] = i;
+// Lane indices 0, 1, ..., kLanes-1 as integers (of a vector of B bytes).
+template <class T, int B = kVecBytes>
+GK_ALWAYS_INLINE Mask<T, B> iota() {
+  Mask<T, B> v;
+  for (int i = 0; i < lanes_of<Mask<T, B>>; ++i) v[i] = i;
   return v;
 }
 
-template <class T>
-GK_ALWAYS_INLINE Vec<T> load(const T* p) {
-  Vec<T> v;
+template <class T, int B = kVecBytes>
+GK_ALWAYS_INLINE Vec<T, B> load(const T* p) {
+  Vec<T, B> v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
 
-template <class T>
-GK_ALWAYS_INLINE void store(T* p, Vec<T> v) {
+template <class V>
+GK_ALWAYS_INLINE void store(elem_t<V>* p, V v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
@@ -159,18 +158,28 @@ GK_ALWAYS_INLINE Vec<T> load_lanes(const T* p, index_t a, index_t b) {
 }
 
 // Stores lanes [a, b) of v to p + a, ..., p + b - 1 (nothing when b <= a). Writes nothing else.
-template <class T>
-GK_ALWAYS_INLINE void store_lanes(T* p, Vec<T> v, index_t a, index_t b) {
+// v may be a native vector or a narrower one (Vec<T, B>).
+template <class V>
+GK_ALWAYS_INLINE void store_lanes(elem_t<V>* p, V v, index_t a, index_t b) {
+  using T = elem_t<V>;
+  constexpr int B = static_cast<int>(sizeof(V));
 #if defined(__AVX512F__)
   const unsigned m = ((1u << b) - 1u) & ~((1u << a) - 1u);
-  if constexpr (std::is_same_v<T, float>) _mm512_mask_storeu_ps(p, (__mmask16)m, (__m512)v);
-  else _mm512_mask_storeu_pd(p, (__mmask8)m, (__m512d)v);
+  if constexpr (std::is_same_v<T, float> && B == 64) _mm512_mask_storeu_ps(p, (__mmask16)m, (__m512)v);
+  else if constexpr (std::is_same_v<T, float> && B == 32) _mm256_mask_storeu_ps(p, (__mmask8)m, (__m256)v);
+  else if constexpr (std::is_same_v<T, float>) _mm_mask_storeu_ps(p, (__mmask8)m, (__m128)v);
+  else if constexpr (B == 64) _mm512_mask_storeu_pd(p, (__mmask8)m, (__m512d)v);
+  else if constexpr (B == 32) _mm256_mask_storeu_pd(p, (__mmask8)m, (__m256d)v);
+  else _mm_mask_storeu_pd(p, (__mmask8)m, (__m128d)v);
 #elif defined(__AVX2__)
-  const Mask<T> i = iota<T>();
-  const Mask<T> m = (i >= static_cast<elem_t<Mask<T>>>(a)) & (i < static_cast<elem_t<Mask<T>>>(b));
-  if constexpr (std::is_same_v<T, float>) _mm256_maskstore_ps(p, (__m256i)m, (__m256)v);
-  else _mm256_maskstore_pd(p, (__m256i)m, (__m256d)v);
+  const Mask<T, B> i = iota<T, B>();
+  const Mask<T, B> m = (i >= static_cast<elem_t<Mask<T, B>>>(a)) & (i < static_cast<elem_t<Mask<T, B>>>(b));
+  if constexpr (std::is_same_v<T, float> && B == 32) _mm256_maskstore_ps(p, (__m256i)m, (__m256)v);
+  else if constexpr (std::is_same_v<T, float>) _mm_maskstore_ps(p, (__m128i)m, (__m128)v);
+  else if constexpr (B == 32) _mm256_maskstore_pd(p, (__m256i)m, (__m256d)v);
+  else _mm_maskstore_pd(p, (__m128i)m, (__m128d)v);
 #else
+  static_assert(sizeof(T) * lanes_of<V> == B);
   for (index_t i = a; i < b; ++i) p[i] = v[i];
 #endif
 }
@@ -182,15 +191,109 @@ GK_ALWAYS_INLINE Vec<T> load_partial(const T* p, index_t n) {
 }
 
 // Stores the first n lanes of v to p (0 <= n <= kLanes). Writes nothing beyond p + n.
-template <class T>
-GK_ALWAYS_INLINE void store_partial(T* p, Vec<T> v, index_t n) {
+template <class V>
+GK_ALWAYS_INLINE void store_partial(elem_t<V>* p, V v, index_t n) {
   store_lanes(p, v, 0, n);
+}
+
+// The first n lanes from p, the others 0: none for n <= 0, a whole vector (one plain
+// load) for n >= kLanes. Reads nothing beyond p + n.
+template <class T>
+GK_ALWAYS_INLINE Vec<T> load_first(const T* p, index_t n) {
+  if (n >= kLanes<T>) return load(p);
+  return n > 0 ? load_partial(p, n) : Vec<T>{};
+}
+
+// Stores the first n lanes of v (any width): none for n <= 0, the whole vector (one
+// plain store) for n >= its lane count. Writes nothing beyond p + n.
+template <class V>
+GK_ALWAYS_INLINE void store_first(elem_t<V>* p, V v, index_t n) {
+  if (n >= lanes_of<V>) store(p, v);
+  else if (n > 0) store_partial(p, v, n);
+}
+
+namespace detail {
+template <class T>
+struct Bytes {  // one uint8 per lane of a Vec<T>
+  typedef std::uint8_t type __attribute__((vector_size(kLanes<T>)));
+};
+template <class T>
+struct Int32s {  // one int32 per lane of a Vec<T>
+  typedef std::int32_t type __attribute__((vector_size(4 * kLanes<T>)));
+};
+}  // namespace detail
+
+// The first n bytes at p (n >= 0) widened to the lanes of a Mask<T>; the other lanes get `fill`.
+template <class T>
+GK_ALWAYS_INLINE Mask<T> load_bytes(const std::uint8_t* p, index_t n, std::uint8_t fill) {
+  typename detail::Bytes<T>::type u;
+  n = GK_ISA_NS::min<index_t>(n, kLanes<T>);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  // one masked load (a variable-length memcpy is a library call per row)
+  const __m128i v = _mm_mask_loadu_epi8(_mm_set1_epi8(static_cast<char>(fill)),
+                                        static_cast<__mmask16>((1u << n) - 1u), p);
+  std::memcpy(&u, &v, sizeof(u));
+#else
+  for (index_t j = 0; j < kLanes<T>; ++j) u[j] = fill;
+  std::memcpy(&u, p, static_cast<size_t>(n));
+#endif
+  return __builtin_convertvector(u, Mask<T>);
+}
+
+// The first n lanes (n >= 0) of c (values 0..255) narrowed to bytes at p.
+template <class T>
+GK_ALWAYS_INLINE void store_bytes(std::uint8_t* p, Mask<T> c, index_t n) {
+  const auto u = __builtin_convertvector(c, typename detail::Bytes<T>::type);
+  n = GK_ISA_NS::min<index_t>(n, kLanes<T>);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  __m128i v = _mm_setzero_si128();
+  std::memcpy(&v, &u, sizeof(u));
+  _mm_mask_storeu_epi8(p, static_cast<__mmask16>((1u << n) - 1u), v);
+#else
+  std::memcpy(p, &u, static_cast<size_t>(n));
+#endif
+}
+
+// The first n lanes (n >= 0) of c as int32 at p.
+template <class T>
+GK_ALWAYS_INLINE void store_int32(std::int32_t* p, Mask<T> c, index_t n) {
+  const auto u = __builtin_convertvector(c, typename detail::Int32s<T>::type);
+  std::memcpy(p, &u, static_cast<size_t>(GK_ISA_NS::min<index_t>(n, kLanes<T>)) * sizeof(std::int32_t));
 }
 
 // True in lanes [0, n).
 template <class T>
 GK_ALWAYS_INLINE Mask<T> first_lanes(index_t n) {
   return iota<T>() < static_cast<elem_t<Mask<T>>>(n);
+}
+
+// ---- shuffles ---------------------------------------------------------------------------
+
+// The 2L values (a, b) split into even and odd elements: ev = (a0, a2, ..., b0, b2, ...),
+// od = (a1, a3, ..., b1, b3, ...). Any width.
+template <class V>
+GK_ALWAYS_INLINE void deinterleave(V a, V b, V& ev, V& od) {
+  constexpr int L = lanes_of<V>;
+  mask_of<V> me, mo;
+  for (int j = 0; j < L; ++j) {
+    me[j] = static_cast<elem_t<mask_of<V>>>(2 * j);
+    mo[j] = static_cast<elem_t<mask_of<V>>>(2 * j + 1);
+  }
+  ev = __builtin_shuffle(a, b, me);
+  od = __builtin_shuffle(a, b, mo);
+}
+
+// (e0, o0, e1, o1, ...) as two vectors lo, hi: the inverse of deinterleave. Any width.
+template <class V>
+GK_ALWAYS_INLINE void interleave(V e, V o, V& lo, V& hi) {
+  constexpr int L = lanes_of<V>;
+  mask_of<V> ml, mh;
+  for (int j = 0; j < L; ++j) {
+    ml[j] = static_cast<elem_t<mask_of<V>>>((j % 2 == 0 ? 0 : L) + j / 2);
+    mh[j] = static_cast<elem_t<mask_of<V>>>((j % 2 == 0 ? 0 : L) + L / 2 + j / 2);
+  }
+  lo = __builtin_shuffle(e, o, ml);
+  hi = __builtin_shuffle(e, o, mh);
 }
 
 // ---- lane-wise helpers ------------------------------------------------------------------
