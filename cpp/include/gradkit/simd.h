@@ -30,6 +30,8 @@
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
+#elif defined(__SSE2__)
+#include <emmintrin.h>
 #endif
 
 #if !defined(GK_ISA_NS)
@@ -324,61 +326,42 @@ GK_ALWAYS_INLINE V max(V a, V b) {
   return a > b ? a : b;
 }
 
-// Clamp keeping NaN lanes NaN (comparisons with NaN are false).
-// min(x, hi), NaN kept (one min_ps on AVX2 / AVX-512, see clamp below).
+// a < b ? a : b (kMax: a > b ? a : b) in every lane, so b where either is NaN: x86's
+// minps / maxps, one instruction on AVX2 / AVX-512 (GCC keeps the ternary as compare + blend).
+template <bool kMax, class V>
+GK_ALWAYS_INLINE V min_max_x86(V a, V b) {
+  using T = elem_t<V>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    return (V)(kMax ? _mm512_max_ps((__m512)a, (__m512)b) : _mm512_min_ps((__m512)a, (__m512)b));
+  } else {
+    return (V)(kMax ? _mm512_max_pd((__m512d)a, (__m512d)b) : _mm512_min_pd((__m512d)a, (__m512d)b));
+  }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    return (V)(kMax ? _mm256_max_ps((__m256)a, (__m256)b) : _mm256_min_ps((__m256)a, (__m256)b));
+  } else {
+    return (V)(kMax ? _mm256_max_pd((__m256d)a, (__m256d)b) : _mm256_min_pd((__m256d)a, (__m256d)b));
+  }
+#else
+  (void)sizeof(T);
+  if constexpr (kMax) return a > b ? a : b;
+  else return a < b ? a : b;
+#endif
+}
+
+// Clamps keeping NaN lanes NaN: min(x, hi), max(x, lo) and both, one min_ps / max_ps each.
 template <class V>
 GK_ALWAYS_INLINE V clamp_hi(V x, elem_t<V> hi) {
-  using T = elem_t<V>;
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) return (V)_mm512_min_ps((__m512)set1(hi), (__m512)x);
-  else return (V)_mm512_min_pd((__m512d)set1(hi), (__m512d)x);
-#elif defined(__AVX2__)
-  if constexpr (std::is_same_v<T, float>) return (V)_mm256_min_ps((__m256)set1(hi), (__m256)x);
-  else return (V)_mm256_min_pd((__m256d)set1(hi), (__m256d)x);
-#else
-  (void)sizeof(T);
-  return x > hi ? set1(hi) : x;
-#endif
+  return min_max_x86<false>(set1(hi), x);
 }
-
-// max(x, lo), NaN kept (one max_ps on AVX2 / AVX-512).
 template <class V>
 GK_ALWAYS_INLINE V clamp_lo(V x, elem_t<V> lo) {
-  using T = elem_t<V>;
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) return (V)_mm512_max_ps((__m512)set1(lo), (__m512)x);
-  else return (V)_mm512_max_pd((__m512d)set1(lo), (__m512d)x);
-#elif defined(__AVX2__)
-  if constexpr (std::is_same_v<T, float>) return (V)_mm256_max_ps((__m256)set1(lo), (__m256)x);
-  else return (V)_mm256_max_pd((__m256d)set1(lo), (__m256d)x);
-#else
-  (void)sizeof(T);
-  return x < lo ? set1(lo) : x;
-#endif
+  return min_max_x86<true>(set1(lo), x);
 }
-
-// max_ps(c, x) / min_ps(c, x) return their second operand when either is NaN,
-// so one instruction each (GCC keeps the ternaries as compare + blend).
 template <class V>
 GK_ALWAYS_INLINE V clamp(V x, elem_t<V> lo, elem_t<V> hi) {
-  using T = elem_t<V>;
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    return (V)_mm512_min_ps((__m512)set1(hi), _mm512_max_ps((__m512)set1(lo), (__m512)x));
-  } else {
-    return (V)_mm512_min_pd((__m512d)set1(hi), _mm512_max_pd((__m512d)set1(lo), (__m512d)x));
-  }
-#elif defined(__AVX2__)
-  if constexpr (std::is_same_v<T, float>) {
-    return (V)_mm256_min_ps((__m256)set1(hi), _mm256_max_ps((__m256)set1(lo), (__m256)x));
-  } else {
-    return (V)_mm256_min_pd((__m256d)set1(hi), _mm256_max_pd((__m256d)set1(lo), (__m256d)x));
-  }
-#else
-  (void)sizeof(T);
-  x = x < lo ? set1(lo) : x;
-  return x > hi ? set1(hi) : x;
-#endif
+  return min_max_x86<false>(set1(hi), min_max_x86<true>(set1(lo), x));
 }
 
 template <class V>
@@ -471,6 +454,128 @@ template <class V, class F>
 GK_ALWAYS_INLINE V map_lanes(V v, F f) {
   for (int i = 0; i < static_cast<int>(sizeof(V) / sizeof(v[0])); ++i) v[i] = f(v[i]);
   return v;
+}
+
+// sqrt of every lane, correctly rounded (one instruction per vector). T is not deduced
+// (simd::sqrt<T>(x)), so a scalar sqrt call never lands here.
+template <class T>
+GK_ALWAYS_INLINE Vec<T> sqrt(Vec<T> x) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm512_sqrt_ps((__m512)x);
+  else return (Vec<T>)_mm512_sqrt_pd((__m512d)x);
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm256_sqrt_ps((__m256)x);
+  else return (Vec<T>)_mm256_sqrt_pd((__m256d)x);
+#elif defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float>) return (Vec<T>)_mm_sqrt_ps((__m128)x);
+  else return (Vec<T>)_mm_sqrt_pd((__m128d)x);
+#else
+  return map_lanes(x, [](T v) { return std::sqrt(v); });
+#endif
+}
+
+// a * m for lanes a < 2^32: one unsigned 32x32 -> 64-bit multiply per lane (pmuludq)
+// where the compiler would otherwise emulate a 64-bit product.
+GK_ALWAYS_INLINE Vec<std::uint64_t> mul_lo32(Vec<std::uint64_t> a, std::uint32_t m) {
+#if defined(__AVX512F__)
+  return (Vec<std::uint64_t>)_mm512_mul_epu32((__m512i)a, _mm512_set1_epi64(m));
+#elif defined(__AVX2__)
+  return (Vec<std::uint64_t>)_mm256_mul_epu32((__m256i)a, _mm256_set1_epi64x(m));
+#elif defined(__SSE2__)
+  return (Vec<std::uint64_t>)_mm_mul_epu32((__m128i)a, _mm_set1_epi64x(m));
+#else
+  return a * static_cast<std::uint64_t>(m);
+#endif
+}
+
+// ---- lane bits: compress and expand ---------------------------------------------------------
+
+// Lane i of m (a comparison result) as bit i.
+GK_ALWAYS_INLINE unsigned bitmask(Mask<float> m) {
+#if defined(__AVX512F__)
+  return _mm512_movepi32_mask((__m512i)m);
+#elif defined(__AVX2__)
+  return static_cast<unsigned>(_mm256_movemask_ps((__m256)m));
+#else
+  unsigned b = 0;
+  for (int i = 0; i < kLanes<float>; ++i) b |= (m[i] < 0 ? 1u : 0u) << i;
+  return b;
+#endif
+}
+
+// !(a < b) in every lane: true where either is NaN (AVX2: one vcmpnltps, where GCC
+// would compare and negate).
+template <class V>
+GK_ALWAYS_INLINE mask_of<V> not_less(V a, V b) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if constexpr (std::is_same_v<elem_t<V>, float> && sizeof(V) == 32) {
+    return (mask_of<V>)_mm256_cmp_ps((__m256)a, (__m256)b, _CMP_NLT_UQ);
+  }
+#endif
+  return ~(a < b);
+}
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+namespace detail {
+// For each 8-bit lane mask m: kCompress[m] lists the set lanes first (byte k = the k-th
+// set lane); kExpand[m] gives each set lane its rank among them (byte b = rank of lane b).
+struct LaneBytes {
+  std::uint64_t v[256];
+};
+constexpr LaneBytes lane_bytes(bool expand) {
+  LaneBytes t{};
+  for (int m = 0; m < 256; ++m) {
+    int k = 0;
+    for (int b = 0; b < 8; ++b) {
+      if ((m >> b) & 1) {
+        t.v[m] |= std::uint64_t(expand ? k : b) << (8 * (expand ? b : k));
+        ++k;
+      }
+    }
+  }
+  return t;
+}
+alignas(64) inline constexpr LaneBytes kCompress = lane_bytes(false);
+alignas(64) inline constexpr LaneBytes kExpand = lane_bytes(true);
+
+GK_ALWAYS_INLINE __m256i lane_perm(const LaneBytes& t, unsigned m) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&t.v[m])));
+}
+}  // namespace detail
+#endif
+
+// The lanes of v whose bit is set in m, packed in lane order at p (popcount(m) values); may
+// write a whole vector at p (AVX2: one permutation and one store; AVX-512: vcompressps).
+GK_ALWAYS_INLINE void compress_store(float* p, Vec<float> v, unsigned m) {
+#if defined(__AVX512F__)
+  _mm512_mask_compressstoreu_ps(p, static_cast<__mmask16>(m), (__m512)v);
+#elif defined(__AVX2__)
+  _mm256_storeu_ps(p, _mm256_permutevar8x32_ps((__m256)v, detail::lane_perm(detail::kCompress, m)));
+#else
+  int k = 0;
+  for (int i = 0; i < kLanes<float>; ++i) {
+    if ((m >> i) & 1u) p[k++] = v[i];
+  }
+#endif
+}
+
+// v with the lanes whose bit is set in m replaced, in lane order, by p[0], p[1], ...: the
+// inverse of compress_store (may read a whole vector at p).
+GK_ALWAYS_INLINE Vec<float> expand_load(Vec<float> v, const float* p, unsigned m) {
+#if defined(__AVX512F__)
+  return (Vec<float>)_mm512_mask_expandloadu_ps((__m512)v, static_cast<__mmask16>(m), p);
+#elif defined(__AVX2__)
+  const __m256 t = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p), detail::lane_perm(detail::kExpand, m));
+  const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i sel = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(m)), lane_bit), lane_bit);
+  return (Vec<float>)_mm256_blendv_ps((__m256)v, t, _mm256_castsi256_ps(sel));
+#else
+  int k = 0;
+  for (int i = 0; i < kLanes<float>; ++i) {
+    if ((m >> i) & 1u) v[i] = p[k++];
+  }
+  return v;
+#endif
 }
 
 }  // namespace gk::GK_ISA_NS::simd
