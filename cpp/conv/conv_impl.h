@@ -5,7 +5,7 @@
 #include <type_traits>
 
 #include "gradkit/conv.h"
-#include "simd_vec_impl.h"
+#include "gradkit/simd.h"
 #include "winograd_impl.h"
 
 namespace gk::GK_ISA_NS {
@@ -62,7 +62,7 @@ GK_ALWAYS_INLINE void lanes_in(index_t j0, index_t L, index_t lo, index_t hi, in
 // even lanes of pairs of vectors.
 template <class T>
 void im2col(T* col, const T* x_img, const ConvShape& s, index_t c0, index_t Cg, index_t oh0, index_t nrows) {
-  constexpr index_t L = cv::kLanes<T>;
+  constexpr index_t L = simd::kLanes<T>;
   const index_t OW = s.OW, SW = s.SW;
   const T* const x_end = x_img + s.C * s.H * s.W;
   convk::for_each_tile_row(col, x_img, s, c0, Cg, oh0, nrows, [&](T* dst, const T* src, index_t lo, index_t hi) {
@@ -72,9 +72,9 @@ void im2col(T* col, const T* x_img, const ConvShape& s, index_t c0, index_t Cg, 
       for (index_t j = 0; j < OW; j += L) {
         index_t a, b;
         convk::lanes_in(j, L, lo, hi, a, b);
-        const cv::Vec<T> v = simd::load_lanes(src + j, a, b);
+        const simd::Vec<T> v = simd::load_lanes(src + j, a, b);
         if (j + L <= OW) {
-          cv::store(dst + j, v);
+          simd::store(dst + j, v);
         } else {
           simd::store_partial(dst + j, v, OW - j);
         }
@@ -89,7 +89,7 @@ void im2col(T* col, const T* x_img, const ConvShape& s, index_t c0, index_t Cg, 
         for (; ow + VV::L <= hi && src + 2 * (ow + VV::L) <= x_end; ow += VV::L) {
           typename VV::V ev, od;
           VV::deinterleave(src + 2 * ow, ev, od);
-          VV::store(dst + ow, ev);
+          simd::store(dst + ow, ev);
         }
       }
       for (; ow < hi; ++ow) dst[ow] = src[ow * SW];
@@ -101,7 +101,7 @@ void im2col(T* col, const T* x_img, const ConvShape& s, index_t c0, index_t Cg, 
 // channels [c0, c0+Cg) of x_img (C,H,W) += col2im(col (Cg*KH*KW, nrows*OW)); serial.
 template <class T>
 void col2im(T* x_img, const T* col, const ConvShape& s, index_t c0, index_t Cg, index_t oh0, index_t nrows) {
-  constexpr index_t L = cv::kLanes<T>;
+  constexpr index_t L = simd::kLanes<T>;
   const index_t SW = s.SW;
   convk::for_each_tile_row(col, x_img, s, c0, Cg, oh0, nrows, [&](const T* crow, T* dst, index_t lo, index_t hi) {
     if (dst == nullptr) return;
@@ -123,8 +123,8 @@ namespace convk {
 template <class T, int MB>
 GK_ALWAYS_INLINE void smallk_forward_rows(T* y, index_t ldy, const T* col, const T* w, const T* b, index_t K, index_t n,
                                           bool relu) {
-  using V = cv::Vec<T>;
-  constexpr index_t L = cv::kLanes<T>;
+  using V = simd::Vec<T>;
+  constexpr index_t L = simd::kLanes<T>;
   T bias[MB];
   for (int i = 0; i < MB; ++i) bias[i] = b != nullptr ? b[i] : T(0);
   // PV pixel vectors at once: each broadcast weight serves PV FMAs (a load per FMA
@@ -135,19 +135,19 @@ GK_ALWAYS_INLINE void smallk_forward_rows(T* y, index_t ldy, const T* col, const
     constexpr int NV = decltype(pv)::value;
     V acc[MB][NV];
     for (int i = 0; i < MB; ++i)
-      for (int j = 0; j < NV; ++j) acc[i][j] = cv::set1<T>(bias[i]);
+      for (int j = 0; j < NV; ++j) acc[i][j] = simd::set1<T>(bias[i]);
     for (index_t k = 0; k < K; ++k) {
       V c[NV];
-      for (int j = 0; j < NV; ++j) c[j] = cv::load(col + k * n + p + j * L);
+      for (int j = 0; j < NV; ++j) c[j] = simd::load(col + k * n + p + j * L);
       for (int i = 0; i < MB; ++i) {
-        const V wk = cv::set1<T>(w[i * K + k]);
+        const V wk = simd::set1<T>(w[i * K + k]);
         for (int j = 0; j < NV; ++j) acc[i][j] += wk * c[j];
       }
     }
     for (int i = 0; i < MB; ++i)
       for (int j = 0; j < NV; ++j) {
         if (relu) acc[i][j] = acc[i][j] > V{} ? acc[i][j] : V{};
-        cv::store(y + i * ldy + p + j * L, acc[i][j]);
+        simd::store(y + i * ldy + p + j * L, acc[i][j]);
       }
   };
   for (; p + PV * L <= n; p += PV * L) block(std::integral_constant<int, PV>{});
@@ -165,24 +165,24 @@ GK_ALWAYS_INLINE void smallk_forward_rows(T* y, index_t ldy, const T* col, const
 // KB columns of dw (M,K) row m: dw[k] += dy_m . col[k]; db += sum(dy_m) when db is set.
 template <class T, int KB>
 GK_ALWAYS_INLINE void smallk_dweight_cols(T* dw, T* db, const T* dym, const T* col, index_t n) {
-  using V = cv::Vec<T>;
-  constexpr index_t L = cv::kLanes<T>;
+  using V = simd::Vec<T>;
+  constexpr index_t L = simd::kLanes<T>;
   V acc[KB > 0 ? KB : 1];
   V accb{};
   for (int j = 0; j < KB; ++j) acc[j] = V{};
   index_t p = 0;
   for (; p + L <= n; p += L) {
-    const V d = cv::load(dym + p);
+    const V d = simd::load(dym + p);
     if (db != nullptr) accb += d;
-    for (int j = 0; j < KB; ++j) acc[j] += d * cv::load(col + j * n + p);
+    for (int j = 0; j < KB; ++j) acc[j] += d * simd::load(col + j * n + p);
   }
   for (int j = 0; j < KB; ++j) {
-    T sum = cv::hsum(acc[j]);
+    T sum = simd::hsum(acc[j]);
     for (index_t q = p; q < n; ++q) sum += dym[q] * col[j * n + q];
     dw[j] += sum;
   }
   if (db != nullptr) {
-    T sum = cv::hsum(accb);
+    T sum = simd::hsum(accb);
     for (index_t q = p; q < n; ++q) sum += dym[q];
     *db += sum;
   }
@@ -240,7 +240,7 @@ void smallk_dweight(T* dw, T* db, const T* dy, index_t ldy, const T* col, index_
 // xp <- channels [c0, c0 + Cg) of x_img (C,H,W), zero-padded (direct_pad_layout).
 template <class T>
 void direct_pad(T* xp, const T* x_img, const ConvShape& s, index_t c0, index_t Cg) {
-  constexpr index_t L = cv::kLanes<T>;
+  constexpr index_t L = simd::kLanes<T>;
   const DirectPad d = direct_pad_layout<IsaTag>(s, sizeof(T));
   fill(xp, xp + Cg * d.plane, T(0));
   for (index_t c = 0; c < Cg; ++c) {
@@ -248,7 +248,7 @@ void direct_pad(T* xp, const T* x_img, const ConvShape& s, index_t c0, index_t C
       const T* src = x_img + ((c0 + c) * s.H + ih) * s.W;
       T* dst = xp + c * d.plane + (s.PH + ih) * d.ldp + s.PW;
       index_t j = 0;
-      for (; j + L <= s.W; j += L) cv::store(dst + j, cv::load(src + j));
+      for (; j + L <= s.W; j += L) simd::store(dst + j, simd::load(src + j));
       if (j < s.W) simd::store_partial(dst + j, simd::load_partial(src + j, s.W - j), s.W - j);
     }
   }
@@ -271,20 +271,20 @@ inline index_t tap_offsets(index_t* off, const ConvShape& s, const DirectPad& d)
 template <class T, int MB, int RB, int NV>
 GK_ALWAYS_INLINE void direct_forward_tile(T* y, index_t P, index_t OW, const T* x, index_t xrow, const index_t* off,
                                           index_t K, const T* w, const T* b, index_t last, bool relu) {
-  using V = cv::Vec<T>;
-  constexpr index_t L = cv::kLanes<T>;
+  using V = simd::Vec<T>;
+  constexpr index_t L = simd::kLanes<T>;
   V acc[MB][RB][NV];
   for (int i = 0; i < MB; ++i) {
-    const V bi = cv::set1<T>(b != nullptr ? b[i] : T(0));
+    const V bi = simd::set1<T>(b != nullptr ? b[i] : T(0));
     for (int r = 0; r < RB; ++r)
       for (int v = 0; v < NV; ++v) acc[i][r][v] = bi;
   }
   for (index_t k = 0; k < K; ++k) {
     V xv[RB][NV];
     for (int r = 0; r < RB; ++r)
-      for (int v = 0; v < NV; ++v) xv[r][v] = cv::load(x + r * xrow + off[k] + v * L);
+      for (int v = 0; v < NV; ++v) xv[r][v] = simd::load(x + r * xrow + off[k] + v * L);
     for (int i = 0; i < MB; ++i) {
-      const V wk = cv::set1<T>(w[i * K + k]);
+      const V wk = simd::set1<T>(w[i * K + k]);
       for (int r = 0; r < RB; ++r)
         for (int v = 0; v < NV; ++v) acc[i][r][v] += wk * xv[r][v];
     }
@@ -298,7 +298,7 @@ GK_ALWAYS_INLINE void direct_forward_tile(T* y, index_t P, index_t OW, const T* 
         if (v == NV - 1) {
           simd::store_partial(p, a, last);
         } else {
-          cv::store(p, a);
+          simd::store(p, a);
         }
       }
 }
@@ -307,7 +307,7 @@ GK_ALWAYS_INLINE void direct_forward_tile(T* y, index_t P, index_t OW, const T* 
 template <class T, int MB>
 GK_ALWAYS_INLINE void direct_forward_channels(T* y, const T* xp, const index_t* off, const T* w, const T* b,
                                               const ConvShape& s, index_t K, index_t xrow, bool relu) {
-  constexpr index_t L = cv::kLanes<T>;
+  constexpr index_t L = simd::kLanes<T>;
   const index_t P = s.OH * s.OW, nv = ceil_div(s.OW, L), last = s.OW - (nv - 1) * L;
   const auto rows = [&](auto rb, index_t oh) {
     constexpr int RB = decltype(rb)::value;
@@ -353,13 +353,13 @@ namespace convk {
 template <class T, int MB, int KB>
 GK_ALWAYS_INLINE void direct_dweight_tile(T* acc, index_t K, const T* dy, const T* xp, const index_t* off,
                                           const ConvShape& s, index_t xrow, bool with_db) {
-  using V = cv::Vec<T>;
-  constexpr index_t L = cv::kLanes<T>;
+  using V = simd::Vec<T>;
+  constexpr index_t L = simd::kLanes<T>;
   const index_t P = s.OH * s.OW, nv = ceil_div(s.OW, L), last = s.OW - (nv - 1) * L;
   V a[MB][KB], ab[MB];
   for (int i = 0; i < MB; ++i) {
-    for (int t = 0; t < KB; ++t) a[i][t] = cv::load(acc + (i * (K + 1) + t) * L);
-    ab[i] = with_db ? cv::load(acc + (i * (K + 1) + K) * L) : V{};
+    for (int t = 0; t < KB; ++t) a[i][t] = simd::load(acc + (i * (K + 1) + t) * L);
+    ab[i] = with_db ? simd::load(acc + (i * (K + 1) + K) * L) : V{};
   }
   // Vector v of each row; the last keeps `last` lanes and reads nothing beyond the row
   // (zeros there), so every vector takes the same masked path.
@@ -380,8 +380,8 @@ GK_ALWAYS_INLINE void direct_dweight_tile(T* acc, index_t K, const T* dy, const 
     }
   }
   for (int i = 0; i < MB; ++i) {
-    for (int t = 0; t < KB; ++t) cv::store(acc + (i * (K + 1) + t) * L, a[i][t]);
-    if (with_db) cv::store(acc + (i * (K + 1) + K) * L, ab[i]);
+    for (int t = 0; t < KB; ++t) simd::store(acc + (i * (K + 1) + t) * L, a[i][t]);
+    if (with_db) simd::store(acc + (i * (K + 1) + K) * L, ab[i]);
   }
 }
 
@@ -411,7 +411,7 @@ constexpr index_t dw_max_kb(int MB) { return MB >= 3 ? 9 : kMaxKB; }
 template <class T>
 void direct_dweight(T* acc, const T* dy, const T* xp, const ConvShape& s, index_t M, bool with_db) {
   constexpr int MB = convk::kDirectDwMB;
-  constexpr index_t L = cv::kLanes<T>;
+  constexpr index_t L = simd::kLanes<T>;
   const DirectPad d = direct_pad_layout<IsaTag>(s, sizeof(T));
   index_t off[kConvSmallK];
   const index_t K = convk::tap_offsets(off, s, d), P = s.OH * s.OW, xrow = s.SH * d.ldp;
@@ -436,10 +436,10 @@ void direct_dweight(T* acc, const T* dy, const T* xp, const ConvShape& s, index_
 // dw (M,K) += lane sums of acc[:, :K]; db (M,) += lane sums of acc[:, K] (each skipped when null).
 template <class T>
 void direct_finish(T* dw, T* db, const T* acc, index_t M, index_t K) {
-  constexpr index_t L = cv::kLanes<T>;
+  constexpr index_t L = simd::kLanes<T>;
   for (index_t m = 0; m < M; ++m) {
-    for (index_t k = 0; dw != nullptr && k < K; ++k) dw[m * K + k] += cv::hsum(cv::load(acc + (m * (K + 1) + k) * L));
-    if (db != nullptr) db[m] += cv::hsum(cv::load(acc + (m * (K + 1) + K) * L));
+    for (index_t k = 0; dw != nullptr && k < K; ++k) dw[m * K + k] += simd::hsum(simd::load(acc + (m * (K + 1) + k) * L));
+    if (db != nullptr) db[m] += simd::hsum(simd::load(acc + (m * (K + 1) + K) * L));
   }
 }
 

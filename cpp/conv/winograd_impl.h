@@ -18,107 +18,51 @@
 #include <type_traits>
 
 #include "gradkit/conv.h"
-#include "simd_vec_impl.h"
+#include "gradkit/simd.h"
 
 namespace gk::GK_ISA_NS {
 
 namespace winok {
 
-// Vectors of B bytes of T (B = the native width or half of it).
+// Vectors of B bytes of T (B = the native width, or half or a quarter of it) and the
+// SIMD layer's operations at that width.
 template <class T, int B>
 struct VT {
-  using IE = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
-  typedef T V __attribute__((vector_size(B)));
-  typedef IE I __attribute__((vector_size(B)));
-  static constexpr index_t L = B / static_cast<index_t>(sizeof(T));
+  using V = simd::Vec<T, B>;
+  using I = simd::Mask<T, B>;
+  using IE = simd::elem_t<I>;
+  static constexpr index_t L = simd::lanes_of<V>;
 
-  static GK_ALWAYS_INLINE V load(const T* p) {
-    V v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-  }
-  static GK_ALWAYS_INLINE void store(T* p, V v) { std::memcpy(p, &v, sizeof(v)); }
+  static GK_ALWAYS_INLINE V load(const T* p) { return simd::load<T, B>(p); }
   // p[0 .. n) = v[0 .. n), 0 <= n <= L; nothing else is written.
   static GK_ALWAYS_INLINE void store_n(T* p, V v, index_t n) {
-    if (n >= L) {
-      store(p, v);
-      return;
-    }
-#if defined(__AVX512F__)
-    const unsigned m = (1u << n) - 1u;
-    if constexpr (std::is_same_v<T, float> && B == 64) {
-      _mm512_mask_storeu_ps(p, static_cast<__mmask16>(m), (__m512)v);
-      return;
-    } else if constexpr (std::is_same_v<T, float> && B == 32) {
-      _mm256_mask_storeu_ps(p, static_cast<__mmask8>(m), (__m256)v);
-      return;
-    } else if constexpr (std::is_same_v<T, double> && B == 64) {
-      _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), (__m512d)v);
-      return;
-    } else if constexpr (std::is_same_v<T, double> && B == 32) {
-      _mm256_mask_storeu_pd(p, static_cast<__mmask8>(m), (__m256d)v);
-      return;
-    } else if constexpr (std::is_same_v<T, float> && B == 16) {
-      _mm_mask_storeu_ps(p, static_cast<__mmask8>(m), (__m128)v);
-      return;
-    } else if constexpr (std::is_same_v<T, double> && B == 16) {
-      _mm_mask_storeu_pd(p, static_cast<__mmask8>(m), (__m128d)v);
-      return;
-    }
-#elif defined(__AVX2__)
-    I lanes;  // 0, 1, 2, ...
-    for (index_t l = 0; l < L; ++l) lanes[l] = static_cast<IE>(l);
-    const I m = lanes < (I{} + static_cast<IE>(n));
-    if constexpr (std::is_same_v<T, float> && B == 32) {
-      _mm256_maskstore_ps(p, (__m256i)m, (__m256)v);
-      return;
-    } else if constexpr (std::is_same_v<T, float> && B == 16) {
-      _mm_maskstore_ps(p, (__m128i)m, (__m128)v);
-      return;
-    } else if constexpr (std::is_same_v<T, double> && B == 32) {
-      _mm256_maskstore_pd(p, (__m256i)m, (__m256d)v);
-      return;
-    } else if constexpr (std::is_same_v<T, double> && B == 16) {
-      _mm_maskstore_pd(p, (__m128i)m, (__m128d)v);
-      return;
-    }
-#endif
-    for (index_t l = 0; l < n; ++l) p[l] = v[l];
+    if (n >= L) simd::store(p, v);
+    else simd::store_partial(p, v, n);
   }
   // ev = (p0, p2, ...), od = (p1, p3, ...) of the 2L values at p.
   static GK_ALWAYS_INLINE void deinterleave(const T* p, V& ev, V& od) {
-    const V a = load(p), b = load(p + L);
-    I me, mo;
-    for (index_t j = 0; j < L; ++j) {
-      me[j] = static_cast<IE>(2 * j);
-      mo[j] = static_cast<IE>(2 * j + 1);
-    }
-    ev = __builtin_shuffle(a, b, me);
-    od = __builtin_shuffle(a, b, mo);
+    simd::deinterleave(load(p), load(p + L), ev, od);
   }
   // p[0 .. n) = the first n of (e0, o0, e1, o1, ...), n <= 2L.
   static GK_ALWAYS_INLINE void interleave_n(T* p, V e, V o, index_t n) {
-    I lo, hi;
-    for (index_t j = 0; j < L; ++j) {
-      lo[j] = static_cast<IE>((j % 2 == 0 ? 0 : L) + j / 2);
-      hi[j] = static_cast<IE>((j % 2 == 0 ? 0 : L) + L / 2 + j / 2);
-    }
-    store_n(p, __builtin_shuffle(e, o, lo), n);
-    if (n > L) store_n(p + L, __builtin_shuffle(e, o, hi), n - L);
+    V lo, hi;
+    simd::interleave(e, o, lo, hi);
+    store_n(p, lo, n);
+    if (n > L) store_n(p + L, hi, n - L);
   }
   // p[0 .. n) = the first n of (a0, b0, c0, d0, a1, b1, ...), n <= 4L.
   static GK_ALWAYS_INLINE void interleave4_n(T* p, V a, V b, V c, V d, index_t n) {
-    I lo, hi;
-    for (index_t j = 0; j < L; ++j) {
-      lo[j] = static_cast<IE>((j % 2 == 0 ? 0 : L) + j / 2);
-      hi[j] = static_cast<IE>((j % 2 == 0 ? 0 : L) + L / 2 + j / 2);
+    V ac_lo, ac_hi, bd_lo, bd_hi, r0, r1;
+    simd::interleave(a, c, ac_lo, ac_hi);  // a0 c0 a1 c1 ...
+    simd::interleave(b, d, bd_lo, bd_hi);  // b0 d0 b1 d1 ...
+    simd::interleave(ac_lo, bd_lo, r0, r1);
+    store_n(p, r0, n);
+    if (n > L) store_n(p + L, r1, n - L);
+    if (n > 2 * L) {
+      simd::interleave(ac_hi, bd_hi, r0, r1);
+      store_n(p + 2 * L, r0, n - 2 * L);
+      if (n > 3 * L) store_n(p + 3 * L, r1, n - 3 * L);
     }
-    const V ac_lo = __builtin_shuffle(a, c, lo), ac_hi = __builtin_shuffle(a, c, hi);  // a0 c0 a1 c1 ...
-    const V bd_lo = __builtin_shuffle(b, d, lo), bd_hi = __builtin_shuffle(b, d, hi);  // b0 d0 b1 d1 ...
-    store_n(p, __builtin_shuffle(ac_lo, bd_lo, lo), n);
-    if (n > L) store_n(p + L, __builtin_shuffle(ac_lo, bd_lo, hi), n - L);
-    if (n > 2 * L) store_n(p + 2 * L, __builtin_shuffle(ac_hi, bd_hi, lo), n - 2 * L);
-    if (n > 3 * L) store_n(p + 3 * L, __builtin_shuffle(ac_hi, bd_hi, hi), n - 3 * L);
   }
 };
 
@@ -353,7 +297,7 @@ GK_ALWAYS_INLINE void load_sixes(const T* row, index_t col0, index_t W, const Si
   }
   const T* p = row + col0;
   if (p >= lo && p + 4 * L + 2 <= hi) {
-    I_ ev, od, next;
+    I_ ev, od, next;  // simd::deinterleave's shuffles, written out: one set of constants for all four
     for (index_t j = 0; j < L; ++j) {
       ev[j] = static_cast<IE>(2 * j);
       od[j] = static_cast<IE>(2 * j + 1);
@@ -611,7 +555,7 @@ void wino_transpose(T* dst, index_t ldd, const T* src, index_t lds, index_t rows
       typename VV::V v[L];
       for (index_t l = 0; l < L; ++l) v[l] = VV::load(src + (i + l) * lds + j);
       winok::transpose_stages<VV, L / 2>(v);
-      for (index_t l = 0; l < L; ++l) VV::store(dst + (j + l) * ldd + i, v[l]);
+      for (index_t l = 0; l < L; ++l) simd::store(dst + (j + l) * ldd + i, v[l]);
     }
     for (index_t j = cf; j < cols; ++j) {
       for (index_t l = 0; l < L; ++l) dst[j * ldd + i + l] = src[(i + l) * lds + j];

@@ -1,16 +1,12 @@
 // Element-wise kernel templates, written once over the element type and the
-// vector type of gradkit/simd.h, instantiated per ISA by eltwise_generic.cpp,
+// vector type of gradkit/simd.h (math: gradkit/simd_math.h), instantiated per ISA by eltwise_generic.cpp,
 // x86/avx2/eltwise_avx2.cpp and x86/avx512/eltwise_avx512.cpp (each defines
 // GK_ISA_NS first, so every instantiation lives in its own namespace).
 #pragma once
 #include <cstdint>
 
 #include "gradkit/eltwise.h"
-#include "gradkit/simd.h"
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
+#include "gradkit/simd_math.h"
 
 namespace gk::GK_ISA_NS {
 namespace eltwise {
@@ -146,37 +142,12 @@ void act_forward_kernel(T* y, const T* x, index_t n, T alpha, bool stream) {
 // GELU forward, float, AVX2. simd::gelu costs one vector about 4x more when any of its
 // lanes is beyond the piecewise fast path (|x| >= 3.75, NaN): with N(0, 9) inputs most
 // vectors have one. Here every vector takes the fast path, its tail lanes are packed
-// (a permutation from kCompress) from a block of kGeluBlock values into full vectors,
-// computed there by simd::detail::gelu_tail, and blended back in registers (kExpand)
-// as the block is written out: the same bits as simd::gelu, lane by lane. Reading
+// (simd::compress_store) from a block of kGeluBlock values into full vectors,
+// computed there by simd::detail::gelu_tail, and blended back in registers
+// (simd::expand_load) as the block is written out: the same bits as simd::gelu, lane by lane. Reading
 // results back from a buffer lane by lane would stall on store forwarding; the block
 // stays in L1 between the passes.
 constexpr index_t kGeluBlock = 256;
-
-// For each 8-bit lane mask m: kCompress[m] lists the set lanes first (byte k = the k-th
-// set lane); kExpand[m] gives each set lane its rank among them (byte b = rank of lane b).
-struct LaneBytes {
-  std::uint64_t v[256];
-};
-constexpr LaneBytes lane_bytes(bool expand) {
-  LaneBytes t{};
-  for (int m = 0; m < 256; ++m) {
-    int k = 0;
-    for (int b = 0; b < 8; ++b) {
-      if ((m >> b) & 1) {
-        t.v[m] |= std::uint64_t(expand ? k : b) << (8 * (expand ? b : k));
-        ++k;
-      }
-    }
-  }
-  return t;
-}
-alignas(64) inline constexpr LaneBytes kCompress = lane_bytes(false);
-alignas(64) inline constexpr LaneBytes kExpand = lane_bytes(true);
-
-GK_ALWAYS_INLINE __m256i lane_perm(const LaneBytes& t, int m) {
-  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&t.v[m])));
-}
 
 template <>
 inline void act_forward_kernel<float, Act::gelu>(float* y, const float* x, index_t n, float, bool stream) {
@@ -199,33 +170,30 @@ inline void act_forward_kernel<float, Act::gelu>(float* y, const float* x, index
       prefetch_ahead(x + i + j);
       const V v = load(x + i + j);
       const V a = abs(v);
-      const int m = _mm256_movemask_ps(_mm256_cmp_ps((__m256)a, _mm256_set1_ps(kGeluFastLimit), _CMP_NLT_UQ));
+      const unsigned m = bitmask(not_less(a, set1(kGeluFastLimit)));  // the tail lanes (NaN included)
       store(fast + j, gelu_fast(v, a));
       masks[j / L] = static_cast<unsigned char>(m);
       if (m != 0) {
-        _mm256_storeu_ps(tail + nt, _mm256_permutevar8x32_ps((__m256)v, lane_perm(kCompress, m)));
-        nt += __builtin_popcount(static_cast<unsigned>(m));
+        compress_store(tail + nt, v, m);
+        nt += __builtin_popcount(m);
       }
     }
     if (nt > 0) {
-      _mm256_storeu_ps(tail + nt, _mm256_setzero_ps());  // defined lanes past the last
+      store(tail + nt, zero<float>());  // defined lanes past the last
       for (int t = 0; t < nt; t += L) store(tail + t, detail::gelu_tail(load(tail + t)));
     }
     int k = 0;
-    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     for (index_t j = 0; j < nb; j += L) {
-      const int m = masks[j / L];
-      __m256 r = _mm256_load_ps(fast + j);
+      const unsigned m = masks[j / L];
+      V r = load(fast + j);
       if (m != 0) {
-        const __m256 t = _mm256_permutevar8x32_ps(_mm256_loadu_ps(tail + k), lane_perm(kExpand, m));
-        const __m256i sel = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(m), lane_bit), lane_bit);
-        r = _mm256_blendv_ps(r, t, _mm256_castsi256_ps(sel));
-        k += __builtin_popcount(static_cast<unsigned>(m));
+        r = expand_load(r, tail + k, m);
+        k += __builtin_popcount(m);
       }
       if (stream) {
-        simd::stream(y + i + j, (V)r);
+        simd::stream(y + i + j, r);
       } else {
-        store(y + i + j, (V)r);
+        store(y + i + j, r);
       }
     }
     i += nb;
@@ -259,22 +227,8 @@ GK_ALWAYS_INLINE Mask<T> mask_bits(const std::uint8_t* mask, index_t i) {
 
 // Philox4x32-10 (gradkit/rng.h) on kLanes<double> consecutive counters at once:
 // one block per 64-bit lane, 32-bit words zero-extended, 32x32 -> 64-bit products.
-typedef std::uint64_t U64 __attribute__((vector_size(kVecBytes)));
-constexpr int kU64Lanes = kVecBytes / 8;
-
-// a * m for lanes a < 2^32: one unsigned 32x32 -> 64-bit multiply per lane
-// (pmuludq) where the compiler would otherwise emulate a 64-bit product.
-GK_ALWAYS_INLINE U64 mul_lo32(U64 a, std::uint32_t m) {
-#if defined(__AVX512F__)
-  return (U64)_mm512_mul_epu32((__m512i)a, _mm512_set1_epi64(m));
-#elif defined(__AVX2__)
-  return (U64)_mm256_mul_epu32((__m256i)a, _mm256_set1_epi64x(m));
-#elif defined(__SSE2__)
-  return (U64)_mm_mul_epu32((__m128i)a, _mm_set1_epi64x(m));
-#else
-  return a * static_cast<std::uint64_t>(m);
-#endif
-}
+using U64 = Vec<std::uint64_t>;
+constexpr int kU64Lanes = kLanes<std::uint64_t>;
 
 GK_ALWAYS_INLINE void philox_lanes(U64 ctr, std::uint64_t key, U64 (&w)[4]) {
   constexpr std::uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
@@ -423,20 +377,15 @@ double squared_error_kernel(T* d, const T* x, const T* t, index_t n, T grad_scal
 
 // ---- the table ------------------------------------------------------------------------------------
 
-template <class T>
-constexpr void fill_kernels(EltwiseKernels<T>& k) {
-  k.forward[static_cast<int>(Act::sigmoid)] = act_forward_kernel<T, Act::sigmoid>;
-  k.forward[static_cast<int>(Act::tanh)] = act_forward_kernel<T, Act::tanh>;
-  k.forward[static_cast<int>(Act::relu)] = act_forward_kernel<T, Act::relu>;
-  k.forward[static_cast<int>(Act::leaky_relu)] = act_forward_kernel<T, Act::leaky_relu>;
-  k.forward[static_cast<int>(Act::elu)] = act_forward_kernel<T, Act::elu>;
-  k.forward[static_cast<int>(Act::gelu)] = act_forward_kernel<T, Act::gelu>;
-  k.backward[static_cast<int>(Act::sigmoid)] = act_backward_kernel<T, Act::sigmoid>;
-  k.backward[static_cast<int>(Act::tanh)] = act_backward_kernel<T, Act::tanh>;
-  k.backward[static_cast<int>(Act::relu)] = act_backward_kernel<T, Act::relu>;
-  k.backward[static_cast<int>(Act::leaky_relu)] = act_backward_kernel<T, Act::leaky_relu>;
-  k.backward[static_cast<int>(Act::elu)] = act_backward_kernel<T, Act::elu>;
-  k.backward[static_cast<int>(Act::gelu)] = act_backward_kernel<T, Act::gelu>;
+// Every activation, once: fill_kernels sets the forward and backward kernel of each.
+template <Act... A>
+struct ActList {};
+constexpr ActList<Act::sigmoid, Act::tanh, Act::relu, Act::leaky_relu, Act::elu, Act::gelu> kActs{};
+
+template <class T, Act... A>
+constexpr void fill_kernels(EltwiseKernels<T>& k, ActList<A...>) {
+  ((k.forward[static_cast<int>(A)] = act_forward_kernel<T, A>,
+    k.backward[static_cast<int>(A)] = act_backward_kernel<T, A>), ...);
   k.dropout_apply = dropout_apply_kernel<T>;
   k.cross_entropy = cross_entropy_kernel<T>;
   k.squared_error = squared_error_kernel<T>;
@@ -444,8 +393,8 @@ constexpr void fill_kernels(EltwiseKernels<T>& k) {
 
 constexpr void fill_table(EltwiseTable& t) {
   t.dropout_mask = dropout_mask_kernel;
-  fill_kernels(t.f32);
-  fill_kernels(t.f64);
+  fill_kernels(t.f32, kActs);
+  fill_kernels(t.f64, kActs);
 }
 
 }  // namespace eltwise

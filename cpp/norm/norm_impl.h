@@ -12,8 +12,8 @@
 #error "define GK_ISA_NS (generic, avx2, avx512) before including norm_impl.h"
 #endif
 
-#include "../pool/pool2_impl.h"
 #include "gradkit/norm.h"
+#include "gradkit/pool2x2.h"
 #include "gradkit/simd.h"
 
 namespace gk::GK_ISA_NS {
@@ -322,14 +322,15 @@ void ln_row_backward(T* dx, T* dw, T* db, const T* dy, const T* x, index_t n, T 
 }
 
 // Batch norm + ReLU + MaxPool2d(2): planes of (H, W), outputs (H/2, W/2); see NormKernels::bnrp_*.
-// Output row oh reads the input row pair 2*oh, 2*oh + 1 a vector of outputs at a time (pool/pool2_impl.h).
+// Output row oh reads the input row pair 2*oh, 2*oh + 1 a vector of outputs at a time (gradkit/pool2x2.h).
 
 template <class T>
 void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_RESTRICT x, index_t nrows, index_t H,
                   index_t W, index_t stride, index_t ostride, T k, T a, T b) {
-  using namespace pool2;
-  using VT = V<T>;
-  using MT = M<T>;
+  using namespace pool2x2;
+  using VT = simd::Vec<T>;
+  using MT = simd::Mask<T>;
+  constexpr index_t L = simd::kLanes<T>;
   const index_t OH = H / 2, OW = W / 2;
   const VT vk = simd::set1(k), va = simd::set1(a), vb = simd::set1(b);
   for (index_t r = 0; r < nrows; ++r) {
@@ -338,7 +339,7 @@ void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_
       const T* x1 = x0 + W;
       T* yo = y + r * ostride + oh * OW;
       std::uint8_t* co = code + r * ostride + oh * OW;
-      for (index_t o0 = 0; o0 < OW; o0 += kL<T>) {
+      for (index_t o0 = 0; o0 < OW; o0 += L) {
         const index_t n = OW - o0, nin = W - 2 * o0;
         VT e0, d0, e1, d1;
         load_pairs(x0 + 2 * o0, nin, e0, d0);
@@ -351,8 +352,8 @@ void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_
         MT j;
         window_max<T>(e0, d0, e1, d1, m, j);
         const MT pass = (m > VT{}) | (m != m);  // ReLU: a gradient flows where its output is > 0 (or NaN)
-        st(yo + o0, pass ? m : VT{}, n);
-        store_bytes<T>(co + o0, pass ? j : simd::mask_set1<T>(kPoolNoGrad), n);
+        simd::store_first(yo + o0, pass ? m : VT{}, n);
+        simd::store_bytes<T>(co + o0, pass ? j : simd::mask_set1<T>(kPoolNoGrad), n);
       }
     }
   }
@@ -361,9 +362,10 @@ void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_
 template <class T>
 void bnrp_dot(const T* GK_RESTRICT dy, const std::uint8_t* GK_RESTRICT code, const T* GK_RESTRICT x, index_t nrows,
               index_t H, index_t W, index_t stride, index_t ostride, T k, double* s1, double* s2) {
-  using namespace pool2;
-  using VT = V<T>;
-  using MT = M<T>;
+  using namespace pool2x2;
+  using VT = simd::Vec<T>;
+  using MT = simd::Mask<T>;
+  constexpr index_t L = simd::kLanes<T>;
   const index_t OH = H / 2, OW = W / 2;
   const VT vk = simd::set1(k);
   double d1 = 0, d2 = 0;
@@ -374,15 +376,15 @@ void bnrp_dot(const T* GK_RESTRICT dy, const std::uint8_t* GK_RESTRICT code, con
       const T* x1 = x0 + W;
       const T* g = dy + r * ostride + oh * OW;
       const std::uint8_t* co = code + r * ostride + oh * OW;
-      for (index_t o0 = 0; o0 < OW; o0 += kL<T>) {
+      for (index_t o0 = 0; o0 < OW; o0 += L) {
         const index_t n = OW - o0, nin = W - 2 * o0;
-        const MT c = load_bytes<T>(co + o0, n, kPoolNoGrad);
+        const MT c = simd::load_bytes<T>(co + o0, n, kPoolNoGrad);
         VT e0, p0, e1, p1;
         load_pairs(x0 + 2 * o0, nin, e0, p0);
         load_pairs(x1 + 2 * o0, nin, e1, p1);
         const VT xv = c == 0 ? e0 : c == 1 ? p0 : c == 2 ? e1 : p1;
         const MT valid = c < 4;
-        const VT gv = valid ? ld(g + o0, n) : VT{};
+        const VT gv = valid ? simd::load_first(g + o0, n) : VT{};
         u += gv;
         v += valid ? gv * (xv - vk) : VT{};
       }
@@ -398,9 +400,10 @@ template <class T>
 index_t bnrp_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const std::uint8_t* GK_RESTRICT code,
                       const T* GK_RESTRICT x, index_t nrows, index_t H, index_t W, index_t stride, index_t ostride,
                       T k, T a, T b, T c) {
-  using namespace pool2;
-  using VT = V<T>;
-  using MT = M<T>;
+  using namespace pool2x2;
+  using VT = simd::Vec<T>;
+  using MT = simd::Mask<T>;
+  constexpr index_t L = simd::kLanes<T>;
   const index_t OH = H / 2, OW = W / 2;
   const VT vk = simd::set1(k), va = simd::set1(a), vb = simd::set1(b), vc = simd::set1(c);
   MT nbad{};
@@ -408,9 +411,9 @@ index_t bnrp_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const std::uin
   // gradients of the even and odd columns)
   auto row = [&](T* d, const T* xr, index_t nin, VT e, VT o) {
     VT g0, g1;
-    interleave<T>(e, o, g0, g1);
-    st(d, (vb * (ld(xr, nin) - vk) + vc) + g0, nin);
-    st(d + kL<T>, (vb * (ld(xr + kL<T>, nin - kL<T>) - vk) + vc) + g1, nin - kL<T>);
+    simd::interleave(e, o, g0, g1);
+    simd::store_first(d, (vb * (simd::load_first(xr, nin) - vk) + vc) + g0, nin);
+    simd::store_first(d + L, (vb * (simd::load_first(xr + L, nin - L) - vk) + vc) + g1, nin - L);
   };
   for (index_t r = 0; r < nrows; ++r) {
     const T* xp = x + r * stride;
@@ -422,11 +425,11 @@ index_t bnrp_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const std::uin
       T* d1 = d0 + W;
       const T* g = dy + r * ostride + oh * OW;
       const std::uint8_t* co = code + r * ostride + oh * OW;
-      for (index_t o0 = 0; o0 < OW; o0 += kL<T>) {
+      for (index_t o0 = 0; o0 < OW; o0 += L) {
         const index_t n = OW - o0, nin = W - 2 * o0;
-        const MT cw = load_bytes<T>(co + o0, n, kPoolNoGrad);
+        const MT cw = simd::load_bytes<T>(co + o0, n, kPoolNoGrad);
         nbad -= (cw >= 4) & (cw != kPoolNoGrad);
-        const VT t = va * ld(g + o0, n);
+        const VT t = va * simd::load_first(g + o0, n);
         row(d0 + 2 * o0, x0 + 2 * o0, nin, cw == 0 ? t : VT{}, cw == 1 ? t : VT{});
         row(d1 + 2 * o0, x1 + 2 * o0, nin, cw == 2 ? t : VT{}, cw == 3 ? t : VT{});
       }
@@ -438,11 +441,13 @@ index_t bnrp_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const std::uin
     if (H % 2 != 0) {  // nor is the last row
       const T* xl = xp + (H - 1) * W;
       T* dl = dxp + (H - 1) * W;
-      for (index_t i = 0; i < W; i += kL<T>) st(dl + i, vb * (ld(xl + i, W - i) - vk) + vc, W - i);
+      for (index_t i = 0; i < W; i += L) {
+        simd::store_first(dl + i, vb * (simd::load_first(xl + i, W - i) - vk) + vc, W - i);
+      }
     }
   }
   index_t bad = 0;
-  for (index_t j = 0; j < kL<T>; ++j) bad += static_cast<index_t>(nbad[j]);
+  for (index_t j = 0; j < L; ++j) bad += static_cast<index_t>(nbad[j]);
   return bad;
 }
 

@@ -135,7 +135,7 @@ void adagrad_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRI
       const Vec<T> gi = pen(io.ld(g + i), pi);
       const Vec<T> acc = io.ld(sum + i) + gi * gi;
       io.st(sum + i, acc);
-      io.st(p + i, pi + neg_clr * (gi / (simd::sqrt(acc) + eps)));
+      io.st(p + i, pi + neg_clr * (gi / (simd::sqrt<T>(acc) + eps)));
     });
   });
 }
@@ -159,9 +159,9 @@ void rmsprop_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRI
           if constexpr (kCentered()) {
             const Vec<T> m = lerp(io.ld(ga + i), gi);
             io.st(ga + i, m);
-            avg = simd::sqrt(v + -(m * m)) + eps;
+            avg = simd::sqrt<T>(v + -(m * m)) + eps;
           } else {
-            avg = simd::sqrt(v) + eps;
+            avg = simd::sqrt<T>(v) + eps;
           }
           if constexpr (kMom()) {
             const Vec<T> b = io.ld(buf + i) * mom + gi / avg;
@@ -203,7 +203,7 @@ void adam_kernel(const OptimHyper& h, const OptimStepScalars& s, T* GK_RESTRICT 
             vi = vm > vi ? vm : vi;
             io.st(vmax + i, vi);
           }
-          const Vec<T> denom = simd::sqrt(vi) * inv_bc2 + eps;
+          const Vec<T> denom = simd::sqrt<T>(vi) * inv_bc2 + eps;
           io.st(p + i, pi + neg_step * (mi / denom));
         });
       });

@@ -2,6 +2,7 @@
 #include "gradkit/pool.h"
 
 #include <atomic>
+#include <type_traits>
 
 #include "gradkit/isa.h"
 #include "gradkit/parallel.h"
@@ -10,62 +11,59 @@ namespace gk {
 
 GK_DEFINE_DISPATCH(pool, PoolTable)
 
-// x (NC,H,W) -> y, idx (NC,OH,OW); parallel over planes.
-template <class T>
-void max_pool2d_forward(T* y, std::int32_t* idx, const T* x, const PoolShape& s, int nthreads) {
-  const auto& k = pool_table().get<T>();
-  const index_t op = s.OH * s.OW, ip = s.H * s.W;
-  parallel_for(s.NC, s.NC * (ip + op * s.KH * s.KW), [&](index_t p0, index_t p1) {
-    k.max_forward(y + p0 * op, idx + p0 * op, x + p0 * ip, s, p1 - p0);
-  }, nthreads);
+// f(p, np) on runs of np planes from plane p, the NC planes split over threads; `work`: one
+// plane's cost (elements read and written).
+template <class F>
+void for_planes(index_t NC, index_t work, int nthreads, F&& f) {
+  parallel_for(NC, NC * work, [&](index_t p0, index_t p1) { f(p0, p1 - p0); }, nthreads);
 }
 
-// dy, idx (NC,OH,OW) -> dx (NC,H,W); parallel over planes.
+// x (NC,H,W) -> y, idx (NC,OH,OW).
+template <class T>
+void max_pool2d_forward(T* y, std::int32_t* idx, const T* x, const PoolShape& s, int nthreads) {
+  const index_t op = s.OH * s.OW, ip = s.H * s.W;
+  for_planes(s.NC, ip + op * s.KH * s.KW, nthreads,
+             [&](index_t p, index_t np) { pool_table().get<T>().max_forward(y + p * op, idx + p * op, x + p * ip, s, np); });
+}
+
+// dy, idx (NC,OH,OW) -> dx (NC,H,W).
 template <class T>
 index_t max_pool2d_backward(T* dx, const T* dy, const std::int32_t* idx, const PoolShape& s, int nthreads) {
-  const auto& k = pool_table().get<T>();
   const index_t op = s.OH * s.OW, ip = s.H * s.W;
   std::atomic<index_t> bad{0};
-  parallel_for(s.NC, s.NC * (ip + op), [&](index_t p0, index_t p1) {
-    bad += k.max_backward(dx + p0 * ip, dy + p0 * op, idx + p0 * op, s, p1 - p0);
-  }, nthreads);
+  for_planes(s.NC, ip + op, nthreads, [&](index_t p, index_t np) {
+    bad += pool_table().get<T>().max_backward(dx + p * ip, dy + p * op, idx + p * op, s, np);
+  });
   return bad.load();
 }
 
-// x (NC,H,W) -> y (NC,OH,OW); parallel over planes.
+// x (NC,H,W) -> y (NC,OH,OW).
 template <class T>
 void avg_pool2d_forward(T* y, const T* x, const PoolShape& s, int nthreads) {
-  const auto& k = pool_table().get<T>();
   const index_t op = s.OH * s.OW, ip = s.H * s.W;
-  parallel_for(s.NC, s.NC * (ip + op * s.KH * s.KW), [&](index_t p0, index_t p1) {
-    k.avg_forward(y + p0 * op, x + p0 * ip, s, p1 - p0);
-  }, nthreads);
+  for_planes(s.NC, ip + op * s.KH * s.KW, nthreads,
+             [&](index_t p, index_t np) { pool_table().get<T>().avg_forward(y + p * op, x + p * ip, s, np); });
 }
 
-// dy (NC,OH,OW) -> dx (NC,H,W); parallel over planes.
+// dy (NC,OH,OW) -> dx (NC,H,W).
 template <class T>
 void avg_pool2d_backward(T* dx, const T* dy, const PoolShape& s, int nthreads) {
-  const auto& k = pool_table().get<T>();
   const index_t op = s.OH * s.OW, ip = s.H * s.W;
-  parallel_for(s.NC, s.NC * (ip + op * s.KH * s.KW), [&](index_t p0, index_t p1) {
-    k.avg_backward(dx + p0 * ip, dy + p0 * op, s, p1 - p0);
-  }, nthreads);
+  for_planes(s.NC, ip + op * s.KH * s.KW, nthreads,
+             [&](index_t p, index_t np) { pool_table().get<T>().avg_backward(dx + p * ip, dy + p * op, s, np); });
 }
 
-// x (NC, HW) -> y (NC,); parallel over planes.
+// x (NC, HW) -> y (NC,).
 template <class T>
 void global_avg_pool2d_forward(T* y, const T* x, index_t NC, index_t HW, int nthreads) {
-  const auto& k = pool_table().get<T>();
-  parallel_for(NC, NC * HW, [&](index_t p0, index_t p1) { k.global_forward(y + p0, x + p0 * HW, p1 - p0, HW); },
-               nthreads);
+  for_planes(NC, HW, nthreads, [&](index_t p, index_t np) { pool_table().get<T>().global_forward(y + p, x + p * HW, np, HW); });
 }
 
-// dy (NC,) -> dx (NC, HW); parallel over planes.
+// dy (NC,) -> dx (NC, HW).
 template <class T>
 void global_avg_pool2d_backward(T* dx, const T* dy, index_t NC, index_t HW, int nthreads) {
-  const auto& k = pool_table().get<T>();
-  parallel_for(NC, NC * HW, [&](index_t p0, index_t p1) { k.global_backward(dx + p0 * HW, dy + p0, p1 - p0, HW); },
-               nthreads);
+  for_planes(NC, HW, nthreads,
+             [&](index_t p, index_t np) { pool_table().get<T>().global_backward(dx + p * HW, dy + p, np, HW); });
 }
 
 #define GK_INSTANTIATE_POOL(T)                                                                          \

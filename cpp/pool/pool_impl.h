@@ -4,8 +4,8 @@
 #include <limits>
 
 #include "gradkit/pool.h"
-#include "pool2_impl.h"
-#include "../conv/simd_vec_impl.h"
+#include "gradkit/pool2x2.h"
+#include "gradkit/simd.h"
 
 namespace gk::GK_ISA_NS {
 
@@ -39,24 +39,25 @@ void max_pool_forward(T* y, std::int32_t* idx, const T* x, const PoolShape& s, i
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
     std::int32_t* ip = idx + p * out_plane;
-    if (k2s2) {  // the CNN's MaxPool2: a vector of outputs at a time (pool2_impl.h)
-      using namespace pool2;
+    if (k2s2) {  // the CNN's MaxPool2: a vector of outputs at a time (gradkit/pool2x2.h)
+      using M = simd::Mask<T>;
+      using I = simd::elem_t<M>;
       for (index_t oh = 0; oh < s.OH; ++oh) {
         const T* r0 = xp + 2 * oh * s.W;
         const T* r1 = r0 + s.W;
-        const M<T> base = simd::mask_set1<T>(static_cast<simd::elem_t<M<T>>>(2 * oh * s.W));
-        for (index_t o0 = 0; o0 < s.OW; o0 += kL<T>) {
+        const M base = simd::mask_set1<T>(static_cast<I>(2 * oh * s.W));
+        for (index_t o0 = 0; o0 < s.OW; o0 += simd::kLanes<T>) {
           const index_t n = s.OW - o0, nin = s.W - 2 * o0;
-          V<T> e0, d0, e1, d1, m;
-          M<T> j;
-          load_pairs(r0 + 2 * o0, nin, e0, d0);
-          load_pairs(r1 + 2 * o0, nin, e1, d1);
-          window_max<T>(e0, d0, e1, d1, m, j);
+          simd::Vec<T> e0, d0, e1, d1, m;
+          M j;
+          pool2x2::load_pairs(r0 + 2 * o0, nin, e0, d0);
+          pool2x2::load_pairs(r1 + 2 * o0, nin, e1, d1);
+          pool2x2::window_max<T>(e0, d0, e1, d1, m, j);
           // flat index in the plane: row 2*oh + (j >> 1), column 2 * (o0 + lane) + (j & 1)
-          const M<T> col = 2 * (simd::iota<T>() + static_cast<simd::elem_t<M<T>>>(o0)) + (j & 1);
-          const M<T> idx = base + (j >> 1) * static_cast<simd::elem_t<M<T>>>(s.W) + col;
-          st(yp + oh * s.OW + o0, m, n);
-          store_int32<T>(ip + oh * s.OW + o0, idx, n);
+          const M col = 2 * (simd::iota<T>() + static_cast<I>(o0)) + (j & 1);
+          const M idx = base + (j >> 1) * static_cast<I>(s.W) + col;
+          simd::store_first(yp + oh * s.OW + o0, m, n);
+          simd::store_int32<T>(ip + oh * s.OW + o0, idx, n);
         }
       }
       continue;
@@ -147,13 +148,13 @@ void avg_pool_backward(T* dx, const T* dy, const PoolShape& s, index_t np) {
 // y (np,) = mean of each plane of x (np, HW); lanes summed in a fixed order.
 template <class T>
 void global_forward(T* y, const T* x, index_t np, index_t HW) {
-  constexpr index_t L = cv::kLanes<T>;
+  constexpr index_t L = simd::kLanes<T>;
   for (index_t p = 0; p < np; ++p) {
     const T* xp = x + p * HW;
-    cv::Vec<T> acc{};
+    simd::Vec<T> acc{};
     index_t i = 0;
-    for (; i + L <= HW; i += L) acc += cv::load(xp + i);
-    T sum = cv::hsum(acc);
+    for (; i + L <= HW; i += L) acc += simd::load(xp + i);
+    T sum = simd::hsum(acc);
     for (; i < HW; ++i) sum += xp[i];
     y[p] = sum / static_cast<T>(HW);
   }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Fits the 8-piece tables of the AVX2 GELU and GELU' (kPhiTail8 and kGeluGrad8 in
-cpp/include/gradkit/simd.h) and prints them as C++ initializers.
+cpp/include/gradkit/simd_math.h) and prints them as C++ initializers.
 
 a = |x| in [0, 3.75) is split into 8 pieces of width 1/2: piece j is 2a in
 [j - 1/2, j + 1/2] (piece 0: [0, 1/2]), variable w = 2a - j. On each piece:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Maximum error of the float32 activations over every float32 in a range (or every
 k-th), per ISA, against float64 references: the numbers quoted in the header comment
-of cpp/include/gradkit/simd.h.
+of cpp/include/gradkit/simd_math.h.
 
     PYTHONPATH=python python cpp/tools/ulp_sweep.py sigmoid tanh gelu gelu_grad [--isa avx2] [--step 5]
 
