@@ -33,6 +33,17 @@ import numpy as np
 from .._config import is_grad_enabled, no_grad
 from .parameter import Parameter
 
+#: The chains the replay runs as one kernel (batch norm [-> add] -> ReLU): nn/fusion.py registers
+#: itself here when imported (``tape_groups(nodes, outputs)``, ``replay_bn_relu(...)``). A
+#: registration rather than an import, since fusion sits above the layers and they import this module.
+_replay_fusion = None
+
+
+def register_replay_fusion(fusion) -> None:
+    """Let the replay fuse the chains ``fusion`` finds (nn/fusion.py calls this once)."""
+    global _replay_fusion
+    _replay_fusion = fusion
+
 __all__ = ["trace", "Graph", "Node", "Value", "Param", "Const"]
 
 _state = threading.local()
@@ -263,8 +274,9 @@ class Tape:
             if node.active:
                 needs.update(node.outs)
         hook = getattr(self.owner, "_grads_ready_hook", None)
-        from . import fusion  # here: fusion imports the layers, which import this module
-        groups = {i: g for i, g in fusion.tape_groups(self.nodes, self.outputs).items() if g[0].active}
+        fusion = _replay_fusion
+        groups = {} if fusion is None else {i: g for i, g in fusion.tape_groups(self.nodes, self.outputs).items()
+                                            if g[0].active}
         folded = {n.name for g in groups.values() for n in g[:2] if n is not None}
         for node in reversed(self.nodes):
             if not node.active or node.name in folded:

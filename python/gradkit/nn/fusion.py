@@ -25,6 +25,7 @@ forward" error.
 from __future__ import annotations
 
 import collections
+import types
 
 import numpy as np
 
@@ -242,6 +243,9 @@ def replay_bn_relu(relu_node, bn_node, dy, need_dresidual: bool):
     restore_caches(bn_node)
     bn = bn_node.module
     return bn._relu_backward(dy, y, bn._saved(), need_dresidual=need_dresidual)
+
+
+_record.register_replay_fusion(types.SimpleNamespace(tape_groups=tape_groups, replay_bn_relu=replay_bn_relu))
 
 
 # -- a recorded forward that asks for the fused call (gk.models' ResNets) ---------------------------------
