@@ -366,7 +366,7 @@ def test_callback_state_protocol_round_trips(tmp_path):
 # -- the real thing: SIGKILL a training process and start it again ---------------------------------
 CHILD = Path(__file__).with_name("backup_child.py")
 DELAY = "0.01"  # seconds slept per batch in the child, so that kills spread over the training
-TRIALS = int(os.environ.get("GRADKIT_KILL_TRIALS", "2"))  # random-kill trials per save_freq (8 in the README)
+TRIALS = int(os.environ.get("GRADKIT_KILL_TRIALS", "2"))  # random-kill trials per save_freq (8 in docs/guide.md)
 
 
 def start_child(tmp_path, save_freq, out, **env):
