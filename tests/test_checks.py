@@ -238,6 +238,8 @@ TRUE_CALLS = {
     # process-wide settings and tools
     "set_num_threads": lambda: gk.set_num_threads(True),
     "manual_seed": lambda: gk.manual_seed(True),
+    "matmul.alpha": lambda: ops.matmul(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), alpha=True),
+    "matmul.beta": lambda: ops.matmul(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), beta=True),
     "init.uniform_.a": lambda: nn.init.uniform_(np.zeros(3, np.float32), a=True),
     "gradcheck.eps": lambda: gk.gradcheck(nn.Linear(2, 2), np.zeros((1, 2)), eps=True),
 }

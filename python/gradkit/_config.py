@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 
 from . import _core
@@ -34,6 +35,11 @@ def set_num_threads(n: int) -> None:
 
 
 _threads_set = False
+
+
+def num_threads_chosen() -> bool:
+    """Whether the user chose the thread count (``set_num_threads`` or ``OMP_NUM_THREADS``)."""
+    return _threads_set or "OMP_NUM_THREADS" in os.environ
 
 
 def get_num_threads() -> int:

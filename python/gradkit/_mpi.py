@@ -74,7 +74,7 @@ def _abort_on_uncaught(previous, MPI):
 def _set_threads_per_rank(MPI, comm) -> None:
     """ranks x threads <= cores: unless the user chose (OMP_NUM_THREADS, gk.set_num_threads),
     each rank gets the cores this process may use divided by the ranks on its machine."""
-    if _config._threads_set or "OMP_NUM_THREADS" in os.environ:
+    if _config.num_threads_chosen():
         return
     local = comm.Split_type(MPI.COMM_TYPE_SHARED)
     local_ranks = local.Get_size()

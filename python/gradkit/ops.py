@@ -41,6 +41,8 @@ def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool
     Returns:
         The (M, N) result (``out`` if given).
     """
+    if type(alpha) is not float or type(beta) is not float:  # the layers pass floats: no check on their path
+        alpha, beta = real("matmul", "alpha", alpha, finite=False), real("matmul", "beta", beta, finite=False)
     return _core.gemm(a, b, trans_a, trans_b, out, alpha, beta, bias, bias_per_row, activation)
 
 

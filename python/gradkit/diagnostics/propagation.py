@@ -138,7 +138,7 @@ def propagation(model, x, y=None, loss=None):
     if (y is None) != (loss is None):
         raise ValueError("propagation: y, loss: expected both (to measure gradients) or neither, got "
                          f"{'only y' if loss is None else 'only loss'}")
-    leaves = [(name or type(m).__name__, m) for name, m in model.named_modules() if not m._modules]
+    leaves = [(name or type(m).__name__, m) for name, m in model.named_modules() if not m.named_children()]
     records = {}
 
     def watch(name, m):
@@ -189,7 +189,7 @@ def propagation(model, x, y=None, loss=None):
         if kind is not None and "dead" in s:
             row["dead"] = s["dead"]
         row["_activation"] = isinstance(m, _Activation)
-        row["_has_params"] = any(p is not None for p in m._parameters.values())
+        row["_has_params"] = bool(m.named_parameters(recurse=False))
         rows.append(row)
     xd = x.astype(np.float64, copy=False)
     input_std = float(xd.std()) if x.size else math.nan

@@ -152,8 +152,8 @@ class DistributedDataParallel(Module):
         self._buckets = [_Bucket(g, self._world, self._rank) for g in groups]
         self._param_ids = [id(p) for p in params]
         # A parameter shared by several layers is final only after the whole backward.
-        owners = collections.Counter(id(p) for m in self.module.modules() for p in m._parameters.values()
-                                     if p is not None)
+        owners = collections.Counter(id(p) for m in self.module.modules()
+                                     for _, p in m.named_parameters(recurse=False))
         where = {id(p): b for b, bucket in enumerate(self._buckets) for p in bucket.params}
         self._ready_of = {}  # id(layer) -> [(id(param), bucket index)] of its own final gradients
         for m in self.module.modules():
