@@ -90,7 +90,7 @@ def test_random_crop_matches_reference(isa, threads, rng, shape, size, pad):
     x = images(rng, *shape)
     t = RandomCrop(size, padding=pad)
     key = 12345
-    got = t._apply(x, key, 3, 0, 0)
+    got = t.apply_keyed(x, key, 3, 0, 0)
     offsets = t.draws(n, h, w, key, stream=3)
     assert offsets.shape == (n, 2) and offsets.dtype == np.int32
     assert got.dtype == np.float32 and got.shape == (n, c) + size
@@ -110,7 +110,7 @@ def test_random_crop_offsets_cover_the_range():
 def test_random_flip_matches_reference(isa, threads, rng, shape, p):
     x = images(rng, *shape)
     t = RandomHorizontalFlip(p)
-    got = t._apply(x, 99, 1, 2, 0)
+    got = t.apply_keyed(x, 99, 1, 2, 0)
     flags = t.draws(len(x), 99, stream=1, slot=2).astype(bool)
     ref = np.where(flags[:, None, None, None], x[..., ::-1].astype(np.float64), x)
     assert max_diff(got, ref) == 0.0
@@ -141,8 +141,8 @@ def test_normalize_matches_reference(isa, threads, rng, shape):
 def test_compose_equals_steps_with_their_slots(rng):
     x = images(rng, 9, 3, 11, 13)
     crop, flip, norm = RandomCrop((9, 10), padding=2), RandomHorizontalFlip(), Normalize([1, 2, 3], [2, 3, 4])
-    got = Compose([crop, flip, norm])._apply(x, 42, 5, 0, 0)
-    ref = norm._apply(flip._apply(crop._apply(x, 42, 5, 0, 0), 42, 5, 1, 0), 42, 5, 2, 0)
+    got = Compose([crop, flip, norm]).apply_keyed(x, 42, 5, 0, 0)
+    ref = norm.apply_keyed(flip.apply_keyed(crop.apply_keyed(x, 42, 5, 0, 0), 42, 5, 1, 0), 42, 5, 2, 0)
     assert np.array_equal(got, ref)
     plain = Compose([lambda b: b * 2.0, norm])(x)  # any callable fits in
     assert max_diff(plain, norm(x * 2.0)) == 0.0
@@ -154,8 +154,8 @@ def test_transform_results_do_not_depend_on_threads(isa, rng):
     results = []
     for n in (1, 2):
         gk.set_num_threads(n)
-        results.append(t._apply(x, 8, 0, 0, 0))
-    results.append(t._apply(x, 8, 0, 0, 1))  # the per-call thread count of workers
+        results.append(t.apply_keyed(x, 8, 0, 0, 0))
+    results.append(t.apply_keyed(x, 8, 0, 0, 1))  # the per-call thread count of workers
     assert all(np.array_equal(results[0], r) for r in results[1:])
 
 
@@ -614,12 +614,12 @@ def test_nested_compose_gives_each_random_transform_its_own_draws(rng):
     # Depth-first slots: Normalize 0, inner 1, outer 2, whatever the nesting.
     key = 987654321
     flags = inner.draws(200, key, 4, 1) ^ outer.draws(200, key, 4, 2)
-    assert np.array_equal(t._apply(x, key, 4, 0, 0), np.where(flags[:, None, None, None] == 1, x[..., ::-1], x))
+    assert np.array_equal(t.apply_keyed(x, key, 4, 0, 0), np.where(flags[:, None, None, None] == 1, x[..., ::-1], x))
     crop, flip, norm = RandomCrop(3, padding=1), RandomHorizontalFlip(), Normalize(1.0, 2.0)
     deep = Compose([Compose([Compose([crop]), flip]), Compose([]), norm, Compose([RandomCrop(2)])])
-    ref = RandomCrop(2)._apply(norm._apply(flip._apply(crop._apply(x, key, 4, 0, 0), key, 4, 1, 0), key, 4, 2, 0),
+    ref = RandomCrop(2).apply_keyed(norm.apply_keyed(flip.apply_keyed(crop.apply_keyed(x, key, 4, 0, 0), key, 4, 1, 0), key, 4, 2, 0),
                                key, 4, 3, 0)
-    assert np.array_equal(deep._apply(x, key, 4, 0, 0), ref)
+    assert np.array_equal(deep.apply_keyed(x, key, 4, 0, 0), ref)
 
 
 def test_nested_compose_is_the_same_for_any_num_workers(rng):
@@ -744,7 +744,7 @@ def test_transform_and_index_arguments_name_the_argument(rng):
         Normalize(0.0, [True, False])
     with pytest.raises(TypeError, match=r"Normalize: std: expected a number or a sequence of numbers"):
         Normalize(0.0, [1.0, [2.0]])
-    assert RandomCrop(5, padding=2**30 - 1)._apply(x, 1, 0, 0, 0).shape == (2, 1, 5, 5)  # int32 offsets
+    assert RandomCrop(5, padding=2**30 - 1).apply_keyed(x, 1, 0, 0, 0).shape == (2, 1, 5, 5)  # int32 offsets
     with pytest.raises(ValueError, match=r"RandomCrop: x: images of 5x5 padded by 1073741824 give more than 2\*\*31 "
                                          r"crop positions per axis"):
         RandomCrop(5, padding=2**30)(x)

@@ -90,9 +90,9 @@ class ArrayDataset:
             if not -n <= i < n:
                 raise IndexError(f"ArrayDataset: index {i} is out of range for {n} samples")
             return tuple(a[i] for a in self.arrays)
-        return self._gather(_index_array(index, len(self), "ArrayDataset"))
+        return self.gather(_index_array(index, len(self), "ArrayDataset"))
 
-    def _gather(self, idx: np.ndarray, nthreads: int = 0):
+    def gather(self, idx: np.ndarray, nthreads: int = 0):
         """Rows idx (int64, in range) of every array, as new arrays."""
         return tuple(gather(a, idx, np.empty((len(idx),) + a.shape[1:], a.dtype), nthreads) for a in self.arrays)
 
@@ -206,7 +206,7 @@ def _collate(dataset, idx: np.ndarray):
 def fetch(dataset, idx: np.ndarray, batch_wise: bool, nthreads: int = 0):
     """The batch of samples idx (int64, in range) as a tuple of arrays."""
     if isinstance(dataset, ArrayDataset):
-        return dataset._gather(idx, nthreads)
+        return dataset.gather(idx, nthreads)
     if batch_wise:
         batch = dataset[idx]
         if not _is_batch(batch, len(idx)):

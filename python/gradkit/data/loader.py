@@ -105,7 +105,7 @@ class DataLoader:
         batch = reused.take(idx) if reused is not None else fetch(self.dataset, idx, self._batch_wise, nthreads)
         if self.transform is not None:
             x = batch[0]
-            x = self.transform._apply(x, plan.key, b, 0, nthreads) if plan.key is not None else self.transform(x)
+            x = self.transform.apply_keyed(x, plan.key, b, 0, nthreads) if plan.key is not None else self.transform(x)
             batch = (x,) + tuple(batch[1:])
         return batch
 

@@ -41,9 +41,9 @@ class Transform:
     """Base class: ``t(x)`` applies the transform with a fresh key from the global generator."""
 
     def __call__(self, x):
-        return self._apply(x, draw_key(), 0, 0, 0)
+        return self.apply_keyed(x, draw_key(), 0, 0, 0)
 
-    def _apply(self, x, key: int, stream: int, slot: int, nthreads: int):
+    def apply_keyed(self, x, key: int, stream: int, slot: int, nthreads: int):
         """The transform of batch x with draws from (key, stream, slot), on nthreads (0: global) threads."""
         raise NotImplementedError
 
@@ -73,7 +73,7 @@ class RandomCrop(Transform):
                              f"per axis for the crop size {oh}x{ow}")
         return _core.random_crop_draws(n, key, stream, slot, h + 2 * p - oh, w + 2 * p - ow)
 
-    def _apply(self, x, key, stream, slot, nthreads):
+    def apply_keyed(self, x, key, stream, slot, nthreads):
         x = _check_batch(x, "RandomCrop")
         n, c, h, w = x.shape
         offsets = self.draws(n, h, w, key, stream, slot)
@@ -101,7 +101,7 @@ class RandomHorizontalFlip(Transform):
         """The (n,) uint8 flip flags that these draws give."""
         return _core.random_flip_draws(n, key, stream, slot, self.p)
 
-    def _apply(self, x, key, stream, slot, nthreads):
+    def apply_keyed(self, x, key, stream, slot, nthreads):
         x = _check_batch(x, "RandomHorizontalFlip")
         out = np.empty_like(x)
         _core.hflip_forward(out, x, self.draws(len(x), key, stream, slot), nthreads)
@@ -145,7 +145,7 @@ class Normalize(Transform):
         self._scale = (1.0 / std).astype(np.float32)
         self._shift = (-mean / std).astype(np.float32)
 
-    def _apply(self, x, key, stream, slot, nthreads):
+    def apply_keyed(self, x, key, stream, slot, nthreads):
         x = _check_batch(x, "Normalize")
         c = x.shape[1]
         size = max(len(self.mean), len(self.std))
@@ -196,9 +196,9 @@ class Compose(Transform):
     def _slots(self) -> int:
         return sum(_slots(t) for t in self.transforms)
 
-    def _apply(self, x, key, stream, slot, nthreads):
+    def apply_keyed(self, x, key, stream, slot, nthreads):
         for t in self.transforms:
-            x = t._apply(x, key, stream, slot, nthreads) if isinstance(t, Transform) else t(x)
+            x = t.apply_keyed(x, key, stream, slot, nthreads) if isinstance(t, Transform) else t(x)
             slot += _slots(t)
         return x
 
