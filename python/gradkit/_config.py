@@ -16,11 +16,6 @@ __all__ = ["set_num_threads", "get_num_threads", "manual_seed", "show_config", "
 _MAX_THREADS = 1024
 
 
-def _int_arg(value, who: str, name: str) -> int:
-    """Kept for data/loader.py (owned elsewhere); new code calls ``_checks.integer``."""
-    return integer(who, name, value)
-
-
 def set_num_threads(n: int) -> None:
     """Set the number of OpenMP threads every kernel uses (1 <= n <= 1024).
 

@@ -427,11 +427,6 @@ def _channels(x) -> int:
 
 # ---- convolution and pooling ----------------------------------------------------------------
 
-def _pair(value, name: str, fn: str) -> tuple:
-    """Kept for nn/fusion.py (owned elsewhere); new code calls ``_checks.pair``."""
-    return pair(fn, name, value)
-
-
 def _conv_args(fn, stride, padding, dilation, groups):
     """(stride, padding, dilation, groups) checked: the only check they get (the binding trusts them)."""
     return (pair(fn, "stride", stride, low=1), pair(fn, "padding", padding, low=0),

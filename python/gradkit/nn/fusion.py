@@ -40,12 +40,22 @@ from .pooling import MaxPool2d
 
 
 def _pool2(pool) -> bool:
-    try:
-        return (ops._pair(pool.kernel_size, "kernel_size", "MaxPool2d") == (2, 2)
-                and ops._pair(pool.stride, "stride", "MaxPool2d") == (2, 2)
-                and ops._pair(pool.padding, "padding", "MaxPool2d") == (0, 0))
-    except (TypeError, ValueError):
-        return False
+    return pool._pairs == ((2, 2), (2, 2), (0, 0))  # checked at construction (ops._pool_args)
+
+
+def _relu_output(relu, y) -> None:
+    """What a fused run owes its ReLU after the forward: no cache of its own, the diagnostics hook told."""
+    relu._cache = None
+    if relu._stats_hook is not None:  # diagnostics (gk.callbacks.ActivationStats)
+        relu._stats_hook.forward(relu, y)
+
+
+def _relu_grad(relu, dy, y):
+    """The ReLU's gradient argument checked against its output y, the diagnostics hook told."""
+    dy = relu._check_grad(dy, y.shape, y.dtype)
+    if relu._stats_hook is not None:
+        relu._stats_hook.backward(relu, dy)
+    return dy
 
 
 class _BatchNormReLUPool2:
@@ -106,10 +116,8 @@ class _BatchNormReLU:
     def forward(mods, x):
         bn, relu = mods
         y, cache = bn._relu_forward(x)
-        for m in mods:
-            m._cache = None
-        if relu._stats_hook is not None:  # diagnostics (gk.callbacks.ActivationStats)
-            relu._stats_hook.forward(relu, y)
+        bn._cache = None
+        _relu_output(relu, y)
         cache["y"] = y
         return y, cache
 
@@ -117,10 +125,7 @@ class _BatchNormReLU:
     def backward(mods, cache, dy, input_grad: bool):
         bn, relu = mods
         y = cache["y"]
-        dy = relu._check_grad(dy, y.shape, y.dtype)
-        if relu._stats_hook is not None:
-            relu._stats_hook.backward(relu, dy)
-        dx, _ = bn._relu_backward(dy, y, cache)
+        dx, _ = bn._relu_backward(_relu_grad(relu, dy, y), y, cache)
         return dx if input_grad else None
 
 
@@ -142,19 +147,14 @@ class _LayerReLU:
     def forward(mods, x):
         layer, relu = mods
         y = layer._forward(x, activation="relu")
-        relu._cache = None
-        if relu._stats_hook is not None:  # diagnostics (gk.callbacks.ActivationStats)
-            relu._stats_hook.forward(relu, y)
+        _relu_output(relu, y)
         return y, dict(y=y)
 
     @staticmethod
     def backward(mods, cache, dy, input_grad: bool):
         layer, relu = mods
         y = cache["y"]
-        dy = relu._check_grad(dy, y.shape, y.dtype)
-        if relu._stats_hook is not None:
-            relu._stats_hook.backward(relu, dy)
-        return layer.backward_maybe_input(ops.relu_backward(dy, y), input_grad)
+        return layer.backward_maybe_input(ops.relu_backward(_relu_grad(relu, dy, y), y), input_grad)
 
 
 _RUNS = (_BatchNormReLUPool2, _BatchNormReLU, _LayerReLU)
