@@ -137,6 +137,12 @@ def test_conv2d_matches_reference(isa, threads, rng, dtype, kernel, stride, padd
     # small-K with stride-1 columns: direct kernels on a padded copy of the image
     (3, 2, 7, 40, 7, 3, 1, 1, 1, 1, True),         # 18 taps (two tap blocks), rows of 2.5 vectors, odd rows and OC
     (2, 2, 9, 33, 5, (3, 5), (2, 1), (1, 2), (2, 1), 1, False),  # 30 taps, row stride 2, dilated rows, no bias
+    # rows of whole vectors only (the last vector not moved back) and one column past them, for 4, 8 and 16 lanes
+    (2, 1, 3, 8, 5, 3, 1, 1, 1, 1, True),
+    (2, 1, 5, 9, 6, 3, 1, 1, 1, 1, True),
+    (2, 1, 4, 16, 3, 3, 1, 1, 1, 1, False),
+    (3, 1, 6, 17, 4, 3, 1, 1, 1, 1, True),
+    (2, 1, 28, 28, 32, 3, 1, 1, 1, 1, True),       # the quickstart CNN's first layer
     (1, 1, 520, 521, 2, 3, 1, 1, 1, 1, True),      # padded copy over its budget: im2col tiles instead
 ])
 def test_conv2d_edge_shapes(isa, threads, rng, dtype, shape):
@@ -167,7 +173,8 @@ def test_conv2d_relu_epilogue(isa, rng, H, W):
         ops.conv2d_forward(x, w, b, activation="tanh")
 
 
-@pytest.mark.parametrize("C,groups,H,W", [(1, 1, 12, 10), (16, 1, 12, 10), (16, 1, 16, 15), (8, 8, 12, 10)])
+@pytest.mark.parametrize("C,groups,H,W", [(1, 1, 12, 10), (1, 1, 28, 28), (16, 1, 12, 10), (16, 1, 16, 15),
+                                         (8, 8, 12, 10)])
 def test_conv2d_bits_do_not_depend_on_threads(isa, rng, C, groups, H, W):
     x = rng.standard_normal((19, C, H, W)).astype(np.float32)
     w = rng.standard_normal((16, C // groups, 3, 3)).astype(np.float32)

@@ -267,12 +267,16 @@ inline index_t tap_offsets(index_t* off, const ConvShape& s, const DirectPad& d)
 
 // MB channels x RB output rows x NV vectors of y = act(b + sum over taps k of w[., k] * x[off[k]]).
 // y: channel m0, first row and column (channel stride P, row stride OW); x: the matching
-// padded input (row stride xrow); the last vector keeps `last` lanes. Taps summed in order.
+// padded input (row stride xrow). Vector v starts at column v * L, the last one `back` columns
+// earlier (it ends at the row's end, overlapping its neighbour: recomputed lanes get the same
+// bits) and keeps `last` lanes (L but for rows shorter than a vector): whole-vector stores,
+// since AVX2's masked stores are slow on AMD cores. Taps summed in order.
 template <class T, int MB, int RB, int NV>
 GK_ALWAYS_INLINE void direct_forward_tile(T* y, index_t P, index_t OW, const T* x, index_t xrow, const index_t* off,
-                                          index_t K, const T* w, const T* b, index_t last, bool relu) {
+                                          index_t K, const T* w, const T* b, index_t last, index_t back, bool relu) {
   using V = simd::Vec<T>;
   constexpr index_t L = simd::kLanes<T>;
+  const auto col = [&](int v) { return v * L - (v == NV - 1 ? back : 0); };
   V acc[MB][RB][NV];
   for (int i = 0; i < MB; ++i) {
     const V bi = simd::set1<T>(b != nullptr ? b[i] : T(0));
@@ -282,7 +286,7 @@ GK_ALWAYS_INLINE void direct_forward_tile(T* y, index_t P, index_t OW, const T* 
   for (index_t k = 0; k < K; ++k) {
     V xv[RB][NV];
     for (int r = 0; r < RB; ++r)
-      for (int v = 0; v < NV; ++v) xv[r][v] = simd::load(x + r * xrow + off[k] + v * L);
+      for (int v = 0; v < NV; ++v) xv[r][v] = simd::load(x + r * xrow + off[k] + col(v));
     for (int i = 0; i < MB; ++i) {
       const V wk = simd::set1<T>(w[i * K + k]);
       for (int r = 0; r < RB; ++r)
@@ -294,8 +298,8 @@ GK_ALWAYS_INLINE void direct_forward_tile(T* y, index_t P, index_t OW, const T* 
       for (int v = 0; v < NV; ++v) {
         V a = acc[i][r][v];
         if (relu) a = a > V{} ? a : V{};
-        T* p = y + i * P + r * OW + v * L;
-        if (v == NV - 1) {
+        T* p = y + i * P + r * OW + col(v);
+        if (v == NV - 1 && last < L) {
           simd::store_partial(p, a, last);
         } else {
           simd::store(p, a);
@@ -308,17 +312,19 @@ template <class T, int MB>
 GK_ALWAYS_INLINE void direct_forward_channels(T* y, const T* xp, const index_t* off, const T* w, const T* b,
                                               const ConvShape& s, index_t K, index_t xrow, bool relu) {
   constexpr index_t L = simd::kLanes<T>;
-  const index_t P = s.OH * s.OW, nv = ceil_div(s.OW, L), last = s.OW - (nv - 1) * L;
+  const index_t P = s.OH * s.OW, nv = ceil_div(s.OW, L);
+  // rows of at least a vector: the last vector moved back to end at the row's end; shorter: masked
+  const index_t last = s.OW >= L ? L : s.OW, back = s.OW >= L ? nv * L - s.OW : 0;
   const auto rows = [&](auto rb, index_t oh) {
     constexpr int RB = decltype(rb)::value;
     T* yr = y + oh * s.OW;
     const T* xr = xp + oh * xrow;
     index_t v = 0;
     for (; v + 2 <= nv; v += 2) {
-      direct_forward_tile<T, MB, RB, 2>(yr + v * L, P, s.OW, xr + v * L, xrow, off, K, w, b, v + 2 == nv ? last : L,
-                                        relu);
+      direct_forward_tile<T, MB, RB, 2>(yr + v * L, P, s.OW, xr + v * L, xrow, off, K, w, b, last,
+                                        v + 2 == nv ? back : 0, relu);
     }
-    if (v < nv) direct_forward_tile<T, MB, RB, 1>(yr + v * L, P, s.OW, xr + v * L, xrow, off, K, w, b, last, relu);
+    if (v < nv) direct_forward_tile<T, MB, RB, 1>(yr + v * L, P, s.OW, xr + v * L, xrow, off, K, w, b, last, back, relu);
   };
   index_t oh = 0;
   for (; oh + 2 <= s.OH; oh += 2) rows(std::integral_constant<int, 2>{}, oh);
@@ -355,28 +361,39 @@ GK_ALWAYS_INLINE void direct_dweight_tile(T* acc, index_t K, const T* dy, const 
                                           const ConvShape& s, index_t xrow, bool with_db) {
   using V = simd::Vec<T>;
   constexpr index_t L = simd::kLanes<T>;
-  const index_t P = s.OH * s.OW, nv = ceil_div(s.OW, L), last = s.OW - (nv - 1) * L;
+  const index_t P = s.OH * s.OW;
   V a[MB][KB], ab[MB];
   for (int i = 0; i < MB; ++i) {
     for (int t = 0; t < KB; ++t) a[i][t] = simd::load(acc + (i * (K + 1) + t) * L);
     ab[i] = with_db ? simd::load(acc + (i * (K + 1) + K) * L) : V{};
   }
-  // Vector v of each row; the last keeps `last` lanes and reads nothing beyond the row
-  // (zeros there), so every vector takes the same masked path.
-  for (index_t oh = 0; oh < s.OH; ++oh) {
-    const T* dr = dy + oh * s.OW;
-    const T* xr = xp + oh * xrow;
-    for (index_t v = 0; v < nv; ++v, dr += L, xr += L) {
-      const index_t n = v + 1 < nv ? L : last;
-      V d[MB];
-      for (int i = 0; i < MB; ++i) {
-        d[i] = simd::load_partial(dr + i * P, n);
-        ab[i] += d[i];
-      }
-      for (int t = 0; t < KB; ++t) {
-        const V xv = simd::load_partial(xr + off[t], n);
-        for (int i = 0; i < MB; ++i) a[i][t] += d[i] * xv;
-      }
+  // One vector at column j of each row, lanes where `keep` holds (the others count as 0).
+  const auto add = [&](const T* dr, const T* xr, auto keep) {
+    V d[MB];
+    for (int i = 0; i < MB; ++i) {
+      d[i] = keep(dr + i * P);
+      ab[i] += d[i];
+    }
+    for (int t = 0; t < KB; ++t) {
+      const V xv = keep(xr + off[t]);
+      for (int i = 0; i < MB; ++i) a[i][t] += d[i] * xv;
+    }
+  };
+  const auto whole = [](const T* p) { return simd::load(p); };
+  if (s.OW < L) {  // rows shorter than a vector: masked loads, nothing read beyond the row
+    const auto first = [&](const T* p) { return simd::load_partial(p, s.OW); };
+    for (index_t oh = 0; oh < s.OH; ++oh) add(dy + oh * s.OW, xp + oh * xrow, first);
+  } else {
+    // Whole vectors (AVX2's masked loads are slow on AMD cores); the last one ends at the row's
+    // end and keeps only the lanes of columns no other vector covered.
+    const index_t nv = ceil_div(s.OW, L), jl = s.OW - L;
+    const simd::Mask<T> fresh = simd::iota<T>() >= static_cast<simd::elem_t<simd::Mask<T>>>(nv * L - s.OW);
+    const auto tail = [&](const T* p) { return fresh ? simd::load(p) : V{}; };
+    for (index_t oh = 0; oh < s.OH; ++oh) {
+      const T* dr = dy + oh * s.OW;
+      const T* xr = xp + oh * xrow;
+      for (index_t j = 0; j + L < s.OW; j += L) add(dr + j, xr + j, whole);
+      add(dr + jl, xr + jl, tail);
     }
   }
   for (int i = 0; i < MB; ++i) {

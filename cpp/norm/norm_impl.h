@@ -324,6 +324,38 @@ void ln_row_backward(T* dx, T* dw, T* db, const T* dy, const T* x, index_t n, T 
 // Batch norm + ReLU + MaxPool2d(2): planes of (H, W), outputs (H/2, W/2); see NormKernels::bnrp_*.
 // Output row oh reads the input row pair 2*oh, 2*oh + 1 a vector of outputs at a time (gradkit/pool2x2.h).
 
+// Stores and loads of a row's first n lanes inside a plane ending at `end`, processed in increasing
+// address order: a whole vector whenever it stays inside the plane (the lanes past n land on
+// elements written later), a masked one only at the plane's end (AVX2's masked stores, and the
+// variable-length copies of bytes, are slow: on AMD cores by far).
+template <class T>
+GK_ALWAYS_INLINE void store_in(T* p, simd::Vec<T> v, index_t n, const T* end) {
+  if (p + simd::kLanes<T> <= end) {
+    simd::store(p, v);
+  } else {
+    simd::store_first(p, v, n);
+  }
+}
+
+template <class T>
+GK_ALWAYS_INLINE void store_bytes_in(std::uint8_t* p, simd::Mask<T> c, index_t n, const std::uint8_t* end) {
+  if (p + simd::kLanes<T> <= end) {
+    simd::store_bytes<T>(p, c, simd::kLanes<T>);  // a fixed-size copy: one store
+  } else {
+    simd::store_bytes<T>(p, c, n);
+  }
+}
+
+// The first n codes at p (the others kPoolNoGrad) of a plane ending at `end`.
+template <class T>
+GK_ALWAYS_INLINE simd::Mask<T> load_bytes_in(const std::uint8_t* p, index_t n, const std::uint8_t* end) {
+  if (p + simd::kLanes<T> <= end) {
+    const simd::Mask<T> c = simd::load_bytes<T>(p, simd::kLanes<T>, kPoolNoGrad);
+    return n >= simd::kLanes<T> ? c : (simd::first_lanes<T>(n) ? c : simd::mask_set1<T>(kPoolNoGrad));
+  }
+  return simd::load_bytes<T>(p, n, kPoolNoGrad);
+}
+
 template <class T>
 void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_RESTRICT x, index_t nrows, index_t H,
                   index_t W, index_t stride, index_t ostride, T k, T a, T b) {
@@ -339,6 +371,8 @@ void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_
       const T* x1 = x0 + W;
       T* yo = y + r * ostride + oh * OW;
       std::uint8_t* co = code + r * ostride + oh * OW;
+      const T* yend = y + r * ostride + OH * OW;
+      const std::uint8_t* cend = code + r * ostride + OH * OW;
       for (index_t o0 = 0; o0 < OW; o0 += L) {
         const index_t n = OW - o0, nin = W - 2 * o0;
         VT e0, d0, e1, d1;
@@ -352,8 +386,8 @@ void bnrp_forward(T* GK_RESTRICT y, std::uint8_t* GK_RESTRICT code, const T* GK_
         MT j;
         window_max<T>(e0, d0, e1, d1, m, j);
         const MT pass = (m > VT{}) | (m != m);  // ReLU: a gradient flows where its output is > 0 (or NaN)
-        simd::store_first(yo + o0, pass ? m : VT{}, n);
-        simd::store_bytes<T>(co + o0, pass ? j : simd::mask_set1<T>(kPoolNoGrad), n);
+        store_in(yo + o0, pass ? m : VT{}, n, yend);
+        store_bytes_in<T>(co + o0, pass ? j : simd::mask_set1<T>(kPoolNoGrad), n, cend);
       }
     }
   }
@@ -376,9 +410,10 @@ void bnrp_dot(const T* GK_RESTRICT dy, const std::uint8_t* GK_RESTRICT code, con
       const T* x1 = x0 + W;
       const T* g = dy + r * ostride + oh * OW;
       const std::uint8_t* co = code + r * ostride + oh * OW;
+      const std::uint8_t* cend = code + r * ostride + OH * OW;
       for (index_t o0 = 0; o0 < OW; o0 += L) {
         const index_t n = OW - o0, nin = W - 2 * o0;
-        const MT c = simd::load_bytes<T>(co + o0, n, kPoolNoGrad);
+        const MT c = load_bytes_in<T>(co + o0, n, cend);
         VT e0, p0, e1, p1;
         load_pairs(x0 + 2 * o0, nin, e0, p0);
         load_pairs(x1 + 2 * o0, nin, e1, p1);
@@ -409,15 +444,18 @@ index_t bnrp_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const std::uin
   MT nbad{};
   // dx = b * (x - k) + c, plus the pooled gradient a * dy at each window's max position (e and o: the
   // gradients of the even and odd columns)
+  const T* dend = nullptr;  // the current plane's end
   auto row = [&](T* d, const T* xr, index_t nin, VT e, VT o) {
     VT g0, g1;
     simd::interleave(e, o, g0, g1);
-    simd::store_first(d, (vb * (simd::load_first(xr, nin) - vk) + vc) + g0, nin);
-    simd::store_first(d + L, (vb * (simd::load_first(xr + L, nin - L) - vk) + vc) + g1, nin - L);
+    store_in(d, (vb * (simd::load_first(xr, nin) - vk) + vc) + g0, nin, dend);
+    if (nin > L) store_in(d + L, (vb * (simd::load_first(xr + L, nin - L) - vk) + vc) + g1, nin - L, dend);
   };
   for (index_t r = 0; r < nrows; ++r) {
     const T* xp = x + r * stride;
     T* dxp = dx + r * stride;
+    dend = dxp + H * W;
+    const std::uint8_t* cend = code + r * ostride + OH * OW;
     for (index_t oh = 0; oh < OH; ++oh) {
       const T* x0 = xp + 2 * oh * W;
       const T* x1 = x0 + W;
@@ -425,13 +463,17 @@ index_t bnrp_backward(T* GK_RESTRICT dx, const T* GK_RESTRICT dy, const std::uin
       T* d1 = d0 + W;
       const T* g = dy + r * ostride + oh * OW;
       const std::uint8_t* co = code + r * ostride + oh * OW;
-      for (index_t o0 = 0; o0 < OW; o0 += L) {
-        const index_t n = OW - o0, nin = W - 2 * o0;
-        const MT cw = simd::load_bytes<T>(co + o0, n, kPoolNoGrad);
-        nbad -= (cw >= 4) & (cw != kPoolNoGrad);
-        const VT t = va * simd::load_first(g + o0, n);
-        row(d0 + 2 * o0, x0 + 2 * o0, nin, cw == 0 ? t : VT{}, cw == 1 ? t : VT{});
-        row(d1 + 2 * o0, x1 + 2 * o0, nin, cw == 2 ? t : VT{}, cw == 3 ? t : VT{});
+      // the upper row whole, then the lower one (the stores run in address order: see store_in)
+      for (int dh = 0; dh < 2; ++dh) {
+        for (index_t o0 = 0; o0 < OW; o0 += L) {
+          const index_t n = OW - o0, nin = W - 2 * o0;
+          const MT cw = load_bytes_in<T>(co + o0, n, cend);
+          if (dh == 0) nbad -= (cw >= 4) & (cw != kPoolNoGrad);
+          const VT t = va * simd::load_first(g + o0, n);
+          const MT ce = cw == 2 * dh;
+          const MT cd = cw == 2 * dh + 1;
+          row((dh == 0 ? d0 : d1) + 2 * o0, (dh == 0 ? x0 : x1) + 2 * o0, nin, ce ? t : VT{}, cd ? t : VT{});
+        }
       }
       if (W % 2 != 0) {  // the last column is in no window
         d0[W - 1] = b * (x0[W - 1] - k) + c;
