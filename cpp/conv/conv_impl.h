@@ -242,14 +242,24 @@ template <class T>
 void direct_pad(T* xp, const T* x_img, const ConvShape& s, index_t c0, index_t Cg) {
   constexpr index_t L = simd::kLanes<T>;
   const DirectPad d = direct_pad_layout<IsaTag>(s, sizeof(T));
-  fill(xp, xp + Cg * d.plane, T(0));
+  T* const end = xp + Cg * d.plane;
+  fill(xp, end, T(0));
   for (index_t c = 0; c < Cg; ++c) {
     for (index_t ih = 0; ih < s.H; ++ih) {
       const T* src = x_img + ((c0 + c) * s.H + ih) * s.W;
       T* dst = xp + c * d.plane + (s.PH + ih) * d.ldp + s.PW;
       index_t j = 0;
       for (; j + L <= s.W; j += L) simd::store(dst + j, simd::load(src + j));
-      if (j < s.W) simd::store_partial(dst + j, simd::load_partial(src + j, s.W - j), s.W - j);
+      if (j < s.W) {
+        // the row's end: zeros past it, a whole vector where it fits the copy (over padding, or
+        // over the next rows' elements, written after this)
+        const simd::Vec<T> v = simd::load_partial(src + j, s.W - j);
+        if (dst + j + L <= end) {
+          simd::store(dst + j, v);
+        } else {
+          simd::store_partial(dst + j, v, s.W - j);
+        }
+      }
     }
   }
 }

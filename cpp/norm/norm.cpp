@@ -45,7 +45,8 @@ inline index_t rows_per_block(index_t S, index_t len) { return std::max<index_t>
 //   2. finish(u, s1, s2) with s1 = sum over the unit's chunks of p1 (in order), s2 likewise,
 //   3. apply(r0, nrows, u) for every chunk (or single row) of a unit.
 // When there are enough units for the threads each unit runs all three steps on one
-// thread, so its rows are still in L2 for step 3 (one trip to memory instead of two);
+// thread, so its rows are still in L2 for step 3 (one trip to memory instead of two; step 3
+// runs the chunks last to first);
 // otherwise each step is parallel (over chunks, then rows). The arithmetic, and so
 // every bit of the result, is the same on both paths and for any thread count.
 template <class Prefetch, class Sums, class Finish, class Apply>
@@ -71,7 +72,9 @@ void two_pass(const RowUnits& U, index_t S, double* p1, double* p2, Prefetch&& p
           sums(U.row(u, ch * U.chunk), U.chunk_rows(ch), u, p1 + u * nch + ch, p2 + u * nch + ch);
         }
         merge(u);
-        for (index_t ch = 0; ch < nch; ++ch) apply(U.row(u, ch * U.chunk), U.chunk_rows(ch), u);
+        // last chunk first: the rows the sums read last are the likeliest still in L2 (a unit can
+        // be about L2's size, and what apply writes evicts the oldest lines)
+        for (index_t ch = nch; ch-- > 0;) apply(U.row(u, ch * U.chunk), U.chunk_rows(ch), u);
       }
     }, nt);
     return;
