@@ -6,8 +6,9 @@ them per layer, largest first, with the share of the measured step. What no laye
 (the loss, the optimizer step, the record's bookkeeping) is the last row. Fused runs inside a
 Sequential are taken apart (each layer runs on its own), so the sum may exceed a fused step;
 with --fused they stay fused and each run is timed as one unit (a row such as
-"BatchNorm2d+ReLU+MaxPool2d 32"), so the table is the real step's. A call inside a timed call
-(a layer's backward inside a fused run's) counts for the outer one only.
+"BatchNorm2d+ReLU+MaxPool2d 32"; gk.models' fused batch norm + ReLU calls as F.batch_norm_relu),
+so the table is the real step's (the derived backward's fused replays count in the last row).
+A call inside a timed call (a layer's backward inside a fused run's) counts for the outer one only.
 
 Run: PYTHONPATH=python python benchmarks/profile_model.py resnet20 [--batch 128] [--threads 2] [--steps 5]
      (any model name of benchmarks/bench_models.py; --by-type sums layers of one type and shape;
@@ -57,7 +58,8 @@ def _shape_label(m) -> str:
 def _time_runs(totals, label) -> dict:
     """Times each fused run kind's forward and backward as one unit, under label(its layers);
     -> the originals, to restore."""
-    saved = {}
+    saved = {fusion: fusion.batch_norm_relu}  # gk.models' fused call; its backward is timed as F.batch_norm_relu's
+    fusion.batch_norm_relu = _timed(fusion.batch_norm_relu, ("F.batch_norm_relu", "fwd"), totals)
     for kind in fusion._RUNS:
         saved[kind] = (kind.__dict__["forward"], kind.__dict__["backward"])
         for phase, fn in (("fwd", kind.forward), ("bwd", kind.backward)):
@@ -110,8 +112,11 @@ def profile(model: Module, x, y, steps: int, by_type: bool, fused: bool = False)
             setattr(functional, n, fn)
         for c, b in saved_bwd.items():
             c.backward = b
-        for kind, (fwd, bwd) in runs.items():
-            kind.forward, kind.backward = fwd, bwd
+        for kind, originals in runs.items():
+            if kind is fusion:
+                fusion.batch_norm_relu = originals
+            else:
+                kind.forward, kind.backward = originals
     return {k: v / steps for k, v in totals.items()}, elapsed
 
 
