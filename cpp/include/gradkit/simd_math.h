@@ -443,13 +443,6 @@ GK_ALWAYS_INLINE Vec<float> with_tail(Vec<float> a, float limit, Vec<float> fast
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 namespace detail {
-// GELU for |x| >= 3.74 (and NaN, +-inf), the lanes the piecewise forms leave:
-// T = a Phi(-a), a = min(|x|, 14.5), is phi(a) g(1 / a^2) with g(v) = a Phi(-a) /
-// phi(a) (Mills' ratio times a, 1 - v + 3v^2 - ...) a degree-5 minimax fit on a in
-// [3.74, 14.6] (relative error, 1/sqrt(2 pi) folded in; 1.5 * 2^-24 in float;
-// cpp/tools/fit_gelu_pieces.py); a^2 exact as sq + sq_lo (FMA), so exp(-a^2 / 2)
-// keeps its accuracy up to a ~ 14.5. y = -T for x < 0, x - T for x > 0 (T < 2.2e-4 x
-// there). About 28 operations.
 // a Phi(-a) / (sqrt(2 pi) phi(a)) = a Phi(-a) exp(a^2 / 2) for a in [3.74, 14.6] from
 // v = 1 / a^2 (the fit described at gelu_tail).
 GK_ALWAYS_INLINE Vec<float> mills_a(Vec<float> v) {
@@ -461,16 +454,27 @@ GK_ALWAYS_INLINE Vec<float> mills_a(Vec<float> v) {
   return g * v + 0.398942024f;
 }
 
+// a Phi(-a) rounds to 0 from a = 14.36 on; at 14.375 exp's argument is -103.3 (> -104:
+// exp_f32's one-multiplication scaling, ExpRange::nonpositive, holds).
+constexpr float kGeluTailClamp = 14.375f;
+
+// GELU for |x| >= 3.74 (and NaN, +-inf), the lanes the piecewise forms leave:
+// T = a Phi(-a), a = min(|x|, 14.375), is phi(a) g(1 / a^2) with g(v) = a Phi(-a) /
+// phi(a) (Mills' ratio times a, 1 - v + 3v^2 - ...) a degree-5 minimax fit on a in
+// [3.74, 14.6] (relative error, 1/sqrt(2 pi) folded in; 1.5 * 2^-24 in float;
+// cpp/tools/fit_gelu_pieces.py); a^2 exact as sq + sq_lo (FMA), so exp(-a^2 / 2)
+// keeps its accuracy up to a ~ 14.4. y = -T for x < 0, x - T for x > 0 (T < 2.2e-4 x
+// there). About 22 operations.
 GK_ALWAYS_INLINE Vec<float> gelu_tail(Vec<float> x) {
   using V = Vec<float>;
-  const V a = clamp_hi(abs(x), kNormalClamp<float>);  // NaN kept
+  const V a = clamp_hi(abs(x), kGeluTailClamp);  // NaN kept
   const V sq = a * a;
 #if defined(__AVX512F__)
   const V sq_lo = (V)_mm512_fmsub_ps((__m512)a, (__m512)a, (__m512)sq);
 #else
   const V sq_lo = (V)_mm256_fmsub_ps((__m256)a, (__m256)a, (__m256)sq);
 #endif
-  const V t = exp_f32<true, true>(sq * -0.5f, sq_lo * -0.5f, mills_a(recip(sq)));
+  const V t = exp_f32<true, true, ExpRange::nonpositive>(sq * -0.5f, sq_lo * -0.5f, mills_a(recip(sq)));
   return clamp_lo(x, 0.0f) - t;  // max(0, x), NaN kept
 }
 }  // namespace detail
