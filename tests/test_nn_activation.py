@@ -257,7 +257,8 @@ def test_gelu_tail_lanes_gathered_across_a_block(isa, threads, n, tail_share):
     assert_ulp(got, ref_forward("gelu", x), np.float32, ULP_TOL[np.float32]["gelu"], f"gelu {isa} n={n}")
 
 
-GELU_GRAD_BOUND = {"avx512": 0.47, "avx2": 0.37, "generic": 1.34}  # simd_math.h, in 2^-23 (|GELU'| + 1)
+# in 2^-23 (|GELU'| + 1): simd_math.h's sweeps (AVX2 measures 0.29 since its tail formula; 0.37 was its bound)
+GELU_GRAD_BOUND = {"avx512": 0.47, "avx2": 0.37, "generic": 1.34}
 
 
 def test_gelu_grad_tail_lanes(isa):

@@ -8,8 +8,11 @@
 // Measured max errors vs float64 (cpp/tools/ulp_sweep.py) over every float32 in
 // the range (tanh on [-9.5, 9.5], sigmoid on [-110, 110], GELU on [-16, 16];
 // AVX-512 / AVX2 / generic; GELU every 5th float): tanh 3.1 / 3.1 / 3.2, sigmoid
-// 2.8 / 2.8 / 2.8, GELU 3.1 / 3.1 / 6.7 ULP; elu 1.2 (tests/test_activation.py sweeps);
-// GELU' (every 5th float in [-16, 16]) within 0.47 / 0.37 / 1.34 * 2^-23 (|GELU'| + 1).
+// 2.8 / 2.4 / 2.4, GELU 3.1 / 3.1 / 6.7 ULP; elu 1.2 (tests/test_activation.py sweeps);
+// GELU' (every 5th float in [-16, 16]) within 0.47 / 0.29 / 1.34 * 2^-23 (|GELU'| + 1).
+// Cost per vector (llvm-mca, -mcpu=znver3 / icelake-server, AVX2 loops): tanh 10.9 / 10.8
+// cycles, sigmoid 12.2 / 10.9, GELU's fast path 17.1 / 9.2 (vpermps takes two cycles of
+// Zen 3's FP1 pipe), its tail 22.7 / 17.2, GELU' tail 20.5 / 16.7 (gelu_grad_general: 64).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -117,10 +120,10 @@ GK_ALWAYS_INLINE Vec<float> pow2_biased(Vec<float> n) {
 
 // 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows), clamped at -104
 // (where it rounds to 0) and computed by exp_f32 with ExpRange::nonpositive
-// (denormal results, x down to -103.3, round once); then y = 1 / (1 + e) =
-// sigmoid(|x|) by recip (exactly 1 once e < 2^-25) and e y = sigmoid(-|x|) for
-// negative x (no 1 - s cancellation either way). About 19 vector operations on
-// AVX-512; on AVX2 about 18 plus one division.
+// (denormal results, x down to -103.3, round once); then sigmoid(|x|) = 1 / (1 + e)
+// (exactly 1 once e < 2^-25) and sigmoid(-|x|) = e / (1 + e) for negative x (no 1 - s
+// cancellation either way): on AVX-512 y = recip(1 + e) and e y, about 19 vector
+// operations; elsewhere one division of e or 1, about 17 plus the division.
 GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
   using V = Vec<float>;
   const V z = clamp_lo(from_bits<float>(bits(x) | sign_mask<V>()), detail::kExpMin);  // -|x|, NaN kept
