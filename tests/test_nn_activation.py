@@ -257,6 +257,28 @@ def test_gelu_tail_lanes_gathered_across_a_block(isa, threads, n, tail_share):
     assert_ulp(got, ref_forward("gelu", x), np.float32, ULP_TOL[np.float32]["gelu"], f"gelu {isa} n={n}")
 
 
+# in 2^-23 (|GELU'| + 1): simd_math.h's sweeps (AVX2 measures 0.29 since its tail formula; 0.37 was its bound)
+GELU_GRAD_BOUND = {"avx512": 0.47, "avx2": 0.37, "generic": 1.34}
+
+
+def test_gelu_grad_tail_lanes(isa):
+    """float32 GELU' beyond the piecewise fast path (|x| >= 3.75 on AVX2, 3.875 on AVX-512), dense from
+    3.7 to 16 on both sides and mixed with fast lanes: within simd_math.h's bound of float64, lane by
+    lane as when computed alone; NaN stays NaN, and the far tails are 1 and (almost) 0."""
+    dtype = np.float32
+    a = np.linspace(3.7, 16.0, 40001)
+    x = np.concatenate([a, -a, np.random.default_rng(5).uniform(-4.0, 4.0, 4001)]).astype(dtype)
+    got = ops.gelu_backward(np.ones_like(x), x).astype(np.float64)
+    ref = ref_backward("gelu", np.ones(x.size), x)
+    err = np.abs(got - ref) / (float(np.finfo(dtype).eps) * (np.abs(ref) + 1))
+    i = int(np.argmax(err))
+    assert err[i] <= GELU_GRAD_BOUND[isa], f"gelu' {isa}: error {err[i]:.3f} * 2^-23 (|g| + 1) at x = {x[i]!r}"
+    alone = np.array([ops.gelu_backward(np.ones(1, dtype), x[i:i + 1])[0] for i in range(0, x.size, 97)])
+    assert alone.tobytes() == got[::97].astype(dtype).tobytes(), "gelu' depends on neighbouring lanes"
+    special = ops.gelu_backward(np.ones(3, dtype), np.array([np.nan, 30.0, -30.0], dtype))
+    assert np.isnan(special[0]) and special[1] == 1 and abs(special[2]) < 1e-30, special
+
+
 @pytest.mark.parametrize("name", ACTS)
 def test_streaming_and_misaligned_outputs(name, isa, threads):
     """A large output (non-temporal stores) at an unaligned address, and in place."""

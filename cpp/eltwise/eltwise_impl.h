@@ -165,6 +165,26 @@ inline void act_forward_kernel<float, Act::gelu>(float* y, const float* x, index
   }
   while (i + L <= n) {
     const index_t nb = GK_ISA_NS::min<index_t>(kGeluBlock, (n - i) / L * L);
+    // A block without tail lanes (with N(0, 1) inputs, 96% of them) goes straight through
+    // the fast path: the largest |x| of the block, compared as integers (NaN and inf
+    // above every finite value), costs two operations a vector, the buffer round trip
+    // below about 2 ns a vector (Zen 3).
+    Mask<float> top = mask_set1<float>(0);
+    for (index_t j = 0; j < nb; j += L) top = max(top, bits(abs(load(x + i + j))));
+    if (bitmask(not_less(from_bits<float>(top), set1(kGeluFastLimit))) == 0) {
+      for (index_t j = 0; j < nb; j += L) {
+        prefetch_ahead(x + i + j);
+        const V v = load(x + i + j);
+        const V r = gelu_fast(v, abs(v));
+        if (stream) {
+          simd::stream(y + i + j, r);
+        } else {
+          store(y + i + j, r);
+        }
+      }
+      i += nb;
+      continue;
+    }
     int nt = 0;
     for (index_t j = 0; j < nb; j += L) {
       prefetch_ahead(x + i + j);

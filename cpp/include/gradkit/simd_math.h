@@ -8,8 +8,11 @@
 // Measured max errors vs float64 (cpp/tools/ulp_sweep.py) over every float32 in
 // the range (tanh on [-9.5, 9.5], sigmoid on [-110, 110], GELU on [-16, 16];
 // AVX-512 / AVX2 / generic; GELU every 5th float): tanh 3.1 / 3.1 / 3.2, sigmoid
-// 2.8 / 2.8 / 2.8, GELU 3.1 / 3.1 / 6.7 ULP; elu 1.2 (tests/test_activation.py sweeps);
-// GELU' (every 5th float in [-16, 16]) within 0.47 / 0.37 / 1.34 * 2^-23 (|GELU'| + 1).
+// 2.8 / 2.4 / 2.4, GELU 3.1 / 3.1 / 6.7 ULP; elu 1.2 (tests/test_activation.py sweeps);
+// GELU' (every 5th float in [-16, 16]) within 0.47 / 0.29 / 1.34 * 2^-23 (|GELU'| + 1).
+// Cost per vector (llvm-mca, -mcpu=znver3 / icelake-server, AVX2 loops): tanh 10.9 / 10.8
+// cycles, sigmoid 12.2 / 10.9, GELU's fast path 17.1 / 9.2 (vpermps takes two cycles of
+// Zen 3's FP1 pipe), its tail 22.7 / 17.2, GELU' tail 20.5 / 16.7 (gelu_grad_general: 64).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -117,16 +120,22 @@ GK_ALWAYS_INLINE Vec<float> pow2_biased(Vec<float> n) {
 
 // 1 / (1 + exp(-x)) from e = exp(-|x|) (never overflows), clamped at -104
 // (where it rounds to 0) and computed by exp_f32 with ExpRange::nonpositive
-// (denormal results, x down to -103.3, round once); then y = 1 / (1 + e) =
-// sigmoid(|x|) by recip (exactly 1 once e < 2^-25) and e y = sigmoid(-|x|) for
-// negative x (no 1 - s cancellation either way). About 19 vector operations on
-// AVX-512; on AVX2 about 18 plus one division.
+// (denormal results, x down to -103.3, round once); then sigmoid(|x|) = 1 / (1 + e)
+// (exactly 1 once e < 2^-25) and sigmoid(-|x|) = e / (1 + e) for negative x (no 1 - s
+// cancellation either way): on AVX-512 y = recip(1 + e) and e y, about 19 vector
+// operations; elsewhere one division of e or 1, about 17 plus the division.
 GK_ALWAYS_INLINE Vec<float> sigmoid(Vec<float> x) {
   using V = Vec<float>;
   const V z = clamp_lo(from_bits<float>(bits(x) | sign_mask<V>()), detail::kExpMin);  // -|x|, NaN kept
   const V e = detail::exp_f32<false, false, detail::ExpRange::nonpositive>(z, z, z);
+#if defined(__AVX512F__)
   const V y = recip(1.0f + e);  // divisor in [1, 2]
   return select_sign(x, e * y, y);
+#else
+  // One division of e or 1 by 1 + e: one rounding, and one multiplication less than
+  // e times the reciprocal (AVX2 on Zen 3: 4.14 -> 3.83 ns a vector in L1).
+  return div(select_sign(x, e, set1(1.0f)), 1.0f + e);
+#endif
 }
 
 // tanh(x) = -sign(x) m / (2 + m) with m = expm1(-2z), z = min(|x|, 9.02)
@@ -437,36 +446,62 @@ GK_ALWAYS_INLINE Vec<float> with_tail(Vec<float> a, float limit, Vec<float> fast
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 namespace detail {
+// a Phi(-a) / (sqrt(2 pi) phi(a)) = a Phi(-a) exp(a^2 / 2) for a in [3.74, 14.6] from
+// v = 1 / a^2 (the fit described at gelu_tail).
+GK_ALWAYS_INLINE Vec<float> mills_a(Vec<float> v) {
+  Vec<float> g = set1(-66.7730255f);
+  g = g * v + 24.9381886f;
+  g = g * v - 5.41806936f;
+  g = g * v + 1.18652296f;
+  g = g * v - 0.398854166f;
+  return g * v + 0.398942024f;
+}
+
+// a Phi(-a) rounds to 0 from a = 14.36 on; at 14.375 exp's argument is -103.3 (> -104:
+// exp_f32's one-multiplication scaling, ExpRange::nonpositive, holds).
+constexpr float kGeluTailClamp = 14.375f;
+
 // GELU for |x| >= 3.74 (and NaN, +-inf), the lanes the piecewise forms leave:
-// T = a Phi(-a), a = min(|x|, 14.5), is phi(a) g(1 / a^2) with g(v) = a Phi(-a) /
+// T = a Phi(-a), a = min(|x|, 14.375), is phi(a) g(1 / a^2) with g(v) = a Phi(-a) /
 // phi(a) (Mills' ratio times a, 1 - v + 3v^2 - ...) a degree-5 minimax fit on a in
 // [3.74, 14.6] (relative error, 1/sqrt(2 pi) folded in; 1.5 * 2^-24 in float;
 // cpp/tools/fit_gelu_pieces.py); a^2 exact as sq + sq_lo (FMA), so exp(-a^2 / 2)
-// keeps its accuracy up to a ~ 14.5. y = -T for x < 0, x - T for x > 0 (T < 2.2e-4 x
-// there). About 28 operations.
+// keeps its accuracy up to a ~ 14.4. y = -T for x < 0, x - T for x > 0 (T < 2.2e-4 x
+// there). About 22 operations.
 GK_ALWAYS_INLINE Vec<float> gelu_tail(Vec<float> x) {
   using V = Vec<float>;
-  const V a = clamp_hi(abs(x), kNormalClamp<float>);  // NaN kept
+  const V a = clamp_hi(abs(x), kGeluTailClamp);  // NaN kept
   const V sq = a * a;
 #if defined(__AVX512F__)
   const V sq_lo = (V)_mm512_fmsub_ps((__m512)a, (__m512)a, (__m512)sq);
 #else
   const V sq_lo = (V)_mm256_fmsub_ps((__m256)a, (__m256)a, (__m256)sq);
 #endif
-  const V v = recip(sq);  // in [0.0047, 0.072] where it matters
-  V g = set1(-66.7730255f);
-  g = g * v + 24.9381886f;
-  g = g * v - 5.41806936f;
-  g = g * v + 1.18652296f;
-  g = g * v - 0.398854166f;
-  g = g * v + 0.398942024f;
-  const V t = exp_f32<true, true>(sq * -0.5f, sq_lo * -0.5f, g);
+  const V t = exp_f32<true, true, ExpRange::nonpositive>(sq * -0.5f, sq_lo * -0.5f, mills_a(recip(sq)));
   return clamp_lo(x, 0.0f) - t;  // max(0, x), NaN kept
 }
 }  // namespace detail
 #endif
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
+namespace detail {
+// GELU'(x) for |x| >= 3.75 (and NaN, +-inf), the lanes kGeluGrad8 leaves: h = Phi(-a) -
+// a phi(a) = a exp(-a^2 / 2) (v mills_a(v) - 1/sqrt(2 pi)), v = 1 / a^2, a = min(|x|, 13)
+// (|h| < 1e-36 beyond), GELU' = h for x < 0 and 1 - h for x >= 0. |h| <= 2.8e-3 here, so
+// the bound's absolute error (2^-23 (|GELU'| + 1)) asks 4e-6 of h's relative error at most:
+// x^2 in one rounding and exp's argument without a low part are enough. About 20
+// operations, against about 60 for gelu_grad_general, which this path took before.
+GK_ALWAYS_INLINE Vec<float> gelu_grad_tail(Vec<float> x) {
+  using V = Vec<float>;
+  const V a = clamp_hi(abs(x), 13.0f);  // NaN kept
+  const V sq = a * a;
+  const V v = recip(sq);
+  const V m = a * (v * mills_a(v) - 0.398942280401432678f);
+  const V h = exp_f32<false, true, ExpRange::nonpositive>(sq * -0.5f, sq, m);  // exponent >= -84.5
+  return select_sign(x, h, 1.0f - h);
+}
+}  // namespace detail
+
 // gelu() in two parts, for kernels that gather the tail lanes of many vectors into full
 // vectors (eltwise's GELU forward): gelu_fast(x, |x|) is gelu(x) in the lanes where
 // |x| < kGeluFastLimit (bit for bit), and detail::gelu_tail(x) in the others (NaN
@@ -515,7 +550,8 @@ GK_ALWAYS_INLINE V gelu_grad_general(V x) {
 
 // GELU'(x), float. AVX-512: detail::kGeluGradPiece for |x| < 3.875. AVX2: h =
 // detail::kGeluGrad8(|x|) = Phi(-|x|) - |x| phi(x) for |x| < 3.75, GELU' = h for x < 0,
-// 1 - h for x >= 0. Other lanes from gelu_grad_general (detail::with_tail).
+// 1 - h for x >= 0. Other lanes from gelu_grad_general on AVX-512 and from
+// detail::gelu_grad_tail on AVX2 (detail::with_tail).
 GK_ALWAYS_INLINE Vec<float> gelu_grad(Vec<float> x) {
 #if defined(__AVX512F__)
   using V = Vec<float>;
@@ -529,7 +565,7 @@ GK_ALWAYS_INLINE Vec<float> gelu_grad(Vec<float> x) {
   Mask<float> idx;
   const V w = detail::split_piece<0>(a, 2.0f, idx);
   const V h = detail::piece_poly(detail::kGeluGrad8, idx, w);
-  return detail::with_tail(a, 3.75f, select_sign(x, h, 1.0f - h), [x] { return gelu_grad_general(x); });
+  return detail::with_tail(a, 3.75f, select_sign(x, h, 1.0f - h), [x] { return detail::gelu_grad_tail(x); });
 #else
   return gelu_grad_general(x);
 #endif
