@@ -277,23 +277,28 @@ for isa in _core.supported_isas():
 np.savez(sys.argv[1], **out)
 """
 
-# Forced caches (GRADKIT_L*_CACHE_BYTES), and the blocks gemm_blocking_for derives for them
-# (mc, kc, nc per ISA and dtype; micro-tiles generic 4x8/4x8, avx2 6x16/6x8, avx512 8x32/8x16).
+# Forced caches (GRADKIT_L*_CACHE_BYTES), and the blocks and loop order gemm_blocking_for derives for them
+# (mc, kc, nc, order per ISA and dtype; micro-tiles generic 4x8/4x8, avx2 6x16/6x8, avx512 8x32/8x16).
+# A_L1: the A panel stays in L1 (where repacking A every nc columns costs under 2.5%, nc >= 320);
+# B_L1: BLIS's order, the B sliver in L1, nc from L3 (at least 1024 columns, at most a 4 MiB block).
+A_L1, B_L1 = "a_panel_in_l1", "b_sliver_in_l1"
 ZEN3 = {"GRADKIT_L1_CACHE_BYTES": 32768, "GRADKIT_L2_CACHE_BYTES": 524288, "GRADKIT_L3_CACHE_BYTES": 4 << 20}
 XEON = {"GRADKIT_L1_CACHE_BYTES": 49152, "GRADKIT_L2_CACHE_BYTES": 2 << 20, "GRADKIT_L3_CACHE_BYTES": 1536 << 10}
 TINY_L2 = dict(ZEN3, GRADKIT_L2_CACHE_BYTES=65536)  # Zen 3's L1 (so the same kc), a 64 KiB L2
 SMALL_L1 = dict(ZEN3, GRADKIT_L1_CACHE_BYTES=16384)  # half the L1: kc halves, so do the K blocks
 EXPECTED_BLOCKS = {
-    "zen3": {("generic", "float32"): (48, 680, 96), ("generic", "float64"): (48, 336, 96),
-             ("avx2", "float32"): (96, 336, 192), ("avx2", "float64"): (72, 224, 144),
-             ("avx512", "float32"): (192, 168, 384), ("avx512", "float64"): (96, 168, 192)},
-    # the AVX-512 table's former constants on the Xeon they were tuned on
-    "xeon": {("avx512", "float32"): (512, 256, 1024), ("avx512", "float64"): (256, 256, 512),
-             ("avx2", "float32"): (252, 512, 512), ("avx2", "float64"): (192, 336, 384)},
-    "tiny_l2": {("avx2", "float32"): (12, 336, 64), ("avx2", "float64"): (6, 224, 32),
-                ("avx512", "float32"): (24, 168, 128)},  # nc at its floor of 4 slivers
-    "small_l1": {("avx2", "float32"): (192, 168, 384), ("avx2", "float64"): (144, 112, 288),
-                 ("generic", "float32"): (96, 336, 192)},
+    # AVX2 f32: the A-panel order would keep a 336 x 192 block of B in L2 and pack A every 192 columns;
+    # BLIS's: kc (6 + 16) * 4 bytes <= 7/8 of L1, mc x kc in half of L2, nc from half of the 4 MiB L3
+    "zen3": {("generic", "float32"): (108, 592, 1024, B_L1), ("generic", "float64"): (108, 296, 1024, B_L1),
+             ("avx2", "float32"): (204, 320, 1632, B_L1), ("avx2", "float64"): (126, 256, 1024, B_L1),
+             ("avx512", "float32"): (192, 168, 384, A_L1), ("avx512", "float64"): (224, 144, 1808, B_L1)},
+    # the AVX-512 table's former constants and order on the Xeon they were tuned on
+    "xeon": {("avx512", "float32"): (512, 256, 1024, A_L1), ("avx512", "float64"): (256, 256, 512, A_L1),
+             ("avx2", "float32"): (252, 512, 512, A_L1), ("avx2", "float64"): (192, 336, 384, A_L1)},
+    "tiny_l2": {("avx2", "float32"): (24, 320, 1632, B_L1), ("avx2", "float64"): (12, 256, 1024, B_L1),
+                ("avx512", "float32"): (40, 176, 2976, B_L1)},
+    "small_l1": {("avx2", "float32"): (192, 168, 384, A_L1), ("avx2", "float64"): (252, 128, 2048, B_L1),
+                 ("generic", "float32"): (220, 296, 1768, B_L1)},
 }
 CACHES = {"zen3": ZEN3, "xeon": XEON, "tiny_l2": TINY_L2, "small_l1": SMALL_L1}
 
@@ -306,21 +311,22 @@ def _env(caches):
 
 def _blocks_for(caches, isa, dtype):
     script = ("from gradkit import _core; b = _core.gemm_blocking(%r, %r); "
-              "print(b['mc'], b['kc'], b['nc'], b['l1d_bytes'], b['l2_bytes'], b['l3_bytes'])" % (isa, dtype))
+              "print(b['mc'], b['kc'], b['nc'], b['order'], b['l1d_bytes'], b['l2_bytes'], b['l3_bytes'])"
+              % (isa, dtype))
     res = subprocess.run([sys.executable, "-c", script], env=_env(caches), check=True, timeout=120,
                          capture_output=True, text=True)
-    return tuple(int(v) for v in res.stdout.split())
+    return tuple(int(v) if v.isdigit() else v for v in res.stdout.split())
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_BLOCKS))
 def test_blocks_derived_from_forced_cache_sizes(name):
-    """gemm_blocking_for's blocks for each table under forced cache sizes: kc from L1, nc and mc from L2
-    (the AVX-512 table's former constants on a 48 KiB L1d / 2 MiB L2 Xeon)."""
+    """gemm_blocking_for's blocks and order for each table under forced cache sizes: kc from L1, mc from L2,
+    nc from L2 or L3 by the order (the AVX-512 table's former constants on a 48 KiB L1d / 2 MiB L2 Xeon)."""
     caches = CACHES[name]
     for (isa, dtype), blocks in EXPECTED_BLOCKS[name].items():
         got = _blocks_for(caches, isa, dtype)
-        assert got[:3] == blocks, (name, isa, dtype, got)
-        assert got[3:] == (caches["GRADKIT_L1_CACHE_BYTES"], caches["GRADKIT_L2_CACHE_BYTES"],
+        assert got[:4] == blocks, (name, isa, dtype, got)
+        assert got[4:] == (caches["GRADKIT_L1_CACHE_BYTES"], caches["GRADKIT_L2_CACHE_BYTES"],
                            caches["GRADKIT_L3_CACHE_BYTES"])
 
 

@@ -71,6 +71,7 @@ void bind_core(py::module_& m) {
         out["mc"] = b.mc;
         out["kc"] = b.kc;
         out["nc"] = b.nc;
+        out["order"] = b.order == GemmOrder::b_sliver_in_l1 ? "b_sliver_in_l1" : "a_panel_in_l1";
         out["l1d_bytes"] = b.l1d_bytes;
         out["l2_bytes"] = b.l2_bytes;
         out["l3_bytes"] = b.l3_bytes;
@@ -78,7 +79,8 @@ void bind_core(py::module_& m) {
       },
       py::arg("isa") = py::none(), py::arg("dtype") = "float32",
       "The GEMM blocking of `isa`'s kernels (default: the current ISA) for dtype, derived from this core's "
-      "caches (l3_bytes: one core's share; 0 = unknown). GRADKIT_L1_CACHE_BYTES, GRADKIT_L2_CACHE_BYTES and "
+      "caches (l3_bytes: one core's share; 0 = unknown), and the packed path's loop order: which operand stays "
+      "in L1 ('a_panel_in_l1' or 'b_sliver_in_l1', BLIS's). GRADKIT_L1_CACHE_BYTES, GRADKIT_L2_CACHE_BYTES and "
       "GRADKIT_L3_CACHE_BYTES override the sizes.");
   m.def(
       "kernel_isas",

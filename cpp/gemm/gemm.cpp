@@ -21,30 +21,52 @@ namespace gk {
 
 GK_DEFINE_DISPATCH(gemm, GemmTable)
 
-// The cache blocks, derived from this core's caches (cpu_cache.h) and the micro-tile
-// (BLIS's analytical model, Low et al. 2016, in capacities rather than ways). Our
-// micro-kernel broadcasts A and loads B vectors, and the macro-kernel runs the jr loop
-// inside the ir loop, so the operands' roles are BLIS's swapped: the MR x kc micro-panel
-// of A stays in L1 while the kc x NR slivers of B stream through it from L2.
-// - kc (L1): the streaming sliver of B gets 2/3 of L1 and the resident panel of A 1/3;
-//   kc is the largest multiple of 8 with both in their share (and a K of several blocks
-//   is cut into equal blocks, kc_for).
-// - nc (L2): the kc x nc block of packed B is read once per micro-panel of A: it keeps
-//   half of L2 (whole slivers, at least 4).
-// - mc (L2): the packed mc x kc block of A is read once, right after packing: it takes a
-//   quarter of L2, next to B's half (whole micro-panels, at least one).
-// The L3 bounds neither: the blocks above are all that is reused. On a 48 KiB L1d /
-// 2 MiB L2 Xeon this gives the AVX-512 table's former constants (f32 8x32: mc/kc/nc
-// 512/256/1024; f64 8x16: 256/256/512); on Zen 3 (32 KiB / 512 KiB) AVX2 f32 6x16:
-// 96/336/192. Unknown sizes count as 32 KiB L1d and 512 KiB L2. Only kc changes
-// results: each element's chain of FMAs is cut at the K blocks alone.
+// The cache blocks and the loop order, derived from this core's caches (cpu_cache.h) and the
+// micro-tile (BLIS's analytical model, Low et al. 2016, in capacities rather than ways). Our
+// micro-kernel broadcasts A and loads B vectors. Two orders of the loops around it
+// (GemmOrder), each with its blocks:
+// - A panel in L1 (ir outside jr): the MR x kc micro-panel of A stays in L1 while the kc x NR
+//   slivers of B stream through it from the packed B block in L2.
+//   kc: the streaming sliver of B gets 2/3 of L1 and the resident panel of A 1/3 (the largest
+//   multiple of 8 with both in their share). nc: the kc x nc block of packed B keeps half of L2
+//   (whole slivers, at least 4). mc: the packed mc x kc block of A, read once right after
+//   packing, takes a quarter of L2 (whole micro-panels, at least one).
+//   Its cost: A is packed again for every nc columns of C, kPackCost / nc of the product.
+// - B sliver in L1 (jr outside ir, BLIS's): the kc x NR sliver of B stays in L1 while the
+//   micro-panels of A stream through it from the packed A block in L2; nothing is packed twice.
+//   kc: the sliver of B and one micro-panel of A fill 7/8 of L1 (one way of 8 is left to C and
+//   the next panel). mc: the mc x kc block of A takes half of L2. nc (L3): the kc x nc block of
+//   packed B takes half of the core's share of L3, read once per block of A; at least
+//   kMinL3Nc columns (the share cpuid reports can be a small fraction of what a core gets) and
+//   at most kMaxPackedB bytes (the per-thread buffer).
+// The first order is taken where its repacking of A costs at most 1 / kMaxRepackA of the
+// product (nc >= 320): on 2 MiB-L2 Xeons (f32 8x32 mc/kc/nc 512/256/1024, f64 8x16 256/256/512:
+// the AVX-512 table's former constants, and the order measured there as 10-15% faster than
+// BLIS's); the second elsewhere (Zen 3, 32 KiB L1d / 512 KiB L2 / 32 MiB L3 per CCX: AVX2 f32
+// 6x16 mc/kc/nc 204/320/3264, where the first order would pack A again every 192 columns).
+// Unknown sizes count as 32 KiB L1d, 512 KiB L2 and 2 MiB of L3 per
+// core. Only kc changes results: each element's chain of FMAs is cut at the K blocks alone.
+// Cost of packing one element, in multiply-adds (to choose the order and the thread split).
+constexpr index_t kPackCost = 8;
+constexpr index_t kMaxRepackA = 40;
+constexpr index_t kMinL3Nc = 1024;
+constexpr index_t kMaxPackedB = index_t{4} << 20;
+
 GemmBlocking gemm_blocking_for(index_t mr, index_t nr, index_t elem_bytes, const CacheSizes& cs) {
   const index_t l1 = cs.l1d > 0 ? cs.l1d : 32 * 1024;
   const index_t l2 = cs.l2 > 0 ? cs.l2 : 512 * 1024;
+  const index_t l3 = cs.l3 > 0 ? cs.l3 : 2048 * 1024;
   const index_t kc = std::max<index_t>(std::min(2 * l1 / (3 * nr * elem_bytes), l1 / (3 * mr * elem_bytes)) / 8 * 8, 8);
   const index_t nc = std::max<index_t>(l2 / 2 / (kc * elem_bytes) / nr, 4) * nr;
-  const index_t mc = std::max<index_t>(l2 / 4 / (kc * elem_bytes) / mr, 1) * mr;
-  return {mr, nr, mc, kc, nc, cs.l1d, cs.l2, cs.l3};
+  if (kPackCost * kMaxRepackA <= nc) {
+    const index_t mc = std::max<index_t>(l2 / 4 / (kc * elem_bytes) / mr, 1) * mr;
+    return {mr, nr, mc, kc, nc, GemmOrder::a_panel_in_l1, cs.l1d, cs.l2, cs.l3};
+  }
+  const index_t kc_b = std::max<index_t>(l1 * 7 / 8 / ((mr + nr) * elem_bytes) / 8 * 8, 8);
+  const index_t mc_b = std::max<index_t>(l2 / 2 / (kc_b * elem_bytes) / mr, 1) * mr;
+  const index_t nc_max = std::max<index_t>(kMaxPackedB / (kc_b * elem_bytes) / nr, 1) * nr;
+  const index_t nc_b = std::min(nc_max, std::max(round_up(kMinL3Nc, nr), l3 / 2 / (kc_b * elem_bytes) / nr * nr));
+  return {mr, nr, mc_b, kc_b, nc_b, GemmOrder::b_sliver_in_l1, cs.l1d, cs.l2, cs.l3};
 }
 
 namespace {
@@ -61,6 +83,7 @@ GemmKernels<T> blocked(GemmKernels<T> kk) {
   kk.mc = b.mc;
   kk.kc = b.kc;
   kk.nc = b.nc;
+  kk.order = b.order;
   return kk;
 }
 
@@ -85,8 +108,6 @@ T* scratch(index_t n) {
 constexpr index_t kMinParallelFlops = index_t{96} * 96 * 96;
 // Up to this many multiply-adds, row-major A and B are read in place (no packing).
 constexpr index_t kMaxDirectFlops = index_t{160} * 160 * 160;
-// Cost of packing one element, in multiply-adds (to choose the thread split).
-constexpr index_t kPackCost = 8;
 
 template <class T>
 struct Problem {
@@ -139,23 +160,29 @@ struct Operands {
   index_t b_rs, b_sliver;
 };
 
-// The macro-kernel: the loops around the micro-kernel over an mc x nc block
-// of C whose top-left element is (ic, jc). Our micro-kernel vectorizes along N,
-// so A and B swap roles relative to BLIS (which vectorizes along M): the
-// MR x kc panel of A stays in L1 while the slivers of B stream from L2.
+// The macro-kernel: the loops around the micro-kernel over an mc x nc block of C whose
+// top-left element is (ic, jc), in either order (GemmOrder): ir outside (the MR x kc panel of
+// A stays in L1, the slivers of B stream) or jr outside (the kc x NR sliver of B stays in L1,
+// the panels of A stream).
 template <class T>
 void macro_kernel(const GemmKernels<T>& kk, const Problem<T>& pb, const Operands<T>& op, index_t kc, index_t ic,
-                  index_t mc, index_t jc, index_t nc, const GemmUkernelParams<T>& prm) {
+                  index_t mc, index_t jc, index_t nc, const GemmUkernelParams<T>& prm, GemmOrder order) {
   const index_t MR = kk.mr, NR = kk.nr;
-  for (index_t ir = 0; ir * MR < mc; ++ir) {  // 2nd loop (ir) around the micro-kernel
-    const index_t i = ic + ir * MR;
-    const index_t m = std::min(MR, mc - ir * MR);
-    for (index_t jr = 0; jr * NR < nc; ++jr) {  // 1st loop (jr) around the micro-kernel
-      const index_t j = jc + jr * NR;
-      GemmUkernelParams<T> p = prm;
-      if (p.bias != nullptr) p.bias += p.bias_per_row ? i : j;
-      kk.ukernel(kc, op.a + ir * op.a_panel, op.a_rs, op.a_cs, op.b + jr * op.b_sliver, op.b_rs,
-                 pb.C + i * pb.ldc + j, pb.ldc, m, std::min(NR, nc - jr * NR), p);
+  auto tile = [&](index_t ir, index_t jr) {
+    const index_t i = ic + ir * MR, j = jc + jr * NR;
+    GemmUkernelParams<T> p = prm;
+    if (p.bias != nullptr) p.bias += p.bias_per_row ? i : j;
+    kk.ukernel(kc, op.a + ir * op.a_panel, op.a_rs, op.a_cs, op.b + jr * op.b_sliver, op.b_rs,
+               pb.C + i * pb.ldc + j, pb.ldc, std::min(MR, mc - ir * MR), std::min(NR, nc - jr * NR), p);
+  };
+  const index_t panels = ceil_div(mc, MR), slivers = ceil_div(nc, NR);
+  if (order == GemmOrder::b_sliver_in_l1) {
+    for (index_t jr = 0; jr < slivers; ++jr) {  // 2nd loop (jr) around the micro-kernel
+      for (index_t ir = 0; ir < panels; ++ir) tile(ir, jr);  // 1st loop (ir)
+    }
+  } else {
+    for (index_t ir = 0; ir < panels; ++ir) {  // 2nd loop (ir) around the micro-kernel
+      for (index_t jr = 0; jr < slivers; ++jr) tile(ir, jr);  // 1st loop (jr)
     }
   }
 }
@@ -185,16 +212,17 @@ void gemm_direct(const GemmKernels<T>& kk, const Problem<T>& pb) {
     const Operands<T> edge_a{a_edge, 1, MR, 0, in_place.b, in_place.b_rs, in_place.b_sliver};
     const Operands<T> edge_b{in_place.a, in_place.a_rs, in_place.a_cs, in_place.a_panel, b_edge, NR, NR * kc};
     const Operands<T> edge_ab{a_edge, 1, MR, 0, b_edge, NR, NR * kc};
-    if (full_m > 0 && full_n > 0) macro_kernel(kk, pb, in_place, kc, 0, full_m, 0, full_n, prm);
-    if (full_m > 0 && full_n < N) macro_kernel(kk, pb, edge_b, kc, 0, full_m, full_n, N - full_n, prm);
-    if (full_m < M && full_n > 0) macro_kernel(kk, pb, edge_a, kc, full_m, M - full_m, 0, full_n, prm);
-    if (full_m < M && full_n < N) macro_kernel(kk, pb, edge_ab, kc, full_m, M - full_m, full_n, N - full_n, prm);
+    constexpr GemmOrder order = GemmOrder::a_panel_in_l1;  // the rows of A read in place stay in L1
+    if (full_m > 0 && full_n > 0) macro_kernel(kk, pb, in_place, kc, 0, full_m, 0, full_n, prm, order);
+    if (full_m > 0 && full_n < N) macro_kernel(kk, pb, edge_b, kc, 0, full_m, full_n, N - full_n, prm, order);
+    if (full_m < M && full_n > 0) macro_kernel(kk, pb, edge_a, kc, full_m, M - full_m, 0, full_n, prm, order);
+    if (full_m < M && full_n < N) macro_kernel(kk, pb, edge_ab, kc, full_m, M - full_m, full_n, N - full_n, prm, order);
     if (K == 0) break;
   }
 }
 
-// The blocked path: 5th loop jc (NC) -> 4th pc (KC, pack B: the kc x nc block
-// stays in L2) -> 3rd ic (MC, pack A) -> macro-kernel.
+// The blocked path: 5th loop jc (NC) -> 4th pc (KC, pack B: the kc x nc block stays
+// in L2 or L3, by the order) -> 3rd ic (MC, pack A) -> macro-kernel.
 template <class T>
 void gemm_packed(const GemmKernels<T>& kk, const Problem<T>& pb) {
   const index_t MR = kk.mr, NR = kk.nr, MC = kk.mc, NC = kk.nc;
@@ -212,7 +240,7 @@ void gemm_packed(const GemmKernels<T>& kk, const Problem<T>& pb) {
         const index_t mc = std::min(MC, M - ic);
         kk.pack_a(mc, kc, pb.A + ic * pb.rsa + pc * pb.csa, pb.rsa, pb.csa, a_pack);
         const Operands<T> op{a_pack, 1, MR, MR * kc, b_pack, NR, NR * kc};
-        macro_kernel(kk, pb, op, kc, ic, mc, jc, nc, prm);
+        macro_kernel(kk, pb, op, kc, ic, mc, jc, nc, prm, kk.order);
       }
       if (K == 0) break;
     }

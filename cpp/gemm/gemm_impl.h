@@ -151,15 +151,15 @@ GK_ALWAYS_INLINE void gemm_ukernel(index_t kc, const T* GK_RESTRICT a, index_t r
 
 // The packing's micro-kernel: transposes a square L x L block, dst[q * ds + r] = src[r * ss + q]
 // (L = 8 floats or 4 doubles, one ymm per row), in AVX shuffles (as XNNPACK's packing kernels;
-// simd.h's vectors have no shuffles). Only with AVX2 or better.
+// simd.h's vectors have no shuffles). Only with AVX2 or better. transpose_rows does the same for
+// the last `rows` < L rows of a panel whose height is not a multiple of L (AVX2's MR = 6).
 #if defined(__AVX2__)
 constexpr int transpose_block_size(float*) { return 8; }
 constexpr int transpose_block_size(double*) { return 4; }
 
-GK_ALWAYS_INLINE void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
-  __m256 r[8], t[8];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ss);
+// r[i] (row i) becomes column i: on return r[q] holds element q of every row.
+GK_ALWAYS_INLINE void transpose8(__m256 (&r)[8]) {
+  __m256 t[8];
 #pragma GCC unroll 4
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
@@ -174,20 +174,62 @@ GK_ALWAYS_INLINE void transpose_block(const float* src, index_t ss, float* dst, 
   }
 #pragma GCC unroll 4
   for (int q = 0; q < 4; ++q) {
-    _mm256_storeu_ps(dst + q * ds, _mm256_permute2f128_ps(r[q], r[q + 4], 0x20));
-    _mm256_storeu_ps(dst + (q + 4) * ds, _mm256_permute2f128_ps(r[q], r[q + 4], 0x31));
+    t[q] = _mm256_permute2f128_ps(r[q], r[q + 4], 0x20);
+    t[q + 4] = _mm256_permute2f128_ps(r[q], r[q + 4], 0x31);
   }
+#pragma GCC unroll 8
+  for (int q = 0; q < 8; ++q) r[q] = t[q];
+}
+
+GK_ALWAYS_INLINE void transpose4(__m256d (&r)[4]) {
+  const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+  const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+  r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+  r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+  r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+  r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+GK_ALWAYS_INLINE void transpose_block(const float* src, index_t ss, float* dst, index_t ds) {
+  __m256 r[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ss);
+  transpose8(r);
+#pragma GCC unroll 8
+  for (int q = 0; q < 8; ++q) _mm256_storeu_ps(dst + q * ds, r[q]);
 }
 
 GK_ALWAYS_INLINE void transpose_block(const double* src, index_t ss, double* dst, index_t ds) {
-  const __m256d r0 = _mm256_loadu_pd(src), r1 = _mm256_loadu_pd(src + ss);
-  const __m256d r2 = _mm256_loadu_pd(src + 2 * ss), r3 = _mm256_loadu_pd(src + 3 * ss);
-  const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
-  const __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
-  _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
-  _mm256_storeu_pd(dst + ds, _mm256_permute2f128_pd(t1, t3, 0x20));
-  _mm256_storeu_pd(dst + 2 * ds, _mm256_permute2f128_pd(t0, t2, 0x31));
-  _mm256_storeu_pd(dst + 3 * ds, _mm256_permute2f128_pd(t1, t3, 0x31));
+  __m256d r[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) r[i] = _mm256_loadu_pd(src + i * ss);
+  transpose4(r);
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) _mm256_storeu_pd(dst + q * ds, r[q]);
+}
+
+// The first `rows` lanes of each transposed row are stored (a mask from the lane indices).
+// Where the rows are consecutive (ds == rows) the first L - 1 are stored whole instead, in order,
+// the zero lanes past `rows` landing where the next row then goes.
+GK_ALWAYS_INLINE void transpose_rows(const float* src, index_t ss, int rows, float* dst, index_t ds) {
+  __m256 r[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_loadu_ps(src + i * ss) : _mm256_setzero_ps();
+  transpose8(r);
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const int whole = ds == rows ? 7 : 0;
+  for (int q = 0; q < whole; ++q) _mm256_storeu_ps(dst + q * ds, r[q]);
+  for (int q = whole; q < 8; ++q) _mm256_maskstore_ps(dst + q * ds, mask, r[q]);
+}
+
+GK_ALWAYS_INLINE void transpose_rows(const double* src, index_t ss, int rows, double* dst, index_t ds) {
+  __m256d r[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) r[i] = i < rows ? _mm256_loadu_pd(src + i * ss) : _mm256_setzero_pd();
+  transpose4(r);
+  const __m256i mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(rows), _mm256_setr_epi64x(0, 1, 2, 3));
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) _mm256_maskstore_pd(dst + q * ds, mask, r[q]);
 }
 #else
 template <class T>
@@ -196,6 +238,8 @@ constexpr int transpose_block_size(T*) {
 }
 template <class T>
 void transpose_block(const T*, index_t, T*, index_t) {}
+template <class T>
+void transpose_rows(const T*, index_t, int, T*, index_t) {}
 #endif
 
 // Packs `rows` x k elements, element (r, p) at src[r * rs + p * ks], into
@@ -232,12 +276,14 @@ void gemm_pack_panels(index_t rows, index_t k, const T* GK_RESTRICT src, index_t
     const index_t nr = min<index_t>(R, rows - r0);
     const T* sp = src + r0 * rs;
     if (nr == R && ks == 1) {
-      // Each row is contiguous along p: transpose, L x L blocks at a time.
+      // Each row is contiguous along p: transpose, L x L blocks at a time (and the R % L rows left).
       index_t p = 0;
-      if constexpr (L > 0 && R % L == 0) {
+      if constexpr (L > 0) {
+        constexpr int R0 = R / L * L;
         for (; p + L <= k; p += L) {
 #pragma GCC unroll 8
-          for (int b = 0; b < R; b += L) transpose_block(sp + b * rs + p, rs, dst + p * R + b, R);
+          for (int b = 0; b < R0; b += L) transpose_block(sp + b * rs + p, rs, dst + p * R + b, R);
+          if constexpr (R0 < R) transpose_rows(sp + R0 * rs + p, rs, R - R0, dst + p * R + R0, R);
         }
       }
       for (; p < k; ++p) {

@@ -75,7 +75,8 @@ def show_config() -> str:
 def _gemm_line(b: dict) -> str:
     def size(n):
         return f"{n // 1024} KiB" if n else "unknown"
-    return (f"  sgemm: {b['mr']}x{b['nr']} micro-tile, blocks mc/kc/nc {b['mc']}/{b['kc']}/{b['nc']} "
+    in_l1 = "B sliver" if b["order"] == "b_sliver_in_l1" else "A panel"
+    return (f"  sgemm: {b['mr']}x{b['nr']} micro-tile, blocks mc/kc/nc {b['mc']}/{b['kc']}/{b['nc']}, {in_l1} in L1 "
             f"(L1d {size(b['l1d_bytes'])}, L2 {size(b['l2_bytes'])}, L3 {size(b['l3_bytes'])} per core)")
 
 

@@ -213,7 +213,7 @@ def gemm(a: typing.Any, b: typing.Any, trans_a: bool = False, trans_b: bool = Fa
     """
 def gemm_blocking(isa: str | None = None, dtype: str = 'float32') -> dict:
     """
-    The GEMM blocking of `isa`'s kernels (default: the current ISA) for dtype, derived from this core's caches (l3_bytes: one core's share; 0 = unknown). GRADKIT_L1_CACHE_BYTES, GRADKIT_L2_CACHE_BYTES and GRADKIT_L3_CACHE_BYTES override the sizes.
+    The GEMM blocking of `isa`'s kernels (default: the current ISA) for dtype, derived from this core's caches (l3_bytes: one core's share; 0 = unknown), and the packed path's loop order: which operand stays in L1 ('a_panel_in_l1' or 'b_sliver_in_l1', BLIS's). GRADKIT_L1_CACHE_BYTES, GRADKIT_L2_CACHE_BYTES and GRADKIT_L3_CACHE_BYTES override the sizes.
     """
 def get_isa() -> str:
     """

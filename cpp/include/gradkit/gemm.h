@@ -71,6 +71,12 @@ using GemmPackAFn = void (*)(index_t m, index_t k, const T* a, index_t rs, index
 template <class T>
 using GemmPackBFn = void (*)(index_t k, index_t n, const T* b, index_t rs, index_t cs, T* dst);
 
+// The order of the two loops around the micro-kernel in the packed path (gemm.cpp), and so which
+// operand stays in L1: the MR x kc micro-panel of A while the kc x NR slivers of B stream from the
+// packed B block in L2 (ir outside jr), or BLIS's, the kc x NR sliver of B while the micro-panels of A
+// stream from the packed A block in L2 (jr outside ir). gemm_blocking_for picks one from the caches.
+enum class GemmOrder : int { a_panel_in_l1 = 0, b_sliver_in_l1 = 1 };
+
 // One ISA's kernels and block sizes for one dtype (BLIS context).
 template <class T>
 struct GemmKernels {
@@ -79,6 +85,7 @@ struct GemmKernels {
   GemmPackBFn<T> pack_b = nullptr;
   index_t mr = 0, nr = 0;          // micro-tile
   index_t mc = 0, kc = 0, nc = 0;  // cache blocks (gemm_blocking_for): packed A, k depth (kc_max), packed B
+  GemmOrder order = GemmOrder::a_panel_in_l1;  // of the packed path's macro-kernel (gemm_blocking_for)
 };
 
 using GemmTable = DtypeTable<GemmKernels>;
@@ -88,6 +95,7 @@ GK_DECLARE_DISPATCH(gemm, GemmTable)
 // and the sizes they came from. For show_config and tests.
 struct GemmBlocking {
   index_t mr, nr, mc, kc, nc;
+  GemmOrder order;
   index_t l1d_bytes, l2_bytes, l3_bytes;  // 0 when unknown
 };
 GemmBlocking gemm_blocking_for(index_t mr, index_t nr, index_t elem_bytes, const CacheSizes& cs);
