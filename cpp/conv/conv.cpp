@@ -124,6 +124,8 @@ constexpr index_t kWinoBlockBytes = 768 * 1024;
 constexpr index_t kWinoGradBlockBytes = 1024 * 1024;
 // The weight gradient sums dU and db over images in this many fixed chunks (any thread count).
 constexpr index_t kWinoChunks = 4;
+// The forward / input-gradient pass cuts the batch into at least this many blocks per thread.
+constexpr index_t kWinoBlocksPerThread = 2;
 
 // The tiles per block that the Winograd products are at least this deep over (when the batch has
 // them): twice the harmonic mean of the channel counts, 2 Cin Cout / (Cin + Cout). Each block reads
@@ -312,11 +314,16 @@ void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N
   const auto input = MT == 2 ? k.wino_input : k.wino4_input;
   const auto output = MT == 2 ? k.wino_output : k.wino4_output;
   const index_t TH = ceil_div(OH, MT), TW = ceil_div(OW, MT), nr_gemm = gemm_nr<T>();
-  const index_t R = wino_rows(NP, Cin, Cout, TW, N * TH, sizeof(T), nr_gemm);
+  // Blocks of R tile rows over the whole batch, at least kWinoBlocksPerThread per thread when the batch
+  // has the rows (the blocks are this pass's only parallelism; each output is one product over Cin
+  // whatever the blocks, so the bits do not depend on them).
+  const int want = threads_for(N * Cout * OH * OW * Cin, nthreads);
+  index_t R = wino_rows(NP, Cin, Cout, TW, N * TH, sizeof(T), nr_gemm);
+  if (want > 1) R = std::min(R, std::max<index_t>(1, ceil_div(N * TH, kWinoBlocksPerThread * want)));
   const index_t wmax = round_up(R * TW, nr_gemm);
   const index_t vsize = NP * (Cin * wmax + kWinoPlanePad), msize = NP * (Cout * wmax + kWinoPlanePad);
-  const index_t nblocks = ceil_div(N * TH, R);  // blocks of R tile rows over the whole batch
-  const int nt = static_cast<int>(std::min<index_t>(threads_for(N * Cout * OH * OW * Cin, nthreads), nblocks));
+  const index_t nblocks = ceil_div(N * TH, R);
+  const int nt = static_cast<int>(std::min<index_t>(want, nblocks));
   T* const tiles = scratch<T>(kSlotTiles, nt * (vsize + msize));
   run_items(nblocks, nt, nthreads, [&](index_t blk, index_t t, int inner) {
     T* V = tiles + t * (vsize + msize);
