@@ -136,8 +136,8 @@ def test_conv2d_matches_reference(isa, threads, rng, dtype, kernel, stride, padd
     (2, 70, 9, 10, 72, 3, 1, 1, 1, 1, True),
     (2, 181, 5, 6, 185, 3, 1, 1, 1, 1, True),
     (1, 260, 3, 4, 258, 3, 1, 1, 1, 1, False),
-    # Winograd blocks at least 2 C OC / (C + OC) tiles deep: one block over several images (F(2x2) and
-    # F(4x4)), the weight gradient's chunks shorter than a block; a 1x1 image
+    # Winograd blocks at least C OC / (C + OC) tiles deep (twice that for dW): one block over several
+    # images (F(2x2) and F(4x4)), the weight gradient's chunks shorter than a block; a 1x1 image
     (11, 48, 5, 6, 40, 3, 1, 1, 1, 1, True),
     (7, 40, 8, 8, 36, 3, 1, 1, 1, 1, True),
     (1, 5, 1, 1, 4, 3, 1, 1, 1, 1, True),

@@ -111,7 +111,7 @@ index_t gemm_nr() {
 // the weight plane (read in place, row-major) in L2 across the slivers of a block. At 16-64
 // channels the GEMM driver's per-call work (edge packing, blocking) costs a sizeable part of
 // products this small; at 128-256 channels it packs the whole weight plane again for every
-// block (256 channels at 8x8, forward, 1 thread, with the blocks of wino_min_tiles: 15% fewer
+// block (256 channels at 8x8, forward, 1 thread, blocks of 256 tiles: 15% fewer
 // CPU samples than through gk::gemm). Larger planes go through gk::gemm.
 constexpr index_t kWinoDirectBytes = 256 * 1024;
 // The weight gradient's micro-kernel calls run over K (tiles) blocks of this many (a B sliver of
@@ -128,16 +128,18 @@ constexpr index_t kWinoChunks = 4;
 constexpr index_t kWinoBlocksPerThread = 2;
 
 // The tiles per block that the Winograd products are at least this deep over (when the batch has
-// them): twice the harmonic mean of the channel counts, 2 Cin Cout / (Cin + Cout). Each block reads
-// every transformed weight plane once (forward: U; weight gradient: dU, read and written), Cin Cout
-// values a plane, against Cin + Cout values per tile of transformed data; at this depth the planes
-// cost at most half as much memory traffic as the tiles. The blocks then outgrow the L2 budgets
-// below at 128-256 channels (into L3), which still measured faster: at 256 channels on 8x8 images
-// the budgets alone gave blocks of 12-14 tiles, products 14 deep over 256 x 256 planes (batch 128,
-// 2 threads, Zen 3, CPU time: forward 75 -> 51 ms, weight gradient 127 -> 66 ms; 128 -> 256
-// channels at 8x8: weight gradient 61 -> 33 ms).
-index_t wino_min_tiles(index_t Cin, index_t Cout) {
-  return 2 * Cin * Cout / std::max<index_t>(Cin + Cout, 1);
+// them), in units of Cin Cout / (Cin + Cout) (half the harmonic mean of the channel counts). Each
+// block reads every transformed weight plane once (forward: U; weight gradient: dU, read and
+// written), Cin Cout values a plane, against Cin + Cout values per tile of transformed data. The
+// blocks then outgrow the L2 budgets below at 128-256 channels (into L3): at 256 channels on 8x8
+// images the budgets alone gave blocks of 12-14 tiles, products 14 deep over 256 x 256 planes.
+// Measured (batch 128, 2 threads, Zen 3, CPU time, against the budgets alone): the weight gradient
+// at 2 units 127 -> 66 ms at 256 channels on 8x8, 58 -> 35 ms at 128 -> 256 (1 unit: 43 ms); the
+// forward at 1 unit 57 -> 48 ms at 256 channels, unchanged at 128 (2 units: 15% slower at 128
+// channels on 16x16, its blocks of 4.7 MB per thread out of L2).
+constexpr index_t kWinoDepthUnits = 1, kWinoGradDepthUnits = 2;
+index_t wino_min_tiles(index_t Cin, index_t Cout, index_t units) {
+  return units * Cin * Cout / std::max<index_t>(Cin + Cout, 1);
 }
 
 bool use_winograd(const ConvShape& s, const Plan& pl) {
@@ -146,13 +148,13 @@ bool use_winograd(const ConvShape& s, const Plan& pl) {
 }
 
 // Tile rows per block for Cin input and Cout output channels and np planes: about what fits
-// the block budget, or what gives wino_min_tiles tiles if more (from half of it to a quarter
-// more), the count whose nr * TW tiles waste the least when rounded up to whole GEMM slivers
-// of `sliver` columns.
+// the block budget, or what gives wino_min_tiles(Cin, Cout, units) tiles if more (from half of it
+// to a quarter more), the count whose nr * TW tiles waste the least when rounded up to whole
+// GEMM slivers of `sliver` columns.
 index_t wino_rows(index_t np, index_t Cin, index_t Cout, index_t TW, index_t total_rows, index_t elem_bytes,
-                  index_t sliver, index_t budget = kWinoBlockBytes) {
+                  index_t sliver, index_t budget, index_t units) {
   const index_t fit = budget / (np * (Cin + Cout) * TW * elem_bytes);
-  const index_t rmax = std::clamp<index_t>(std::max(fit, ceil_div(wino_min_tiles(Cin, Cout), TW)), 1,
+  const index_t rmax = std::clamp<index_t>(std::max(fit, ceil_div(wino_min_tiles(Cin, Cout, units), TW)), 1,
                                            std::max<index_t>(total_rows, 1));
   index_t best = rmax;
   const index_t hi = std::min(std::max<index_t>(total_rows, 1), rmax + rmax / 4);
@@ -318,7 +320,7 @@ void wino_pass(T* y, const T* x, const T* U, const T* bias, bool relu, index_t N
   // has the rows (the blocks are this pass's only parallelism; each output is one product over Cin
   // whatever the blocks, so the bits do not depend on them).
   const int want = threads_for(N * Cout * OH * OW * Cin, nthreads);
-  index_t R = wino_rows(NP, Cin, Cout, TW, N * TH, sizeof(T), nr_gemm);
+  index_t R = wino_rows(NP, Cin, Cout, TW, N * TH, sizeof(T), nr_gemm, kWinoBlockBytes, kWinoDepthUnits);
   if (want > 1) R = std::min(R, std::max<index_t>(1, ceil_div(N * TH, kWinoBlocksPerThread * want)));
   const index_t wmax = round_up(R * TW, nr_gemm);
   const index_t vsize = NP * (Cin * wmax + kWinoPlanePad), msize = NP * (Cout * wmax + kWinoPlanePad);
@@ -388,7 +390,7 @@ void wino_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvShape
   const index_t nch = std::min(s.N, kWinoChunks);
   // Blocks of equal size within the largest chunk (no short remainder block).
   const index_t crows = ceil_div(s.N, nch) * TH;
-  const index_t R0 = wino_rows(NP, s.C, s.OC, TW, crows, sizeof(T), 1, kWinoGradBlockBytes);
+  const index_t R0 = wino_rows(NP, s.C, s.OC, TW, crows, sizeof(T), 1, kWinoGradBlockBytes, kWinoGradDepthUnits);
   const index_t R = ceil_div(crows, ceil_div(crows, R0));
   const index_t vsize = NP * s.C * R * TW + kWinoPlanePad, msize = NP * OCp * R * TW + kWinoPlanePad;
   const index_t usize = NP * s.OC * s.C, psize = usize + s.OC;
