@@ -129,11 +129,18 @@ def test_conv2d_matches_reference(isa, threads, rng, dtype, kernel, stride, padd
     (3, 4, 8, 8, 5, 3, 1, 1, 1, 1, True),          # 2 tiles per row: quarter-width vectors
     (2, 7, 13, 13, 4, 3, 1, 2, 1, 1, False),       # padding 2: 15x15 outputs, the last tiles 3 wide
     (4, 6, 23, 28, 3, 3, 1, 1, 1, 1, True),        # 7 tiles per row: half width
-    # Winograd products: the micro-kernel on the planes (weight planes up to 20 KiB; OC and C not whole
-    # micro-tiles) and gk::gemm beyond (72 x 70 planes; for float64 already 64 x 64)
+    # Winograd products: the micro-kernel on the planes (weight planes up to 256 KiB; OC and C not whole
+    # micro-tiles) and gk::gemm beyond (181 x 185 planes in float64, 260 x 258 in both dtypes)
     (3, 64, 8, 8, 64, 3, 1, 1, 1, 1, True),
     (2, 19, 10, 9, 13, 3, 1, 1, 1, 1, True),
     (2, 70, 9, 10, 72, 3, 1, 1, 1, 1, True),
+    (2, 181, 5, 6, 185, 3, 1, 1, 1, 1, True),
+    (1, 260, 3, 4, 258, 3, 1, 1, 1, 1, False),
+    # Winograd blocks at least C OC / (C + OC) tiles deep (twice that for dW): one block over several
+    # images (F(2x2) and F(4x4)), the weight gradient's chunks shorter than a block; a 1x1 image
+    (11, 48, 5, 6, 40, 3, 1, 1, 1, 1, True),
+    (7, 40, 8, 8, 36, 3, 1, 1, 1, 1, True),
+    (1, 5, 1, 1, 4, 3, 1, 1, 1, 1, True),
     # small-K with stride-1 columns: direct kernels on a padded copy of the image
     (3, 2, 7, 40, 7, 3, 1, 1, 1, 1, True),         # 18 taps (two tap blocks), rows of 2.5 vectors, odd rows and OC
     (2, 2, 9, 33, 5, (3, 5), (2, 1), (1, 2), (2, 1), 1, False),  # 30 taps, row stride 2, dilated rows, no bias
@@ -150,9 +157,10 @@ def test_conv2d_edge_shapes(isa, threads, rng, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_conv2d_empty_batch(dtype):
-    x = np.zeros((0, 3, 5, 5), dtype)
-    w = np.ones((4, 3, 3, 3), dtype)
+@pytest.mark.parametrize("C", [3, 8])  # small-K and Winograd paths
+def test_conv2d_empty_batch(dtype, C):
+    x = np.zeros((0, C, 5, 5), dtype)
+    w = np.ones((4, C, 3, 3), dtype)
     y = ops.conv2d_forward(x, w, np.ones(4, dtype), padding=1)
     assert y.shape == (0, 4, 5, 5)
     dw = np.full(w.shape, 2.0, dtype)
@@ -173,13 +181,15 @@ def test_conv2d_relu_epilogue(isa, rng, H, W):
         ops.conv2d_forward(x, w, b, activation="tanh")
 
 
-@pytest.mark.parametrize("C,groups,H,W", [(1, 1, 12, 10), (1, 1, 28, 28), (16, 1, 12, 10), (16, 1, 16, 15),
-                                         (8, 8, 12, 10)])
-def test_conv2d_bits_do_not_depend_on_threads(isa, rng, C, groups, H, W):
+@pytest.mark.parametrize("C,OC,groups,H,W", [(1, 16, 1, 12, 10), (1, 16, 1, 28, 28), (16, 16, 1, 12, 10),
+                                             (16, 16, 1, 16, 15), (8, 16, 8, 12, 10), (96, 100, 1, 6, 7),
+                                             (72, 80, 1, 8, 8)])
+def test_conv2d_bits_do_not_depend_on_threads(isa, rng, C, OC, groups, H, W):
+    # (the last two: Winograd blocks of several images, 39 KiB and 23 KiB weight planes)
     x = rng.standard_normal((19, C, H, W)).astype(np.float32)
-    w = rng.standard_normal((16, C // groups, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(16).astype(np.float32)
-    dy = rng.standard_normal((19, 16, H, W)).astype(np.float32)
+    w = rng.standard_normal((OC, C // groups, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(OC).astype(np.float32)
+    dy = rng.standard_normal((19, OC, H, W)).astype(np.float32)
     results = []
     for n in (1, 2):
         gk.set_num_threads(n)
